@@ -1,0 +1,1 @@
+"""Subcommands of ``hft``: every module here defines ``register(app: typer.Typer)``."""

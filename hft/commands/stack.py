@@ -1,0 +1,153 @@
+"""``hft stack up|down|status|logs``, ``hft up|down`` and ``hft run <process>``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+stack_app = typer.Typer(help="The embedded local stack: PostgreSQL, Redis, Kafka broker, MLflow, Prometheus.",
+                        no_args_is_help=True)
+
+
+def _stack():  # type: ignore[no-untyped-def]
+    from hft.config import get_settings
+    from hft.stack import Stack
+
+    return Stack(get_settings())
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+@stack_app.command("up")
+def stack_up(
+    parts: Annotated[list[str] | None, typer.Argument(help="Only these parts (postgres redis broker mlflow prometheus)")] = None,
+) -> None:
+    """Start the embedded services (idempotent)."""
+    from hft.config import ConfigurationError
+
+    st = _stack()
+    try:
+        with console.status("starting the stack") as status:
+            st.up(parts, progress=lambda name: status.update(f"starting {name}"))
+    except (ConfigurationError, TimeoutError, subprocess.CalledProcessError) as exc:
+        raise _fail(exc) from exc
+    _print_status(st)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop what ``stack up`` started."""
+    _stack().down()
+    console.print("stack stopped")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each part, its URL and health (exit 1 when one is unhealthy)."""
+    st = _stack()
+    healthy = _print_status(st)
+    if not healthy:
+        raise typer.Exit(1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    part: Annotated[str, typer.Argument(help="postgres, redis, broker, mlflow, prometheus or a process name")],
+    lines: Annotated[int, typer.Option("-n", help="Lines to show")] = 50,
+    follow: Annotated[bool, typer.Option("-f", help="Follow")] = False,
+) -> None:
+    """Show the log of one part or process."""
+    path = _stack().logfile(part)
+    if not path.exists() or path.stat().st_size == 0:
+        raise _fail(FileNotFoundError(f"no log for {part} at {path}"))
+    cmd = ["tail", "-n", str(lines), *(["-f"] if follow else []), str(path)]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def _print_status(st) -> bool:  # type: ignore[no-untyped-def]
+    from hft.processes import Supervisor
+
+    table = Table("part", "url", "health", "note")
+    ok = True
+    for p in st.status():
+        required = p.name != "prometheus" or st.prometheus_available()
+        ok &= p.healthy or not required
+        health = "[green]healthy[/green]" if p.healthy else ("[red]down[/red]" if required else "[yellow]absent[/yellow]")
+        table.add_row(p.name, p.url, health, p.detail + ("" if p.managed else " (external)"))
+    extra = _app_urls(st.s)
+    for name, url in extra.items():
+        table.add_row(name, url, "", "application (hft up)")
+    console.print(table)
+    sup = Supervisor(st.s)
+    if sup.running():
+        console.print(sup.status())
+    return ok
+
+
+def _app_urls(s) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    h = s.bind_host
+    return {
+        "api": f"http://{h}:{s.port('api')}/docs",
+        "dashboard": f"http://{h}:{s.port('dashboard')}/",
+        "airflow": f"http://{h}:{s.port('airflow')}/ (user {s.airflow_admin_user}, password in "
+                   f"{s.home_dir / 'airflow' / 'simple_auth_manager_passwords.json.generated'})",
+        "supervisor": f"http://{h}:{s.port('supervisor')}/",
+    }
+
+
+def up(
+    processes: Annotated[list[str] | None, typer.Argument(help="Only these application processes")] = None,
+) -> None:
+    """Start the stack and the application processes under supervisord."""
+    from hft.config import ConfigurationError
+    from hft.processes import Supervisor
+
+    st = _stack()
+    try:
+        st.up()
+        Supervisor(st.s, processes or None).start()
+    except (ConfigurationError, TimeoutError, subprocess.CalledProcessError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    _print_status(st)
+
+
+def down() -> None:
+    """Stop the application processes, then the stack."""
+    from hft.processes import Supervisor
+
+    st = _stack()
+    Supervisor(st.s).stop()
+    st.down()
+    console.print("all stopped")
+
+
+def run(name: Annotated[str, typer.Argument(help="Process name, e.g. api, worker, tick-ingestor")]) -> None:
+    """Run one application process in the foreground (what the supervisor runs)."""
+    from hft.config import get_settings
+    from hft.processes import PROCESSES
+
+    specs = {p.name: p for p in PROCESSES}
+    if name not in specs:
+        raise _fail(ValueError(f"unknown process {name!r}; one of: {', '.join(specs)}"))
+    spec = specs[name]
+    cmd = spec.command(get_settings())
+    sys.stdout.flush()
+    os.execvpe(cmd[0], cmd, {**os.environ, **spec.env})  # noqa: S606 - replaces this process on purpose
+
+
+def register(app: typer.Typer) -> None:
+    """Add the stack commands to ``hft``."""
+    app.add_typer(stack_app, name="stack")
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("run")(run)

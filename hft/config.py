@@ -1,0 +1,206 @@
+"""One typed Settings object for every process (env prefix ``HFT_``, ``.env`` supported).
+
+Build it with :func:`get_settings`; nothing here touches the network or the disk at
+import time. Ports of the embedded stack derive from ``HFT_PORT_BASE`` unless set one
+by one, so a test run and a demo run never collide.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigurationError(RuntimeError):
+    """A setting or a missing dependency that needs a human: exit non-zero, do not retry."""
+
+
+class TransientError(RuntimeError):
+    """A dependency that is briefly unavailable: back off and retry."""
+
+
+# Offsets from port_base for the parts of the embedded stack and the application processes.
+PORT_OFFSETS: dict[str, int] = {
+    "postgres": 0,
+    "redis": 1,
+    "mlflow": 3,
+    "prometheus": 4,
+    "airflow": 5,
+    "api": 6,
+    "dashboard": 7,
+    "exchange": 8,
+    "supervisor": 9,
+    "airflow_worker_logs": 10,
+    "airflow_trigger_logs": 11,
+    # /metrics of the long-lived processes
+    "metrics_market_producer": 20,
+    "metrics_tick_ingestor": 21,
+    "metrics_feature_calculator": 22,
+    "metrics_trading_bot": 23,
+    "metrics_worker": 24,
+    "metrics_exchange": 25,
+    "metrics_broker": 26,
+    "metrics_beat": 27,
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of the system; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HFT_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # --- where state lives, how services bind ---------------------------------------------
+    home: Path = Field(default=Path(".hft"), description="Directory of the embedded stack's state")
+    port_base: int = Field(default=15400, description="First port of the embedded stack")
+    bind_host: str = Field(default="127.0.0.1", description="Address every service binds to")
+    log_level: str = "INFO"
+
+    # --- PostgreSQL / TimescaleDB -----------------------------------------------------------
+    postgres_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of an external market database; embedded when unset"
+    )
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_db: str = "hft"
+    timescale: bool = Field(default=False, description="Run TimescaleDB (PostgreSQL 17 in a trixie root)")
+    timescale_root: Path | None = Field(default=None, description="debootstrap root for TimescaleDB")
+
+    # --- Redis ------------------------------------------------------------------------------
+    redis_url: str | None = Field(default=None, description="External Redis; embedded when unset")
+
+    # --- Kafka ------------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        default=None, description="External Kafka bootstrap servers; the embedded broker when unset"
+    )
+    kafka_api_version: str | None = Field(
+        default=None,
+        description="kafka-python api_version, e.g. '2.0' (set by the stack for the embedded broker; "
+        "leave unset for a real Kafka so the client auto-detects)",
+    )
+    topic_ticks: str = "market_ticks"
+    topic_dlq: str = "market_ticks.dlq"
+    kafka_linger_ms: int = 0
+
+    # --- MLflow / Optuna --------------------------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(default=None, description="External MLflow; embedded when unset")
+    model_name: str = "hft-ensemble"
+    optuna_storage: str | None = Field(default=None, description="Optuna RDB URL; local Postgres when unset")
+
+    # --- market -----------------------------------------------------------------------------
+    market: Literal["binance", "replay"] = Field(
+        default="binance", description="Live Binance, or the local replay exchange on ../shared/data"
+    )
+    symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    binance_rest_url: str = "https://api.binance.com"
+    archive_url: str = Field(default="https://data.binance.vision", description="https:// or file:// base")
+    data_dir: Path = Field(
+        default=REPO_ROOT.parent / "shared" / "data" / "binance",
+        description="Recorded Binance data used by the replay exchange and the demo's history",
+    )
+    replay_speed: str = Field(default="x1", description="x1, xN or max")
+    replay_loop: bool = Field(default=True, description="Repeat the recording with shifted ids and times")
+
+    # --- features / models ------------------------------------------------------------------
+    bar_interval: str = "15m"
+    label_horizon: int = 1
+    train_start: str = "2023-01-01"
+    train_end: str = "2025-08-31"
+    train_budget_minutes: float = 3.0
+
+    # --- serving / trading ------------------------------------------------------------------
+    api_key: SecretStr | None = Field(default=None, description="Key for mutating endpoints")
+    api_url: str | None = Field(default=None, description="Model server URL for the bot; local when unset")
+    buy_threshold: float = 0.55
+    sell_threshold: float = 0.45
+    taker_fee_bps: float = 10.0
+    maker_fee_bps: float = 10.0
+    slippage_bps: float = 1.0
+    order_latency_ms: float = 50.0
+    order_notional: float = 1000.0
+    max_position_notional: float = 5000.0
+    cooldown_s: float = 60.0
+    daily_loss_limit: float = 500.0
+    starting_cash: float = 100_000.0
+
+    # --- Airflow ----------------------------------------------------------------------------
+    airflow_admin_user: str = "admin"
+    retrain_schedule: str = "@weekly"
+
+    def port(self, name: str) -> int:
+        """Return the port of a stack part or process, derived from ``port_base``."""
+        return self.port_base + PORT_OFFSETS[name]
+
+    @property
+    def home_dir(self) -> Path:
+        """Absolute state directory."""
+        return self.home if self.home.is_absolute() else (Path.cwd() / self.home).resolve()
+
+    def database_url(self, db: str | None = None, driver: str = "postgresql+psycopg") -> str:
+        """SQLAlchemy URL of a database on the configured (or embedded) PostgreSQL."""
+        if self.postgres_url and db is None:
+            return self.postgres_url
+        pw = self.postgres_password.get_secret_value()
+        auth = f"{self.postgres_user}:{pw}@" if pw else f"{self.postgres_user}@"
+        host = f"{self.bind_host}:{self.port('postgres')}"
+        if self.postgres_url:
+            # same server as the external URL, other database
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.postgres_url).set(database=db).render_as_string(hide_password=False)
+        return f"{driver}://{auth}{host}/{db or self.postgres_db}"
+
+    @property
+    def redis_dsn(self) -> str:
+        """Redis URL (external or embedded)."""
+        return self.redis_url or f"redis://{self.bind_host}:{self.port('redis')}/0"
+
+    @property
+    def mlflow_uri(self) -> str:
+        """MLflow tracking URI (external or embedded)."""
+        return self.mlflow_tracking_uri or f"http://{self.bind_host}:{self.port('mlflow')}"
+
+    @property
+    def optuna_url(self) -> str:
+        """Optuna storage URL."""
+        return self.optuna_storage or self.database_url("optuna", driver="postgresql+psycopg2")
+
+    @property
+    def api_base_url(self) -> str:
+        """Model server base URL."""
+        return self.api_url or f"http://{self.bind_host}:{self.port('api')}"
+
+    def kafka_bootstrap_servers(self) -> str:
+        """Bootstrap servers: the configured ones or those the embedded broker wrote down."""
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        path = self.home_dir / "kafka" / "bootstrap"
+        if not path.exists():
+            raise ConfigurationError(
+                f"no Kafka: set HFT_KAFKA_BOOTSTRAP or start the embedded broker (hft stack up); {path} missing"
+            )
+        return path.read_text().strip()
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments every kafka-python client gets (bootstrap, api_version)."""
+        kwargs: dict[str, object] = {"bootstrap_servers": self.kafka_bootstrap_servers().split(",")}
+        version = self.kafka_api_version
+        if version is None and not self.kafka_bootstrap:
+            version = "2.0"  # the embedded mock broker's ApiVersions reply confuses auto-detection
+        if version:
+            kwargs["api_version"] = tuple(int(p) for p in version.split("."))
+        return kwargs
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide Settings, built on first use."""
+    return Settings()

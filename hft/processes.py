@@ -1,0 +1,159 @@
+"""The application processes of the main job and the supervisor that keeps them running.
+
+Each process is named by its module (``python -m streamers.tick_ingestor``); ``hft`` never
+imports the service packages. ``hft up`` writes a supervisord config under ``Settings.home``
+and starts supervisord, which restarts any process that crashes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hft.config import REPO_ROOT, Settings
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One long-lived application process."""
+
+    name: str
+    command: Callable[[Settings], list[str]]
+    metrics_port: str | None = None  # key in config.PORT_OFFSETS
+    enabled: Callable[[Settings], bool] = lambda s: True
+    env: dict[str, str] = field(default_factory=dict)
+    stop_wait_s: int = 20
+
+
+def _py(module: str, *args: str) -> Callable[[Settings], list[str]]:
+    return lambda s: [sys.executable, "-m", module, *args]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+PROCESSES: list[ProcessSpec] = [
+    ProcessSpec(
+        "exchange",
+        lambda s: [_bin("hft"), "exchange", "--host", s.bind_host, "--port", str(s.port("exchange")),
+                   "--speed", s.replay_speed, *(["--loop"] if s.replay_loop else [])],
+        metrics_port="metrics_exchange",
+        enabled=lambda s: s.market == "replay",
+    ),
+    ProcessSpec("market-producer", _py("streamers.market_producer"), "metrics_market_producer"),
+    ProcessSpec("tick-ingestor", _py("streamers.tick_ingestor"), "metrics_tick_ingestor"),
+    ProcessSpec("feature-calculator", _py("streamers.feature_calculator"), "metrics_feature_calculator"),
+    ProcessSpec(
+        "api",
+        lambda s: [_bin("uvicorn"), "api.app:create_app", "--factory", "--host", s.bind_host,
+                   "--port", str(s.port("api")), "--workers", "1", "--no-access-log"],
+        metrics_port="api",
+    ),
+    ProcessSpec("trading-bot", _py("streamers.trading_bot"), "metrics_trading_bot"),
+    ProcessSpec(
+        "worker",
+        lambda s: [_bin("celery"), "-A", "workers.app", "worker", "--loglevel", "INFO", "--concurrency", "2",
+                   "-n", f"worker-{s.port_base}@%h"],
+        metrics_port="metrics_worker",
+    ),
+    ProcessSpec(
+        "beat",
+        lambda s: [_bin("celery"), "-A", "workers.app", "beat", "--loglevel", "INFO",
+                   "--schedule", str(s.home_dir / "celerybeat-schedule")],
+    ),
+    ProcessSpec("dashboard", _py("dashboard.app"), "dashboard"),
+]
+
+
+def scrape_targets(settings: Settings) -> dict[str, int]:
+    """Prometheus job name -> port of every process that serves /metrics."""
+    targets = {p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)}
+    if not settings.kafka_bootstrap:
+        targets["broker"] = settings.port("metrics_broker")
+    if settings.mlflow_tracking_uri is None:
+        targets["mlflow"] = settings.port("mlflow")
+    return targets
+
+
+class Supervisor:
+    """supervisord for the application processes, configured under Settings.home."""
+
+    def __init__(self, settings: Settings, names: list[str] | None = None) -> None:
+        self.s = settings
+        self.dir = settings.home_dir / "supervisor"
+        self.conf = self.dir / "supervisord.conf"
+        self.names = names
+
+    def specs(self) -> list[ProcessSpec]:
+        return [p for p in PROCESSES if p.enabled(self.s) and (self.names is None or p.name in self.names)]
+
+    def write_config(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        logs = self.s.home_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        port = self.s.port("supervisor")
+        lines = [
+            "[unix_http_server]", f"file={self.dir / 'supervisor.sock'}", "",
+            "[supervisord]", f"logfile={logs / 'supervisord.log'}", f"pidfile={self.dir / 'supervisord.pid'}",
+            "nodaemon=false", "minfds=1024", "", "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
+            "[supervisorctl]", f"serverurl=unix://{self.dir / 'supervisor.sock'}", "",
+            "[inet_http_server]", f"port={self.s.bind_host}:{port}", "",
+        ]
+        for spec in self.specs():
+            cmd = " ".join(_quote(a) for a in spec.command(self.s))
+            env = {"PYTHONUNBUFFERED": "1", "HFT_HOME": str(self.s.home_dir),
+                   "HFT_PORT_BASE": str(self.s.port_base), **spec.env}
+            env_line = ",".join(f'{k}="{v}"' for k, v in env.items())
+            lines += [
+                f"[program:{spec.name}]", f"command={cmd}", f"directory={REPO_ROOT}", "autostart=true",
+                "autorestart=true", "startsecs=2", "startretries=100", "stopsignal=TERM",
+                f"stopwaitsecs={spec.stop_wait_s}", "stopasgroup=true", "killasgroup=true",
+                f"stdout_logfile={logs / (spec.name + '.log')}", "redirect_stderr=true",
+                "stdout_logfile_maxbytes=50MB", f"environment={env_line}", "",
+            ]
+        self.conf.write_text("\n".join(lines))
+        return self.conf
+
+    def _ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([_bin("supervisorctl"), "-c", str(self.conf), *args],
+                              capture_output=True, text=True, check=check)
+
+    def running(self) -> bool:
+        return self.conf.exists() and self._ctl("pid").returncode == 0 and self._ctl("pid").stdout.strip().isdigit()
+
+    def start(self) -> None:
+        """Start supervisord (or reload it with the new config when already running)."""
+        self.write_config()
+        if self.running():
+            self._ctl("update")
+            return
+        if not shutil.which(_bin("supervisord")):
+            raise FileNotFoundError("supervisord missing from the environment (make setup)")
+        subprocess.run([_bin("supervisord"), "-c", str(self.conf)], check=True)
+        deadline = time.monotonic() + 20
+        while not self.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.running():
+            self._ctl("shutdown")
+            deadline = time.monotonic() + 60
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.3)
+
+    def status(self) -> str:
+        return self._ctl("status").stdout if self.running() else "supervisor not running\n"
+
+    def restart(self, name: str) -> None:
+        self._ctl("restart", name)
+
+
+def _quote(arg: str) -> str:
+    return f'"{arg}"' if " " in arg else arg
