@@ -1,0 +1,1 @@
+"""Benchmarks. Each module defines ``run(settings, quick) -> (parameters, results)``."""

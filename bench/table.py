@@ -1,0 +1,78 @@
+"""Render bench/results/*.json as the README's benchmark table (between markers in README.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+# (file, label, key path, unit, goal)
+ROWS: list[tuple[str, str, str, str, str]] = [
+    ("pipeline", "pipeline throughput (replay → broker → calculator + ingestor)", "throughput_ticks_per_s", "ticks/s", "≥ 20,000"),
+    ("pipeline", "pipeline lost ticks", "lost", "ticks", "0"),
+    ("ingest", "tick ingestor alone into PostgreSQL", "throughput_ticks_per_s", "ticks/s", "≥ 50,000"),
+    ("latency", "tick→feature p50 / p99 @ 1,000 ticks/s", "runs[rate=1000].tick_to_feature_ms", "ms", ""),
+    ("latency", "tick→signal p50 / p99 @ 1,000 ticks/s", "runs[rate=1000].tick_to_signal_ms", "ms", "p50 ≤ 2, p99 ≤ 5"),
+    ("api", "/predict p50 / p99 @ 500 req/s", "runs[rate=500]", "ms", "p99 ≤ 3"),
+    ("micro", "feature update per tick", "feature_update_us", "µs", "≤ 10"),
+    ("micro", "one-row ensemble inference p99", "inference_p99_ms", "ms", "≤ 1"),
+    ("micro", "online-store read p99", "online_read_p99_ms", "ms", "≤ 1"),
+    ("training", "full retrain with tuning", "seconds", "s", "≤ 900"),
+    ("memory", "whole-stack resident memory", "stack_rss_mb", "MB", "≤ 4,096"),
+]
+
+
+def _lookup(doc: dict[str, Any], path: str) -> Any:
+    cur: Any = doc
+    for part in path.split("."):
+        if "[" in part:
+            key, sel = part[:-1].split("[")
+            field, value = sel.split("=")
+            cur = next((r for r in cur.get(key, []) if str(r.get(field)) == value), None)
+        else:
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if cur is None:
+            return None
+    return cur
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, dict):
+        if "p50_ms" in value:
+            return f"{value['p50_ms']:.2f} / {value['p99_ms']:.2f}"
+        if "p50" in value:
+            return f"{value['p50']:.2f} / {value['p99']:.2f}"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def render() -> str:
+    lines = ["| measure | result | unit | goal | date | machine |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, label, path, unit, goal in ROWS:
+        f = ROOT / "bench" / "results" / f"{name}.json"
+        if not f.exists():
+            lines.append(f"| {label} | not measured yet | {unit} | {goal} | | |")
+            continue
+        doc = json.loads(f.read_text())
+        m = doc.get("machine", {})
+        where = f"{m.get('cores')} cores, {m.get('memory_gb')} GB, Python {m.get('python')}"
+        lines.append(f"| {label} | {_fmt(_lookup(doc, path))} | {unit} | {goal} | {doc.get('date', '')[:10]} | {where} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        readme.write_text(f"{head}{BEGIN}\n{render()}\n{END}{tail}")
+    print(render())
+
+
+if __name__ == "__main__":
+    main()
