@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             module = importlib.import_module(f"bench.{name}")
             parameters, results = module.run(settings, args.quick)
-        except Exception:  # noqa: BLE001 - one failing benchmark must not hide the others
+        except Exception:
             traceback.print_exc()
             failed.append(name)
             continue

@@ -50,7 +50,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     s = sorted(values)
 
     def q(p: float) -> float:
-        return s[min(len(s) - 1, int(round(p * (len(s) - 1))))]
+        return s[min(len(s) - 1, round(p * (len(s) - 1)))]
 
     return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "mean": statistics.fmean(s), "max": s[-1], "n": len(s)}
 

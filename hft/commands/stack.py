@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from hft.config import Settings
+    from hft.stack import Stack
 
 console = Console()
 stack_app = typer.Typer(help="The embedded local stack: PostgreSQL, Redis, Kafka broker, MLflow, Prometheus.",
                         no_args_is_help=True)
 
 
-def _stack():  # type: ignore[no-untyped-def]
+def _stack() -> Stack:
     from hft.config import get_settings
     from hft.stack import Stack
 
@@ -74,7 +78,7 @@ def stack_logs(
     raise typer.Exit(subprocess.call(cmd))
 
 
-def _print_status(st) -> bool:  # type: ignore[no-untyped-def]
+def _print_status(st: Stack) -> bool:
     from hft.processes import Supervisor
 
     table = Table("part", "url", "health", "note")
@@ -94,7 +98,7 @@ def _print_status(st) -> bool:  # type: ignore[no-untyped-def]
     return ok
 
 
-def _app_urls(s) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _app_urls(s: Settings) -> dict[str, str]:
     h = s.bind_host
     return {
         "api": f"http://{h}:{s.port('api')}/docs",

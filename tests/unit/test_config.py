@@ -20,7 +20,8 @@ def test_env_prefix_and_secret_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("HFT_MARKET", "replay")
     s = Settings()
     assert s.market == "replay"
-    assert s.api_key is not None and s.api_key.get_secret_value() == "s3cret"
+    assert s.api_key is not None
+    assert s.api_key.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(s)
 
 
