@@ -1,0 +1,200 @@
+"""The model server's scorer: the champion model, the online feature window, hot reload.
+
+The hot path (:meth:`Scorer.score`) reads the symbol's latest online feature row, and only
+when its ``feature_time`` moved does it extend the cached window of past rows and run the
+model; otherwise it answers from the cached probability. The active model and its caches are
+one immutable reference swapped atomically by :meth:`Scorer.reload_if_moved`, so a request
+that started on the old version finishes on it and none fails during the switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class ServingModel(Protocol):
+    """What ``hft.ml.registry.load_serving_model`` returns (see docs/INTERFACES.md)."""
+
+    name: str
+    version: str
+    feature_version: str
+    feature_names: Sequence[str]
+    sequence_length: int
+
+    def predict_proba_window(self, window: np.ndarray) -> float: ...
+
+
+class OnlineReader(Protocol):
+    """What ``hft.features.online.OnlineFeatures`` offers the scorer."""
+
+    def latest(self, symbol: str) -> tuple[datetime, dict[str, float]] | None: ...
+
+
+# (symbol, feature_time strictly before, n rows) -> up to n (time, row) pairs, oldest first
+HistoryLoader = Callable[[str, datetime, int], list[tuple[datetime, dict[str, float]]]]
+
+
+class UnknownSymbolError(LookupError):
+    """The online store has no features for this symbol."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """No champion model is loaded yet."""
+
+
+class FeatureMismatchError(ValueError):
+    """A feature row misses names the model needs."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """One prediction with everything needed to trace it."""
+
+    symbol: str
+    prob_up: float
+    model_name: str
+    model_version: str
+    feature_version: str
+    feature_time: datetime
+
+
+@dataclass
+class _Window:
+    rows: deque[tuple[datetime, np.ndarray]]
+    prob: float | None = None
+
+
+@dataclass(frozen=True)
+class _Active:
+    model: ServingModel
+    windows: dict[str, _Window] = field(default_factory=dict)
+
+
+def row_vector(row: dict[str, float], names: Sequence[str]) -> np.ndarray:
+    """Order a feature row as the model's feature vector (raise on a missing name)."""
+    try:
+        return np.fromiter((float(row[n]) for n in names), dtype=np.float64, count=len(names))
+    except KeyError as exc:
+        raise FeatureMismatchError(f"feature {exc.args[0]!r} missing") from exc
+
+
+class Scorer:
+    """Score symbols with the active model; reload when the alias points at a new version."""
+
+    def __init__(
+        self,
+        load_model: Callable[[], ServingModel],
+        alias_version: Callable[[], str | None],
+        features: OnlineReader,
+        history: HistoryLoader | None = None,
+    ) -> None:
+        self._load_model = load_model
+        self._alias_version = alias_version
+        self._features = features
+        self._history = history
+        self._active: _Active | None = None
+        self._reload_lock = threading.Lock()
+        self.last_reload_error: str | None = None
+
+    # ---- model -----------------------------------------------------------------------------
+    @property
+    def model(self) -> ServingModel | None:
+        """The model serving now (None before the first load)."""
+        active = self._active
+        return active.model if active else None
+
+    def reload_if_moved(self, force: bool = False) -> bool:
+        """Load the alias's model when its version differs from the active one; True when swapped."""
+        with self._reload_lock:
+            try:
+                target = self._alias_version()
+                current = self._active.model.version if self._active else None
+                if target is None or (target == current and not force):
+                    self.last_reload_error = None if target else "no model version holds the alias"
+                    return False
+                model = self._load_model()
+            except Exception as exc:
+                self.last_reload_error = f"{type(exc).__name__}: {exc}"
+                log.warning("model reload failed: %s", self.last_reload_error)
+                return False
+            self._active = _Active(model)  # one reference assignment: atomic for readers
+            self.last_reload_error = None
+            log.info("serving %s version %s", model.name, model.version)
+            return True
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score(self, symbol: str) -> Score:
+        """Score the symbol's latest online feature row (with its window of past rows)."""
+        active = self._active
+        if active is None:
+            raise ModelUnavailableError("no champion model loaded")
+        latest = self._features.latest(symbol)
+        if latest is None:
+            raise UnknownSymbolError(symbol)
+        feature_time, row = latest
+        model = active.model
+        win = active.windows.get(symbol)
+        if win is None or not win.rows or win.rows[-1][0] != feature_time or win.prob is None:
+            win = self._advance(active, symbol, win, feature_time, row)
+        assert win.prob is not None
+        return Score(symbol, win.prob, model.name, str(model.version), model.feature_version, feature_time)
+
+    def _advance(
+        self, active: _Active, symbol: str, win: _Window | None, feature_time: datetime, row: dict[str, float]
+    ) -> _Window:
+        model = active.model
+        n = max(int(model.sequence_length), 1)
+        vec = row_vector(row, model.feature_names)
+        rows: deque[tuple[datetime, np.ndarray]] = deque(win.rows if win else (), maxlen=n)
+        if rows and rows[-1][0] > feature_time:
+            rows.clear()  # the store went back in time (a replay restarted): rebuild
+        if rows and rows[-1][0] == feature_time:
+            rows.pop()
+        rows.append((feature_time, vec))
+        if len(rows) < n:
+            if self._history is None:
+                raise ModelUnavailableError(f"model needs {n} rows of history and no history loader is set")
+            past = self._history(symbol, rows[0][0], n - len(rows))
+            older = [(t, row_vector(r, model.feature_names)) for t, r in past if t < rows[0][0]]
+            rows = deque([*older, *rows], maxlen=n)
+            if len(rows) < n:
+                raise ModelUnavailableError(f"only {len(rows)} of {n} feature rows of history for {symbol}")
+        window = np.vstack([v for _, v in rows])
+        new = _Window(rows, float(model.predict_proba_window(window)))
+        active.windows[symbol] = new  # a dict item swap; a concurrent request at worst recomputes
+        return new
+
+    def score_rows(self, rows: Sequence[dict[str, float]]) -> tuple[ServingModel, list[float]]:
+        """Score explicit feature rows, each as a window of one row (``sequence_length`` 1)."""
+        active = self._active
+        if active is None:
+            raise ModelUnavailableError("no champion model loaded")
+        model = active.model
+        n = max(int(model.sequence_length), 1)
+        if len(rows) < n:
+            raise FeatureMismatchError(f"the model needs windows of {n} rows; got {len(rows)} rows")
+        mat = np.vstack([row_vector(r, model.feature_names) for r in rows])
+        # each row is the decision bar of the window that ends at it
+        probs = [float(model.predict_proba_window(mat[i + 1 - n : i + 1])) for i in range(n - 1, len(rows))]
+        return model, probs
+
+
+def describe(model: ServingModel) -> dict[str, Any]:
+    """Plain description of a serving model for /model."""
+    return {
+        "name": model.name,
+        "version": str(model.version),
+        "feature_version": model.feature_version,
+        "feature_names": list(model.feature_names),
+        "sequence_length": int(model.sequence_length),
+    }
