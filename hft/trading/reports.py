@@ -47,7 +47,8 @@ def _equity_png(curve: list[EquityPoint], title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
     try:
         if curve:
-            ax.step(mdates.date2num([p.time for p in curve]), [p.equity for p in curve], where="post", color="#1f77b4")
+            ax.step(mdates.date2num([p.time for p in curve]),  # type: ignore[no-untyped-call]
+                    [p.equity for p in curve], where="post", color="#1f77b4")
         else:
             ax.text(0.5, 0.5, "no fills", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title)
