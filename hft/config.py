@@ -130,6 +130,18 @@ class Settings(BaseSettings):
     cooldown_s: float = 60.0
     daily_loss_limit: float = 500.0
     starting_cash: float = 100_000.0
+    model_poll_s: float = Field(default=5.0, description="How often the API checks whether the champion alias moved")
+    fill_max_wait_s: float = Field(
+        default=30.0, description="How long a fill waits for the next trade before taking the last one"
+    )
+    pnl_report_every_s: float = Field(default=300.0, description="Period of the reports.pnl beat task")
+
+    # --- dashboard / observability ----------------------------------------------------------
+    prometheus_url: str | None = Field(default=None, description="External Prometheus; embedded when unset")
+    mlflow_public_url: str | None = Field(
+        default=None, description="MLflow URL for the dashboard's links (browser side); mlflow_uri when unset"
+    )
+    dashboard_refresh_s: float = Field(default=5.0, description="Dashboard live-refresh period in seconds")
 
     # --- Airflow ----------------------------------------------------------------------------
     airflow_admin_user: str = "admin"
