@@ -1,0 +1,64 @@
+"""Whole-stack resident memory: every embedded service and application process, with children.
+
+Measures the running stack of the current settings (start it with `hft up` first). Key:
+``stack_rss_mb`` (goal ≤ 4 GB), plus ``per_process_mb``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hft.config import Settings
+
+
+def stack_processes(settings: Settings) -> dict[str, list[int]]:
+    """Name -> pids (the process and its descendants) of every part started by the stack or supervisor."""
+    import psutil
+
+    out: dict[str, list[int]] = {}
+    pids_dir = settings.home_dir / "pids"
+    roots: dict[str, int] = {}
+    for pf in sorted(pids_dir.glob("*.pid")) if pids_dir.exists() else []:
+        text = pf.read_text().strip()
+        if text.isdigit():
+            roots[pf.stem] = int(text)
+    sup_pid = settings.home_dir / "supervisor" / "supervisord.pid"
+    if sup_pid.exists() and sup_pid.read_text().strip().isdigit():
+        sup = psutil.Process(int(sup_pid.read_text().strip()))
+        roots["supervisord"] = sup.pid
+        for child in sup.children():
+            try:
+                roots[f"app:{' '.join(child.cmdline()[1:4])[:60]}"] = child.pid
+            except psutil.Error:
+                continue
+    for name, pid in roots.items():
+        try:
+            proc = psutil.Process(pid)
+            kids = [] if name == "supervisord" else [c.pid for c in proc.children(recursive=True)]
+            out[name] = [pid, *kids]
+        except psutil.Error:
+            continue
+    return out
+
+
+def measure(settings: Settings) -> dict[str, float]:
+    """RSS in MB per part (process + descendants)."""
+    import psutil
+
+    per: dict[str, float] = {}
+    for name, pids in stack_processes(settings).items():
+        total = 0
+        for pid in pids:
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                continue
+        per[name] = round(total / 2**20, 1)
+    return per
+
+
+def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    per = measure(settings)
+    if not per:
+        raise RuntimeError("nothing running: start the stack first (hft up)")
+    return {"home": str(settings.home_dir)}, {"stack_rss_mb": round(sum(per.values()), 1), "per_process_mb": per}
