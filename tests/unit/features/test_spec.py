@@ -1,0 +1,95 @@
+"""The feature spec and the batch features: warm-up, absence of trade features, no look-ahead."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hft.features import (
+    FEATURE_SPEC_FULL,
+    FEATURE_SPEC_OHLCV,
+    OHLCV_FEATURES,
+    TRADE_FEATURES,
+    FeatureState,
+    compute_features,
+    get_spec,
+)
+
+
+def test_specs_are_versioned_ordered_and_hashable() -> None:
+    assert FEATURE_SPEC_FULL.version == "bar_features_v1"
+    assert FEATURE_SPEC_FULL.names[: len(OHLCV_FEATURES)] == OHLCV_FEATURES
+    assert not set(FEATURE_SPEC_OHLCV.names) & set(TRADE_FEATURES)
+    assert {FEATURE_SPEC_FULL: 1}[get_spec("bar_features_v1")] == 1
+    assert FEATURE_SPEC_OHLCV.warmup_bars == max(FEATURE_SPEC_OHLCV.warmup.values())
+    with pytest.raises(ValueError, match="unknown feature spec"):
+        get_spec("bar_features_v0")
+
+
+def test_trade_features_are_absent_for_ohlcv_bars_not_zero(btc_15m: pd.DataFrame) -> None:
+    feats = compute_features(btc_15m.iloc[:800], FEATURE_SPEC_OHLCV)
+    assert list(feats.columns) == list(FEATURE_SPEC_OHLCV.names)
+    assert not set(feats.columns) & set(TRADE_FEATURES)
+    with pytest.raises(ValueError, match="trade-derived"):
+        compute_features(btc_15m.iloc[:800], FEATURE_SPEC_FULL)
+
+
+def test_each_feature_is_nan_exactly_before_its_warmup(btc_15m: pd.DataFrame) -> None:
+    spec = FEATURE_SPEC_OHLCV
+    feats = compute_features(btc_15m.iloc[:1500], spec)
+    for name, w in spec.warmup.items():
+        col = feats[name].to_numpy()
+        assert np.isnan(col[:w]).all(), name
+        assert not np.isnan(col[w:]).any(), name
+
+
+def test_features_after_warmup_do_not_depend_on_where_the_series_starts(btc_15m: pd.DataFrame) -> None:
+    spec = FEATURE_SPEC_OHLCV
+    long = compute_features(btc_15m.iloc[:6000], spec)
+    short = compute_features(btc_15m.iloc[3000:6000], spec)
+    w = spec.warmup_bars
+    diff = (long.iloc[3000 + w:] - short.iloc[w:]).abs().to_numpy().max()
+    assert diff < 1e-9
+
+
+def test_changing_future_bars_leaves_past_features_unchanged(btc_15m: pd.DataFrame) -> None:
+    bars = btc_15m.iloc[:2000].copy()
+    before = compute_features(bars, FEATURE_SPEC_OHLCV)
+    bars.iloc[1500:, :] = bars.iloc[1500:, :] * 1.5
+    after = compute_features(bars, FEATURE_SPEC_OHLCV)
+    pd.testing.assert_frame_equal(before.iloc[:1500], after.iloc[:1500])
+    assert not np.allclose(before.iloc[1500:].to_numpy(), after.iloc[1500:].to_numpy())
+
+
+def test_features_are_scale_free(btc_15m: pd.DataFrame) -> None:
+    bars = btc_15m.iloc[:1500]
+    scaled = bars.copy()
+    scaled[["open", "high", "low", "close"]] *= 0.037
+    scaled["volume"] *= 250.0
+    a = compute_features(bars, FEATURE_SPEC_OHLCV).iloc[FEATURE_SPEC_OHLCV.warmup_bars:]
+    b = compute_features(scaled, FEATURE_SPEC_OHLCV).iloc[FEATURE_SPEC_OHLCV.warmup_bars:]
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-7, atol=1e-9)
+
+
+def test_indicators_match_textbook_values_on_a_small_series() -> None:
+    # 30 closes rising by 1 then 10 falling by 1: RSI, SMA and Bollinger by hand
+    closes = [100.0 + i for i in range(30)] + [129.0 - i for i in range(1, 11)]
+    idx = pd.date_range("2024-01-01", periods=len(closes), freq="15min", tz="UTC", name="open_time")
+    bars = pd.DataFrame({"open": closes, "high": [c + 1 for c in closes], "low": [c - 1 for c in closes],
+                         "close": closes, "volume": [10.0] * len(closes)}, index=idx)
+    state = FeatureState(FEATURE_SPEC_OHLCV)
+    rows = [state.update({"open_time_ns": t.value, **r}) for t, r in zip(idx, bars.to_dict("records"), strict=True)]
+    assert all(r is None for r in rows)  # 40 bars < warm-up
+    feats = compute_features(bars, FEATURE_SPEC_OHLCV)
+    last = feats.iloc[-1]
+    assert last["ret_1"] == pytest.approx(math.log(119 / 120))
+    window = np.array(closes[-20:])
+    assert last["sma_dist_20"] == pytest.approx(closes[-1] / window.mean() - 1)
+    sd = window.std()
+    assert last["bb_pos_20"] == pytest.approx((closes[-1] - (window.mean() - 2 * sd)) / (4 * sd))
+    assert (feats["volume_z_20"].dropna() == 0.0).all()  # constant volume: z is 0, not NaN
+    assert feats["hour_sin"].iloc[0] == pytest.approx(0.0)
+    assert feats["hour_cos"].iloc[0] == pytest.approx(1.0)
