@@ -1,0 +1,204 @@
+"""Tick ingestor: Kafka ``market_ticks`` → ``market.ticks`` (+ 1m/15m bars), idempotent.
+
+Run by the supervisor (``python -m streamers.tick_ingestor`` / ``hft run tick-ingestor``).
+Consumer group ``tick-ingestor``; each polled batch is decoded, bad messages go to the
+dead-letter topic with their reason, the rest are written by ``hft.storage.ticks.TickWriter``
+in one transaction, and only then are the Kafka offsets committed. A database error backs off
+and retries the same batch (never skips it). SIGTERM finishes the batch in hand, commits, exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from hft.config import ConfigurationError, Settings, TransientError, get_settings
+from hft.logs import setup_logging
+from hft.schema.market_pb2 import DeadLetter
+from hft.storage import db
+from hft.storage.ticks import TickWriter, decode_batch
+
+log = logging.getLogger("streamers.tick_ingestor")
+GROUP = "tick-ingestor"
+
+ROWS_RECEIVED = Counter("tick_ingestor_rows_received", "Ticks taken from Kafka")
+ROWS_WRITTEN = Counter("tick_ingestor_rows_written", "Ticks new to market.ticks (duplicates excluded)")
+BARS = Counter("tick_ingestor_bars_upserted", "Bars recomputed from ticks and upserted")
+DEAD = Counter("tick_ingestor_dead_lettered", "Messages sent to the dead-letter topic")
+RETRIES = Counter("tick_ingestor_retries", "Batch writes retried after a database error")
+COMMIT_FAILURES = Counter("tick_ingestor_commit_failures", "Offset commits that failed (batch redelivered)")
+BATCH = Histogram("tick_ingestor_batch_size", "Ticks per written batch",
+                  buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000))
+LATENCY = Histogram("tick_ingestor_write_latency_seconds", "One batch: COPY, insert, bars, commit",
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+LAG = Gauge("tick_ingestor_consumer_lag", "Messages behind the end of the topic", ["partition"])
+HEARTBEAT = Gauge("tick_ingestor_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
+
+
+class Ingestor:
+    """The consume → write → commit loop."""
+
+    def __init__(self, settings: Settings, batch_max: int = 5000, lag_every_s: float = 5.0) -> None:
+        self.s = settings
+        self.batch_max = batch_max
+        self.lag_every_s = lag_every_s
+        self.stop = threading.Event()
+        self.writer = TickWriter(settings)
+        self._producer: Any = None
+        self._last_lag = 0.0
+        from kafka import KafkaConsumer
+
+        self.consumer = KafkaConsumer(
+            settings.topic_ticks, group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=batch_max, client_id=f"tick-ingestor-{settings.port_base}",
+            **settings.kafka_client_kwargs(),
+        )
+
+    def _dead_letter(self, bad: list[tuple[bytes, str]]) -> None:
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(acks="all", **self.s.kafka_client_kwargs())
+        now = time.time_ns()
+        for raw, reason in bad:
+            dl = DeadLetter(reason=reason, raw=raw, receive_time_ns=now, stream=f"kafka:{self.s.topic_ticks}")
+            self._producer.send(self.s.topic_dlq, dl.SerializeToString())
+        self._producer.flush(timeout=30)  # dead letters are durable before the offsets move on
+        DEAD.inc(len(bad))
+        log.warning("dead-lettered %d messages, first reason: %s", len(bad), bad[0][1])
+
+    def _write_until_done(self, ticks: list[Any]) -> bool:
+        """Write the batch, retrying with backoff on database errors; False when stopped first."""
+        delay = 0.2
+        while True:
+            try:
+                result = self.writer.write(ticks)
+            except TransientError as exc:
+                RETRIES.inc()
+                log.warning("batch of %d not written, retrying in %.1fs: %s", len(ticks), delay, exc)
+                if self.stop.wait(delay):
+                    log.warning("stopping with an unwritten batch; its offsets stay uncommitted")
+                    return False
+                delay = min(delay * 2, 5.0)
+                continue
+            ROWS_WRITTEN.inc(result.inserted)
+            BARS.inc(result.bars)
+            BATCH.observe(result.received)
+            LATENCY.observe(result.seconds)
+            return True
+
+    def _commit(self, offsets: dict[Any, int]) -> None:
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in offsets.items()})
+        except KafkaError as exc:
+            # rows are in the database; a redelivery is harmless (idempotent insert)
+            COMMIT_FAILURES.inc()
+            log.warning("offset commit failed (the batch will be redelivered): %s", exc)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < self.lag_every_s:
+            return
+        self._last_lag = now
+        from kafka.errors import KafkaError
+
+        try:
+            parts = self.consumer.assignment()
+            if not parts:
+                return
+            ends = self.consumer.end_offsets(list(parts))
+            for tp in parts:
+                LAG.labels(str(tp.partition)).set(max(ends.get(tp, 0) - self.consumer.position(tp), 0))
+        except KafkaError as exc:
+            log.debug("lag not measured: %s", exc)
+
+    def run_once(self, timeout_ms: int = 500) -> int:
+        """Poll one batch, write it, commit its offsets; return the messages handled."""
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_max)
+        HEARTBEAT.set(time.time())
+        if not polled:
+            self._update_lag()
+            return 0
+        offsets: dict[Any, int] = {}
+        values: list[bytes | None] = []
+        for tp, records in polled.items():
+            values.extend(r.value for r in records)
+            offsets[tp] = records[-1].offset
+        ROWS_RECEIVED.inc(len(values))
+        ticks, bad = decode_batch(values)
+        if bad:
+            self._dead_letter(bad)
+        if ticks and not self._write_until_done(ticks):
+            return 0
+        self._commit(offsets)
+        self._update_lag()
+        return len(values)
+
+    def run(self) -> None:
+        """Loop until ``stop`` is set, then close the consumer (leaving the group cleanly)."""
+        try:
+            while not self.stop.is_set():
+                self.run_once()
+        finally:
+            self.writer.close()
+            if self._producer is not None:
+                self._producer.close(timeout=10)
+            self.consumer.close()
+            log.info("tick ingestor stopped")
+
+
+def _migrate_with_retry(settings: Settings, stop: threading.Event) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            db.migrate(settings)
+            return
+        except TransientError as exc:
+            log.warning("database not ready, retrying in %.1fs: %s", delay, exc)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ingestor until SIGTERM/SIGINT."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--batch-max", type=int, default=5000, help="most ticks per batch (one transaction)")
+    p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks)")
+    args = p.parse_args(argv)
+    settings = get_settings()
+    setup_logging(settings.log_level, "tick-ingestor")
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the batch in hand", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        if not args.no_metrics:
+            start_http_server(settings.port("metrics_tick_ingestor"), addr=settings.bind_host)
+        _migrate_with_retry(settings, stop)
+        ingestor = Ingestor(settings, batch_max=args.batch_max)
+        ingestor.stop = stop
+        log.info("consuming %s as group %s", settings.topic_ticks, GROUP)
+        ingestor.run()
+    except ConfigurationError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
