@@ -1,0 +1,1 @@
+"""FastAPI model server: ``uvicorn api.app:create_app --factory``."""

@@ -198,3 +198,34 @@ def describe(model: ServingModel) -> dict[str, Any]:
         "feature_names": list(model.feature_names),
         "sequence_length": int(model.sequence_length),
     }
+
+
+def champion_version(settings: Any, alias: str = "champion") -> str | None:
+    """Version number the registry alias points at (None when the alias or the model is missing)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri).get_model_version_by_alias(
+            settings.model_name, alias
+        )
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+    return str(mv.version)
+
+
+def build_scorer(settings: Any, alias: str = "champion") -> Scorer:
+    """Wire the scorer to the registry (``hft.ml.registry``) and the online store (``hft.features.online``)."""
+    from hft.features.online import OnlineFeatures
+    from hft.ml.registry import load_serving_model
+
+    features = OnlineFeatures(settings)
+    history = getattr(features, "history", None)
+    return Scorer(
+        load_model=lambda: load_serving_model(settings, alias),
+        alias_version=lambda: champion_version(settings, alias),
+        features=features,
+        history=history,
+    )

@@ -1,0 +1,34 @@
+"""Prometheus metrics of the model server, on a registry of its own (one per app instance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+@dataclass(frozen=True)
+class ApiMetrics:
+    """Request latency, errors by kind, the model version served and reloads."""
+
+    registry: CollectorRegistry
+    latency: Histogram
+    errors: Counter
+    model_version: Gauge
+    reloads: Counter
+
+    @classmethod
+    def create(cls) -> ApiMetrics:
+        """Build the metrics on a fresh registry."""
+        reg = CollectorRegistry()
+        return cls(
+            registry=reg,
+            latency=Histogram("hft_api_request_seconds", "Request latency by route", ["route", "method"],
+                              buckets=LATENCY_BUCKETS, registry=reg),
+            errors=Counter("hft_api_errors", "Error responses by kind", ["kind"], registry=reg),
+            model_version=Gauge("hft_api_model_version", "Registry version of the model serving now",
+                                ["model_name"], registry=reg),
+            reloads=Counter("hft_api_model_reloads", "Model swaps after the alias moved", registry=reg),
+        )

@@ -1,0 +1,151 @@
+"""Routes: thin wrappers over :class:`hft.trading.scoring.Scorer`."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from api.deps import ApiKeyDep, ClockDep, MetricsDep, ScorerDep, SettingsDep
+from api.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ErrorBody,
+    Health,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    Ready,
+    ReloadResponse,
+)
+from hft.config import TransientError
+from hft.trading.scoring import (
+    FeatureMismatchError,
+    ModelUnavailableError,
+    ServingModel,
+    UnknownSymbolError,
+    describe,
+)
+from hft.trading.strategy import signal_from_prob
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody},
+}
+# what the online store raises when Redis is down (Feast's Redis store raises redis-py errors)
+STORE_DOWN = (RedisError, OSError, TransientError)
+
+
+class ApiError(HTTPException):
+    """An HTTP error with a machine-readable kind beside the reason."""
+
+    def __init__(self, status: int, kind: str, reason: str) -> None:
+        super().__init__(status, reason)
+        self.kind = kind
+
+
+def _info(model: ServingModel) -> ModelInfo:
+    return ModelInfo(**describe(model), alias="champion")
+
+
+@router.get("/health", response_model=Health, tags=["ops"])
+async def health() -> Health:
+    """Liveness: the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Ready, responses={503: {"model": Ready}}, tags=["ops"])
+def ready(request: Request, settings: SettingsDep) -> JSONResponse:
+    """Readiness: 503 with the reasons until the champion, its feature version and the online store are there."""
+    reasons: list[str] = []
+    scorer = request.app.state.scorer
+    model = scorer.model if scorer else None
+    if scorer is None:
+        reasons.append(f"scorer unavailable: {request.app.state.scorer_error}")
+    elif model is None:
+        reasons.append(f"no champion model loaded ({scorer.last_reload_error or 'loading'})")
+    if model is not None:
+        expected = request.app.state.feature_version
+        if expected is None:
+            reasons.append("feature spec unavailable")
+        elif model.feature_version != expected:
+            reasons.append(f"model feature version {model.feature_version} != online {expected}")
+    try:
+        request.app.state.ping_online_store()
+    except STORE_DOWN as exc:
+        reasons.append(f"online store unavailable: {type(exc).__name__}")
+    body = Ready(ready=not reasons, reasons=reasons, model_version=str(model.version) if model else None)
+    return JSONResponse(body.model_dump(), status_code=200 if not reasons else 503)
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response)
+def metrics(m: MetricsDep) -> Response:
+    """Prometheus exposition."""
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/model", response_model=ModelInfo, responses=_ERRORS, tags=["model"])
+def model(scorer: ScorerDep) -> ModelInfo:
+    """The model serving now."""
+    current = scorer.model
+    if current is None:
+        raise ApiError(503, "model_unavailable", f"no champion model loaded ({scorer.last_reload_error or 'loading'})")
+    return _info(current)
+
+
+@router.post("/model/reload", response_model=ReloadResponse, responses=_ERRORS, dependencies=[ApiKeyDep],
+             tags=["model"])
+def reload_model(scorer: ScorerDep, m: MetricsDep) -> ReloadResponse:
+    """Load the version the champion alias points at now (needs X-API-Key)."""
+    swapped = scorer.reload_if_moved()
+    current = scorer.model
+    if swapped and current is not None:
+        m.reloads.inc()
+        m.model_version.clear()
+        m.model_version.labels(current.name).set(float(current.version) if str(current.version).isdigit() else -1.0)
+    return ReloadResponse(swapped=swapped, model=_info(current) if current else None, error=scorer.last_reload_error)
+
+
+@router.post("/predict", response_model=PredictResponse, responses=_ERRORS, tags=["predict"])
+def predict(req: PredictRequest, scorer: ScorerDep, settings: SettingsDep, clock: ClockDep) -> PredictResponse:
+    """Score the latest online feature vector of a symbol with the champion model."""
+    t0 = time.perf_counter()
+    if req.symbol not in settings.symbols:
+        raise ApiError(404, "unknown_symbol", f"unknown symbol {req.symbol}; served: {', '.join(settings.symbols)}")
+    try:
+        s = scorer.score(req.symbol)
+    except UnknownSymbolError as exc:
+        raise ApiError(404, "unknown_symbol", f"no online features for {exc.args[0]}") from exc
+    except ModelUnavailableError as exc:
+        raise ApiError(503, "model_unavailable", str(exc)) from exc
+    except FeatureMismatchError as exc:
+        raise ApiError(503, "feature_mismatch", f"online features do not fit the model: {exc}") from exc
+    except STORE_DOWN as exc:
+        raise ApiError(503, "online_store_unavailable", f"online store unavailable: {type(exc).__name__}") from exc
+    return PredictResponse(
+        symbol=s.symbol, prob_up=s.prob_up,
+        signal=signal_from_prob(s.prob_up, settings.buy_threshold, settings.sell_threshold).value,
+        model_name=s.model_name, model_version=s.model_version, feature_version=s.feature_version,
+        feature_time=s.feature_time, served_at=clock(), latency_ms=(time.perf_counter() - t0) * 1e3,
+    )
+
+
+@router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS, tags=["predict"])
+def predict_batch(req: BatchRequest, scorer: ScorerDep, settings: SettingsDep) -> BatchResponse:
+    """Score explicit feature rows (no online store involved)."""
+    t0 = time.perf_counter()
+    try:
+        used, probs = scorer.score_rows(req.rows)
+    except ModelUnavailableError as exc:
+        raise ApiError(503, "model_unavailable", str(exc)) from exc
+    except FeatureMismatchError as exc:
+        raise ApiError(422, "feature_mismatch", str(exc)) from exc
+    return BatchResponse(
+        model_name=used.name, model_version=str(used.version), feature_version=used.feature_version, prob_up=probs,
+        signals=[signal_from_prob(p, settings.buy_threshold, settings.sell_threshold).value for p in probs],
+        latency_ms=(time.perf_counter() - t0) * 1e3,
+    )
