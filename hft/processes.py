@@ -58,7 +58,7 @@ PROCESSES: list[ProcessSpec] = [
     ProcessSpec("trading-bot", _py("streamers.trading_bot"), "metrics_trading_bot"),
     ProcessSpec(
         "worker",
-        lambda s: [_bin("celery"), "-A", "workers.app", "worker", "--loglevel", "INFO", "--concurrency", "2",
+        lambda s: [_bin("celery"), "-A", "workers.app", "worker", "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4",
                    "-n", f"worker-{s.port_base}@%h"],
         metrics_port="metrics_worker",
     ),
