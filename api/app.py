@@ -79,12 +79,17 @@ def _redis_ping(settings: Settings) -> Callable[[], None]:
     return ping
 
 
-def _feature_version() -> str | None:
+def _known_feature_version(version: str) -> bool:
+    """True when the feature code knows the model's feature version (it can compute those rows)."""
     try:
-        from hft.features import FEATURE_SPEC
+        from hft.features.spec import get_spec
     except ImportError:
-        return None
-    return str(FEATURE_SPEC.version)
+        return False
+    try:
+        get_spec(version)
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def create_app(
@@ -127,7 +132,9 @@ def create_app(
             app.state.scorer_error = f"{type(exc).__name__}: {exc}"
             log.error("cannot build the scorer: %s", app.state.scorer_error)
     app.state.scorer = scorer
-    app.state.feature_version = feature_version or _feature_version()
+    # a fixed version (tests) or any version the feature code knows
+    app.state.feature_version = feature_version
+    app.state.known_feature_version = _known_feature_version
     app.state.ping_online_store = _redis_ping(settings)
     app.include_router(router)
     app.add_middleware(_LatencyMiddleware, metrics=metrics)

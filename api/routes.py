@@ -70,10 +70,10 @@ def ready(request: Request, settings: SettingsDep) -> JSONResponse:
         reasons.append(f"no champion model loaded ({scorer.last_reload_error or 'loading'})")
     if model is not None:
         expected = request.app.state.feature_version
-        if expected is None:
-            reasons.append("feature spec unavailable")
-        elif model.feature_version != expected:
-            reasons.append(f"model feature version {model.feature_version} != online {expected}")
+        if expected is not None and model.feature_version != expected:
+            reasons.append(f"model feature version {model.feature_version} != served {expected}")
+        elif expected is None and not request.app.state.known_feature_version(model.feature_version):
+            reasons.append(f"feature version {model.feature_version} unknown to the feature code")
     try:
         request.app.state.ping_online_store()
     except STORE_DOWN as exc:

@@ -1,0 +1,1 @@
+"""Celery app and tasks: ``celery -A workers.app worker`` / ``beat``."""
