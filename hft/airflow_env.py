@@ -1,0 +1,96 @@
+"""The Airflow environment of the embedded stack: one function that every Airflow call goes through.
+
+``airflow standalone`` (started by ``hft up`` through ``hft airflow standalone``), ``airflow dags
+test`` in the tests and any ``hft airflow ...`` helper get the same variables, so the metadata
+database, the folders and the ports never drift apart. Nothing here imports Airflow: the
+variables must be set before Airflow reads its configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hft.config import REPO_ROOT, Settings
+
+DAGS_FOLDER = REPO_ROOT / "dags"
+PLUGINS_FOLDER = REPO_ROOT / "plugins"
+PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json.generated"
+
+
+def airflow_home(settings: Settings) -> Path:
+    """Return AIRFLOW_HOME: ``<settings.home>/airflow``."""
+    return settings.home_dir / "airflow"
+
+
+def admin_passwords_file(settings: Settings) -> Path:
+    """Return the file where Airflow's simple auth manager writes the generated admin password."""
+    return airflow_home(settings) / PASSWORDS_FILE_NAME
+
+
+def airflow_url(settings: Settings) -> str:
+    """Return the base URL of the Airflow api-server (UI and REST API)."""
+    return f"http://{settings.bind_host}:{settings.port('airflow')}"
+
+
+def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the environment for any Airflow process of this stack (``base`` defaults to os.environ).
+
+    The values follow MACHINE-NOTES.md: metadata in the local PostgreSQL (psycopg2 driver),
+    the api-server on ``settings.port("airflow")`` with the execution API pointed at it (else
+    every task fails with "connection refused"), 4 LocalExecutor workers instead of 32, the
+    log servers moved off 8793/8794, no example DAGs.
+    """
+    env = dict(os.environ if base is None else base)
+    home = airflow_home(settings)
+    url = airflow_url(settings)
+    bin_dir = str(Path(sys.executable).parent)
+    # `airflow standalone` starts its components as `airflow ...` from PATH: the venv's first
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.database_url("airflow", driver="postgresql+psycopg2"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "utc",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(admin_passwords_file(settings)),
+        "AIRFLOW__API__HOST": settings.bind_host,
+        "AIRFLOW__API__PORT": str(settings.port("airflow")),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.port("airflow_worker_logs")),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.port("airflow_trigger_logs")),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # one parsing process and a slower re-parse: the machine has two cores shared by everything
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
+        # the stack's own settings reach every task process
+        "HFT_HOME": str(settings.home_dir),
+        "HFT_PORT_BASE": str(settings.port_base),
+        "HFT_DATA_DIR": str(settings.data_dir),
+    })
+    return env
+
+
+def run_airflow(settings: Settings, *args: str, timeout: float | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one ``airflow`` CLI command (``airflow <args>``) in this stack's environment."""
+    home = airflow_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=airflow_env(settings),
+                          capture_output=True, text=True, timeout=timeout, check=check, cwd=REPO_ROOT)
+
+
+def migrate_metadata(settings: Settings, timeout: float = 600) -> None:
+    """Create or upgrade Airflow's metadata tables in the local PostgreSQL (idempotent)."""
+    run_airflow(settings, "db", "migrate", timeout=timeout)

@@ -1,0 +1,72 @@
+"""Read one partition of market.ticks, market.bars and features.bar_features for validation.
+
+Parameters always go as query parameters; a partition is [start, end) on trade time (ticks),
+open time (bars) or event timestamp (features).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from hft.config import Settings
+
+
+def _query(settings: Settings, sql: str, params: Sequence[object]) -> pd.DataFrame:
+    from hft.storage import db
+
+    with db.connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        names = [d.name for d in cur.description or []]
+        return pd.DataFrame(cur.fetchall(), columns=names)
+
+
+def load_ticks(settings: Settings, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    """Return ``symbol, trade_id, price, quantity, trade_time_ms`` of the partition's ticks."""
+    sql = ("SELECT symbol, trade_id, price, quantity, "
+           "(extract(epoch FROM trade_time) * 1000)::bigint AS trade_time_ms "
+           "FROM market.ticks WHERE symbol = ANY(%s) AND trade_time >= %s AND trade_time < %s")
+    df = _query(settings, sql, (list(symbols), start, end))
+    return df.astype({"symbol": "object", "trade_id": "int64", "price": "float64", "quantity": "float64",
+                      "trade_time_ms": "int64"})
+
+
+def load_bars(settings: Settings, symbols: Sequence[str], interval: str, start: datetime,
+              end: datetime) -> pd.DataFrame:
+    """Return ``symbol, open_time, open, high, low, close, volume`` of the partition's bars."""
+    sql = ("SELECT symbol, open_time, open, high, low, close, volume FROM market.bars "
+           "WHERE symbol = ANY(%s) AND interval = %s AND open_time >= %s AND open_time < %s")
+    df = _query(settings, sql, (list(symbols), interval, start, end))
+    df["open_time"] = pd.to_datetime(df["open_time"], utc=True)
+    return df
+
+
+def first_bar_times(settings: Settings, symbols: Sequence[str], interval: str) -> dict[str, pd.Timestamp]:
+    """Return the open time of each symbol's first stored bar (where feature warm-up starts)."""
+    sql = ("SELECT symbol, min(open_time) AS first FROM market.bars WHERE symbol = ANY(%s) AND interval = %s "
+           "GROUP BY symbol")
+    df = _query(settings, sql, (list(symbols), interval))
+    return {str(r.symbol): pd.Timestamp(r.first).tz_convert("UTC") for r in df.itertuples()}
+
+
+def load_features(settings: Settings, symbols: Sequence[str], interval: str, names: Sequence[str],
+                  start: datetime, end: datetime) -> pd.DataFrame:
+    """Return ``symbol, event_timestamp`` and the named feature columns of the partition."""
+    from psycopg import sql as psql
+
+    query = psql.SQL(
+        "SELECT symbol, event_timestamp, {cols} FROM features.bar_features "
+        "WHERE symbol = ANY(%s) AND interval = %s AND event_timestamp >= %s AND event_timestamp < %s"
+    ).format(cols=psql.SQL(", ").join(psql.Identifier(n) for n in names))
+    from hft.storage import db
+
+    with db.connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(query, (list(symbols), interval, start, end))
+        rows = cur.fetchall()
+    df = pd.DataFrame(rows, columns=["symbol", "event_timestamp", *names])
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    for name in names:
+        df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
+    return df

@@ -1,0 +1,285 @@
+"""Validate one partition of ticks, bars or features and keep the outcome.
+
+``validate_ticks/bars/features(settings, start, end)`` read the partition from the database,
+shape it (:mod:`hft.quality.frames`), run its checkpoint (:mod:`hft.quality.gx_runner`),
+rebuild the data docs, append the summary to ``<home>/quality/validation_runs.jsonl`` and
+return a :class:`ValidationSummary` whose ``text()`` names every failing check and the rows
+that broke it. A failed validation is a result, not an exception: callers (the DAGs, ``hft
+validate``) decide to fail. ``*_frame`` variants validate a frame already in hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hft.config import Settings
+from hft.quality import frames
+from hft.quality.gx_runner import CheckResult, data_docs_dir, run_checkpoint, suite_json
+
+Clock = Callable[[], datetime]
+KINDS = ("ticks", "bars", "features")
+# the exchange's clock may run ahead of ours (1.5 s seen in the captures): allow some slack
+FUTURE_TOLERANCE = timedelta(seconds=5)
+
+
+def utc_now() -> datetime:
+    """Return the current UTC time (the default clock; tests inject their own)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    """The outcome of validating one partition of one kind of data."""
+
+    kind: str
+    start: datetime
+    end: datetime
+    rows: int
+    checks: tuple[CheckResult, ...]
+    data_docs: str
+    pages: tuple[str, ...] = ()
+    finished_at: datetime = field(default_factory=utc_now)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def success(self) -> bool:
+        """Whether every check passed."""
+        return all(c.success for c in self.checks)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        """The checks that failed."""
+        return [c for c in self.checks if not c.success]
+
+    def text(self) -> str:
+        """Return a readable summary naming each failing check and its first failing rows."""
+        state = "passed" if self.success else f"FAILED {len(self.failed)} of {len(self.checks)} checks"
+        lines = [f"{self.kind} {_label(self.start)} → {_label(self.end)}: {state} ({self.rows:,} rows)"]
+        for check in self.failed:
+            count = check.unexpected_count
+            detail = f"{count:,} row{'s' if count != 1 else ''}" if count else (check.observed or "")
+            if check.error:
+                detail = f"error: {check.error}"
+            named = ", ".join(check.examples[:10])
+            more = " …" if check.unexpected_count > 10 and named else ""
+            lines.append(f"  ✗ {check.description}: {detail}{': ' + named + more if named else ''}")
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append(f"  data docs: {self.pages[0] if self.pages else self.data_docs}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (the line written to validation_runs.jsonl)."""
+        return {"kind": self.kind, "start": self.start.isoformat(), "end": self.end.isoformat(),
+                "success": self.success, "rows": self.rows, "failed": [c.description for c in self.failed],
+                "checks": [c.to_dict() for c in self.checks], "data_docs": self.data_docs,
+                "pages": list(self.pages), "finished_at": self.finished_at.isoformat(), "notes": list(self.notes),
+                "summary": self.text()}
+
+
+def _label(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _aware(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive datetime {ts!r}: partitions are given in UTC")
+    return ts.astimezone(UTC)
+
+
+# ---- where results are kept --------------------------------------------------------------------
+
+
+def runs_file(settings: Settings) -> Path:
+    """Return ``<home>/quality/validation_runs.jsonl`` (one JSON summary a line, oldest first)."""
+    return settings.home_dir / "quality" / "validation_runs.jsonl"
+
+
+def record(settings: Settings, summary: ValidationSummary) -> Path:
+    """Append the summary to the runs file (one write: concurrent tasks never interleave lines)."""
+    path = runs_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(summary.to_dict(), default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_runs(settings: Settings, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:
+    """Return the latest recorded summaries, newest first (what the dashboard shows)."""
+    path = runs_file(settings)
+    if not path.exists():
+        return []
+    out: list[dict[str, Any]] = []
+    for line in reversed(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if kind is None or row.get("kind") == kind:
+            out.append(row)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def _finish(settings: Settings, kind: str, start: datetime, end: datetime, rows: int,
+            results: Sequence[tuple[list[CheckResult], list[str]]], notes: Sequence[str] = ()) -> ValidationSummary:
+    checks = tuple(c for part, _ in results for c in part)
+    pages = tuple(p for _, part in results for p in part)
+    summary = ValidationSummary(kind=kind, start=start, end=end, rows=rows, checks=checks,
+                                data_docs=(data_docs_dir(settings) / "index.html").as_uri(), pages=pages,
+                                notes=tuple(notes))
+    record(settings, summary)
+    return summary
+
+
+def _run_name(kind: str, start: datetime, end: datetime) -> str:
+    return f"{kind}-{start:%Y%m%dT%H%M}Z-{end:%Y%m%dT%H%M}Z"
+
+
+# ---- ticks ------------------------------------------------------------------------------------
+
+
+def validate_ticks_frame(settings: Settings, ticks: pd.DataFrame, start: datetime, end: datetime,
+                         clock: Clock = utc_now) -> ValidationSummary:
+    """Validate ticks (``symbol, trade_id, price, quantity, trade_time_ms``) of [start, end)."""
+    start, end = _aware(start), _aware(end)
+    frame = frames.tick_frame(ticks)
+    latest = frames.to_ms(clock() + FUTURE_TOLERANCE)
+    result = run_checkpoint(settings, "ticks", frame, {"latest_allowed_ms": latest}, _run_name("ticks", start, end))
+    return _finish(settings, "ticks", start, end, len(frame), [result])
+
+
+def validate_ticks(settings: Settings, start: datetime, end: datetime, symbols: Sequence[str] | None = None,
+                   clock: Clock = utc_now) -> ValidationSummary:
+    """Validate the ticks of [start, end) in market.ticks."""
+    from hft.quality.source import load_ticks
+
+    ticks = load_ticks(settings, list(symbols or settings.symbols), _aware(start), _aware(end))
+    return validate_ticks_frame(settings, ticks, start, end, clock)
+
+
+# ---- bars -------------------------------------------------------------------------------------
+
+
+def validate_bars_frame(settings: Settings, bars: pd.DataFrame, start: datetime, end: datetime,
+                        symbols: Sequence[str] | None = None, interval: str | None = None) -> ValidationSummary:
+    """Validate bars (``symbol, open_time, open, high, low, close, volume``) of [start, end)."""
+    start, end = _aware(start), _aware(end)
+    halts = frames.parse_halts(settings.exchange_halts)
+    frame = frames.bar_frame(bars, list(symbols or settings.symbols), interval or settings.bar_interval,
+                             start, end, halts)
+    result = run_checkpoint(settings, "bars", frame, run_name=_run_name("bars", start, end))
+    return _finish(settings, "bars", start, end, int((~frame["missing"]).sum()), [result])
+
+
+def validate_bars(settings: Settings, start: datetime, end: datetime, symbols: Sequence[str] | None = None,
+                  interval: str | None = None) -> ValidationSummary:
+    """Validate the bars of [start, end) in market.bars (every expected bar present, OHLC consistent)."""
+    from hft.quality.source import load_bars
+
+    syms = list(symbols or settings.symbols)
+    iv = interval or settings.bar_interval
+    bars = load_bars(settings, syms, iv, _aware(start), _aware(end))
+    return validate_bars_frame(settings, bars, start, end, syms, iv)
+
+
+# ---- features ---------------------------------------------------------------------------------
+
+
+def feature_ranges() -> dict[str, list[float | None]]:
+    """Return the declared feature ranges (fnmatch pattern → [lower, upper]) from the features suite."""
+    ranges: dict[str, list[float | None]] = suite_json("features")["meta"].get("feature_ranges", {})
+    return ranges
+
+
+def drop_warmup(long: pd.DataFrame, first_bar: Mapping[str, pd.Timestamp], warmup: Mapping[str, int],
+                interval: str) -> pd.DataFrame:
+    """Leave out long-form feature rows inside their feature's warm-up (NaN there is expected).
+
+    Bar index i (from the symbol's first stored bar) closes at first + (i + 1) · interval; a
+    feature is defined from index ``warmup[name]`` on. Rows of a symbol with no stored bar stay.
+    """
+    step_ms = frames.interval_delta(interval).total_seconds() * 1000
+    first_ms = long["symbol"].map(lambda s: frames.to_ms(first_bar[s]) if s in first_bar else float("nan"))
+    index = (long["event_time_ms"] - first_ms.astype("float64")) / step_ms - 1
+    needed = long["feature"].map(lambda n: warmup.get(n, 0)).astype("float64")
+    return long[~(index < needed)].reset_index(drop=True)
+
+
+def reference_profile(settings: Settings, names: Sequence[str], version: str, interval: str,
+                      reference: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
+    """Return the training reference profile (bin edges and shares per feature), cached on disk.
+
+    The reference is features.bar_features over the training window (``settings.train_start``
+    … ``train_end`` unless given), all symbols together.
+    """
+    from hft.quality.drift import reference_profile as profile_of
+    from hft.quality.source import load_features
+
+    lo, hi = reference or (datetime.fromisoformat(settings.train_start).replace(tzinfo=UTC),
+                           datetime.fromisoformat(settings.train_end).replace(tzinfo=UTC) + timedelta(days=1))
+    path = (settings.home_dir / "quality" / "reference"
+            / f"{version}_{interval}_{lo:%Y%m%dT%H%M}_{hi:%Y%m%dT%H%M}.json")
+    if path.exists():
+        cached: dict[str, Any] = json.loads(path.read_text())
+        if set(cached) >= set(names) and all(cached[n]["rows"] for n in names):
+            return cached
+    ref = load_features(settings, settings.symbols, interval, names, lo, hi)
+    prof = profile_of(ref, names)
+    if all(p["rows"] for p in prof.values()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(prof))
+    return prof
+
+
+def validate_features(settings: Settings, start: datetime, end: datetime, symbols: Sequence[str] | None = None,
+                      interval: str | None = None, reference: tuple[datetime, datetime] | None = None,
+                      drift_window: timedelta | None = None) -> ValidationSummary:
+    """Validate features.bar_features of [start, end): ranges, no NaN after warm-up, and PSI drift.
+
+    Drift compares the trailing ``drift_window`` (``settings.drift_window_days``) ending at
+    ``end`` with the training reference; a feature whose PSI exceeds ``settings.psi_threshold``
+    fails the check.
+    """
+    from hft.features import FEATURE_SPEC
+    from hft.quality.drift import drift_frame
+    from hft.quality.source import first_bar_times, load_features
+
+    start, end = _aware(start), _aware(end)
+    syms = list(symbols or settings.symbols)
+    iv = interval or settings.bar_interval
+    names = list(FEATURE_SPEC.names)
+    window = drift_window or timedelta(days=settings.drift_window_days)
+    current = load_features(settings, syms, iv, names, min(start, end - window), end)
+    partition = current[(current["event_timestamp"] >= start) & (current["event_timestamp"] < end)]
+    long = drop_warmup(frames.feature_frame(partition, names, feature_ranges()),
+                       first_bar_times(settings, syms, iv), FEATURE_SPEC.warmup, iv)
+    result = run_checkpoint(settings, "features", long, run_name=_run_name("features", start, end))
+    profile = reference_profile(settings, names, FEATURE_SPEC.version, iv, reference)
+    drift = drift_frame(profile, current, names, settings.psi_threshold)
+    drift_result = run_checkpoint(settings, "feature_drift", drift, run_name=_run_name("drift", start, end))
+    notes = [f"drift window {_label(end - window)} → {_label(end)}: " + ", ".join(
+        f"{r.feature} {r.psi:.3f}" for r in drift.itertuples() if r.psi == r.psi)]
+    return _finish(settings, "features", start, end, len(partition), [result, drift_result], notes)
+
+
+VALIDATORS: dict[str, Callable[..., ValidationSummary]] = {
+    "ticks": validate_ticks, "bars": validate_bars, "features": validate_features}
+
+
+def validate(settings: Settings, kind: str, start: datetime, end: datetime, **kwargs: Any) -> ValidationSummary:
+    """Validate one partition of ``kind`` (ticks, bars or features)."""
+    if kind not in VALIDATORS:
+        raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+    return VALIDATORS[kind](settings, start, end, **kwargs)
