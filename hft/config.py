@@ -147,6 +147,14 @@ class Settings(BaseSettings):
     airflow_admin_user: str = "admin"
     retrain_schedule: str = "@weekly"
 
+    # --- data quality (Great Expectations, drift) -------------------------------------------
+    exchange_halts: list[str] = Field(
+        default_factory=lambda: ["2023-03-24T12:45:00Z/2023-03-24T14:00:00Z"],
+        description="Known exchange halts, 'start/end' in ISO UTC: bars inside are not expected",
+    )
+    psi_threshold: float = Field(default=0.25, description="PSI above which a feature counts as drifted")
+    drift_window_days: int = Field(default=7, description="Trailing window compared with the training reference")
+
     def port(self, name: str) -> int:
         """Return the port of a stack part or process, derived from ``port_base``."""
         return self.port_base + PORT_OFFSETS[name]
