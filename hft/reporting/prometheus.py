@@ -1,0 +1,195 @@
+"""Prometheus HTTP API client and the System page's queries.
+
+Metric names follow the processes' own definitions; where a process family may name a series
+slightly differently, the page asks Prometheus which names exist and picks the first that
+matches, so the page shows what is there and says what is missing instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from hft.config import Settings, TransientError
+
+
+def prometheus_url(settings: Settings) -> str:
+    """Base URL of Prometheus: ``HFT_PROMETHEUS_URL`` or the embedded stack's."""
+    return settings.prometheus_url or f"http://{settings.bind_host}:{settings.port('prometheus')}"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One time series of a range query."""
+
+    labels: dict[str, str]
+    times: list[datetime]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One scrape target and its health."""
+
+    job: str
+    url: str
+    health: str  # "up", "down" or "unknown"
+    last_error: str = ""
+    last_scrape: str = ""
+
+
+class PrometheusClient:
+    """Minimal client of Prometheus' HTTP API (instant and range queries, targets, names)."""
+
+    def __init__(self, base_url: str, timeout: float = 3.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            resp = httpx.get(f"{self.base_url}{path}", params=params, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"Prometheus at {self.base_url} unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            raise TransientError(f"Prometheus {path} answered {resp.status_code}: {resp.text[:200]}")
+        body = resp.json()
+        if body.get("status") != "success":
+            raise TransientError(f"Prometheus {path}: {body.get('error', body)}")
+        return body["data"]
+
+    def query(self, expr: str, at: datetime | None = None) -> list[tuple[dict[str, str], float]]:
+        """Evaluate an instant query: (labels, value) per series."""
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = at.timestamp()
+        data = self._get("/api/v1/query", params)
+        if data.get("resultType") == "scalar":
+            return [({}, float(data["result"][1]))]
+        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+
+    def query_range(self, expr: str, start: datetime, end: datetime, step_s: float) -> list[Series]:
+        """Evaluate a range query between ``start`` and ``end``."""
+        from datetime import UTC
+
+        data = self._get("/api/v1/query_range",
+                         {"query": expr, "start": start.timestamp(), "end": end.timestamp(), "step": step_s})
+        return [
+            Series(r["metric"], [datetime.fromtimestamp(float(t), UTC) for t, _ in r["values"]],
+                   [float(v) for _, v in r["values"]])
+            for r in data["result"]
+        ]
+
+    def targets(self) -> list[Target]:
+        """Active scrape targets with their health."""
+        data = self._get("/api/v1/targets", {"state": "active"})
+        return sorted(
+            (Target(t["labels"].get("job", "?"), t.get("scrapeUrl", ""), t.get("health", "unknown"),
+                    t.get("lastError", ""), t.get("lastScrape", ""))
+             for t in data["activeTargets"]),
+            key=lambda t: t.job,
+        )
+
+    def metric_names(self) -> list[str]:
+        """Every metric name Prometheus holds."""
+        return list(self._get("/api/v1/label/__name__/values"))
+
+    def ready(self) -> bool:
+        """Whether Prometheus answers its readiness endpoint."""
+        try:
+            return httpx.get(f"{self.base_url}/-/ready", timeout=self.timeout).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A System page chart: which series it wants and the PromQL template for the name found."""
+
+    key: str
+    title: str
+    unit: str
+    patterns: Sequence[str]  # regexes over metric names, tried in order
+    template: str  # PromQL with {metric} (for histograms: the name without _bucket)
+    histogram: bool = False
+    notes: str = ""
+
+
+# The preferred names come first; the page falls back to the looser patterns after them.
+PANELS: tuple[Panel, ...] = (
+    Panel("tick_to_signal_p50", "Tick-to-signal latency p50", "ms",
+          (r"^hft_tick_to_signal_seconds_bucket$", r"^hft_.*tick_to_signal.*_bucket$"),
+          "1000 * histogram_quantile(0.5, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
+    Panel("tick_to_signal_p99", "Tick-to-signal latency p99", "ms",
+          (r"^hft_tick_to_signal_seconds_bucket$", r"^hft_.*tick_to_signal.*_bucket$"),
+          "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
+    Panel("api_latency_p99", "API /predict latency p99", "ms",
+          (r"^hft_api_request_seconds_bucket$", r"^hft_api_.*seconds_bucket$", r"^hft_predict.*seconds_bucket$"),
+          "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
+    Panel("throughput", "Ticks per second by stage", "1/s",
+          (r"^hft_.*ticks.*_total$",),
+          "sum by (job) (rate({metric}[1m]))"),
+    Panel("lag", "Consumer lag", "messages",
+          (r"^hft_.*consumer_lag.*", r"^hft_.*_lag$", r"^kafka_consumergroup_lag$"),
+          "sum by (job, group) ({metric})"),
+    Panel("errors", "Errors and dead letters per second", "1/s",
+          (r"^hft_.*dead_letter.*_total$", r"^hft_.*errors?_total$"),
+          "sum by (job) (rate({metric}[1m]))"),
+    Panel("memory", "Resident memory by process", "MiB",
+          (r"^process_resident_memory_bytes$",),
+          "{metric} / 1048576"),
+    Panel("cpu", "CPU by process", "cores",
+          (r"^process_cpu_seconds_total$",),
+          "rate({metric}[1m])"),
+)
+
+
+def resolve_metric(names: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    """Names matching the first pattern that matches any (all of them, sorted), else []."""
+    for pat in patterns:
+        rx = re.compile(pat)
+        hits = sorted(n for n in names if rx.search(n))
+        if hits:
+            return hits
+    return []
+
+
+def panel_expr(panel: Panel, names: Sequence[str]) -> str | None:
+    """The PromQL of a panel for the metric names Prometheus holds, or None when none match."""
+    hits = resolve_metric(names, panel.patterns)
+    if not hits:
+        return None
+    if panel.histogram:
+        return panel.template.format(metric=hits[0].removesuffix("_bucket"))
+    if len(hits) == 1:
+        return panel.template.format(metric=hits[0])
+    # several counters of one family (per stage): add them up as one selector by name regex
+    selector = '{__name__=~"' + "|".join(re.escape(h) for h in hits) + '"}'
+    return panel.template.format(metric=selector)
+
+
+@dataclass
+class SystemView:
+    """What the System page shows."""
+
+    targets: list[Target]
+    series: dict[str, list[Series]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # panel titles with no metric yet
+
+
+def system_view(client: PrometheusClient, start: datetime, end: datetime, step_s: float = 15.0) -> SystemView:
+    """Targets' health and the series of every panel over ``[start, end]``."""
+    targets = client.targets()
+    names = client.metric_names()
+    view = SystemView(targets)
+    for panel in PANELS:
+        expr = panel_expr(panel, names)
+        if expr is None:
+            view.missing.append(panel.title)
+            continue
+        view.series[panel.key] = client.query_range(expr, start, end, step_s)
+    return view
