@@ -25,11 +25,16 @@ log = logging.getLogger(__name__)
 class ServingModel(Protocol):
     """What ``hft.ml.registry.load_serving_model`` returns (see docs/INTERFACES.md)."""
 
-    name: str
-    version: str
-    feature_version: str
-    feature_names: Sequence[str]
-    sequence_length: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def feature_version(self) -> str: ...
+    @property
+    def feature_names(self) -> Sequence[str]: ...
+    @property
+    def sequence_length(self) -> int: ...
 
     def predict_proba_window(self, window: np.ndarray) -> float: ...
 

@@ -1,0 +1,108 @@
+"""The trading bot's decision step: prediction → signal → risk checks → persisted intent → queue.
+
+The process loop (``streamers/trading_bot.py``) feeds :meth:`TradingBot.on_bar` one closed
+bar at a time; everything it needs (the model server call, the queue, the clock) is
+injected, so the step is testable on its own. The kill switch is the stored bot state,
+read before every intent: ``hft bot halt`` stops new intents from the next bar on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from hft.config import Settings
+from hft.trading import store
+from hft.trading.strategy import Decision, RiskLimits, Signal, TradingState, decide, signal_from_prob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BarEvent:
+    """A closed bar: the symbol, its close price and times, and when its last tick was received."""
+
+    symbol: str
+    close: float
+    close_time: datetime
+    receive_time_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one bar led to: the prediction, the decision, the intent id and the tick-to-signal latency."""
+
+    prediction: dict[str, Any]
+    signal: Signal
+    decision: Decision
+    intent_id: str | None
+    tick_to_signal_ns: int | None
+
+
+class TradingBot:
+    """One decision per closed bar and symbol."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        predict: Callable[[str], dict[str, Any]],
+        enqueue: Callable[[str], None],
+        clock_ns: Callable[[], int],
+    ) -> None:
+        self.s = settings
+        self.engine = engine
+        self.predict = predict
+        self.enqueue = enqueue
+        self.clock_ns = clock_ns
+        self.limits = RiskLimits.from_settings(settings)
+
+    def on_bar(self, bar: BarEvent) -> StepResult:
+        """Ask the model server, decide under the limits and the stored state, persist and queue the intent."""
+        prediction = self.predict(bar.symbol)
+        prob = float(prediction["prob_up"])
+        signal = signal_from_prob(prob, self.s.buy_threshold, self.s.sell_threshold)
+        decided_ns = self.clock_ns()
+        latency = decided_ns - bar.receive_time_ns if bar.receive_time_ns else None
+        now = datetime.fromtimestamp(decided_ns / 1e9, UTC)
+        intent_id: str | None = None
+        with self.engine.begin() as conn:
+            state = store.get_bot_state(conn)
+            qty = store.position_qty(conn, bar.symbol)
+            last = store.last_intent_at(conn, bar.symbol)
+            day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            marks = {bar.symbol: bar.close}
+            for sym in store.positions(conn):
+                if sym not in marks:
+                    t = store.last_trade(conn, sym)
+                    if t is not None:
+                        marks[sym] = t.price
+            pnl_today = store.daily_pnl(conn, day_start, marks)
+            decision = decide(symbol=bar.symbol, signal=signal, prob_up=prob, price=bar.close, position_qty=qty,
+                              state=state.state, last_intent_at=last, now=now, daily_pnl=pnl_today,
+                              limits=self.limits)
+            if decision.state is not state.state:
+                store.set_bot_state(conn, decision.state, decision.reason, "bot", now)
+                log.warning("bot state %s -> %s (%s)", state.state, decision.state, decision.reason)
+            if decision.intent is not None:
+                feature_time = prediction.get("feature_time")
+                intent_id = str(store.insert_intent(
+                    conn, decision.intent, model_name=str(prediction.get("model_name", "")),
+                    model_version=str(prediction.get("model_version", "")),
+                    feature_time=datetime.fromisoformat(feature_time) if isinstance(feature_time, str) else None,
+                    tick_receive_ns=bar.receive_time_ns,
+                ))
+        if intent_id is not None:
+            self.enqueue(intent_id)  # after commit: the worker must find the row
+        return StepResult(prediction, signal, decision, intent_id, latency)
+
+
+def set_state(engine: Engine, state: TradingState, reason: str, by: str, now: datetime | None = None) -> None:
+    """Set the bot's state (the kill switch of ``hft bot halt|resume``)."""
+    with engine.begin() as conn:
+        store.set_bot_state(conn, state, reason, by, now or datetime.now(UTC))
