@@ -170,10 +170,9 @@ class FeatureState:
         f["hour_sin"] = math.sin(angle)
         f["hour_cos"] = math.cos(angle)
         if self.spec.uses_trades:
-            if math.isnan(trade_count) or math.isnan(buy_volume) or math.isnan(vwap):
-                raise ValueError("this feature spec needs trade-derived bar columns (trade_count, buy_volume, vwap)")
-            f["buy_imbalance"] = (2.0 * buy_volume - volume) / volume if volume > 0 else 0.0
-            f["vwap_dist"] = close / vwap - 1.0 if vwap > 0 else 0.0
+            # a bar without trade columns (a kline in the warm-up) gives NaN: absent, not zero
+            f["buy_imbalance"] = (2.0 * buy_volume - volume) / volume if volume > 0 else buy_volume * 0.0
+            f["vwap_dist"] = close / vwap - 1.0 if vwap > 0 else (vwap if math.isnan(vwap) else 0.0)
             m, sd = _mean_std(self._count, 1)
             f[f"trade_count_z_{S.TRADE_COUNT_Z_WINDOW}"] = (trade_count - m) / sd if sd > 0 else 0.0
         return {name: f[name] for name in self.spec.names}
@@ -265,6 +264,7 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd
 
     ``bars``: indexed by UTC open time, columns open/high/low/close/volume and, for a spec that
     uses trades, trade_count/buy_volume/vwap (kline names from ``read_ohlcv_csv`` are mapped).
+    A bar whose trade columns are NaN (a kline among ticks bars) gives NaN trade features.
     Each feature is NaN before its own warm-up (``spec.warmup``); rows from
     ``spec.warmup_bars`` on are complete. Bars must be consecutive (no missing buckets) for
     the windows to mean what they say; a gap in the input is taken as adjacency.
@@ -340,8 +340,8 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd
         bv = b["buy_volume"].to_numpy(dtype="float64")
         vw = b["vwap"].to_numpy(dtype="float64")
         with np.errstate(divide="ignore", invalid="ignore"):
-            f["buy_imbalance"] = np.where(v > 0, (2.0 * bv - v) / np.where(v > 0, v, 1.0), 0.0)
-            f["vwap_dist"] = np.where(vw > 0, c / np.where(vw > 0, vw, 1.0) - 1.0, 0.0)
+            f["buy_imbalance"] = np.where(v > 0, (2.0 * bv - v) / np.where(v > 0, v, 1.0), bv * 0.0)
+            f["vwap_dist"] = np.where(vw > 0, c / np.where(vw > 0, vw, 1.0) - 1.0, np.where(np.isnan(vw), vw, 0.0))
         f[f"trade_count_z_{S.TRADE_COUNT_Z_WINDOW}"] = _zscore(
             b["trade_count"].to_numpy(dtype="float64"), S.TRADE_COUNT_Z_WINDOW)
     out = pd.DataFrame({name: f[name] for name in spec.names}, index=b.index)
