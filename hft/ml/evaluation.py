@@ -1,0 +1,133 @@
+"""Walk-forward evaluation of the ensemble, its four models and the baselines, fold by fold."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hft.ml import metrics as M
+from hft.ml.dataset import Dataset
+from hft.ml.models import COMPONENTS, FitConfig, fit_ensemble, fit_lightgbm
+
+BASELINES = ("majority", "persistence", "logistic", "lightgbm_plain")
+PLAIN_LIGHTGBM = {"num_leaves": 31, "learning_rate": 0.05, "min_data_in_leaf": 100, "feature_fraction": 1.0,
+                  "bagging_fraction": 1.0, "lambda_l2": 0.0, "num_boost_round": 200}
+
+
+@dataclass
+class WalkForwardConfig:
+    """Folds, purge/embargo and caps of one walk-forward evaluation."""
+
+    n_folds: int = 3
+    test_fraction: float = 0.25
+    embargo_bars: int = 4
+    max_train_rows: int | None = 120_000
+    n_boot: int = 200
+
+
+def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray, cfg: FitConfig) -> dict[str, np.ndarray]:
+    """Probabilities of the four baselines on ``test``, each fitted on ``train`` only."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = ds.y
+    up = float(y[train].mean())
+    out = {"majority": np.full(len(test), up)}
+    # persistence: the training frequency of an up move after an up (or down) move
+    p_after_up = float(y[train][ds.prev_dir[train] == 1].mean()) if (ds.prev_dir[train] == 1).any() else up
+    p_after_down = float(y[train][ds.prev_dir[train] == 0].mean()) if (ds.prev_dir[train] == 0).any() else up
+    out["persistence"] = np.where(ds.prev_dir[test] == 1, p_after_up, p_after_down)
+    mean = ds.X[train].astype(np.float64).mean(axis=0)
+    std = ds.X[train].astype(np.float64).std(axis=0)
+    std[std < 1e-12] = 1.0
+    lr = LogisticRegression(C=0.1, max_iter=500)
+    lr.fit(np.clip((ds.X[train] - mean) / std, -10, 10), y[train])
+    out["logistic"] = lr.predict_proba(np.clip((ds.X[test] - mean) / std, -10, 10))[:, 1]
+    cols = ds.subset_names(ds.baseline_names or ds.feature_names)
+    Xb = ds.X[:, cols]
+    booster = fit_lightgbm(Xb, y, train, None, PLAIN_LIGHTGBM, cfg)
+    out["lightgbm_plain"] = np.asarray(booster.predict(Xb[test]))
+    return out
+
+
+def model_report(y: np.ndarray, p: np.ndarray, fwd: np.ndarray, times: np.ndarray, costs: M.Costs,
+                 n_boot: int, seed: int = 0) -> dict[str, Any]:
+    """Classification metrics with bootstrap intervals and the cost-aware backtest for one model."""
+    rep: dict[str, Any] = M.classification(y, p)
+    if n_boot:
+        rep.update(M.bootstrap_ci(y, p, n_boot=n_boot, seed=seed))
+    bt = M.backtest(p, fwd, times, costs)
+    rep["backtest"] = {k: v for k, v in bt.items() if k not in ("equity", "equity_times")}
+    return rep
+
+
+@dataclass
+class WalkForwardResult:
+    """Per-fold and overall reports plus the out-of-fold predictions (for plots)."""
+
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    overall: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oof_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    oof: dict[str, np.ndarray] = field(default_factory=dict)
+    calibration: dict[str, list[float]] = field(default_factory=dict)
+    equity: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready report (no arrays of predictions)."""
+        return {"folds": self.folds, "overall": self.overall, "calibration": self.calibration,
+                "seconds": self.seconds}
+
+
+def walk_forward_report(
+    ds: Dataset, params: dict[str, dict[str, Any]], fit_cfg: FitConfig, wf: WalkForwardConfig, costs: M.Costs,
+) -> WalkForwardResult:
+    """Fit the ensemble and the baselines fold by fold; score every model out of sample."""
+    from hft.ml.dataset import interval_timedelta
+    from hft.ml.splits import walk_forward
+
+    started = time.monotonic()
+    step = interval_timedelta(ds.interval).value
+    horizon_ns, embargo_ns = ds.horizon * step, wf.embargo_bars * step
+    seq_len = int(params["lstm"]["seq_len"])
+    rows = ds.labeled()
+    rows = rows[ds.window_ok(seq_len)[rows]]
+    folds = walk_forward(ds.times, rows, wf.n_folds, wf.test_fraction, horizon_ns, embargo_ns, wf.max_train_rows)
+    result = WalkForwardResult()
+    preds: dict[str, list[np.ndarray]] = {}
+    all_test = []
+    for fold in folds:
+        ens, timings = fit_ensemble(ds.X, ds.y, ds.times, fold.train, ds.feature_names, ds.feature_version, params,
+                                    fit_cfg, horizon_ns, embargo_ns)
+        logits = ens.component_logits(ds.X, ens.scale(ds.X), fold.test)
+        fold_preds = {"ensemble": ens.combine(logits)}
+        for i, name in enumerate(COMPONENTS):
+            fold_preds[name] = 1.0 / (1.0 + np.exp(-logits[:, i]))
+        fold_preds.update(baseline_predictions(ds, fold.train, fold.test, fit_cfg))
+        y, fwd, t = ds.y[fold.test], ds.fwd_ret[fold.test], ds.times[fold.test]
+        fold_rep: dict[str, Any] = {
+            "fold": fold.index, "train_rows": len(fold.train), "test_rows": len(fold.test),
+            "train_start": int(ds.times[fold.train].min()), "train_end": int(ds.times[fold.train].max()),
+            "test_start": fold.test_start, "test_end": fold.test_end, "fit_seconds": timings,
+            "stack_weights": dict(zip(COMPONENTS, ens.stack_coef.tolist(), strict=True)),
+            "models": {name: model_report(y, p, fwd, t, costs, n_boot=0) for name, p in fold_preds.items()},
+        }
+        result.folds.append(fold_rep)
+        for name, p in fold_preds.items():
+            preds.setdefault(name, []).append(p)
+        all_test.append(fold.test)
+    if not all_test:
+        raise ValueError("walk-forward produced no folds: too little data for the requested split")
+    result.oof_rows = np.concatenate(all_test)
+    result.oof = {name: np.concatenate(ps) for name, ps in preds.items()}
+    y, fwd, t = ds.y[result.oof_rows], ds.fwd_ret[result.oof_rows], ds.times[result.oof_rows]
+    for name, p in result.oof.items():
+        result.overall[name] = model_report(y, p, fwd, t, costs, n_boot=wf.n_boot)
+    result.calibration = M.calibration_curve(y, result.oof["ensemble"])
+    for name in ("ensemble", "lightgbm_plain"):
+        bt = M.backtest(result.oof[name], fwd, t, costs)
+        result.equity[name] = {"times": bt["equity_times"], "equity": bt["equity"]}
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,151 @@
+"""Out-of-sample metrics: classification scores with bootstrap intervals, calibration, and a
+cost-aware backtest of confident signals only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_EPS = 1e-6
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC-AUC by ranks (ties averaged); NaN when only one class is present."""
+    y = np.asarray(y, dtype=np.float64)
+    n_pos = float(y.sum())
+    n_neg = float(len(y) - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = pd.Series(p).rank(method="average").to_numpy()
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, balanced accuracy, ROC-AUC, log-loss, Brier and the majority-class share."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    pred = (p >= threshold).astype(np.float64)
+    pos = y == 1
+    tpr = float((pred[pos] == 1).mean()) if pos.any() else float("nan")
+    tnr = float((pred[~pos] == 0).mean()) if (~pos).any() else float("nan")
+    up = float(y.mean()) if len(y) else float("nan")
+    return {
+        "n": float(len(y)),
+        "accuracy": float((pred == y).mean()),
+        "balanced_accuracy": float(np.nanmean([tpr, tnr])),
+        "roc_auc": roc_auc(y, p),
+        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+        "brier": float(np.mean((p - y) ** 2)),
+        "base_rate": max(up, 1 - up),
+        "up_rate": up,
+    }
+
+
+def bootstrap_ci(
+    y: np.ndarray, p: np.ndarray, n_boot: int = 200, block: int = 96, seed: int = 0, threshold: float = 0.5
+) -> dict[str, list[float]]:
+    """95% intervals of accuracy and ROC-AUC by a moving-block bootstrap (blocks keep autocorrelation)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    n = len(y)
+    if n < 2 * block:
+        block = max(1, n // 10)
+    rng = np.random.default_rng(seed)
+    n_blocks = int(np.ceil(n / block))
+    accs, aucs = [], []
+    correct = ((p >= threshold) == (y == 1)).astype(np.float64)
+    for _ in range(n_boot):
+        starts = rng.integers(0, n - block + 1, size=n_blocks)
+        idx = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
+        accs.append(correct[idx].mean())
+        aucs.append(roc_auc(y[idx], p[idx]))
+    return {
+        "accuracy_ci95": [float(np.nanpercentile(accs, 2.5)), float(np.nanpercentile(accs, 97.5))],
+        "roc_auc_ci95": [float(np.nanpercentile(aucs, 2.5)), float(np.nanpercentile(aucs, 97.5))],
+    }
+
+
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    """Mean predicted probability vs observed frequency per quantile bin."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+    mean_p, freq, count = [], [], []
+    for b in range(max(len(edges) - 1, 1)):
+        m = which == b
+        if m.any():
+            mean_p.append(float(p[m].mean()))
+            freq.append(float(y[m].mean()))
+            count.append(int(m.sum()))
+    return {"mean_predicted": mean_p, "observed": freq, "count": count}
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Per-side costs in basis points and the thresholds of a confident signal."""
+
+    fee_bps: float
+    slippage_bps: float
+    buy_threshold: float
+    sell_threshold: float
+    notional: float = 1000.0
+
+    @property
+    def round_trip_bps(self) -> float:
+        """Fees and slippage paid to open and close one position."""
+        return 2 * (self.fee_bps + self.slippage_bps)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Costs:
+        """Taker fees (the bot sends market orders), slippage, thresholds and notional from settings."""
+        return cls(fee_bps=float(settings.taker_fee_bps), slippage_bps=float(settings.slippage_bps),
+                   buy_threshold=float(settings.buy_threshold), sell_threshold=float(settings.sell_threshold),
+                   notional=float(settings.order_notional))
+
+
+def backtest(
+    p: np.ndarray, fwd_ret: np.ndarray, times: np.ndarray, costs: Costs
+) -> dict[str, Any]:
+    """Trade only confident signals: long when p >= buy, short when p <= sell, each held h bars.
+
+    Every trade pays the round-trip costs. PnL is in quote currency at ``costs.notional`` per
+    trade; Sharpe is of daily PnL, annualised with 365 days; max drawdown is of the equity
+    curve in quote currency (a positive number).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    r = np.asarray(fwd_ret, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    p, r, t = p[order], r[order], np.asarray(times)[order]
+    side = np.where(p >= costs.buy_threshold, 1.0, np.where(p <= costs.sell_threshold, -1.0, 0.0))
+    side[np.isnan(r)] = 0.0
+    traded = side != 0
+    gross_bps = side[traded] * r[traded] * 1e4
+    net_bps = gross_bps - costs.round_trip_bps
+    pnl = net_bps / 1e4 * costs.notional
+    equity = np.cumsum(pnl)
+    peak = np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:] if len(equity) else equity
+    max_dd = float((peak - equity).max()) if len(equity) else 0.0
+    sharpe = 0.0
+    if len(pnl) > 1:
+        days = pd.Series(pnl, index=pd.to_datetime(t[traded], unit="ns", utc=True)).resample("1D").sum()
+        if days.std() > 0:
+            sharpe = float(days.mean() / days.std() * np.sqrt(365))
+    return {
+        "trades": int(traded.sum()),
+        "long_trades": int((side > 0).sum()),
+        "short_trades": int((side < 0).sum()),
+        "net_pnl_after_fees": float(pnl.sum()),
+        "gross_pnl": float((gross_bps / 1e4 * costs.notional).sum()),
+        "avg_gross_edge_bps": float(gross_bps.mean()) if len(gross_bps) else 0.0,
+        "avg_net_bps": float(net_bps.mean()) if len(net_bps) else 0.0,
+        "hit_rate": float((gross_bps > 0).mean()) if len(gross_bps) else 0.0,
+        "round_trip_cost_bps": costs.round_trip_bps,
+        "sharpe": sharpe,
+        "max_drawdown": max_dd,
+        "equity_times": t[traded].tolist(),
+        "equity": equity.tolist(),
+    }

@@ -1,0 +1,183 @@
+"""The MLflow side: the ensemble as one pyfunc model, registration with aliases, and serving loads.
+
+The pyfunc wrapper exists for MLflow's signature, input example and registry. Serving does not
+go through it: :func:`load_serving_model` downloads the registered version's artifacts and loads
+the four models natively (compiled XGBoost and random-forest arrays, LightGBM's own booster,
+the LSTM's state dict), which keeps one-row inference well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hft.config import ConfigurationError, Settings, TransientError
+from hft.ml.models import Ensemble
+
+ARTIFACT_KEY = "ensemble"
+MODEL_NAME_IN_RUN = "ensemble"  # log_model(name=...)
+
+
+def predict_frame(ens: Ensemble, df: pd.DataFrame) -> np.ndarray:
+    """Probabilities for the rows of a time-ordered feature frame of one symbol.
+
+    Row ``i`` needs ``seq_len`` complete rows ending at ``i``; rows without them get NaN.
+    """
+    missing = [n for n in ens.feature_names if n not in df.columns]
+    if missing:
+        raise ValueError(f"feature frame lacks {missing}")
+    X = df[list(ens.feature_names)].to_numpy(dtype=np.float32)
+    n, L = len(X), ens.seq_len
+    out = np.full(n, np.nan)
+    if n < L:
+        return out
+    complete = ~np.isnan(X).any(axis=1)
+    # a row is usable when the L rows ending at it are all complete
+    run = np.convolve(complete.astype(np.int64), np.ones(L, dtype=np.int64), mode="full")[:n]
+    rows = np.flatnonzero((run == L) & (np.arange(n) >= L - 1))
+    if len(rows):
+        Xf = np.where(np.isnan(X), 0.0, X).astype(np.float32)
+        out[rows] = ens.predict_rows(Xf, rows)
+    return out
+
+
+@dataclass
+class ServingModel:
+    """What the API holds: the ensemble plus its registry identity."""
+
+    name: str
+    version: str
+    feature_version: str
+    feature_names: tuple[str, ...]
+    sequence_length: int
+    ensemble: Ensemble
+    run_id: str = ""
+
+    def predict_proba_window(self, window: np.ndarray) -> float:
+        """P(up) for one decision; ``window`` is (sequence_length, n_features), last row = decision bar."""
+        return self.ensemble.predict_window(window)
+
+    def predict_proba_frame(self, df: pd.DataFrame) -> np.ndarray:
+        """P(up) per row of a time-ordered feature frame of one symbol (NaN without a full window)."""
+        return predict_frame(self.ensemble, df)
+
+
+def _client(settings: Settings) -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_uri)
+
+
+def resolve(settings: Settings, uri: str) -> tuple[str, str, str]:
+    """Turn ``models:/name@alias``, ``models:/name/version`` into (name, version, run_id)."""
+    client = _client(settings)
+    if not uri.startswith("models:/"):
+        raise ValueError(f"not a registry URI: {uri}")
+    ref = uri[len("models:/"):]
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = ref.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+    return mv.name, str(mv.version), str(mv.run_id)
+
+
+def load_ensemble(settings: Settings, uri: str) -> tuple[Ensemble, dict[str, str]]:
+    """Download a model's artifacts (registry or ``runs:/`` URI) and load the ensemble natively."""
+    import mlflow
+
+    _client(settings)
+    info: dict[str, str] = {"uri": uri}
+    try:
+        if uri.startswith("models:/"):
+            info["name"], info["version"], info["run_id"] = resolve(settings, uri)
+            source = f"models:/{info['name']}/{info['version']}"
+        else:
+            source = uri
+        dest = Path(tempfile.mkdtemp(prefix="hft-model-"))
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest)))
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException) and "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
+            raise ConfigurationError(f"no model at {uri}: {exc.message}") from exc
+        if isinstance(exc, (MlflowException, OSError)):
+            raise TransientError(f"MLflow unavailable at {settings.mlflow_uri}: {exc}") from exc
+        raise
+    found = sorted(local.rglob("ensemble.json"))
+    if not found:
+        raise ConfigurationError(f"{uri} holds no ensemble.json")
+    return Ensemble.load(found[0].parent), info
+
+
+def load_serving_model(settings: Settings, alias: str = "champion", name: str | None = None) -> ServingModel:
+    """Load the model version that ``alias`` points to, natively, for serving.
+
+    Raises :class:`ConfigurationError` when no version holds the alias (the API answers 503 until a
+    champion exists) and :class:`TransientError` when MLflow cannot be reached.
+    """
+    import torch
+
+    model_name = name or settings.model_name
+    ens, info = load_ensemble(settings, f"models:/{model_name}@{alias}")
+    # one-row inference: intra-op threads only add synchronisation cost
+    torch.set_num_threads(1)
+    return ServingModel(name=model_name, version=info["version"], feature_version=ens.feature_version,
+                        feature_names=ens.feature_names, sequence_length=ens.seq_len, ensemble=ens,
+                        run_id=info.get("run_id", ""))
+
+
+def log_ensemble(ens: Ensemble, example: pd.DataFrame, registered_name: str) -> Any:
+    """Log the ensemble as one pyfunc model (signature, input example) in the active run and register it."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from hft.ml.models import COMPONENTS
+    from hft.ml.pyfunc import EnsemblePythonModel
+
+    with tempfile.TemporaryDirectory(prefix="hft-ens-") as tmp:
+        path = Path(tmp) / ARTIFACT_KEY
+        ens.save(path)
+        output = predict_frame(ens, example)
+        signature = infer_signature(example, output)
+        versions = _library_versions()
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME_IN_RUN, python_model=EnsemblePythonModel(), artifacts={ARTIFACT_KEY: str(path)},
+            signature=signature, input_example=example, registered_model_name=registered_name,
+            pip_requirements=[f"{k}=={v}" for k, v in versions.items()],
+            metadata={"feature_version": ens.feature_version, "sequence_length": ens.seq_len,
+                      "components": list(COMPONENTS)},
+        )
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("hft-mlops", "xgboost-cpu", "lightgbm", "scikit-learn", "torch", "numpy", "pandas", "mlflow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def set_alias(settings: Settings, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version`` of model ``name``."""
+    _client(settings).set_registered_model_alias(name, alias, version)
+
+
+def version_tags(settings: Settings, name: str, version: str, tags: dict[str, Any]) -> None:
+    """Set tags on a model version (JSON-encode non-strings)."""
+    client = _client(settings)
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v if isinstance(v, str) else json.dumps(v))
