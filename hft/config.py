@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     train_start: str = "2023-01-01"
     train_end: str = "2025-08-31"
     train_budget_minutes: float = 3.0
+    label_dead_zone_bps: float = Field(default=0.0, description="Moves smaller than this get no label (0: none)")
+    promotion_margin_auc: float = Field(
+        default=0.002, description="ROC-AUC points a challenger must win by (vs champion, or baselines when none)"
+    )
 
     # --- serving / trading ------------------------------------------------------------------
     api_key: SecretStr | None = Field(default=None, description="Key for mutating endpoints")
