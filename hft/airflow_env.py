@@ -8,10 +8,12 @@ variables must be set before Airflow reads its configuration.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from hft.config import REPO_ROOT, Settings
 
@@ -94,3 +96,42 @@ def run_airflow(settings: Settings, *args: str, timeout: float | None = None,
 def migrate_metadata(settings: Settings, timeout: float = 600) -> None:
     """Create or upgrade Airflow's metadata tables in the local PostgreSQL (idempotent)."""
     run_airflow(settings, "db", "migrate", timeout=timeout)
+
+
+_INTEGRITY_SCRIPT = r"""
+import json, sys
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # older layouts
+    from airflow.models.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dags = {}
+for dag_id, dag in bag.dags.items():
+    dags[dag_id] = {
+        "tags": sorted(dag.tags or []),
+        "min_retries": min((int(t.retries or 0) for t in dag.tasks), default=0),
+        "tasks": sorted(t.task_id for t in dag.tasks),
+        "schedule": str(getattr(dag.timetable, "summary", "") or getattr(dag.timetable, "description", "")
+                        or type(dag.timetable).__name__),
+        "doc_md": bool(dag.doc_md),
+        "fileloc": dag.fileloc,
+    }
+print("@@INTEGRITY@@" + json.dumps({"dags": dags, "import_errors": {k: str(v) for k, v in bag.import_errors.items()}}))
+"""
+
+
+def dag_integrity(settings: Settings, dag_folder: Path = DAGS_FOLDER, timeout: float = 120) -> dict[str, Any]:
+    """Load ``dag_folder`` into a DagBag in a fresh interpreter and report DAGs and import errors.
+
+    A fresh interpreter because Airflow reads its configuration once per process, at import.
+    Returns ``{"dags": {dag_id: {tags, min_retries, tasks, schedule, doc_md, fileloc}},
+    "import_errors": {path: message}}``.
+    """
+    airflow_home(settings).mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-c", _INTEGRITY_SCRIPT, str(dag_folder)], env=airflow_env(settings),
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@INTEGRITY@@"):
+            report: dict[str, Any] = json.loads(line.removeprefix("@@INTEGRITY@@"))
+            return report
+    raise RuntimeError(f"DagBag check failed (exit {proc.returncode}): {proc.stderr[-2000:]}")

@@ -149,6 +149,7 @@ class Settings(BaseSettings):
 
     # --- Airflow ----------------------------------------------------------------------------
     airflow_admin_user: str = "admin"
+    airflow_enabled: bool = Field(default=True, description="Run Airflow (standalone) under `hft up`")
     retrain_schedule: str = "@weekly"
 
     # --- data quality (Great Expectations, drift) -------------------------------------------

@@ -68,6 +68,10 @@ PROCESSES: list[ProcessSpec] = [
                    "--schedule", str(s.home_dir / "celerybeat-schedule")],
     ),
     ProcessSpec("dashboard", _py("dashboard.app"), "dashboard"),
+    # Airflow's environment (AIRFLOW_HOME, metadata DB, ports) comes from hft.airflow_env; the
+    # supervisor stops the whole process group, since standalone's children outlive their parent
+    ProcessSpec("airflow", lambda s: [_bin("hft"), "airflow", "standalone"],
+                enabled=lambda s: s.airflow_enabled, stop_wait_s=60),
 ]
 
 
