@@ -69,9 +69,16 @@ class OnlineFeatures(_Base):
         if ts is None or not values:
             return None
         out: dict[str, float] = {}
+        found = False
         for name in self._names:
             v = values.get(name)
-            out[name] = v.double_val if v is not None and v.WhichOneof("val") == "double_val" else math.nan
+            if v is not None and v.WhichOneof("val") == "double_val":
+                out[name] = v.double_val
+                found = True
+            else:
+                out[name] = math.nan
+        if not found:  # Feast answers an unknown entity with empty values at the epoch
+            return None
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts, out
 
     def latest_sdk(self, symbol: str) -> dict[str, Any]:
