@@ -104,7 +104,6 @@ class _Subscriber:
     combined: bool
     n: int = 0
     skip_left: int = 0
-    malformed_i: int = 0
 
 
 @dataclass
@@ -170,6 +169,7 @@ class ReplayExchange:
         self._published: dict[str, _Published] = {s: _Published() for s in timeline.symbols}
         self._has_subscriber = asyncio.Event()
         self._weight: list[int] = [0, 0]  # minute, used weight
+        self._malformed_i = 0
         self.pass_no = 0
         self.started = False
         self.finished = False
@@ -242,8 +242,8 @@ class ReplayExchange:
         n = sub.n
         try:
             if f.malformed_every and n % f.malformed_every == 0:
-                bad = _MALFORMED[sub.malformed_i % len(_MALFORMED)]
-                sub.malformed_i += 1
+                bad = _MALFORMED[self._malformed_i % len(_MALFORMED)]
+                self._malformed_i += 1  # cycle the kinds across connections too
                 await sub.ws.send_frame(bad.replace(b"%s", stream.encode()), WSMsgType.TEXT)
                 self.metrics.faults.labels("malformed").inc()
             if sub.skip_left:

@@ -77,10 +77,13 @@ class KafkaTickSink:
         key = symbol.encode()
         try:
             parts = sorted(self.producer.partitions_for(self.topic))
-            partitioner = self.producer.config["partitioner"]
-            return key, int(partitioner(key, parts, parts))
-        except (AttributeError, KeyError, TypeError):
+        except (AttributeError, TypeError):
             return key, None
+        if not parts:
+            return key, None
+        from kafka.partitioner.default import murmur2
+
+        return key, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
 
     def dead_letter(self, reason: str, raw: bytes, receive_time_ns: int, stream: str) -> None:
         """Send one refused input with its reason to the dead-letter topic."""

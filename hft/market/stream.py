@@ -80,7 +80,8 @@ class TradeStream:
     def __init__(self, ws_url: str, rest: BinanceRest, symbols: list[str], sink: TickSink, *,
                  venue: str = "binance-spot", clock_ns: Callable[[], int] = time.time_ns,
                  max_session_s: float = 23.5 * 3600, backoff: Callable[[int], float] | None = None,
-                 last_ids: dict[str, int] | None = None, rest_page: int = 1000) -> None:
+                 last_ids: dict[str, int] | None = None, rest_page: int = 1000,
+                 idle_check_s: float = 5.0) -> None:
         self.ws_url = ws_url.rstrip("/")
         self.rest = rest
         self.symbols = [s.upper() for s in symbols]
@@ -90,6 +91,9 @@ class TradeStream:
         self.max_session_s = max_session_s
         self.backoff = backoff or backoff_delays()
         self.rest_page = rest_page
+        self.idle_check_s = idle_check_s
+        self._lock = asyncio.Lock()
+        self._last_frame = time.monotonic()
         self.stats = StreamStats()
         self.last: dict[str, int] = dict(last_ids or {})
         self.stats.last_trade_id = self.last
@@ -130,6 +134,7 @@ class TradeStream:
         """One connection: REST catch-up, then live frames. True for a planned reconnect."""
         planned = asyncio.Event()
         closer = asyncio.ensure_future(self._close_when(ws, stop, planned))
+        watchdog = asyncio.ensure_future(self._idle_catch_up())
         try:
             for sym in self.symbols:
                 if sym in self.last:
@@ -144,6 +149,24 @@ class TradeStream:
             raise
         finally:
             closer.cancel()
+            watchdog.cancel()
+
+    async def _idle_catch_up(self) -> None:
+        # A skipped last message leaves no later trade id to reveal the gap: when the stream
+        # has been quiet for idle_check_s, ask REST whether trades were published meanwhile.
+        while True:
+            await asyncio.sleep(self.idle_check_s / 2)
+            if time.monotonic() - self._last_frame < self.idle_check_s:
+                continue
+            async with self._lock:
+                for sym in self.symbols:
+                    if sym in self.last:
+                        got = await self.fill(sym, self.last[sym] + 1, None)
+                        if got:
+                            self.stats.gaps_detected += 1
+                            self.stats.gaps_filled += 1
+                            log.info("quiet stream: %d %s trades caught up through REST", got, sym)
+            self._last_frame = time.monotonic()
 
     async def _close_when(self, ws: ClientConnection, stop: asyncio.Event, planned: asyncio.Event) -> None:
         try:
@@ -154,6 +177,11 @@ class TradeStream:
         await ws.close()
 
     async def _frame(self, raw: bytes) -> None:
+        self._last_frame = time.monotonic()
+        async with self._lock:
+            await self._handle(raw)
+
+    async def _handle(self, raw: bytes) -> None:
         now = self.clock_ns()
         self.stats.frames += 1
         try:
