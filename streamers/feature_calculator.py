@@ -1,0 +1,244 @@
+"""Feature calculator: Kafka ``market_ticks`` -> bars -> features -> online + offline stores.
+
+Run by the supervisor (``python -m streamers.feature_calculator`` / ``hft run
+feature-calculator``). Consumer group ``feature-calculator``. Per polled batch: each tick goes
+through ``hft.features.calculator.FeatureCalculator`` (bars by exchange trade time, features
+on each closed bar); closed bars are written to Feast's Redis online store, to
+``features.bar_features`` and announced on the Redis stream ``hft:bars:closed``; each touched
+symbol's partial bar goes to ``hft:bars:partial:<symbol>``. Then offsets are committed up to
+the first tick of the oldest open bar, so a restart rebuilds open bars from all their ticks.
+A symbol's first tick triggers its warm-up from ``market.bars``. The clock closes bars of a
+quiet market. Undecodable messages are counted and skipped: the tick ingestor dead-letters them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from hft.config import ConfigurationError, Settings, TransientError, get_settings
+from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
+from hft.logs import setup_logging
+from hft.schema.market_pb2 import Tick
+from hft.storage import db
+from hft.storage.ticks import validate_tick
+
+log = logging.getLogger("streamers.feature_calculator")
+GROUP = "feature-calculator"
+
+_US = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2)
+_MS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+TICKS = Counter("feature_calculator_ticks", "Ticks folded into bars")
+SKIPPED = Counter("feature_calculator_skipped", "Messages not decodable as Ticks (the ingestor dead-letters them)")
+LATE = Counter("feature_calculator_late_trades", "Trades older than the open bar (closed by the clock)")
+UPDATE = Histogram("feature_calculator_update_seconds", "Bar + feature update cost per tick", buckets=_US)
+TICK_TO_FEATURE = Histogram("feature_calculator_tick_to_feature_seconds",
+                            "From a tick's receive_time_ns to its bar/feature update done (features written "
+                            "when it closed a bar)", buckets=_MS)
+BARS = Counter("feature_calculator_bars_closed", "Bars closed", ["symbol"])
+ONLINE = Histogram("feature_calculator_online_write_seconds", "Online store write per batch", buckets=_MS)
+OFFLINE = Histogram("feature_calculator_offline_write_seconds", "features.bar_features upsert per batch",
+                    buckets=_MS)
+LAG = Gauge("feature_calculator_consumer_lag", "Messages behind the end of the topic", ["partition"])
+BAR_AGE = Gauge("feature_calculator_last_feature_age_seconds", "Now minus the feature time of the last closed bar")
+HEARTBEAT = Gauge("feature_calculator_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
+
+
+def _decode(value: bytes | None) -> Tick | None:
+    if not value:
+        return None
+    t = Tick()
+    try:
+        t.ParseFromString(value)
+    except DecodeError:
+        return None
+    return None if validate_tick(t) else t
+
+
+class Calculator:
+    """The consume -> compute -> write -> commit loop."""
+
+    def __init__(self, settings: Settings, batch_max: int = 2000, lag_every_s: float = 5.0) -> None:
+        from kafka import KafkaConsumer
+
+        self.s = settings
+        self.batch_max = batch_max
+        self.lag_every_s = lag_every_s
+        self.stop = threading.Event()
+        self.calc = FeatureCalculator(settings.bar_interval, loader=bar_loader(settings))
+        self.sink = FeatureSink(settings)
+        self._open_offsets: dict[str, tuple[Any, int]] = {}  # symbol -> (partition, first offset of open bar)
+        self._last_lag = 0.0
+        self._last_feature_ns = 0
+        self.consumer = KafkaConsumer(
+            settings.topic_ticks, group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=batch_max, client_id=f"feature-calculator-{settings.port_base}",
+            **settings.kafka_client_kwargs(),
+        )
+
+    def _write(self, closed: list[Any]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                t = self.sink.write(closed)
+                break
+            except TransientError as exc:
+                log.warning("closed bars not written, retrying in %.1fs: %s", delay, exc)
+                if self.stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 5.0)
+        ONLINE.observe(t.online)
+        OFFLINE.observe(t.offline)
+        for c in closed:
+            BARS.labels(c.bar.symbol).inc()
+            self._last_feature_ns = max(self._last_feature_ns, c.bar.close_time_ns)
+
+    def run_once(self, timeout_ms: int = 200) -> int:
+        """Poll one batch, fold it, write closed bars and partials, commit; return messages handled."""
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_max)
+        HEARTBEAT.set(time.time())
+        closed_all = []
+        touched: set[str] = set()
+        pending_latency: list[int] = []
+        next_offsets: dict[Any, int] = {}
+        n = 0
+        for tp, records in polled.items():
+            for r in records:
+                t = _decode(r.value)
+                if t is None:
+                    SKIPPED.inc()
+                    continue
+                TICKS.inc()
+                t0 = time.perf_counter_ns()
+                before = self.calc.partial(t.symbol)
+                closed = self.calc.on_tick(t)
+                t1 = time.perf_counter_ns()
+                UPDATE.observe((t1 - t0) / 1e9)
+                if closed is None:
+                    LATE.inc()
+                    continue
+                if self.calc.partial(t.symbol) is not before:
+                    # this tick opened a new bar: a restart must re-read from here
+                    self._open_offsets[t.symbol] = (tp, r.offset)
+                touched.add(t.symbol)
+                if closed:
+                    closed_all += closed
+                    pending_latency.append(t.receive_time_ns)
+                else:
+                    TICK_TO_FEATURE.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
+            next_offsets[tp] = records[-1].offset + 1
+            n += len(records)
+        closed_all += self.calc.on_clock(time.time_ns())
+        if closed_all:
+            self._write(closed_all)
+            now = time.time_ns()
+            for rt in pending_latency:
+                TICK_TO_FEATURE.observe(max(now - rt, 0) / 1e9)
+        if touched:
+            self.sink.write_partials(b for s in touched if (b := self.calc.partial(s)) is not None)
+        if self._last_feature_ns:
+            BAR_AGE.set((time.time_ns() - self._last_feature_ns) / 1e9)
+        if next_offsets:
+            self._commit(next_offsets)
+        self._update_lag()
+        return n
+
+    def _commit(self, next_offsets: dict[Any, int]) -> None:
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        opens: dict[Any, list[int]] = {}
+        for sym, (tp, off) in self._open_offsets.items():
+            if self.calc.partial(sym) is not None:
+                opens.setdefault(tp, []).append(off)
+        offsets = commit_offsets(next_offsets, opens)
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        except KafkaError as exc:
+            log.warning("offset commit failed (ticks will be re-read, writes are idempotent): %s", exc)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < self.lag_every_s:
+            return
+        self._last_lag = now
+        from kafka.errors import KafkaError
+
+        try:
+            parts = self.consumer.assignment()
+            if not parts:
+                return
+            ends = self.consumer.end_offsets(list(parts))
+            for tp in parts:
+                LAG.labels(str(tp.partition)).set(max(ends.get(tp, 0) - self.consumer.position(tp), 0))
+        except KafkaError as exc:
+            log.debug("lag not measured: %s", exc)
+
+    def run(self) -> None:
+        """Loop until ``stop`` is set, then leave the group and close the stores."""
+        try:
+            while not self.stop.is_set():
+                self.run_once()
+        finally:
+            self.consumer.close()
+            self.sink.close()
+            log.info("feature calculator stopped")
+
+
+def _migrate_with_retry(settings: Settings, stop: threading.Event) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            db.migrate(settings)
+            return
+        except TransientError as exc:
+            log.warning("database not ready, retrying in %.1fs: %s", delay, exc)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the calculator until SIGTERM/SIGINT."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--batch-max", type=int, default=2000, help="most ticks per poll")
+    p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="instead of settings.port('metrics_feature_calculator')")
+    args = p.parse_args(argv)
+    settings = get_settings()
+    setup_logging(settings.log_level, "feature-calculator")
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the batch in hand", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        if not args.no_metrics:
+            start_http_server(args.metrics_port or settings.port("metrics_feature_calculator"),
+                              addr=settings.bind_host)
+        _migrate_with_retry(settings, stop)
+        calc = Calculator(settings, batch_max=args.batch_max)
+        calc.stop = stop
+        log.info("consuming %s as group %s, %s bars, spec %s", settings.topic_ticks, GROUP,
+                 settings.bar_interval, calc.calc.spec.version)
+        calc.run()
+    except ConfigurationError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
