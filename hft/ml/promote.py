@@ -1,0 +1,143 @@
+"""The promotion gate: move ``champion`` to the challenger only when it wins out of sample, after costs.
+
+Both models are compared on the challenger's most recent walk-forward window (its last test fold,
+which the challenger's fold model never saw). The challenger's numbers there are logged by its
+training run; the champion is scored on the same window now. The challenger must beat the
+champion's ROC-AUC by ``settings.promotion_margin_auc`` and not lose money relative to it after
+fees. With no champion yet, it must beat the trivial baselines (majority class and persistence)
+by the same margin. The decision is logged to MLflow either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from hft.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PromotionDecision:
+    """Whether ``champion`` moved, why, and the numbers compared."""
+
+    promoted: bool
+    reason: str
+    model_name: str
+    challenger_version: str | None = None
+    champion_version: str | None = None  # the champion before the decision
+    challenger: dict[str, float] = field(default_factory=dict)
+    champion: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+def _alias(client: Any, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def decide(challenger: dict[str, float], champion: dict[str, float] | None, baselines: dict[str, float],
+           margin: float) -> tuple[bool, str]:
+    """The gate itself, on plain numbers (unit-testable)."""
+    auc = challenger["roc_auc"]
+    if champion is None:
+        best_name = max(baselines, key=lambda k: baselines[k])
+        best = baselines[best_name]
+        if auc >= best + margin:
+            return True, (f"no champion yet; challenger AUC {auc:.4f} beats best trivial baseline "
+                          f"{best_name} {best:.4f} by >= {margin}")
+        return False, f"no champion yet; challenger AUC {auc:.4f} < {best_name} {best:.4f} + margin {margin}"
+    c_auc, c_pnl = champion["roc_auc"], champion["net_pnl_after_fees"]
+    pnl = challenger["net_pnl_after_fees"]
+    if auc < c_auc + margin:
+        return False, f"challenger AUC {auc:.4f} < champion {c_auc:.4f} + margin {margin}"
+    if pnl < c_pnl:
+        return False, f"challenger net PnL after fees {pnl:.2f} < champion {c_pnl:.2f}"
+    return True, (f"challenger AUC {auc:.4f} >= champion {c_auc:.4f} + {margin} and net PnL {pnl:.2f} >= "
+                  f"{c_pnl:.2f}")
+
+
+def promote(settings: Settings, model_name: str | None = None) -> PromotionDecision:
+    """Compare challenger and champion on the most recent walk-forward window; move ``champion`` if it wins."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from hft.ml.dataset import load_bars
+    from hft.ml.evaluate import score
+    from hft.ml.registry import load_ensemble
+
+    name = model_name or settings.model_name
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    chal = _alias(client, name, "challenger")
+    if chal is None:
+        return PromotionDecision(False, f"{name} has no challenger", name)
+    champ = _alias(client, name, "champion")
+    decision = PromotionDecision(False, "", name, challenger_version=str(chal.version),
+                                 champion_version=str(champ.version) if champ else None)
+    if champ is not None and str(champ.version) == str(chal.version):
+        decision.reason = f"version {chal.version} is already champion"
+        return decision
+    m = client.get_run(chal.run_id).data.metrics
+    decision.challenger = {"roc_auc": m["gate.roc_auc"], "accuracy": m["gate.accuracy"],
+                           "net_pnl_after_fees": m["gate.net_pnl_after_fees"], "trades": m["gate.trades"]}
+    decision.baselines = {b: m[f"gate.{b}.roc_auc"] for b in ("majority", "persistence")}
+    start, end = int(m["gate.window_start_ns"]), int(m["gate.window_end_ns"])
+    champ_numbers = None
+    note = ""
+    if champ is not None:
+        tags = chal.tags
+        ens, _ = load_ensemble(settings, f"models:/{name}/{champ.version}")
+        bars = load_bars(tags["data"], tags["symbols"].split(","), tags["interval"])
+        rep = score(settings, ens, bars, tags["interval"], pd.Timestamp(start - 1, tz="UTC"),
+                    pd.Timestamp(end - 1, tz="UTC"), n_boot=0)
+        champ_numbers = {"roc_auc": rep["roc_auc"], "accuracy": rep["accuracy"],
+                         "net_pnl_after_fees": rep["backtest"]["net_pnl_after_fees"],
+                         "trades": float(rep["backtest"]["trades"])}
+        decision.champion = champ_numbers
+        champ_end = champ.tags.get("train_end")
+        if champ_end and pd.Timestamp(champ_end) > pd.Timestamp(start, tz="UTC"):
+            note = " (the champion trained on part of this window: the comparison favours it)"
+    decision.promoted, decision.reason = decide(decision.challenger, champ_numbers, decision.baselines,
+                                                settings.promotion_margin_auc)
+    decision.reason += note
+    if decision.promoted:
+        client.set_registered_model_alias(name, "champion", str(chal.version))
+    _log_decision(settings, decision, start, end)
+    log.info("promotion of %s v%s: %s (%s)", name, chal.version, decision.promoted, decision.reason)
+    return decision
+
+
+def _log_decision(settings: Settings, d: PromotionDecision, start: int, end: int) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    mlflow.set_experiment(f"{d.model_name}-promotions")
+    with mlflow.start_run(run_name=f"promote-v{d.challenger_version}"):
+        mlflow.set_tags({"kind": "promotion", "promoted": str(d.promoted), "reason": d.reason[:5000]})
+        mlflow.log_params({"challenger_version": d.challenger_version, "champion_version": d.champion_version,
+                           "margin_auc": settings.promotion_margin_auc,
+                           "window_start": str(pd.Timestamp(start, tz="UTC")),
+                           "window_end": str(pd.Timestamp(end, tz="UTC"))})
+        metrics = {f"challenger.{k}": v for k, v in d.challenger.items()}
+        metrics.update({f"champion.{k}": v for k, v in d.champion.items()})
+        metrics.update({f"baseline.{k}.roc_auc": v for k, v in d.baselines.items()})
+        metrics["promoted"] = float(d.promoted)
+        mlflow.log_metrics(metrics)
+    if d.challenger_version:
+        client.set_model_version_tag(d.model_name, d.challenger_version, "promotion_decision",
+                                     "promoted" if d.promoted else "rejected")
+        client.set_model_version_tag(d.model_name, d.challenger_version, "promotion_reason", d.reason[:5000])
