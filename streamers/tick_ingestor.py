@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ingestor until SIGTERM/SIGINT."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--batch-max", type=int, default=5000, help="most ticks per batch (one transaction)")
-    p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks)")
+    p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
+    p.add_argument("--metrics-port", type=int, default=None, help="instead of settings.port('metrics_tick_ingestor')")
     args = p.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, "tick-ingestor")
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         if not args.no_metrics:
-            start_http_server(settings.port("metrics_tick_ingestor"), addr=settings.bind_host)
+            port = args.metrics_port or settings.port("metrics_tick_ingestor")
+            start_http_server(port, addr=settings.bind_host)
         _migrate_with_retry(settings, stop)
         ingestor = Ingestor(settings, batch_max=args.batch_max)
         ingestor.stop = stop

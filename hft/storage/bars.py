@@ -106,25 +106,6 @@ def rebuild_from_ticks(cur: Any, ranges: Iterable[TouchedRange], timescale: bool
     return n
 
 
-def bars_from_ticks_frame(ticks: pd.DataFrame, interval: str) -> pd.DataFrame:
-    """Bars of one symbol from a tick DataFrame (``trade_time``, ``trade_id``, ``price``, ``quantity``,
-    ``buyer_is_maker``) with pandas: the independent reference the SQL path is tested against."""
-    df = ticks.sort_values("trade_id").set_index("trade_time")
-    df = df.assign(notional=df["price"] * df["quantity"],
-                   buy_qty=df["quantity"].where(~df["buyer_is_maker"], 0.0))
-    rule = interval_delta(interval)
-    g = df.resample(rule, origin="epoch", label="left", closed="left")
-    out = pd.DataFrame({
-        "open": g["price"].first(), "high": g["price"].max(), "low": g["price"].min(), "close": g["price"].last(),
-        "volume": g["quantity"].sum(), "trade_count": g["price"].count(), "buy_volume": g["buy_qty"].sum(),
-        "quote_volume": g["notional"].sum(),
-    })
-    out = out[out["trade_count"] > 0]
-    out["vwap"] = out["quote_volume"] / out["volume"]
-    out.index.name = "open_time"
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # bars from klines
 # ---------------------------------------------------------------------------------------------
