@@ -10,14 +10,10 @@ are unique, so a redelivered intent can never fill twice.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import op
 
 revision = "0003_trading"
-# Chained after 0002_features; until that revision's file exists (it is written in parallel)
-# the chain falls back to 0001_market so `upgrade head` keeps working for everyone.
-down_revision = "0002_features" if any(Path(__file__).parent.glob("0002_*.py")) else "0001_market"
+down_revision = "0002_features"
 branch_labels = None
 depends_on = None
 
