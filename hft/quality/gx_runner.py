@@ -44,12 +44,18 @@ class CheckResult:
     examples: tuple[str, ...] = ()  # keys of the first failing rows
     observed: str = ""
     error: str = ""
+    severity: str = "critical"  # "warning": reported, but the validation still succeeds
+
+    @property
+    def blocking(self) -> bool:
+        """Whether this check failed with critical severity (fails the validation)."""
+        return not self.success and self.severity == "critical"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
         return {"description": self.description, "expectation": self.expectation, "success": self.success,
                 "unexpected_count": self.unexpected_count, "examples": list(self.examples),
-                "observed": self.observed, "error": self.error}
+                "observed": self.observed, "error": self.error, "severity": self.severity}
 
 
 def data_docs_dir(settings: Settings) -> Path:
@@ -131,8 +137,8 @@ def _text(value: Any) -> str:
 def _result(er: Any) -> CheckResult:
     config = er.expectation_config
     result = er.result or {}
-    examples = tuple(dict.fromkeys(_text(row.get("key")) for row in (result.get("partial_unexpected_index_list") or [])
-                                   if isinstance(row, dict)))
+    rows = result.get("partial_unexpected_index_list") or (result.get("unexpected_index_list") or [])[:20]
+    examples = tuple(dict.fromkeys(_text(row.get("key")) for row in rows if isinstance(row, dict)))
     exc = er.exception_info or {}
     error = exc.get("exception_message") or "" if exc.get("raised_exception") else ""
     column = config.kwargs.get("column") or config.kwargs.get("column_A") or ""
@@ -140,7 +146,8 @@ def _result(er: Any) -> CheckResult:
         description=config.description or f"{config.type} {column}".strip(),
         expectation=config.type, success=bool(er.success),
         unexpected_count=int(result.get("unexpected_count") or 0), examples=examples,
-        observed=_text(result.get("observed_value")), error=str(error)[:300])
+        observed=_text(result.get("observed_value")), error=str(error)[:300],
+        severity=str(getattr(config, "severity", None) or "critical").lower().split(".")[-1])
 
 
 def run_checkpoint(settings: Settings, name: str, frame: pd.DataFrame,

@@ -53,19 +53,21 @@ def first_bar_times(settings: Settings, symbols: Sequence[str], interval: str) -
 
 def load_features(settings: Settings, symbols: Sequence[str], interval: str, names: Sequence[str],
                   start: datetime, end: datetime) -> pd.DataFrame:
-    """Return ``symbol, event_timestamp`` and the named feature columns of the partition."""
+    """Return ``symbol, event_timestamp, bar_source`` and the named features of bars opened in [start, end)."""
     from psycopg import sql as psql
 
+    # the bar's source says whether trade-derived features can exist (klines carry no trades)
     query = psql.SQL(
-        "SELECT symbol, event_timestamp, {cols} FROM features.bar_features "
-        "WHERE symbol = ANY(%s) AND interval = %s AND event_timestamp >= %s AND event_timestamp < %s"
-    ).format(cols=psql.SQL(", ").join(psql.Identifier(n) for n in names))
+        "SELECT f.symbol, f.event_timestamp, b.source, {cols} FROM features.bar_features f "
+        "LEFT JOIN market.bars b ON b.symbol = f.symbol AND b.interval = f.interval AND b.open_time = f.open_time "
+        "WHERE f.symbol = ANY(%s) AND f.interval = %s AND f.open_time >= %s AND f.open_time < %s"
+    ).format(cols=psql.SQL(", ").join(psql.SQL("f.") + psql.Identifier(n) for n in names))
     from hft.storage import db
 
     with db.connect(settings) as conn, conn.cursor() as cur:
         cur.execute(query, (list(symbols), interval, start, end))
         rows = cur.fetchall()
-    df = pd.DataFrame(rows, columns=["symbol", "event_timestamp", *names])
+    df = pd.DataFrame(rows, columns=["symbol", "event_timestamp", "bar_source", *names])
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
     for name in names:
         df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")

@@ -1,0 +1,76 @@
+"""validate_market_data through ``airflow dags test`` on real shared data in the test stack."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from hft.config import Settings
+from tests.integration.orchestration.conftest import BAD_PARTITION, GOOD_PARTITION, DagTest, load_klines
+
+pytestmark = pytest.mark.integration
+
+
+def _runs(settings: Settings) -> list[dict[str, object]]:
+    from hft.quality.validate import read_runs
+
+    return read_runs(settings, limit=20)
+
+
+def test_validate_market_data_passes_on_real_partition_and_emits_asset(dag_test: DagTest, market_data: Settings) -> None:
+    proc = dag_test("validate_market_data", GOOD_PARTITION)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    latest = {r["kind"]: r for r in reversed(_runs(market_data))}
+    assert latest["ticks"]["success"] and latest["bars"]["success"], latest
+    assert latest["ticks"]["rows"] == 10_147 + 8_409 - 0 or latest["ticks"]["rows"] > 18_000
+    assert latest["ticks"]["start"] == datetime.fromisoformat(GOOD_PARTITION["start"]).isoformat()
+    assert (market_data.home_dir / "data_docs" / "index.html").exists()
+
+
+def test_validate_market_data_fails_on_bad_partition_naming_each_fault(dag_test: DagTest,
+                                                                        market_data: Settings,
+                                                                        data_dir) -> None:  # type: ignore[no-untyped-def]
+    """Inject a duplicated trade id, a negative price and a missing bar; all three are named."""
+    from hft.storage import db
+
+    with db.connect(market_data) as conn:
+        dup = conn.execute(
+            "SELECT trade_id FROM market.ticks WHERE symbol = 'BTCUSDT' AND trade_time < %s "
+            "ORDER BY trade_id LIMIT 1 OFFSET 100", (datetime.fromisoformat(BAD_PARTITION["end"]),)).fetchone()[0]
+        neg = dup + 50
+        conn.execute(
+            "INSERT INTO market.ticks (symbol, trade_id, price, quantity, buyer_is_maker, trade_time, event_time, "
+            "receive_time_ns, source, venue) SELECT symbol, trade_id, price, quantity, buyer_is_maker, "
+            "trade_time + interval '1 millisecond', event_time, receive_time_ns, source, venue "
+            "FROM market.ticks WHERE symbol = 'BTCUSDT' AND trade_id = %s", (dup,))
+        conn.execute("UPDATE market.ticks SET price = -price WHERE symbol = 'BTCUSDT' AND trade_id = %s", (neg,))
+        conn.execute("DELETE FROM market.bars WHERE symbol = 'ETHUSDT' AND interval = '15m' "
+                     "AND open_time = '2024-08-08T23:15:00+00:00'")
+        conn.commit()
+    try:
+        proc = dag_test("validate_market_data", BAD_PARTITION)
+    finally:
+        with db.connect(market_data) as conn:
+            conn.execute("DELETE FROM market.ticks WHERE symbol = 'BTCUSDT' AND trade_id = %s AND trade_time = "
+                         "(SELECT max(trade_time) FROM market.ticks WHERE symbol = 'BTCUSDT' AND trade_id = %s)",
+                         (dup, dup))
+            conn.execute("UPDATE market.ticks SET price = -price WHERE symbol = 'BTCUSDT' AND trade_id = %s", (neg,))
+            conn.commit()
+        load_klines(market_data, data_dir, "2024-08-08 23:15", "2024-08-08 23:15")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    # the task log carries the readable summary naming each fault
+    assert f"BTCUSDT#{dup}" in out and f"BTCUSDT#{neg}" in out, out[-6000:]
+    assert "ETHUSDT 15m 2024-08-08T23:15Z" in out, out[-6000:]
+    assert "trade ids unique per symbol" in out and "price > 0" in out and "no missing bars" in out
+    latest = {r["kind"]: r for r in reversed(_runs(market_data))}
+    assert not latest["ticks"]["success"] and not latest["bars"]["success"]
+    # the data docs pages of these runs show the failing rows
+    for kind, key in (("ticks", f"BTCUSDT#{neg}"), ("bars", "ETHUSDT 15m 2024-08-08T23:15Z")):
+        page = latest[kind]["pages"][0]
+        html = open(page.removeprefix("file://")).read()
+        assert key in html, (kind, page)
+    assert json.loads(json.dumps(latest["ticks"]))["failed"]
