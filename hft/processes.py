@@ -111,7 +111,8 @@ class Supervisor:
             "[inet_http_server]", f"port={self.s.bind_host}:{port}", "",
         ]
         for spec in self.specs():
-            cmd = " ".join(_quote(a) for a in spec.command(self.s))
+            # supervisord expands %(...)s in commands: a literal % (celery -n name@%h) must be %%
+            cmd = " ".join(_quote(a) for a in spec.command(self.s)).replace("%", "%%")
             env = {"PYTHONUNBUFFERED": "1", "HFT_HOME": str(self.s.home_dir),
                    "HFT_PORT_BASE": str(self.s.port_base), **spec.env}
             env_line = ",".join(f'{k}="{v}"' for k, v in env.items())
