@@ -46,9 +46,11 @@ HEARTBEAT = Gauge("tick_ingestor_heartbeat_timestamp_seconds", "Last loop heartb
 class Ingestor:
     """The consume → write → commit loop."""
 
-    def __init__(self, settings: Settings, batch_max: int = 5000, lag_every_s: float = 5.0) -> None:
+    def __init__(self, settings: Settings, batch_max: int = 5000, linger_ms: int = 50,
+                 lag_every_s: float = 5.0) -> None:
         self.s = settings
         self.batch_max = batch_max
+        self.linger_ms = linger_ms
         self.lag_every_s = lag_every_s
         self.stop = threading.Event()
         self.writer = TickWriter(settings)
@@ -59,6 +61,8 @@ class Ingestor:
         self.consumer = KafkaConsumer(
             settings.topic_ticks, group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=batch_max, client_id=f"tick-ingestor-{settings.port_base}",
+            # a crashed ingestor's partitions move to its replacement after 10 s, not 45 s
+            session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
             **settings.kafka_client_kwargs(),
         )
 
@@ -123,18 +127,38 @@ class Ingestor:
         except KafkaError as exc:
             log.debug("lag not measured: %s", exc)
 
-    def run_once(self, timeout_ms: int = 500) -> int:
-        """Poll one batch, write it, commit its offsets; return the messages handled."""
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_max)
-        HEARTBEAT.set(time.time())
-        if not polled:
-            self._update_lag()
-            return 0
+    def _poll_batch(self, timeout_ms: int) -> tuple[dict[Any, int], list[bytes | None]]:
+        """Collect up to batch_max messages: wait up to timeout_ms for the first, then linger briefly.
+
+        Lingering turns a trickle of small fetches into one transaction (and one bar update)
+        per batch when the topic is busy, and costs at most ``linger_ms`` when it is quiet.
+        """
         offsets: dict[Any, int] = {}
         values: list[bytes | None] = []
-        for tp, records in polled.items():
-            values.extend(r.value for r in records)
-            offsets[tp] = records[-1].offset
+        end: float | None = None
+        wait = timeout_ms
+        while len(values) < self.batch_max:
+            polled = self.consumer.poll(timeout_ms=wait, max_records=self.batch_max - len(values))
+            for tp, records in polled.items():
+                values.extend(r.value for r in records)
+                offsets[tp] = records[-1].offset
+            if not values:
+                break
+            if end is None:
+                end = time.monotonic() + self.linger_ms / 1000
+            remaining = end - time.monotonic()
+            if remaining <= 0 or not polled:
+                break
+            wait = int(remaining * 1000)
+        return offsets, values
+
+    def run_once(self, timeout_ms: int = 500) -> int:
+        """Poll one batch, write it, commit its offsets; return the messages handled."""
+        offsets, values = self._poll_batch(timeout_ms)
+        HEARTBEAT.set(time.time())
+        if not values:
+            self._update_lag()
+            return 0
         ROWS_RECEIVED.inc(len(values))
         ticks, bad = decode_batch(values)
         if bad:
@@ -174,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ingestor until SIGTERM/SIGINT."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--batch-max", type=int, default=5000, help="most ticks per batch (one transaction)")
+    p.add_argument("--linger-ms", type=int, default=50, help="wait this long for a batch to fill")
     p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
     p.add_argument("--metrics-port", type=int, default=None, help="instead of settings.port('metrics_tick_ingestor')")
     args = p.parse_args(argv)
@@ -192,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             port = args.metrics_port or settings.port("metrics_tick_ingestor")
             start_http_server(port, addr=settings.bind_host)
         _migrate_with_retry(settings, stop)
-        ingestor = Ingestor(settings, batch_max=args.batch_max)
+        ingestor = Ingestor(settings, batch_max=args.batch_max, linger_ms=args.linger_ms)
         ingestor.stop = stop
         log.info("consuming %s as group %s", settings.topic_ticks, GROUP)
         ingestor.run()
