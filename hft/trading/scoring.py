@@ -88,9 +88,13 @@ class _Active:
 def row_vector(row: dict[str, float], names: Sequence[str]) -> np.ndarray:
     """Order a feature row as the model's feature vector (raise on a missing name)."""
     try:
-        return np.fromiter((float(row[n]) for n in names), dtype=np.float64, count=len(names))
+        vec = np.fromiter((float(row[n]) for n in names), dtype=np.float64, count=len(names))
     except KeyError as exc:
         raise FeatureMismatchError(f"feature {exc.args[0]!r} missing") from exc
+    if not np.isfinite(vec).all():
+        bad = [n for n, v in zip(names, vec, strict=True) if not np.isfinite(v)]
+        raise FeatureMismatchError(f"features absent (NaN): {', '.join(bad[:5])}")
+    return vec
 
 
 class Scorer:
@@ -226,11 +230,29 @@ def build_scorer(settings: Any, alias: str = "champion") -> Scorer:
     from hft.features.online import OnlineFeatures
     from hft.ml.registry import load_serving_model
 
-    features = OnlineFeatures(settings)
-    history = getattr(features, "history", None)
     return Scorer(
         load_model=lambda: load_serving_model(settings, alias),
         alias_version=lambda: champion_version(settings, alias),
-        features=features,
-        history=history,
+        features=OnlineFeatures(settings),
+        history=offline_history(settings),
     )
+
+
+def offline_history(settings: Any) -> HistoryLoader:
+    """Past feature rows from ``features.bar_features`` (the window of a sequence model at start-up)."""
+    from datetime import timedelta
+
+    from hft.features.bars import interval_ns
+    from hft.features.offline import read_features
+    from hft.storage.db import connect
+
+    step = timedelta(microseconds=interval_ns(settings.bar_interval) / 1000)
+
+    def load(symbol: str, before: datetime, n: int) -> list[tuple[datetime, dict[str, float]]]:
+        # twice the span: a few missing bars must not leave the window short
+        with connect(settings) as conn:
+            df = read_features(conn, symbol, settings.bar_interval, before - step * (2 * n + 2), before)
+        df = df.tail(n)
+        return [(ts.to_pydatetime(), row) for ts, row in zip(df["event_timestamp"], df.to_dict("records"), strict=True)]
+
+    return load

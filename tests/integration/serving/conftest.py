@@ -99,3 +99,135 @@ def celery_worker(trading_engine: Engine, stack_settings: Settings) -> Iterator[
         proc.wait(20)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+TEST_MODEL = "hft-serving-test"
+API_KEY = "serving-test-key"
+
+
+@pytest.fixture(scope="session")
+def serving_settings(stack_settings: Settings) -> Settings:
+    """The test stack's settings with the test model name and an API key."""
+    from pydantic import SecretStr
+
+    return stack_settings.model_copy(update={"model_name": TEST_MODEL, "api_key": SecretStr(API_KEY)})
+
+
+@pytest.fixture(scope="session")
+def registered_model(trading_engine: Engine, serving_settings: Settings, data_dir: Path) -> dict[str, str]:
+    """A real ensemble (the ML engineer's fit on two months of BTCUSDT 15m klines) in the test MLflow.
+
+    Two registered versions of it (the second a new version of the same artifacts, so hot
+    reload has somewhere to go); ``champion`` on version 1. Tuning and the walk-forward report
+    are skipped to keep the suite inside its time budget.
+    """
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from hft.ml.dataset import build_dataset, default_feature_set, interval_timedelta, load_bars
+    from hft.ml.models import DEFAULT_PARAMS, FitConfig, fit_ensemble
+    from hft.ml.registry import log_ensemble, set_alias
+
+    s = serving_settings
+    client = MlflowClient(tracking_uri=s.mlflow_uri)
+    versions = sorted((int(v.version) for v in client.search_model_versions(f"name='{TEST_MODEL}'")), reverse=True)
+    if not versions:
+        bars = load_bars(data_dir / "klines_15m", ["BTCUSDT"], "15m")
+        b = bars["BTCUSDT"]
+        ds = build_dataset({"BTCUSDT": b[b.index >= pd.Timestamp("2025-07-01", tz="UTC")]}, default_feature_set(),
+                           "15m", horizon=1)
+        params = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
+        seq = int(params["lstm"]["seq_len"])
+        lab = ds.labeled()
+        rows = lab[ds.window_ok(seq)[lab]]
+        rows = rows[np.argsort(ds.times[rows], kind="stable")][-3000:]
+        step = interval_timedelta("15m").value
+        ens, _ = fit_ensemble(ds.X, ds.y, ds.times, rows, ds.feature_names, ds.feature_version, params,
+                              FitConfig(lstm_seconds=2.0, rf_max_rows=3000, lstm_max_rows=3000), step, 4 * step)
+        mlflow.set_tracking_uri(s.mlflow_uri)
+        mlflow.set_experiment(TEST_MODEL)
+        example = pd.DataFrame(ds.X[rows[-seq - 2:]].astype(np.float64), columns=list(ds.feature_names))
+        with mlflow.start_run(run_name="serving-test"):
+            log_ensemble(ens, example, TEST_MODEL)
+        versions = [1]
+    if len(versions) < 2:
+        mv = client.get_model_version(TEST_MODEL, str(min(versions)))
+        mlflow.set_tracking_uri(s.mlflow_uri)
+        mlflow.register_model(mv.source, TEST_MODEL)  # a new version of the same logged model
+        versions = sorted((int(v.version) for v in client.search_model_versions(f"name='{TEST_MODEL}'")), reverse=True)
+    v2, v1 = str(versions[0]), str(versions[1])
+    set_alias(s, TEST_MODEL, "champion", v1)
+    return {"v1": v1, "v2": v2}
+
+
+@pytest.fixture(scope="session")
+def online_rows(trading_engine: Engine, serving_settings: Settings, data_dir: Path) -> Any:
+    """Features of real BTCUSDT klines: history in features.bar_features, the newest row online (Redis)."""
+    import pandas as pd
+
+    from hft.features import FEATURE_SPEC_OHLCV, compute_features
+    from hft.features.offline import upsert_features
+    from hft.features.online import OnlineWriter
+    from hft.features.store import ensure_applied
+    from hft.market.ohlcv import read_ohlcv_csv
+    from hft.storage.db import connect
+
+    s = serving_settings
+    bars = read_ohlcv_csv(next((data_dir / "klines_15m").glob("BTCUSDT_15m_ohlcv_*.csv.gz")))
+    bars = bars[bars.index >= pd.Timestamp("2025-08-01", tz="UTC")]
+    feats = compute_features(bars, FEATURE_SPEC_OHLCV).dropna()
+    with connect(s) as conn:
+        upsert_features(conn, "BTCUSDT", s.bar_interval, feats, FEATURE_SPEC_OHLCV.version)
+    ensure_applied(s)
+    close = feats.index[-1] + pd.Timedelta("15min")
+
+    def write_latest() -> None:
+        OnlineWriter(s).write("BTCUSDT", close.to_pydatetime(), feats.iloc[-1].to_dict())
+
+    write_latest()
+    return {"feature_time": close.to_pydatetime(), "write_latest": write_latest}
+
+
+@pytest.fixture(scope="session")
+def api_server(registered_model: dict[str, str], online_rows: Any, serving_settings: Settings) -> Iterator[str]:
+    """The model server as the supervisor runs it (uvicorn, one worker), on the test ports."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    s = serving_settings
+    url = f"http://{s.bind_host}:{s.port('api')}"
+    log = s.home_dir / "logs" / "test-api.log"
+    env = {**os.environ, "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_MODEL_POLL_S": "0.5"}
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(uvicorn), "api.app:create_app", "--factory", "--host", s.bind_host, "--port", str(s.port("api")),
+             "--workers", "1", "--no-access-log"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"api exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"api not ready: {httpx.get(f'{url}/ready').text} {log.read_text()[-3000:]}")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,133 @@
+"""The model server on the real stack: real ensemble from MLflow, features from Redis (Feast layout).
+
+Covers readiness, /predict, 401 without the key, schemathesis (no 5xx), hot reload under load
+with zero failed requests, and a Redis outage (503, then recovery). The outage test restarts
+Redis, so it runs last in this module.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hft.config import Settings
+from tests.integration.serving.conftest import API_KEY, TEST_MODEL
+
+pytestmark = pytest.mark.integration
+
+
+def test_ready_model_and_predict_from_online_features(api_server: str, registered_model: dict[str, str],
+                                                      online_rows: Any) -> None:
+    ready = httpx.get(f"{api_server}/ready").json()
+    assert ready == {"ready": True, "reasons": [], "model_version": registered_model["v1"]}
+    model = httpx.get(f"{api_server}/model").json()
+    assert model["name"] == TEST_MODEL
+    assert model["feature_version"] == "bar_features_ohlcv_v1"
+    r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 0.0 < body["prob_up"] < 1.0
+    assert body["model_version"] == registered_model["v1"]
+    assert body["feature_time"].startswith(online_rows["feature_time"].isoformat()[:19])
+    assert body["signal"] in {"buy", "sell", "hold"}
+
+
+def test_unknown_symbol_404_and_bad_input_422(api_server: str) -> None:
+    assert httpx.post(f"{api_server}/predict", json={"symbol": "DOGEUSDT"}).status_code == 404
+    ethusdt = httpx.post(f"{api_server}/predict", json={"symbol": "ETHUSDT"})  # configured, no features written
+    assert ethusdt.status_code == 404
+    bad = httpx.post(f"{api_server}/predict", json={"symbol": ["x"]})
+    assert bad.status_code == 422
+    assert set(bad.json()) == {"error", "reason"}
+
+
+def test_mutating_endpoint_without_key_is_401(api_server: str) -> None:
+    assert httpx.post(f"{api_server}/model/reload").status_code == 401
+    assert httpx.post(f"{api_server}/model/reload", headers={"X-API-Key": "nope"}).status_code == 401
+    assert httpx.post(f"{api_server}/model/reload", headers={"X-API-Key": API_KEY}).status_code == 200
+
+
+def test_schemathesis_finds_no_server_error(api_server: str, stack_settings: Settings) -> None:
+    st = Path(sys.executable).with_name("schemathesis")
+    out = subprocess.run(
+        [str(st), "run", f"{api_server}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "25",
+         "--phases", "examples,fuzzing", "--no-color", "--seed", "1"],
+        capture_output=True, text=True, timeout=240,
+        cwd=stack_settings.home_dir,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "/predict" in out.stdout
+
+
+def test_alias_move_switches_version_with_zero_failed_requests(api_server: str, registered_model: dict[str, str],
+                                                               serving_settings: Settings) -> None:
+    from hft.ml.registry import set_alias
+
+    statuses: Counter[int] = Counter()
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=api_server, timeout=5) as c:
+            while not stop.is_set():
+                r = c.post("/predict", json={"symbol": "BTCUSDT"})
+                statuses[r.status_code] += 1
+                if r.status_code == 200:
+                    versions.append(r.json()["model_version"])
+
+    workers = [threading.Thread(target=load) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.0)
+        set_alias(serving_settings, TEST_MODEL, "champion", registered_model["v2"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not versions or versions[-1] != registered_model["v2"]):
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+        set_alias(serving_settings, TEST_MODEL, "champion", registered_model["v1"])
+    assert set(statuses) == {200}, statuses
+    assert versions[0] == registered_model["v1"]
+    assert versions[-1] == registered_model["v2"]
+    # the switch is one swap: once v2 answers, v1 never answers again
+    first_v2 = versions.index(registered_model["v2"])
+    assert set(versions[first_v2:]) == {registered_model["v2"]}
+    metrics = httpx.get(f"{api_server}/metrics").text
+    assert f'hft_api_model_version{{model_name="{TEST_MODEL}"}} {float(registered_model["v2"])}' in metrics
+
+
+@pytest.mark.faults
+def test_redis_down_predict_503_then_recovers(api_server: str, online_rows: Any, stack_settings: Settings) -> None:
+    from hft.stack import Stack
+
+    st = Stack(stack_settings)
+    st.stop_redis()
+    try:
+        r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10)
+        assert r.status_code == 503
+        assert r.json()["error"] == "online_store_unavailable"
+        ready = httpx.get(f"{api_server}/ready", timeout=10)
+        assert ready.status_code == 503
+        assert any("online store" in reason for reason in ready.json()["reasons"])
+    finally:
+        st.start_redis()
+    online_rows["write_latest"]()  # the embedded Redis keeps no data across restarts; the calculator rewrites
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10)
+        if r.status_code == 200:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
