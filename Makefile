@@ -10,7 +10,7 @@ NAME ?=
 MINUTES ?= 60
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages demo test test-unit test-integration test-e2e lint bench soak proto down clean
+.PHONY: setup system-packages demo test test-unit test-integration test-e2e test-timescale lint bench soak proto down clean
 
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -40,6 +40,12 @@ test: setup ## unit + integration + e2e, starting what they need
 
 test-unit: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit
+
+test-timescale: setup ## the storage tests again on TimescaleDB (PostgreSQL 17 in a trixie root; root needed)
+	@command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >/dev/null \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null)
+	HFT_TIMESCALE=1 HFT_TEST_HOME=$(CURDIR)/.hft-test-timescale HFT_TEST_PORT_BASE=25500 \
+		$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit/storage tests/integration/storage
 
 lint: setup
 	$(BIN)/ruff check hft api workers streamers dashboard dags plugins tests bench
