@@ -16,6 +16,7 @@ def exchange(
     source: Annotated[list[Path] | None, typer.Option(
         help="Capture files (*.txt.gz), archive trade files, or a directory (default: HFT_DATA_DIR's spot "
              "captures of HFT_SYMBOLS)")] = None,
+    max_trades: Annotated[int, typer.Option(help="Replay only the first N trades of the recording (0: all)")] = 0,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (default: metrics_exchange; 0: none)")] = None,
     drop_every: Annotated[int, typer.Option(help="Fault: close each connection after every N messages")] = 0,
     skip_every: Annotated[int, typer.Option(help="Fault: every N messages skip --skip messages")] = 0,
@@ -41,6 +42,8 @@ def exchange(
         raise typer.BadParameter(str(exc)) from exc
     src: Path | list[Path] = list(source) if source else s.data_dir
     timeline = load_source(src, s.symbols)
+    if max_trades:
+        timeline = timeline.head(max_trades)
     log.info("recording: %d trades of %s from %s", len(timeline.trades), timeline.symbols, timeline.sources)
     ex = ReplayExchange(timeline, speed=speed_value, loop=loop,
                         faults=Faults(drop_every, skip_every, skip, malformed_every))

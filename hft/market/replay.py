@@ -70,6 +70,16 @@ class Timeline:
             spans[t.symbol] = (min(lo, t.trade_id), max(hi, t.trade_id))
         return spans
 
+    def head(self, n_trades: int) -> Timeline:
+        """The recording up to and including its ``n_trades``-th trade (shorter runs for tests)."""
+        seen = 0
+        for i, f in enumerate(self.frames):
+            if f.trade is not None:
+                seen += 1
+                if seen == n_trades:
+                    return Timeline(self.frames[: i + 1], self.sources)
+        return self
+
     def duration_ns(self) -> int:
         """Time from the first to the last frame."""
         return self.frames[-1].time_ns - self.frames[0].time_ns if self.frames else 0
