@@ -116,6 +116,7 @@ def migrate(settings: Settings, revision: str = "head") -> str | None:
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin, each run
     eng = engine(settings)
     try:
         conn = eng.connect().execution_options(isolation_level="AUTOCOMMIT")
