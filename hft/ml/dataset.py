@@ -80,7 +80,7 @@ class Dataset:
 
     def window_ok(self, seq_len: int) -> np.ndarray:
         """Whether each row has ``seq_len`` contiguous rows of history (itself included)."""
-        return (np.arange(len(self.y)) - self.run_start) >= seq_len - 1
+        return np.asarray((np.arange(len(self.y)) - self.run_start) >= seq_len - 1)
 
     def subset_names(self, names: tuple[str, ...]) -> np.ndarray:
         """Columns of X for the given feature names."""

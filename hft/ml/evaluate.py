@@ -82,7 +82,8 @@ def evaluate(
 
     ens, info = load_ensemble(settings, model_uri)
     path = Path(str(data))
-    syms = symbols or ([symbol_from_filename(path)] if path.is_file() and symbol_from_filename(path) else [])
+    guessed = symbol_from_filename(path) if path.is_file() else None
+    syms = symbols or ([guessed] if guessed else [])
     if not syms and path.is_dir():
         syms = list(settings.symbols)
     if not syms:

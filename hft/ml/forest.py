@@ -125,7 +125,7 @@ def compile_xgboost(booster: Any, probe: np.ndarray) -> CompiledForest:
     import xgboost as xgb
 
     model = json.loads(booster.save_raw("json"))
-    trees = []
+    trees: list[dict[str, np.ndarray]] = []
     for t in model["learner"]["gradient_booster"]["model"]["trees"]:
         left = np.asarray(t["left_children"], dtype=np.int64)
         trees.append({"left": left, "right": np.asarray(t["right_children"], dtype=np.int64),

@@ -81,7 +81,7 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str,
             mean_p.append(float(p[m].mean()))
             freq.append(float(y[m].mean()))
             count.append(int(m.sum()))
-    return {"mean_predicted": mean_p, "observed": freq, "count": count}
+    return {"mean_predicted": mean_p, "observed": freq, "count": [float(c) for c in count]}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -45,10 +45,12 @@ class FitConfig:
     """How hard one fit may work: threads, seed, the LSTM's time cap, the forest's row cap."""
 
     seed: int = 42
-    threads: int = 2
+    # one thread: on a shared 2-core machine OpenMP workers spin-wait against each other
+    threads: int = 1
     lstm_seconds: float = 30.0
     rf_max_rows: int = 60_000
     lstm_max_rows: int = 60_000
+    model_seconds: float = 60.0  # wall-clock cap of one booster or forest fit
 
 
 def windows(Z: np.ndarray, rows: np.ndarray, seq_len: int) -> np.ndarray:
@@ -81,7 +83,7 @@ def fit_lstm(
     import torch
 
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(1)  # small matrices: extra threads only add spin-waiting on a busy machine
     L = int(params["seq_len"])
     rng = np.random.default_rng(cfg.seed)
     if len(fit_rows) > cfg.lstm_max_rows:
@@ -144,8 +146,14 @@ def fit_xgboost(X: np.ndarray, y: np.ndarray, fit: np.ndarray, es: np.ndarray, p
               "nthread": cfg.threads, "seed": cfg.seed})
     dfit = xgb.DMatrix(X[fit], label=y[fit])
     des = xgb.DMatrix(X[es], label=y[es])
+    deadline = time.monotonic() + cfg.model_seconds
+
+    class _Deadline(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            return time.monotonic() > deadline
+
     booster = xgb.train(p, dfit, int(params["num_boost_round"]), evals=[(des, "es")],
-                        early_stopping_rounds=30, verbose_eval=False)
+                        early_stopping_rounds=30, verbose_eval=False, callbacks=[_Deadline()])
     # keep only the trees up to the best iteration so the compiled copy matches
     return booster[: booster.best_iteration + 1]
 
@@ -158,26 +166,37 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, fit: np.ndarray, es: np.ndarray |
     p = {k: v for k, v in params.items() if k != "num_boost_round"}
     p.update({"objective": "binary", "verbose": -1, "num_threads": cfg.threads, "seed": cfg.seed,
               "deterministic": True, "force_row_wise": True, "bagging_freq": 1 if p.get("bagging_fraction", 1) < 1 else 0})
+    deadline = time.monotonic() + cfg.model_seconds
+
+    def _deadline(env: Any) -> None:
+        if time.monotonic() > deadline:
+            raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
+
     dfit = lgb.Dataset(X[fit], label=y[fit], free_raw_data=True)
     if es is None:
-        return lgb.train(p, dfit, int(params["num_boost_round"]))
+        return lgb.train(p, dfit, int(params["num_boost_round"]), callbacks=[_deadline])
     des = lgb.Dataset(X[es], label=y[es], reference=dfit)
     booster = lgb.train(p, dfit, int(params["num_boost_round"]), valid_sets=[des],
-                        callbacks=[lgb.early_stopping(30, verbose=False)])
+                        callbacks=[lgb.early_stopping(30, verbose=False), _deadline])
     booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
     return booster
 
 
 def fit_random_forest(X: np.ndarray, y: np.ndarray, fit: np.ndarray, params: dict[str, Any], cfg: FitConfig) -> Any:
-    """Train a lean random forest (shallow, big leaves, row-capped) and compile it."""
+    """Train a lean random forest (shallow, big leaves, row-capped), ten trees at a time until done or capped."""
     from sklearn.ensemble import RandomForestClassifier
 
     rows = fit[-cfg.rf_max_rows:] if len(fit) > cfg.rf_max_rows else fit
-    rf = RandomForestClassifier(n_estimators=int(params["n_estimators"]), max_depth=int(params["max_depth"]),
+    target = int(params["n_estimators"])
+    rf = RandomForestClassifier(n_estimators=min(10, target), max_depth=int(params["max_depth"]),
                                 min_samples_leaf=int(params["min_samples_leaf"]),
                                 max_features=float(params["max_features"]), n_jobs=cfg.threads,
-                                random_state=cfg.seed)
+                                random_state=cfg.seed, warm_start=True)
+    deadline = time.monotonic() + cfg.model_seconds
     rf.fit(X[rows], y[rows])
+    while rf.n_estimators < target and time.monotonic() < deadline:
+        rf.n_estimators = min(target, rf.n_estimators + 10)
+        rf.fit(X[rows], y[rows])
     return rf
 
 
@@ -203,7 +222,7 @@ class Ensemble:
     def scale(self, X: np.ndarray) -> np.ndarray:
         """Standardise with the training slice's mean/std (clipped), float32."""
         Z = (np.asarray(X, dtype=np.float64) - self.scaler_mean) / self.scaler_std
-        return np.clip(Z, -_CLIP, _CLIP).astype(np.float32)
+        return np.asarray(np.clip(Z, -_CLIP, _CLIP), dtype=np.float32)
 
     def component_logits(self, X: np.ndarray, Z: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Logits (n, 4) of the four models for decision rows ``rows`` of raw ``X``/scaled ``Z``."""

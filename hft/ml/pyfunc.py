@@ -13,7 +13,7 @@ from hft.ml.models import Ensemble
 from hft.ml.registry import ARTIFACT_KEY, predict_frame
 
 
-class EnsemblePythonModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class EnsemblePythonModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """A frame of consecutive feature rows of one symbol → P(up) per row (NaN without a full window)."""
 
     def load_context(self, context: Any) -> None:

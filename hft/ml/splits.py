@@ -28,7 +28,7 @@ def purged_before(times: np.ndarray, rows: np.ndarray, cut: int, horizon_ns: int
     """Rows whose label is settled before ``cut`` and that lie outside the embargo before it."""
     t = times[rows]
     ok = (t + horizon_ns < cut) & (t < cut - embargo_ns)
-    return rows[ok]
+    return np.asarray(rows[ok])
 
 
 def walk_forward(

@@ -6,6 +6,7 @@ everything talks to the stack's real PostgreSQL (Optuna storage) and MLflow serv
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -49,7 +50,8 @@ def test_train_logs_report_and_registers_challenger(trained: tuple[str, str, Pat
     assert mv.tags["feature_version"] == "bar_features_ohlcv_v1"
     run = client.get_run(mv.run_id)
     assert len(run.data.params["git_commit"]) == 40
-    assert run.data.params["start"] == "2025-06-01" and run.data.params["end"] == "2025-08-31"
+    assert run.data.params["start"] == "2025-06-01"
+    assert run.data.params["end"] == "2025-08-31"
     for model in ("ensemble", "xgboost", "lightgbm", "random_forest", "lstm",
                   "majority", "persistence", "logistic", "lightgbm_plain"):
         assert 0.3 < run.data.metrics[f"wf.{model}.roc_auc"] < 0.7
@@ -61,7 +63,7 @@ def test_train_logs_report_and_registers_challenger(trained: tuple[str, str, Pat
     report = json.loads(Path(client.download_artifacts(run.info.run_id, "walk_forward_report.json")).read_text())
     folds = report["folds"]
     assert len(folds) >= 2
-    for a, b in zip(folds, folds[1:], strict=False):
+    for a, b in itertools.pairwise(folds):
         assert a["test_end"] <= b["test_start"]
     for f in folds:
         assert f["train_end"] < f["test_start"]
@@ -73,13 +75,14 @@ def test_train_logs_report_and_registers_challenger(trained: tuple[str, str, Pat
 def test_serving_model_matches_the_pyfunc_model(trained: tuple[str, str, Path], stack_settings: Settings) -> None:
     import mlflow
 
+    from hft.market.ohlcv import read_ohlcv_csv
     from hft.ml.dataset import build_dataset, default_feature_set
     from hft.ml.registry import load_serving_model
-    from hft.market.ohlcv import read_ohlcv_csv
 
     name, version, data = trained
     sm = load_serving_model(stack_settings, alias="challenger", name=name)
-    assert sm.version == version and sm.feature_version == "bar_features_ohlcv_v1"
+    assert sm.version == version
+    assert sm.feature_version == "bar_features_ohlcv_v1"
     bars = read_ohlcv_csv(data).loc["2025-08-01":"2025-08-31"]
     ds = build_dataset({"BTCUSDT": bars}, default_feature_set(sm.feature_version), "15m")
     frame = pd.DataFrame(ds.X[-40:].astype(np.float64), columns=list(sm.feature_names))
@@ -89,11 +92,12 @@ def test_serving_model_matches_the_pyfunc_model(trained: tuple[str, str, Path], 
     native = sm.predict_proba_frame(frame)
     np.testing.assert_allclose(native, via_mlflow, atol=1e-9, equal_nan=True)
     one = sm.predict_proba_window(ds.X[-sm.sequence_length:])
-    assert abs(one - native[-1]) < 1e-6 and 0 < one < 1
+    assert abs(one - native[-1]) < 1e-6
+    assert 0 < one < 1
 
 
 def test_evaluate_writes_every_field(trained: tuple[str, str, Path], tmp_path: Path) -> None:
-    name, version, data = trained
+    name, _version, data = trained
     out = tmp_path / "metrics.json"
     proc = subprocess.run(
         [sys.executable, "-m", "hft.cli", "evaluate", "--model", f"models:/{name}@challenger", "--data", str(data),
@@ -123,7 +127,8 @@ def test_promote_decides_and_logs_either_way(trained: tuple[str, str, Path], sta
     if d.promoted:
         assert str(client.get_model_version_by_alias(name, "champion").version) == version
         again = promote(stack_settings, name)
-        assert not again.promoted and "already champion" in again.reason
+        assert not again.promoted
+        assert "already champion" in again.reason
     else:
         with pytest.raises(Exception, match="champion"):
             client.get_model_version_by_alias(name, "champion")

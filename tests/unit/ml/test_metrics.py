@@ -21,7 +21,9 @@ def test_backtest_trades_only_confident_signals_and_pays_round_trip_costs() -> N
     ret = np.array([0.0030, 0.05, -0.0010, -0.0020, 0.01])  # the 0.50 and 0.52 rows are not traded
     times = np.arange(5, dtype=np.int64) * 15 * 60 * 10**9
     bt = M.backtest(p, ret, times, costs)
-    assert bt["trades"] == 3 and bt["long_trades"] == 2 and bt["short_trades"] == 1
+    assert bt["trades"] == 3
+    assert bt["long_trades"] == 2
+    assert bt["short_trades"] == 1
     gross_bps = 30 + 10 - 20
     assert abs(bt["gross_pnl"] - gross_bps / 1e4 * 1000) < 1e-9
     assert abs(bt["net_pnl_after_fees"] - (gross_bps - 3 * 22) / 1e4 * 1000) < 1e-9

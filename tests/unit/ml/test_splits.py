@@ -20,7 +20,8 @@ def test_walk_forward_purges_and_embargoes_every_fold() -> None:
     for f in folds:
         assert (times[f.train] + h < f.test_start).all()
         assert (times[f.train] < f.test_start - emb).all()
-        assert times[f.test].min() >= f.test_start and times[f.test].max() < f.test_end
+        assert times[f.test].min() >= f.test_start
+        assert times[f.test].max() < f.test_end
         if prev_end is not None:
             assert f.test_start == prev_end  # consecutive, non-overlapping windows
         prev_end = f.test_end
