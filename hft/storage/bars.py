@@ -92,17 +92,58 @@ def touched_ranges(span_by_symbol: dict[str, tuple[datetime, datetime]],
     return out
 
 
+def _rollup_sql(timescale: bool) -> str:
+    """Bars of a longer interval from the ``ticks`` bars of a shorter one (same sums, fewer rows)."""
+    bucket = ("time_bucket(%(step)s::interval, open_time)" if timescale
+              else "date_bin(%(step)s::interval, open_time, TIMESTAMPTZ '2000-01-01 00:00:00+00')")
+    return f"""
+INSERT INTO market.bars AS b (symbol, interval, open_time, close_time, open, high, low, close, volume,
+                              trade_count, buy_volume, quote_volume, vwap, source, updated_at)
+SELECT symbol, %(interval)s, bucket, bucket + %(step)s::interval,
+       (array_agg(open ORDER BY open_time))[1], max(high), min(low), (array_agg(close ORDER BY open_time DESC))[1],
+       sum(volume), sum(trade_count), sum(buy_volume), sum(quote_volume),
+       sum(quote_volume) / nullif(sum(volume), 0), 'ticks', now()
+FROM (SELECT *, {bucket} AS bucket FROM market.bars
+      WHERE symbol = %(symbol)s AND interval = %(base)s AND open_time >= %(lo)s AND open_time < %(hi)s) t
+GROUP BY symbol, bucket
+ON CONFLICT (symbol, interval, open_time) DO UPDATE SET {_SET_BAR}
+WHERE b.source = 'ticks'
+"""
+
+
+_HAS_KLINES = ("SELECT EXISTS (SELECT 1 FROM market.bars WHERE symbol = %(symbol)s AND interval = %(base)s "
+               "AND open_time >= %(lo)s AND open_time < %(hi)s AND source <> 'ticks')")
+
+
 def rebuild_from_ticks(cur: Any, ranges: Iterable[TouchedRange], timescale: bool) -> int:
     """Recompute the bars in ``ranges`` from ``market.ticks`` (idempotent upsert); return rows touched.
 
-    Runs on the caller's cursor so that ticks and their bars commit in one transaction.
+    The shortest interval of each symbol is aggregated from the ticks; a longer one that it
+    divides is rolled up from those fresh ``ticks`` bars (the same sums over fewer rows),
+    unless a kline bar sits among them, in which case it too comes from the ticks. Runs on
+    the caller's cursor so that ticks and their bars commit in one transaction.
     """
-    sql = _ticks_to_bars_sql(timescale)
+    from_ticks = _ticks_to_bars_sql(timescale)
+    rollup = _rollup_sql(timescale)
     n = 0
+    by_symbol: dict[str, list[TouchedRange]] = {}
     for r in ranges:
-        cur.execute(sql, {"interval": r.interval, "step": interval_delta(r.interval), "symbol": r.symbol,
-                          "lo": r.lo, "hi": r.hi})
-        n += max(cur.rowcount, 0)
+        by_symbol.setdefault(r.symbol, []).append(r)
+    for symbol, rs in by_symbol.items():
+        rs.sort(key=lambda r: interval_delta(r.interval))
+        base = rs[0]
+        for r in rs:
+            step = interval_delta(r.interval)
+            params = {"interval": r.interval, "step": step, "symbol": symbol, "lo": r.lo, "hi": r.hi,
+                      "base": base.interval}
+            sql = from_ticks
+            if r is not base and step % interval_delta(base.interval) == timedelta(0):
+                cur.execute(_HAS_KLINES, params)
+                row = cur.fetchone()
+                if row is not None and not row[0]:
+                    sql = rollup
+            cur.execute(sql, params)
+            n += max(cur.rowcount, 0)
     return n
 
 
