@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -122,16 +121,10 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.clock = clock or (lambda: datetime.now(UTC))
-    app.state.scorer_error = None
-    if scorer is None:
-        try:
-            from hft.trading.scoring import build_scorer
-
-            scorer = build_scorer(settings)
-        except Exception as exc:  # the server stays up and /ready says why
-            app.state.scorer_error = f"{type(exc).__name__}: {exc}"
-            log.error("cannot build the scorer: %s", app.state.scorer_error)
+    # built in the background when not injected (feast and mlflow imports take seconds): /health
+    # answers at once and /ready says what is missing
     app.state.scorer = scorer
+    app.state.scorer_error = None if scorer else "starting"
     # a fixed version (tests) or any version the feature code knows
     app.state.feature_version = feature_version
     app.state.known_feature_version = _known_feature_version
@@ -163,25 +156,30 @@ def create_app(
     return app
 
 
+def _build_scorer(settings: Settings) -> Scorer:
+    from hft.trading.scoring import build_scorer
+
+    return build_scorer(settings)
+
+
 async def _poll_alias(app: FastAPI) -> None:
-    """Load the champion, then check every model_poll_s whether the alias moved; swap when it did."""
-    scorer: Scorer | None = app.state.scorer
+    """Build the scorer, load the champion, then every model_poll_s check whether the alias moved."""
     settings: Settings = app.state.settings
     metrics: ApiMetrics = app.state.metrics
-    if scorer is None:
-        return
     while True:
-        swapped = await asyncio.to_thread(scorer.reload_if_moved)
-        model = scorer.model
-        if swapped and model is not None:
-            metrics.reloads.inc()
-            metrics.model_version.clear()
-            metrics.model_version.labels(model.name).set(_version_number(model.version))
+        scorer: Scorer | None = app.state.scorer
+        if scorer is None:
+            try:
+                scorer = await asyncio.to_thread(_build_scorer, settings)
+            except Exception as exc:  # the server stays up; /ready says why and the next round retries
+                app.state.scorer_error = f"{type(exc).__name__}: {exc}"
+                log.error("cannot build the scorer: %s", app.state.scorer_error)
+            else:
+                app.state.scorer, app.state.scorer_error = scorer, None
+        if scorer is not None:
+            swapped = await asyncio.to_thread(scorer.reload_if_moved)
+            model = scorer.model
+            if swapped and model is not None:
+                metrics.reloads.inc()
+                metrics.set_model(model)
         await asyncio.sleep(settings.model_poll_s)
-
-
-def _version_number(version: Any) -> float:
-    try:
-        return float(version)
-    except (TypeError, ValueError):
-        return -1.0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -18,6 +19,19 @@ class ApiMetrics:
     errors: Counter
     model_version: Gauge
     reloads: Counter
+    _labels: list[str] = field(default_factory=list)
+
+    def set_model(self, model: Any) -> None:
+        """Point the version gauge at the model serving now (dropping the previous model's series)."""
+        for name in self._labels:
+            self.model_version.remove(name)
+        self._labels.clear()
+        try:
+            version = float(model.version)
+        except (TypeError, ValueError):
+            version = -1.0
+        self.model_version.labels(model.name).set(version)
+        self._labels.append(model.name)
 
     @classmethod
     def create(cls) -> ApiMetrics:

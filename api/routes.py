@@ -105,8 +105,7 @@ def reload_model(scorer: ScorerDep, m: MetricsDep) -> ReloadResponse:
     current = scorer.model
     if swapped and current is not None:
         m.reloads.inc()
-        m.model_version.clear()
-        m.model_version.labels(current.name).set(float(current.version) if str(current.version).isdigit() else -1.0)
+        m.set_model(current)
     return ReloadResponse(swapped=swapped, model=_info(current) if current else None, error=scorer.last_reload_error)
 
 
