@@ -67,3 +67,22 @@ def test_infer_interval_from_spacing() -> None:
     assert bars.infer_interval(idx) == "15m"
     with pytest.raises(ValueError, match="matches no interval"):
         bars.infer_interval(pd.date_range("2024-01-01", periods=5, freq="7min", tz="UTC"))
+
+
+def test_read_klines_from_a_binance_archive_zip_over_file_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import zipfile
+
+    from hft.storage.history import read_klines
+
+    # data.binance.vision kline layout: no header, 12 columns; 2025 files carry µs open times
+    rows = ["1735689600000000,93576.00,93610.93,93537.50,93610.93,8.21827000,1735689659999999,769094.39,1507,"
+            "3.61,337868.57,0",
+            "1735689660000000,93610.93,93652.00,93606.15,93642.01,10.35,1735689719999999,969131.15,1681,5.1,"
+            "477532.98,0"]
+    path = tmp_path / "BTCUSDT-1m-2025-01.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("BTCUSDT-1m-2025-01.csv", "\n".join(rows) + "\n")
+    [kf] = list(read_klines(path.as_uri()))
+    assert (kf.symbol, kf.interval, len(kf.frame)) == ("BTCUSDT", "1m", 2)
+    assert kf.frame.index[0] == pd.Timestamp("2025-01-01 00:00", tz="UTC")
+    assert kf.frame["count"].tolist() == [1507, 1681]
