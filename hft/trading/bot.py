@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -31,6 +31,24 @@ class BarEvent:
     close: float
     close_time: datetime
     receive_time_ns: int | None = None
+
+
+def bar_event_from_stream(fields: dict[bytes, bytes], close: Callable[[str, str, datetime], float | None]
+                          ) -> BarEvent | None:
+    """Turn an ``hft:bars:closed`` stream entry into a BarEvent (None when it has no features).
+
+    ``close(symbol, interval, open_time)`` finds the bar's close price (the entry carries times only).
+    """
+    f = {k.decode(): v.decode() for k, v in fields.items()}
+    if f.get("has_features", "1") == "0":
+        return None
+    symbol, interval = f["symbol"], f.get("interval", "")
+    open_time = datetime.fromtimestamp(int(f["open_time_ns"]) / 1e9, UTC)
+    price = close(symbol, interval, open_time)
+    if price is None:
+        return None
+    receive = int(f.get("close_receive_time_ns") or 0) or None
+    return BarEvent(symbol, price, datetime.fromtimestamp(int(f["feature_time_ns"]) / 1e9, UTC), receive)
 
 
 @dataclass(frozen=True)
@@ -69,7 +87,9 @@ class TradingBot:
         signal = signal_from_prob(prob, self.s.buy_threshold, self.s.sell_threshold)
         decided_ns = self.clock_ns()
         latency = decided_ns - bar.receive_time_ns if bar.receive_time_ns else None
-        now = datetime.fromtimestamp(decided_ns / 1e9, UTC)
+        # the decision on the market's clock (the replay exchange replays recorded time): the bar's
+        # close plus the time spent since its closing tick arrived; fills look for trades after it
+        now = bar.close_time + timedelta(microseconds=max(latency or 0, 0) / 1000)
         intent_id: str | None = None
         with self.engine.begin() as conn:
             state = store.get_bot_state(conn)

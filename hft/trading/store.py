@@ -328,3 +328,14 @@ def insert_report(
                  "(:k, :a, :b, CAST(:m AS jsonb), :h)"),
             params,
         )
+
+
+def bar_close(conn: Connection, symbol: str, interval: str, open_time: datetime) -> float | None:
+    """Close price of a stored bar, else the last trade before the bar's end (None when neither is known)."""
+    value = conn.execute(
+        text("SELECT close FROM market.bars WHERE symbol = :s AND interval = :i AND open_time = :t"),
+        {"s": symbol, "i": interval, "t": open_time},
+    ).scalar()
+    if value is not None:
+        return float(value)
+    return None
