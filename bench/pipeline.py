@@ -1,0 +1,455 @@
+"""Pipeline throughput: replay exchange (``max``) → market producer → broker → feature calculator + tick ingestor.
+
+The real processes (``hft exchange``, ``python -m streamers.market_producer``, ``...tick_ingestor``,
+``...feature_calculator``) run on a private stack (PostgreSQL, Redis, the embedded broker) under
+``<home>/bench-stack`` on ``port_base + 60``, so a running demo is never touched. The trades are
+the recorded spot captures repeated the way loop mode repeats them (``hft.market.replay.
+expected_trades``: ids and times shifted per pass), written once as archive-format trade files and
+replayed by the exchange without ``--loop``, so "trades in" is an exact count: loop mode never ends,
+and stopping the producer mid-stream would leave trades on the wire. Trade times are moved to the
+run's start ("as if live"), see docs/bench.md (finding 1).
+
+Keys: ``throughput_ticks_per_s`` (trades in / seconds from the first publish until the last tick
+is both stored and featured), ``ticks_in`` (the exchange's ``/control/status`` published counts),
+``ticks_stored`` (rows in ``market.ticks``), ``ticks_featured`` (the calculator's
+``feature_calculator_ticks``), ``lost``; plus per-stage rates and CPU seconds per process.
+
+This module also holds the rig the latency benchmark, the soak and the fault tests reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hft.config import REPO_ROOT, Settings
+
+STREAMERS = {
+    "market-producer": "streamers.market_producer",
+    "tick-ingestor": "streamers.tick_ingestor",
+    "feature-calculator": "streamers.feature_calculator",
+}
+PRIVATE_PORT_SHIFT = 60
+
+
+# ------------------------------------------------------------------------------------------------
+# replay data
+# ------------------------------------------------------------------------------------------------
+
+
+def bench_symbols(tag: str | None = None, base: Iterable[str] = ("BTCUSDT", "ETHUSDT")) -> dict[str, str]:
+    """Real symbol -> a symbol name no other run uses (the database and topics are shared)."""
+    tag = tag or secrets.token_hex(2).upper()
+    return {s: f"{s}B{tag}" for s in base}
+
+
+def replay_trades(data_dir: Path, names: dict[str, str], n: int | None = None, start_ms: int | None = None,
+                  rate: float | None = None, market_speed: float = 1.0) -> dict[str, list[Any]]:
+    """The recorded spot trades, repeated as loop mode repeats them, renamed; per symbol.
+
+    ``n``: total trades (all symbols; one pass when None). ``start_ms``: move trade and event
+    times so the first trade is at this time (pass gaps kept). ``rate``: instead of the recorded
+    pacing, space trades evenly at ``rate`` per wall second, market time running
+    ``market_speed`` times faster (replay them at ``x{market_speed}``).
+    """
+    from hft.market.replay import expected_trades, load_source
+
+    timeline = load_source(data_dir, list(names))
+    base = len(timeline.trades)
+    passes = 1 if n is None else max(1, math.ceil(n / base))
+    trades = expected_trades(timeline, passes)[: n or None]
+    first = trades[0].trade_time_ms
+    shift = 0 if start_ms is None else start_ms - first
+    out: dict[str, list[Any]] = {}
+    for i, t in enumerate(trades):
+        if rate is not None:
+            tt = (start_ms or first) + int(i * 1000.0 * market_speed / rate)
+            moved = replace(t, symbol=names[t.symbol], trade_time_ms=tt, event_time_ms=tt)
+        else:
+            moved = replace(t, symbol=names[t.symbol], trade_time_ms=t.trade_time_ms + shift,
+                            event_time_ms=t.event_time_ms + shift)
+        out.setdefault(moved.symbol, []).append(moved)
+    return out
+
+
+def write_trade_files(trades: dict[str, list[Any]], directory: Path) -> list[Path]:
+    """Write each symbol's trades as a Binance archive trade file (what ``hft exchange --source`` reads)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.csv"):
+        old.unlink()
+    paths = []
+    for sym, rows in trades.items():
+        p = directory / f"replay_{sym}_trades.csv"
+        with p.open("w") as f:
+            for t in rows:
+                quote = float(t.price) * float(t.quantity)
+                f.write(f"{t.trade_id},{t.price},{t.quantity},{quote:.8f},{t.trade_time_ms},"
+                        f"{'true' if t.buyer_is_maker else 'false'},{'true' if t.best_match else 'false'}\n")
+        paths.append(p)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# processes and their metrics
+# ------------------------------------------------------------------------------------------------
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str, float]:
+    """Prometheus text of one /metrics as ``{name{labels}: value}`` (empty when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        with contextlib.suppress(ValueError):
+            out[key] = float(value)
+    return out
+
+
+def metric(values: dict[str, float], name: str) -> float:
+    """A counter/gauge by name (``_total`` suffix or not; labels summed)."""
+    total, found = 0.0, False
+    for key, v in values.items():
+        bare = key.split("{", 1)[0]
+        if bare in (name, f"{name}_total"):
+            total += v
+            found = True
+    return total if found else float("nan")
+
+
+def histogram_quantiles(values: dict[str, float], name: str, qs: Iterable[float] = (0.5, 0.95, 0.99),
+                        before: dict[str, float] | None = None) -> dict[str, float]:
+    """Quantiles (linear inside a bucket, as Prometheus' histogram_quantile) of ``name``, in the unit
+    of its buckets; ``before``: an earlier scrape to subtract (the quantiles of the window)."""
+    buckets: list[tuple[float, float]] = []
+    for key, v in values.items():
+        if key.startswith(f"{name}_bucket{{"):
+            le = key.split('le="', 1)[1].split('"', 1)[0]
+            prev = (before or {}).get(key, 0.0)
+            buckets.append((math.inf if le == "+Inf" else float(le), v - prev))
+    buckets.sort()
+    if not buckets or buckets[-1][1] <= 0:
+        return {f"p{round(q * 100)}": float("nan") for q in qs} | {"n": 0}
+    total = buckets[-1][1]
+    out: dict[str, float] = {"n": total}
+    for q in qs:
+        rank = q * total
+        lo_bound, lo_count = 0.0, 0.0
+        for bound, count in buckets:
+            if count >= rank:
+                if math.isinf(bound):
+                    value = lo_bound  # beyond the last finite bucket: its bound is all we know
+                else:
+                    frac = (rank - lo_count) / (count - lo_count) if count > lo_count else 1.0
+                    value = lo_bound + (bound - lo_bound) * frac
+                out[f"p{round(q * 100)}"] = value
+                break
+            lo_bound, lo_count = bound, count
+    return out
+
+
+@dataclass
+class Proc:
+    """One child process in its own process group, logging to a file."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        """Start it."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen(self.cmd, cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        out.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        """Its pid."""
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """Whether it still runs."""
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM the group, wait, SIGKILL when it does not exit."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        return self.popen.returncode
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (0 when gone)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        total = sum(p.cpu_times()[:2])
+        for c in p.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += sum(c.cpu_times()[:2])
+        return float(total)
+    except psutil.Error:
+        return 0.0
+
+
+@dataclass
+class Rig:
+    """A private stack plus the streaming processes on replayed data (benchmarks, soak, fault tests)."""
+
+    settings: Settings                      # the private stack's settings
+    names: dict[str, str]                   # real symbol -> replayed symbol
+    bar_interval: str = "15m"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @classmethod
+    def private(cls, base: Settings, names: dict[str, str], **kw: Any) -> Rig:
+        """A rig whose stack lives under ``<home>/bench-stack`` on ``port_base + 60``."""
+        s = base.model_copy(update={"home": base.home_dir / "bench-stack",
+                                    "port_base": base.port_base + PRIVATE_PORT_SHIFT})
+        return cls(s, names, **kw)
+
+    @property
+    def symbols(self) -> list[str]:
+        """The replayed symbol names."""
+        return list(self.names.values())
+
+    @property
+    def source_dir(self) -> Path:
+        """Where the replay's trade files go."""
+        return self.settings.home_dir / "replay-source"
+
+    def env(self, **more: str) -> dict[str, str]:
+        """Environment of every child: the private stack, replay market, bench symbols."""
+        s = self.settings
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "HFT_HOME": str(s.home_dir), "HFT_PORT_BASE": str(s.port_base),
+                "HFT_MARKET": "replay", "HFT_SYMBOLS": json.dumps(self.symbols), "HFT_BAR_INTERVAL": self.bar_interval,
+                "HFT_DATA_DIR": str(self.source_dir), "HFT_LOG_LEVEL": "WARNING", **self.extra_env, **more}
+
+    def up(self, fresh_broker: bool = True) -> None:
+        """Start PostgreSQL, Redis and the broker (a fresh, empty one by default); migrate."""
+        from hft.stack import Stack
+        from hft.storage import db
+
+        st = Stack(self.settings)
+        st.up(["postgres", "redis", "broker"])
+        if fresh_broker:
+            st.stop_broker()
+            st.start_broker()
+        db.migrate(self.settings)
+
+    def down(self) -> None:
+        """Stop the processes and the private stack."""
+        from hft.stack import Stack
+
+        self.stop_all()
+        Stack(self.settings).down()
+
+    def start(self, name: str, *args: str) -> Proc:
+        """Start ``exchange`` (args: hft exchange options) or a streamer by name."""
+        s = self.settings
+        logs = s.home_dir / "logs"
+        if name == "exchange":
+            cmd = [str(Path(sys.executable).with_name("hft")), "exchange", "--host", s.bind_host,
+                   "--port", str(s.port("exchange")), "--metrics-port", str(s.port("metrics_exchange")),
+                   "--source", str(self.source_dir), *args]
+        else:
+            cmd = [sys.executable, "-m", STREAMERS[name], *args]
+        p = Proc(name, cmd, self.env(), logs / f"{name}.log").start()
+        self.procs[name] = p
+        return p
+
+    def stop_all(self) -> None:
+        """SIGTERM every process (producer first, so it flushes; exchange last)."""
+        order = ["market-producer", "tick-ingestor", "feature-calculator"]
+        for name in order + [n for n in self.procs if n not in order]:
+            if name in self.procs:
+                self.procs[name].stop()
+
+    def metrics(self, name: str) -> dict[str, float]:
+        """Scrape one process's /metrics."""
+        key = {"exchange": "metrics_exchange", "market-producer": "metrics_market_producer",
+               "tick-ingestor": "metrics_tick_ingestor", "feature-calculator": "metrics_feature_calculator"}[name]
+        return scrape(self.settings.port(key), self.settings.bind_host)
+
+    def exchange_status(self) -> dict[str, Any]:
+        """``GET /control/status`` of the replay exchange (empty when it does not answer)."""
+        url = f"http://{self.settings.bind_host}:{self.settings.port('exchange')}/control/status"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return dict(json.loads(r.read()))
+        except OSError:
+            return {}
+
+    def published(self) -> int:
+        """Trades the exchange published so far (all symbols)."""
+        st = self.exchange_status()
+        return sum(int(v["count"]) for v in st.get("published", {}).values())
+
+    def stored(self) -> tuple[int, int]:
+        """(rows, distinct (symbol, trade_id)) in market.ticks for the replayed symbols."""
+        from hft.storage import db
+
+        with db.connect(self.settings, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM market.ticks "
+                               "WHERE symbol = ANY(%s)", (self.symbols,)).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def delete_rows(self) -> None:
+        """Remove what this run wrote (ticks, bars, features of the replayed symbols)."""
+        from hft.storage import db
+
+        with db.connect(self.settings, autocommit=True) as conn:
+            for table in ("market.ticks", "market.bars", "features.bar_features"):
+                with contextlib.suppress(Exception):
+                    conn.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (self.symbols,))
+
+    def wait_ready(self, names: Iterable[str], timeout: float = 180) -> None:
+        """Wait until each named process runs its loop (exchange: answers /control/status)."""
+        deadline = time.monotonic() + timeout
+        beats = {"market-producer": "market_producer_heartbeat_timestamp_seconds",
+                 "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
+                 "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds"}
+
+        def ready(name: str) -> bool:
+            if name == "exchange":
+                return bool(self.exchange_status())
+            # /metrics answers before the consumer exists; the loop's heartbeat means it polls
+            return metric(self.metrics(name), beats[name]) > 0
+
+        for name in names:
+            while not ready(name):
+                if not self.procs[name].alive():
+                    raise RuntimeError(f"{name} exited: see {self.procs[name].log}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not serving /metrics after {timeout:.0f}s")
+                time.sleep(0.3)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``check`` until true (True) or the timeout (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return False
+
+
+# ------------------------------------------------------------------------------------------------
+# the benchmark
+# ------------------------------------------------------------------------------------------------
+
+
+def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Replay N trades at max speed through the real processes; throughput and loss."""
+    n = 50_000 if quick else int(os.environ.get("HFT_BENCH_PIPELINE_TRADES", "1000000"))
+    rig = Rig.private(settings, bench_symbols())
+    params: dict[str, Any] = {"trades": n, "speed": "max", "symbols": rig.symbols, "bar_interval": rig.bar_interval,
+                              "source": "spot captures 2024-08-08/09 BTCUSDT+ETHUSDT, repeated as loop mode does",
+                              "stack": str(rig.settings.home_dir), "port_base": rig.settings.port_base}
+    print(f"   preparing {n:,} trades for {rig.symbols}", flush=True)
+    write_trade_files(replay_trades(settings.data_dir, rig.names, n, start_ms=time.time_ns() // 1_000_000),
+                      rig.source_dir)
+    rig.up()
+    try:
+        return params, _measure(rig, n)
+    finally:
+        rig.stop_all()
+        rig.delete_rows()
+        rig.down()
+
+
+def _measure(rig: Rig, n: int) -> dict[str, Any]:
+    rig.start("tick-ingestor")
+    rig.start("feature-calculator")
+    rig.start("exchange", "--speed", "max", "--no-loop")
+    rig.wait_ready(["tick-ingestor", "feature-calculator", "exchange"])
+    cpu0 = {k: cpu_seconds(p.pid) for k, p in rig.procs.items()}
+    rig.start("market-producer")
+    samples: list[dict[str, float]] = []
+    t_first = t_done = None
+    t0 = time.monotonic()
+    stall_since = time.monotonic()
+    last_progress = -1.0
+    while True:
+        now = time.monotonic()
+        pub = rig.published()
+        prod = metric(rig.metrics("market-producer"), "market_producer_ticks_out")
+        ing = metric(rig.metrics("tick-ingestor"), "tick_ingestor_rows_written")
+        feat = metric(rig.metrics("feature-calculator"), "feature_calculator_ticks")
+        samples.append({"t": round(now - t0, 2), "published": pub, "produced": prod, "stored": ing, "featured": feat})
+        if t_first is None and pub > 0:
+            t_first = now
+        progress = sum(x for x in (pub, prod, ing, feat) if not math.isnan(x))
+        if progress > last_progress:
+            last_progress, stall_since = progress, now
+        if pub >= n and ing >= n and feat >= n:
+            t_done = now
+            break
+        if now - stall_since > 90:
+            print(f"   stalled: {samples[-1]}", flush=True)
+            break
+        if len(samples) % 20 == 0:
+            print(f"   {samples[-1]}", flush=True)
+        time.sleep(0.5)
+    cpu = {k: round(cpu_seconds(p.pid) - cpu0.get(k, 0.0), 1) for k, p in rig.procs.items()}
+    status = rig.exchange_status()
+    ticks_in = sum(int(v["count"]) for v in status.get("published", {}).values())
+    time.sleep(2)  # let a last batch commit before counting rows
+    rows, distinct = rig.stored()
+    featured = int(metric(rig.metrics("feature-calculator"), "feature_calculator_ticks"))
+    produced = int(metric(rig.metrics("market-producer"), "market_producer_ticks_out"))
+    end = t_done if t_done is not None else time.monotonic()
+    seconds = end - (t_first or t0)
+    return {
+        "throughput_ticks_per_s": round(min(ticks_in, rows, featured) / seconds, 1) if seconds > 0 else 0.0,
+        "ticks_in": ticks_in, "ticks_produced": produced, "ticks_stored": rows, "ticks_stored_distinct": distinct,
+        "ticks_featured": featured, "lost": max(ticks_in - distinct, ticks_in - featured, 0),
+        "duplicates": rows - distinct, "seconds": round(seconds, 2), "completed": t_done is not None,
+        "cpu_seconds": cpu, "stage_rates_ticks_per_s": _stage_rates(samples), "samples": samples[:: max(1, len(samples) // 60)],
+    }
+
+
+def _stage_rates(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Average rate of each stage over the span in which it moved."""
+    out = {}
+    for key in ("published", "produced", "stored", "featured"):
+        moving = [s for s in samples if not math.isnan(s[key]) and s[key] > 0]
+        if len(moving) >= 2 and moving[-1]["t"] > moving[0]["t"]:
+            out[key] = round((moving[-1][key] - moving[0][key]) / (moving[-1]["t"] - moving[0]["t"]), 1)
+    return out

@@ -1,0 +1,198 @@
+"""Fixtures of the fault tests: the session stack, the replay exchange on recorded trades, and the
+streamers (+ the Celery worker) under the project's supervisor, which restarts what is killed.
+
+The replay uses symbol names no other test uses (``BTCUSDTB<hex>``...), so counts in the shared
+database, topic and Redis never mix with other tests. Trade times are moved to the test's start
+("as if live"; docs/bench.md, finding 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.pipeline import Rig, bench_symbols, metric, replay_trades, write_trade_files
+from hft.config import Settings
+from hft.processes import Supervisor
+from hft.storage import db
+
+SUPERVISED = ["market-producer", "tick-ingestor", "feature-calculator", "worker"]
+HEARTBEATS = {"market-producer": "market_producer_heartbeat_timestamp_seconds",
+              "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
+              "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds"}
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 120, interval: float = 0.3,
+               fail: bool = True) -> bool:
+    """Poll until ``check`` is true; on timeout fail the test naming ``what`` (or return False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    if fail:
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+    return False
+
+
+class ClosedBars:
+    """Collects the ``hft:bars:closed`` announcements of some symbols as they come (Redis restarts
+    wipe the stream, so it is read continuously instead of at the end)."""
+
+    def __init__(self, settings: Settings, symbols: list[str]) -> None:
+        self.settings = settings
+        self.symbols = set(symbols)
+        self.seen: dict[tuple[str, int], int] = {}  # (symbol, open_time_ns) -> has_features
+        self.last_seen = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="closed-bars", daemon=True)
+
+    def start(self) -> ClosedBars:
+        """Start reading from now on."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import redis
+
+        from hft.features.calculator import CLOSED_STREAM
+
+        last = "$"
+        client: Any = None
+        while not self._stop.is_set():
+            try:
+                if client is None:
+                    client = redis.Redis.from_url(self.settings.redis_dsn, socket_timeout=2)
+                    if last == "$":
+                        info = client.xinfo_stream(CLOSED_STREAM) if client.exists(CLOSED_STREAM) else None
+                        last = info["last-generated-id"].decode() if info else "0-0"
+                got = client.xread({CLOSED_STREAM: last}, block=200, count=1000)
+                for _stream, entries in got or []:
+                    for entry_id, f in entries:
+                        last = entry_id.decode()
+                        sym = f[b"symbol"].decode()
+                        if sym in self.symbols:
+                            self.seen[(sym, int(f[b"open_time_ns"]))] = int(f[b"has_features"])
+                            self.last_seen = time.monotonic()
+            except (redis.RedisError, OSError):
+                client = None
+                if last != "$":
+                    last = "0-0"  # a restarted Redis starts an empty stream
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop reading."""
+        self._stop.set()
+        self._thread.join(5)
+
+
+@dataclass
+class Streaming:
+    """The running streaming path of one fault test."""
+
+    rig: Rig
+    sup: Supervisor
+    trades: dict[str, list[Any]]
+    bars: ClosedBars
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        """The test stack's settings."""
+        return self.rig.settings
+
+    def pid(self, name: str) -> int:
+        """Pid of a supervised process (0 when not running)."""
+        out = self.sup._ctl("pid", name).stdout.strip()
+        return int(out) if out.isdigit() else 0
+
+    def heartbeat(self, name: str) -> float:
+        """The process's loop heartbeat (NaN when its /metrics does not answer)."""
+        return metric(self.rig.metrics(name), HEARTBEATS[name])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a supervised process and wait until the supervisor has it running again."""
+        old = self.pid(name)
+        assert old, f"{name} not running before the kill:\n{self.sup.status()}"
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: self.pid(name) not in (0, old), f"the supervisor to restart {name}", timeout=60)
+        if name in HEARTBEATS:
+            since = time.time()
+            wait_until(lambda: self.heartbeat(name) >= since, f"{name}'s loop to run again", timeout=180)
+
+    def faults(self, **values: int) -> dict[str, Any]:
+        """POST /control/faults to the replay exchange."""
+        return self._post("/control/faults", values)
+
+    def drop(self) -> dict[str, Any]:
+        """POST /control/drop: close every WebSocket now."""
+        return self._post("/control/drop", {})
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        s = self.settings
+        req = urllib.request.Request(f"http://{s.bind_host}:{s.port('exchange')}{path}", method="POST",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:  # our own localhost exchange
+            return dict(json.loads(r.read()))
+
+    def stored_ids(self, symbol: str) -> list[int]:
+        """Trade ids in market.ticks for one symbol (with repeats, if any)."""
+        with db.connect(self.settings, autocommit=True) as conn:
+            return [r[0] for r in conn.execute("SELECT trade_id FROM market.ticks WHERE symbol = %s "
+                                               "ORDER BY trade_id", (symbol,))]
+
+    def stored_count(self) -> int:
+        """Rows in market.ticks for the replayed symbols (0 while the database is down)."""
+        import psycopg
+
+        try:
+            return self.rig.stored()[0]
+        except (psycopg.Error, OSError):  # the database may be restarting: "nothing yet"
+            return 0
+
+
+@pytest.fixture
+def streaming(stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+              tmp_path: Path) -> Iterator[Callable[..., Streaming]]:
+    """Start the replay exchange and the supervised streamers on fresh symbols; stop and clean up after."""
+    started: list[Streaming] = []
+
+    def start(speed: str, passes_trades: int | None = None, names: list[str] | None = None) -> Streaming:
+        db.migrate(stack_settings)
+        symbols = bench_symbols()
+        rig = Rig(stack_settings, symbols, bar_interval="1m")
+        trades = replay_trades(data_dir, symbols, passes_trades, start_ms=time.time_ns() // 1_000_000)
+        write_trade_files(trades, rig.source_dir)
+        # the supervisor's children inherit its environment: point them at the replay and these symbols
+        Supervisor(stack_settings).stop()
+        for k, v in rig.env().items():
+            if k.startswith("HFT_") or k == "PYTHONUNBUFFERED":
+                monkeypatch.setenv(k, v)
+        monkeypatch.setenv("HFT_LOG_LEVEL", "INFO")
+        sup_settings = stack_settings.model_copy(update={"market": "replay", "symbols": rig.symbols,
+                                                         "bar_interval": "1m"})
+        sup = Supervisor(sup_settings, names=names or SUPERVISED)
+        bars = ClosedBars(stack_settings, rig.symbols).start()
+        st = Streaming(rig, sup, trades, bars)
+        started.append(st)
+        rig.start("exchange", "--speed", speed, "--no-loop")
+        rig.wait_ready(["exchange"])
+        sup.start()
+        return st
+
+    yield start
+    for st in started:
+        st.bars.stop()
+        st.sup.stop()
+        st.rig.stop_all()
+        st.rig.delete_rows()
