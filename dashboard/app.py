@@ -83,6 +83,8 @@ def main() -> None:
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
+            # gunicorn's control socket sits in ~/.gunicorn by default: shared by every instance
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app.server

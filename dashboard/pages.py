@@ -259,7 +259,7 @@ def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
         if not ticks.empty:
             step = max(1, len(ticks) // 2500)  # enough points for the eye, light for the browser
             shown = ticks.iloc[::step]
-            fig.add_trace(go.Scattergl(x=shown["trade_time"], y=shown["price"], mode="lines", name="trades",
+            fig.add_trace(go.Scatter(x=shown["trade_time"], y=shown["price"], mode="lines", name="trades",
                                        line={"color": "#5b6b7c", "width": 1}))
             since = ticks["trade_time"].iloc[0]
             source = f"{len(ticks)} latest trades"
@@ -283,7 +283,7 @@ def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
                                      marker={"symbol": "x", "size": 8, "color": "#1f6fb2"}))
         if not fig.data:
             fig = _empty_figure(f"no market data for {symbol} yet")
-        fig.update_layout(**GRAPH_LAYOUT, height=420, xaxis_rangeslider_visible=False, yaxis_title="price")
+        fig.update_layout(**{**GRAPH_LAYOUT, "height": 420}, xaxis_rangeslider_visible=False, yaxis_title="price")
         note = f"{symbol}: {source}, {len(sig)} signals, {len(fl)} fills"
         ftime, feats = market.latest_features(eng, symbol)
         fnote = (f"{len(feats)} features of the bar closing {ftime:%Y-%m-%d %H:%M:%S} UTC" if ftime
@@ -313,7 +313,10 @@ def models_layout(settings: Settings) -> html.Div:
         html.Div(id="models-error"),
         html.Div(id="models-cards", className="cards"),
         html.Div(className="panel", children=[html.H3("Walk-forward metrics and baselines"),
+                                              html.Div(id="models-wf-note", className="note"),
                                               html.Div(id="models-metrics")]),
+        html.Div(className="panel", children=[html.H3("Promotion gate: champion vs challenger"),
+                                              html.Div(id="models-gate")]),
         html.Div(className="panel", children=[html.H3("Latest registered versions"), html.Div(id="models-versions")]),
     ])
 
@@ -341,10 +344,15 @@ def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
         cards.append(html.Div(className="card", children=[
             html.Div("MLflow", className="label"),
             html.A("open the registry", href=view.registry_url, target="_blank", id="mlflow-link")]))
-        rows = models.metric_table(view)
-        mdf = pd.DataFrame(rows, columns=["metric", *models.ALIASES])
+        shown = view.versions.get("champion") or view.versions.get("challenger")
+        wf = pd.DataFrame(models.walk_forward_table(shown) if shown else [],
+                          columns=["model", "kind", *models.WF_COLUMNS])
+        wf_note = (f"out-of-sample walk-forward report of {shown.alias} v{shown.version} (bt.* = cost-aware backtest)"
+                   if shown else "no registered model yet: hft train")
+        gate = pd.DataFrame(models.metric_table(view), columns=["metric", *models.ALIASES])
         vdf = pd.DataFrame(view.latest, columns=["version", "created", "aliases", "run_id"])
-        return cards, _table("models-metrics-table", mdf, page_size=30), _table("models-versions-table", vdf)
+        return (cards, wf_note, _table("models-metrics-table", wf.round(4), page_size=20),
+                _table("models-gate-table", gate, page_size=20), _table("models-versions-table", vdf))
 
     return refresh
 
@@ -352,10 +360,10 @@ def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
 def register_models(app: Dash, settings: Settings) -> None:
     """Callbacks of the Models page."""
     app.callback(
-        Output("models-error", "children"), Output("models-cards", "children"), Output("models-metrics", "children"),
-        Output("models-versions", "children"),
+        Output("models-error", "children"), Output("models-cards", "children"), Output("models-wf-note", "children"),
+        Output("models-metrics", "children"), Output("models-gate", "children"), Output("models-versions", "children"),
         Input("tick", "n_intervals"),
-    )(guarded("models", 4, _models_refresh(settings)))
+    )(guarded("models", 6, _models_refresh(settings)))
 
 
 # ---- Data quality ----------------------------------------------------------------------------
@@ -377,20 +385,30 @@ def _quality_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
         docs = quality.data_docs_index(settings)
         passed = sum(r.success for r in results)
         cards = [
-            _card("suites", "Suites validated", str(len(results))),
+            _card("suites", "Kinds validated", str(len(results))),
             _card("suites-passed", "Passing", f"{passed}/{len(results)}", "pos" if passed == len(results) else "neg"),
             html.Div(className="card", children=[
                 html.Div("Great Expectations", className="label"),
                 html.A("open the data docs", href="/data-docs/index.html", target="_blank", id="data-docs-link")
                 if docs else html.Span("no data docs built yet", className="note")]),
         ]
-        df = pd.DataFrame([{
-            "suite": r.suite, "result": "pass" if r.success else "FAIL",
-            "expectations": f"{r.successful}/{r.evaluated}",
-            "validated at": f"{r.run_time:%Y-%m-%d %H:%M:%S}" if r.run_time else "",
-            "batch": r.batch, "failed": ", ".join(r.failed_expectations),
-        } for r in results], columns=["suite", "result", "expectations", "validated at", "batch", "failed"])
-        return cards, _table("quality-results", df)
+        rows = []
+        for r in results:
+            rows.append(html.Tr([
+                html.Td(r.kind),
+                html.Td(html.Span("pass" if r.success else "FAIL", className=f"badge {'ok' if r.success else 'bad'}")),
+                html.Td(f"{r.passed}/{r.checks}"), html.Td(f"{r.rows:,}"),
+                html.Td(f"{r.start:%Y-%m-%d %H:%M} → {r.end:%Y-%m-%d %H:%M}" if r.start and r.end else ""),
+                html.Td(f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else ""),
+                html.Td("; ".join(r.failed) or "-"),
+                html.Td(html.A("results", href=f"/data-docs/{r.pages[0]}", target="_blank") if r.pages else ""),
+            ], className="dq-row"))
+        head = html.Tr([html.Th(h) for h in ("data", "result", "checks passed", "rows", "partition", "validated at",
+                                              "failed checks", "data docs")])
+        table = html.Table([html.Thead(head), html.Tbody(rows)], className="simple", id="quality-results") \
+            if rows else html.Div("no validation has run yet (the validate_market_data DAG or hft validate)",
+                                  className="note", id="quality-results")
+        return cards, table
 
     return refresh
 

@@ -28,9 +28,8 @@ def price_ticks(engine: Engine, symbol: str, limit: int = 5000) -> pd.DataFrame:
 def price_bars(engine: Engine, symbol: str, interval: str | None = None, limit: int = 500) -> pd.DataFrame:
     """The last ``limit`` bars of a symbol at ``interval`` (the finest stored when None), oldest first."""
     if interval is None:
-        iv = _read(engine, "SELECT interval, max(close_time) - min(open_time) AS span, count(*) AS n "
-                           "FROM market.bars WHERE symbol = :s GROUP BY interval ORDER BY span / count(*) "
-                           "LIMIT 1", {"s": symbol})
+        iv = _read(engine, "SELECT interval FROM market.bars WHERE symbol = :s GROUP BY interval "
+                           "ORDER BY min(close_time - open_time) LIMIT 1", {"s": symbol})
         if iv.empty:
             return pd.DataFrame(columns=["open_time", "close_time", "open", "high", "low", "close", "volume"])
         interval = str(iv["interval"].iloc[0])

@@ -1,112 +1,84 @@
-"""The Data quality page: the latest Great Expectations validation result per suite.
+"""The Data quality page: the latest validation of each kind of data, and the data docs.
 
-Great Expectations' file context keeps each suite validation result as JSON under
-``<gx root>/uncommitted/validations/<suite>/<run name>/<run time>/<batch>.json``; this module
-reads those files (no GX import, so the dashboard stays light) and points at the data docs.
+The validation code (:mod:`hft.quality.validate`, run by the ``validate_market_data`` DAG and
+``hft validate``) appends one summary per validated partition to
+``<home>/quality/validation_runs.jsonl`` and rebuilds the Great Expectations data docs under
+``<home>/data_docs``; this module reads both and never imports Great Expectations.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
-from hft.config import REPO_ROOT, Settings
+from hft.config import Settings
 
 
 @dataclass(frozen=True)
 class SuiteResult:
-    """The newest validation of one expectation suite."""
+    """The newest validation of one kind of data (ticks, bars, features)."""
 
-    suite: str
+    kind: str
     success: bool
-    evaluated: int
-    successful: int
-    run_time: datetime | None
-    batch: str
-    failed_expectations: list[str]
-    path: Path
-
-
-def gx_roots(settings: Settings) -> list[Path]:
-    """Directories that may hold Great Expectations stores for this stack."""
-    home = settings.home_dir
-    # not the whole home: it holds PostgreSQL's and Prometheus' data (thousands of files)
-    candidates = (home / "gx", home / "great_expectations", home / "expectations", home / "data_quality",
-                  REPO_ROOT / "expectations")
-    return [p for p in candidates if p.is_dir()]
+    rows: int
+    checks: int
+    passed: int
+    start: datetime | None
+    end: datetime | None
+    finished_at: datetime | None
+    failed: list[str]
+    pages: list[str]  # data docs pages, relative to the data docs folder
+    summary: str
 
 
 def data_docs_index(settings: Settings) -> Path | None:
-    """The data docs' ``index.html`` (built by the validation DAG), or None before the first run."""
-    for base in (settings.home_dir / "data_docs", *gx_roots(settings)):
-        if not base.is_dir():
-            continue
-        direct = base / "index.html"
-        if direct.is_file():
-            return direct
-        found = sorted(base.glob("**/local_site/index.html")) or sorted(base.glob("**/data_docs/**/index.html"))
-        if found:
-            return found[0]
-    return None
+    """The data docs' ``index.html``, or None before the first validation built it."""
+    from hft.quality.gx_runner import data_docs_dir
+
+    index = data_docs_dir(settings) / "index.html"
+    return index if index.is_file() else None
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
+def _time(value: Any) -> datetime | None:
     try:
-        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return datetime.fromisoformat(str(value)) if value else None
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def parse_result(path: Path) -> SuiteResult | None:
-    """Read one suite validation result file, or None when it is not one."""
+def _relative_page(settings: Settings, url: str) -> str | None:
+    from hft.quality.gx_runner import data_docs_dir
+
+    path = Path(url2pathname(urlparse(url).path)) if url.startswith("file:") else Path(url)
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return path.resolve().relative_to(data_docs_dir(settings).resolve()).as_posix()
+    except ValueError:
         return None
-    if not isinstance(doc, dict) or "statistics" not in doc or "results" not in doc:
-        return None
-    meta = doc.get("meta") or {}
-    stats = doc.get("statistics") or {}
-    run_id = meta.get("run_id") or {}
-    suite = str(meta.get("expectation_suite_name") or doc.get("suite_name") or path.parts[-4])
-    batch = meta.get("active_batch_definition") or meta.get("batch_spec") or {}
-    batch_name = str(batch.get("data_asset_name") or batch.get("batch_identifiers") or path.stem)
-    failed = []
-    for r in doc.get("results") or []:
-        if not r.get("success", True):
-            cfg = r.get("expectation_config") or {}
-            kwargs = cfg.get("kwargs") or {}
-            col = f" ({kwargs['column']})" if "column" in kwargs else ""
-            failed.append(f"{cfg.get('type') or cfg.get('expectation_type', '?')}{col}")
+
+
+def summarize(settings: Settings, row: dict[str, Any]) -> SuiteResult:
+    """One recorded validation summary as the page shows it."""
+    checks = row.get("checks") or []
+    pages = [p for p in (_relative_page(settings, str(u)) for u in row.get("pages") or []) if p]
     return SuiteResult(
-        suite=suite, success=bool(doc.get("success")),
-        evaluated=int(stats.get("evaluated_expectations", 0)), successful=int(stats.get("successful_expectations", 0)),
-        run_time=_parse_time(meta.get("validation_time") or run_id.get("run_time")),
-        batch=batch_name, failed_expectations=failed, path=path,
+        kind=str(row.get("kind", "?")), success=bool(row.get("success")), rows=int(row.get("rows") or 0),
+        checks=len(checks), passed=sum(1 for c in checks if c.get("success")),
+        start=_time(row.get("start")), end=_time(row.get("end")), finished_at=_time(row.get("finished_at")),
+        failed=[str(f) for f in row.get("failed") or []], pages=pages, summary=str(row.get("summary", "")),
     )
 
 
-def latest_results(settings: Settings) -> list[SuiteResult]:
-    """The newest validation result of each suite found under the stack's GX stores."""
+def latest_results(settings: Settings, history: int = 200) -> list[SuiteResult]:
+    """The newest recorded validation of each kind, sorted by kind."""
+    from hft.quality.validate import read_runs
+
     newest: dict[str, SuiteResult] = {}
-    seen: set[Path] = set()
-    for root in gx_roots(settings):
-        for path in root.glob("**/validations/**/*.json"):
-            if path in seen:
-                continue
-            seen.add(path)
-            res = parse_result(path)
-            if res is None:
-                continue
-            key = res.run_time or datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            old = newest.get(res.suite)
-            old_key = (old.run_time or datetime.fromtimestamp(old.path.stat().st_mtime, UTC)) if old else None
-            if old_key is None or key > old_key:
-                newest[res.suite] = res
-    return sorted(newest.values(), key=lambda r: r.suite)
+    for row in read_runs(settings, limit=history):  # newest first
+        kind = str(row.get("kind", "?"))
+        if kind not in newest:
+            newest[kind] = summarize(settings, row)
+    return sorted(newest.values(), key=lambda r: r.kind)
