@@ -13,13 +13,14 @@ import signal
 import sys
 import time
 
+from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 from hft.config import ConfigurationError, Settings, get_settings
 from hft.logs import setup_logging
-from hft.market.kafka_sink import KafkaTickSink, make_producer
+from hft.market.kafka_sink import KafkaTickSink, last_trade_ids, make_producer
 from hft.market.rest import BinanceRest
 from hft.market.stream import TradeStream
 
@@ -77,7 +78,16 @@ async def run(s: Settings, stop: asyncio.Event) -> int:
     producer = make_producer(s)
     sink = KafkaTickSink(producer, s.topic_ticks, s.topic_dlq, on_latency=SEND_LATENCY.observe)
     rest = BinanceRest(rest_url)
-    stream = TradeStream(ws_url, rest, list(s.symbols), sink, venue=venue)
+    try:
+        # resume after what already reached the topic: a restart loses nothing (REST catch-up)
+        resume = await asyncio.to_thread(last_trade_ids, s, s.topic_ticks, list(s.symbols))
+    except (KafkaError, OSError) as exc:  # a fresh topic or a slow broker: start from the live stream
+        log.warning("could not read the last trade ids from %s (%r); starting from the live stream",
+                    s.topic_ticks, exc)
+        resume = {}
+    if resume:
+        log.info("resuming after the last delivered trade ids %s", resume)
+    stream = TradeStream(ws_url, rest, list(s.symbols), sink, venue=venue, last_ids=resume)
     REGISTRY.register(_StatsCollector(stream, sink))
     log.info("streaming %s from %s into %s (dead letters: %s)", s.symbols, ws_url, s.topic_ticks, s.topic_dlq)
     task = asyncio.create_task(stream.run(stop))

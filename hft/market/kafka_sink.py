@@ -139,3 +139,42 @@ class KafkaTickSink:
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every sent message is acknowledged."""
         self.producer.flush(timeout=timeout_s)
+
+
+def last_trade_ids(settings: Settings, topic: str, symbols: list[str], tail: int = 2000,
+                   timeout_s: float = 20.0) -> dict[str, int]:
+    """The highest trade id per symbol among the last ``tail`` messages of each partition.
+
+    What the producer already delivered before a crash or restart: the stream client resumes
+    from there (REST catch-up) instead of from whatever the live stream shows first.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    from hft.market.ticks import decode_tick
+
+    wanted = set(symbols)
+    consumer = KafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        begins = consumer.beginning_offsets(tps)
+        todo = {tp for tp in tps if ends[tp] > begins[tp]}
+        for tp in todo:
+            consumer.seek(tp, max(begins[tp], ends[tp] - tail))
+        last: dict[str, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
+                for r in records:
+                    t = decode_tick(r.value)
+                    if t.symbol in wanted and t.trade_id > last.get(t.symbol, -1):
+                        last[t.symbol] = t.trade_id
+                    if r.offset >= ends[tp] - 1:
+                        todo.discard(tp)
+        return last
+    finally:
+        consumer.close()

@@ -81,7 +81,7 @@ class TradeStream:
                  venue: str = "binance-spot", clock_ns: Callable[[], int] = time.time_ns,
                  max_session_s: float = 23.5 * 3600, backoff: Callable[[int], float] | None = None,
                  last_ids: dict[str, int] | None = None, rest_page: int = 1000,
-                 idle_check_s: float = 5.0) -> None:
+                 idle_check_s: float = 5.0, max_fill: int = 1_000_000, reset_below: int = 50_000) -> None:
         self.ws_url = ws_url.rstrip("/")
         self.rest = rest
         self.symbols = [s.upper() for s in symbols]
@@ -92,6 +92,8 @@ class TradeStream:
         self.backoff = backoff or backoff_delays()
         self.rest_page = rest_page
         self.idle_check_s = idle_check_s
+        self.max_fill = max_fill
+        self.reset_below = reset_below
         self._lock = asyncio.Lock()
         self._last_frame = time.monotonic()
         self.stats = StreamStats()
@@ -193,18 +195,23 @@ class TradeStream:
         sym, tid = tick.symbol, tick.trade_id
         last = self.last.get(sym)
         if last is not None:
-            if tid <= last:
+            if tid <= last - self.reset_below:
+                # Binance ids never go back this far: the venue restarted (a replay exchange)
+                log.warning("%s trade ids went back from %d to %d: venue restarted; following it", sym, last, tid)
+                last = None
+            elif tid <= last:
                 self.stats.duplicates += 1
                 return
-            if tid > last + 1:
-                self.stats.gaps_detected += 1
-                log.info("gap in %s: trades %d..%d missing; filling through REST", sym, last + 1, tid - 1)
-                await self.fill(sym, last + 1, tid - 1)
-                if tid > self.last[sym] + 1:
-                    self.stats.gaps_unfilled += 1
-                    log.error("gap in %s not fillable: %d..%d", sym, self.last[sym] + 1, tid - 1)
-                else:
-                    self.stats.gaps_filled += 1
+        if last is not None and tid > last + 1:
+            self.stats.gaps_detected += 1
+            log.info("gap in %s: trades %d..%d missing; filling through REST", sym, last + 1, tid - 1)
+            await self.fill(sym, last + 1, tid - 1)
+            reached = self.last.get(sym)
+            if reached is not None and tid > reached + 1:
+                self.stats.gaps_unfilled += 1
+                log.error("gap in %s not fillable: %d..%d", sym, reached + 1, tid - 1)
+            elif reached is not None:
+                self.stats.gaps_filled += 1
         self.last[sym] = tid
         self.stats.ticks += 1
         self.sink.tick(tick)
@@ -230,6 +237,12 @@ class TradeStream:
                     continue
                 if tick.trade_id != self.last.get(symbol, tick.trade_id - 1) + 1:
                     break  # REST itself skipped ids: stop; the gap stays visible
+                if got >= self.max_fill:
+                    log.error("%s: more than %d trades missing from %d on; giving up the fill and "
+                              "following the live stream", symbol, self.max_fill, from_id)
+                    self.stats.gaps_unfilled += 1
+                    self.last.pop(symbol, None)
+                    return got
                 self.last[symbol] = tick.trade_id
                 self.stats.ticks += 1
                 self.stats.filled += 1

@@ -161,3 +161,27 @@ def test_kcat_and_the_proto_file_alone_decode_the_ticks(
         assert int(fields["event_time_ns"]) == tick.event_time_ns
         assert int(fields["receive_time_ns"]) == tick.receive_time_ns
         assert fields["source"] == "SOURCE_STREAM"
+
+
+def test_killed_producer_resumes_from_the_topic_without_loss_or_duplicates(
+        market: Market, start_exchange: Callable[..., subprocess.Popen[bytes]],
+        start_producer: Callable[[], subprocess.Popen[bytes]], captured: list[tuple[str, int, int, int]]) -> None:
+    n = 6000
+    start_exchange("--speed", "x20", "--max-trades", str(n))  # the market goes on while the producer is down
+    first = start_producer()
+    deadline = time.monotonic() + 90
+    sent = 0.0
+    while time.monotonic() < deadline and sent < 1500:
+        with contextlib.suppress(httpx.HTTPError, KeyError):
+            sent = _metric(market.producer_metrics_url, "market_producer_ticks_out_total")
+        time.sleep(0.1)
+    first.kill()  # a crash: no flush, whatever was buffered is gone
+    first.wait(10)
+    time.sleep(1.0)
+    start_producer()
+    ticks = decode_ticks(read_topic(market.settings, market.topic, until=n, timeout=120, settle_s=3))
+    counts = Counter((t.symbol, t.trade_id) for t in ticks)
+    assert set(counts) == {(c[0], c[1]) for c in captured[:n]}
+    assert max(counts.values()) == 1
+    assert any(t.source == Tick.SOURCE_REST_GAP_FILL for t in ticks)  # the downtime came through REST
+    assert "resuming after the last delivered trade ids" in (market.logs / "producer.log").read_text()
