@@ -215,7 +215,7 @@ def test_a_restarted_client_resumes_from_its_last_ids_through_rest(
     want = recording.trades
     first, st1 = _stream_all(exchange, 1000, timeout=30)
     resume = dict(st1.last)
-    second, st2 = _stream_all(exchange, len(want) - len(first.ticks), last_ids=resume)
+    second, _ = _stream_all(exchange, len(want) - len(first.ticks), last_ids=resume)
     both = [(t.symbol, t.trade_id) for t in first.ticks + second.ticks]
     assert sorted(both) == sorted((t.symbol, t.trade_id) for t in want)  # nothing lost, nothing twice
     for sym, last in resume.items():
