@@ -84,12 +84,13 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
     return env
 
 
-def run_airflow(settings: Settings, *args: str, timeout: float | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_airflow(settings: Settings, *args: str, timeout: float | None = None, check: bool = True,
+                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run one ``airflow`` CLI command (``airflow <args>``) in this stack's environment."""
     home = airflow_home(settings)
     home.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=airflow_env(settings),
+    env = {**airflow_env(settings), **(extra_env or {})}
+    return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=env,
                           capture_output=True, text=True, timeout=timeout, check=check, cwd=REPO_ROOT)
 
 

@@ -96,10 +96,11 @@ def dag_test(market_data: Settings) -> DagTest:
     """Run ``airflow dags test DAG_ID -c CONF`` against the test stack; return the finished process."""
     from hft.airflow_env import run_airflow
 
-    def run(dag_id: str, conf: dict[str, object] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(dag_id: str, conf: dict[str, object] | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         args = ["dags", "test", dag_id]
         if conf:
             args += ["-c", json.dumps(conf)]
-        return run_airflow(market_data, *args, timeout=timeout, check=False)
+        return run_airflow(market_data, *args, timeout=timeout, check=False, extra_env=env)
 
     return run

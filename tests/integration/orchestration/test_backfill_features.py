@@ -34,13 +34,18 @@ def test_backfill_features_upserts_materializes_and_validates_partition(dag_test
     # four 15m bars per symbol close inside the hour, every one past the warm-up
     assert rows == [("BTCUSDT", 4, 4), ("ETHUSDT", 4, 4)]
     latest = OnlineFeatures(market_data).latest("BTCUSDT")
-    assert latest is not None and latest[0] == datetime(2024, 8, 9, 1, 0, tzinfo=UTC)
+    assert latest is not None
+    assert latest[0] == datetime(2024, 8, 9, 1, 0, tzinfo=UTC)
     assert 0 <= latest[1]["rsi_14"] <= 100
     run = read_runs(market_data, limit=1, kind="features")[0]
     assert run["success"], run["summary"]
-    assert run["rows"] == 8 and any("PSI over" in n for n in run["notes"])
+    assert run["rows"] == 8
+    assert any("PSI over" in n for n in run["notes"])
     # the week before holds the 2024-08-05 crash: volatility drifted from the reference, and the
     # drift check says so as a warning (the features themselves are correct)
     drift = next(c for c in run["checks"] if c["description"] == "PSI <= threshold")
-    assert not drift["success"] and drift["severity"] == "warning" and "vol_64" in drift["examples"]
-    assert "features" in out and "passed" in out
+    assert not drift["success"]
+    assert drift["severity"] == "warning"
+    assert "vol_64" in drift["examples"]
+    assert "features" in out
+    assert "passed" in out
