@@ -163,6 +163,7 @@ class ReplayExchange:
         self._clock_ns = clock_ns
         self._wall_ms = wall_ms or (lambda: time.time_ns() // 1_000_000)
         self._span = timeline.id_span()
+        self._n_trades = len(timeline.trades)
         self._period_ms = loop_period_ms(timeline)
         self._subs: set[_Subscriber] = set()
         self._by_stream: dict[str, set[_Subscriber]] = {}
@@ -183,8 +184,7 @@ class ReplayExchange:
         frames = self.timeline.frames
         t0 = frames[0].time_ns
         period_ns = self._period_ms * 1_000_000
-        log.info("replay starts: %d frames, %d trades, speed %s, loop %s", len(frames),
-                 len(self.timeline.trades), "max" if self.speed is None else f"x{self.speed:g}", self.loop)
+        log.info("replay starts: %d frames, %d trades, speed %s, loop %s", len(frames), self._n_trades, "max" if self.speed is None else f"x{self.speed:g}", self.loop)
         wall0 = self._clock_ns()
         while True:
             k = self.pass_no
@@ -439,7 +439,7 @@ class ReplayExchange:
             "published": {s: {"count": int(self.metrics.published.labels(s)._value.get()),
                               "last_id": p.trades[-1].trade_id if p.trades else None}
                           for s, p in self._published.items()},
-            "recording": {"trades": len(self.timeline.trades), "id_span": self._span,
+            "recording": {"trades": self._n_trades, "id_span": self._span,
                           "sources": self.timeline.sources},
         }
 

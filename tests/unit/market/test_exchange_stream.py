@@ -228,3 +228,50 @@ def test_ids_far_below_the_last_mean_the_venue_restarted(exchange: ExchangeThrea
     sink, st = _stream_all(exchange, len(recording.trades), last_ids=stale)
     assert sorted((t.symbol, t.trade_id) for t in sink.ticks) == sorted((t.symbol, t.trade_id) for t in recording.trades)
     assert st.stats.duplicates == 0
+
+
+def test_archive_trade_files_replay_and_a_drop_on_command_loses_nothing(data_dir: Path) -> None:
+    src = data_dir / "trades" / "spot_ETHUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz"
+    timeline = load_source([src], ["ETHUSDT"]).head(3000)
+    sink = ListSink()
+    with ExchangeThread(ReplayExchange(timeline, speed=None)) as th:
+
+        async def main() -> TradeStream:
+            stop = asyncio.Event()
+            st = TradeStream(th.ws_url, BinanceRest(th.rest_url), ["ETHUSDT"], sink, backoff=lambda a: 0.05,
+                             idle_check_s=0.5)
+            task = asyncio.create_task(st.run(stop))
+            while len(sink.ticks) < 500:  # noqa: ASYNC110 - polls a plain list
+                await asyncio.sleep(0.01)
+            async with httpx.AsyncClient() as client:
+                dropped = (await client.post(f"{th.rest_url}/control/drop")).json()["dropped"]
+            assert dropped == 1
+            deadline = time.monotonic() + 30
+            while len(sink.ticks) < 3000 and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            return st
+
+        st = asyncio.run(main())
+    assert [t.trade_id for t in sink.ticks] == [t.trade_id for t in timeline.trades]
+    assert st.stats.reconnects >= 1
+    assert sink.ticks[0].trade_time_ns == timeline.trades[0].trade_time_ms * 10**6
+
+
+def test_subscribe_requests_on_a_bare_stream(exchange: ExchangeThread) -> None:
+    async def talk() -> list[dict[str, object]]:
+        async with websockets.connect(f"{exchange.ws_url}/stream", compression=None) as ws:
+            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ETHUSDT@trade"], "id": 7}))
+            got = [json.loads(await ws.recv())]
+            await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 8}))
+            while not any(m.get("id") == 8 for m in got) or not any("stream" in m for m in got):
+                got.append(json.loads(await ws.recv()))
+            return got
+
+    got = asyncio.run(talk())
+    assert got[0] == {"result": None, "id": 7}
+    assert next(m for m in got if m.get("id") == 8)["result"] == ["ethusdt@trade"]
+    trade = next(m for m in got if "stream" in m)
+    assert trade["stream"] == "ethusdt@trade"
+    assert trade["data"]["s"] == "ETHUSDT"  # type: ignore[index]
