@@ -262,7 +262,7 @@ def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
             fig.add_trace(go.Scatter(x=shown["trade_time"], y=shown["price"], mode="lines", name="trades",
                                        line={"color": "#5b6b7c", "width": 1}))
             since = ticks["trade_time"].iloc[0]
-            source = f"{len(ticks)} latest trades"
+            source = f"{len(ticks):,} trades of the last 30 minutes of data"
         else:
             bars = market.price_bars(eng, symbol)
             since = bars["open_time"].iloc[0] if not bars.empty else None

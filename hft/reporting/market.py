@@ -18,11 +18,13 @@ def _read(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.
         return pd.read_sql(text(sql), conn, params=params or {})
 
 
-def price_ticks(engine: Engine, symbol: str, limit: int = 5000) -> pd.DataFrame:
-    """The last ``limit`` trades of a symbol (trade time, price), oldest first."""
-    df = _read(engine, "SELECT trade_time, price, quantity FROM market.ticks WHERE symbol = :s "
-                       "ORDER BY trade_time DESC, trade_id DESC LIMIT :n", {"s": symbol, "n": limit})
-    return df.iloc[::-1].reset_index(drop=True)
+def price_ticks(engine: Engine, symbol: str, minutes: float = 30.0, limit: int = 200_000) -> pd.DataFrame:
+    """Trades of a symbol in the ``minutes`` before its latest one (trade time, price), oldest first."""
+    return _read(engine, """
+        WITH last AS (SELECT max(trade_time) AS t FROM market.ticks WHERE symbol = :s)
+        SELECT trade_time, price, quantity FROM market.ticks, last
+        WHERE symbol = :s AND trade_time >= last.t - make_interval(secs => :secs)
+        ORDER BY trade_time, trade_id LIMIT :n""", {"s": symbol, "secs": minutes * 60.0, "n": limit})
 
 
 def price_bars(engine: Engine, symbol: str, interval: str | None = None, limit: int = 500) -> pd.DataFrame:

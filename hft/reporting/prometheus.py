@@ -119,26 +119,34 @@ class Panel:
     notes: str = ""
 
 
-# The preferred names come first; the page falls back to the looser patterns after them.
+# The names the processes define (streamers/, api/, workers/) come first; looser patterns after.
 PANELS: tuple[Panel, ...] = (
     Panel("tick_to_signal_p50", "Tick-to-signal latency p50", "ms",
-          (r"^hft_tick_to_signal_seconds_bucket$", r"^hft_.*tick_to_signal.*_bucket$"),
+          (r"^trading_bot_tick_to_signal_seconds_bucket$", r"tick_to_signal.*_bucket$"),
           "1000 * histogram_quantile(0.5, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
     Panel("tick_to_signal_p99", "Tick-to-signal latency p99", "ms",
-          (r"^hft_tick_to_signal_seconds_bucket$", r"^hft_.*tick_to_signal.*_bucket$"),
+          (r"^trading_bot_tick_to_signal_seconds_bucket$", r"tick_to_signal.*_bucket$"),
           "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
-    Panel("api_latency_p99", "API /predict latency p99", "ms",
-          (r"^hft_api_request_seconds_bucket$", r"^hft_api_.*seconds_bucket$", r"^hft_predict.*seconds_bucket$"),
+    Panel("tick_to_feature_p99", "Tick-to-feature latency p99", "ms",
+          (r"^feature_calculator_tick_to_feature_seconds_bucket$", r"tick_to_feature.*_bucket$"),
+          "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
+    Panel("api_latency_p99", "API request latency p99", "ms",
+          (r"^hft_api_request_seconds_bucket$",),
           "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
     Panel("throughput", "Ticks per second by stage", "1/s",
-          (r"^hft_.*ticks.*_total$",),
+          (r"^(exchange_trades_published|market_producer_ticks_out|tick_ingestor_rows_written|"
+           r"feature_calculator_ticks)_total$",),
           "sum by (job) (rate({metric}[1m]))"),
     Panel("lag", "Consumer lag", "messages",
-          (r"^hft_.*consumer_lag.*", r"^hft_.*_lag$", r"^kafka_consumergroup_lag$"),
-          "sum by (job, group) ({metric})"),
+          (r"^(tick_ingestor|feature_calculator)_consumer_lag$", r"consumer_?lag", r"^kafka_consumergroup_lag$"),
+          "sum by (job) ({metric})"),
     Panel("errors", "Errors and dead letters per second", "1/s",
-          (r"^hft_.*dead_letter.*_total$", r"^hft_.*errors?_total$"),
+          (r"^(market_producer_dead_lettered|market_producer_send_errors|tick_ingestor_dead_lettered|"
+           r"tick_ingestor_commit_failures|hft_api_errors|trading_bot_predict_errors|hft_dashboard_errors)_total$",),
           "sum by (job) (rate({metric}[1m]))"),
+    Panel("orders", "Order outcomes per second", "1/s",
+          (r"^hft_worker_orders_total$",),
+          "sum by (outcome) (rate({metric}[1m]))"),
     Panel("memory", "Resident memory by process", "MiB",
           (r"^process_resident_memory_bytes$",),
           "{metric} / 1048576"),

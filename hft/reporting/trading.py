@@ -104,9 +104,8 @@ def trading_overview(engine: Engine, settings: Settings, as_of: datetime) -> Tra
     marks = current_marks(engine, symbols)
     kpis = report(fills, starting_cash=cash0, marks=marks, as_of=as_of)
     curve, _, _, _ = replay_fills(fills, cash0)
+    # the curve ends at the last fill; the cards carry the value marked as of now
     equity = pd.DataFrame({"time": [p.time for p in curve], "equity": [p.equity for p in curve]})
-    if not equity.empty:
-        equity.loc[len(equity)] = [as_of, float(kpis["equity"])]
     rows = []
     for sym, pos in sorted(held.items()):
         mark = marks.get(sym, pos.avg_price)
