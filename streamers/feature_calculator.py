@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -67,13 +68,15 @@ def _decode(value: bytes | None) -> Tick | None:
 class Calculator:
     """The consume -> compute -> write -> commit loop."""
 
-    def __init__(self, settings: Settings, batch_max: int = 2000, lag_every_s: float = 5.0) -> None:
+    def __init__(self, settings: Settings, batch_max: int = 2000, lag_every_s: float = 5.0,
+                 clock: Callable[[], int] = time.time_ns) -> None:
         from kafka import KafkaConsumer
 
         self.s = settings
         self.batch_max = batch_max
         self.lag_every_s = lag_every_s
         self.stop = threading.Event()
+        self.clock = clock  # wall clock, ns: closes bars of a quiet market (tests inject their own)
         self.calc = FeatureCalculator(settings.bar_interval, loader=bar_loader(settings))
         self.sink = FeatureSink(settings)
         self._open_offsets: dict[str, tuple[Any, int]] = {}  # symbol -> (partition, first offset of open bar)
@@ -137,7 +140,10 @@ class Calculator:
                     TICK_TO_FEATURE.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
             next_offsets[tp] = records[-1].offset + 1
             n += len(records)
-        closed_all += self.calc.on_clock(time.time_ns())
+        if not polled:
+            # idle: no trade is waiting in the topic, so a bar whose time is over can only be
+            # closed by the clock (with a backlog, the next trade closes it, never too early)
+            closed_all += self.calc.on_clock(self.clock())
         if closed_all:
             self._write(closed_all)
             now = time.time_ns()
@@ -145,6 +151,9 @@ class Calculator:
                 TICK_TO_FEATURE.observe(max(now - rt, 0) / 1e9)
         if touched:
             self.sink.write_partials(b for s in touched if (b := self.calc.partial(s)) is not None)
+        for c in closed_all:
+            if self.calc.partial(c.bar.symbol) is None:  # closed by the clock: no bar open now
+                self.sink.clear_partial(c.bar.symbol)
         if self._last_feature_ns:
             BAR_AGE.set((time.time_ns() - self._last_feature_ns) / 1e9)
         if next_offsets:

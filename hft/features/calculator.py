@@ -63,6 +63,9 @@ class SymbolFeatures:
         self.builder = BarBuilder(symbol, interval, grace_ns)
         self.state = FeatureState(spec)
         self.warmed_bars = 0
+        # exchange time minus local receive time of the last tick: the clock closes bars on the
+        # exchange's time line, so a replay of history (or a feed behind) never meets the wall clock
+        self.clock_offset_ns = 0
 
     def warm(self, bars: pd.DataFrame, first_open_ns: int) -> None:
         """Fold stored bars (all opening before ``first_open_ns``) into the state.
@@ -96,14 +99,15 @@ class SymbolFeatures:
     def on_trade(self, trade_time_ns: int, price: float, quantity: float, buyer_is_maker: bool,
                  receive_time_ns: int) -> list[ClosedBar] | None:
         """Fold one trade; return the bars it closed with their features (None: a late trade)."""
+        self.clock_offset_ns = trade_time_ns - receive_time_ns if receive_time_ns else 0
         closed = self.builder.add(trade_time_ns, price, quantity, buyer_is_maker)
         if closed is None:
             return None
         return self._features(closed, receive_time_ns) if closed else []
 
     def on_clock(self, now_ns: int) -> list[ClosedBar]:
-        """Close the open bar once the clock passed its close (plus grace)."""
-        return self._features(self.builder.on_clock(now_ns), 0)
+        """Close the open bar once the clock (on the exchange's time line) passed its close plus grace."""
+        return self._features(self.builder.on_clock(now_ns + self.clock_offset_ns), 0)
 
 
 class FeatureCalculator:
@@ -136,7 +140,7 @@ class FeatureCalculator:
         return sf.on_trade(tick.trade_time_ns, tick.price, tick.quantity, tick.buyer_is_maker, tick.receive_time_ns)
 
     def on_clock(self, now_ns: int) -> list[ClosedBar]:
-        """Let every symbol close a bar whose time is over."""
+        """Let every symbol close a bar whose time is over (``now_ns``: local wall clock)."""
         out: list[ClosedBar] = []
         for sf in self.symbols.values():
             out += sf.on_clock(now_ns)
@@ -146,6 +150,12 @@ class FeatureCalculator:
         """The open (partial) bar of a symbol."""
         sf = self.symbols.get(symbol)
         return sf.builder.partial if sf else None
+
+    def set_grace(self, grace_ns: int) -> None:
+        """Change how long after its close a bar waits for late trades before the clock closes it."""
+        self.grace_ns = grace_ns
+        for sf in self.symbols.values():
+            sf.builder.grace_ns = grace_ns
 
     @property
     def late_trades(self) -> int:
@@ -254,6 +264,10 @@ class FeatureSink:
             n += 1
         if n:
             pipe.execute()
+
+    def clear_partial(self, symbol: str) -> None:
+        """Forget a symbol's partial bar (the clock closed it and no trade opened the next)."""
+        self.redis.delete(PARTIAL_KEY.format(symbol=symbol))
 
     def close(self) -> None:
         """Close the database connection."""

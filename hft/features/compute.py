@@ -174,7 +174,8 @@ class FeatureState:
             f["buy_imbalance"] = (2.0 * buy_volume - volume) / volume if volume > 0 else buy_volume * 0.0
             f["vwap_dist"] = close / vwap - 1.0 if vwap > 0 else (vwap if math.isnan(vwap) else 0.0)
             m, sd = _mean_std(self._count, 1)
-            f[f"trade_count_z_{S.TRADE_COUNT_Z_WINDOW}"] = (trade_count - m) / sd if sd > 0 else 0.0
+            # a window holding a kline without trade count gives NaN (absent), as in the batch
+            f[f"trade_count_z_{S.TRADE_COUNT_Z_WINDOW}"] = (trade_count - m) / sd if sd > 0 else sd * 0.0
         return {name: f[name] for name in self.spec.names}
 
 

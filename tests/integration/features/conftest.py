@@ -47,6 +47,7 @@ def clear_symbols(settings: Settings) -> None:
     from hft.storage import db
 
     with db.connect(settings) as conn:
+        conn.execute("DELETE FROM market.ticks WHERE symbol = ANY(%s)", (list(SYMBOLS),))
         conn.execute("DELETE FROM market.bars WHERE symbol = ANY(%s)", (list(SYMBOLS),))
         conn.execute("DELETE FROM features.bar_features WHERE symbol = ANY(%s)", (list(SYMBOLS),))
         conn.commit()

@@ -34,3 +34,18 @@ def test_stream_state_equals_batch_on_real_bars(data_dir: Path, name: str, rel: 
     assert diff.max() <= 1e-9, f"{name}: {spec.names[worst[1]]} differs by {diff.max()} at {batch.index[w + worst[0]]}"
     # before warm-up the stream says nothing
     assert stream.iloc[:w].isna().all().all()
+
+
+def test_stream_equals_batch_when_klines_without_trade_columns_precede_trade_bars(data_dir: Path) -> None:
+    # the calculator warms up on stored klines (no trade columns), then streams bars from trades
+    bars = load_klines(data_dir, FULL_KLINES).iloc[:3000].copy()
+    bars.loc[bars.index[:1000], ["count", "taker_buy_volume", "quote_volume"]] = np.nan
+    batch = compute_features(bars, FEATURE_SPEC_FULL)
+    stream = fold_features(bars, FEATURE_SPEC_FULL)
+    w = FEATURE_SPEC_FULL.warmup_bars
+    np.testing.assert_allclose(stream.iloc[w:].to_numpy(), batch.iloc[w:].to_numpy(), rtol=0, atol=1e-9,
+                               equal_nan=True)
+    # trade features are absent while the bars lack them, present afterwards
+    assert batch["buy_imbalance"].iloc[w:1000].isna().all()
+    assert batch["trade_count_z_20"].iloc[w:1019].isna().all()
+    assert batch["trade_count_z_20"].iloc[1019:].notna().all()
