@@ -52,8 +52,11 @@ def clean_book(trading_engine: Engine) -> Iterator[Engine]:
 
     def wipe() -> None:
         with trading_engine.begin() as conn:
-            conn.execute(text("TRUNCATE trading.fills, trading.orders, trading.intents, trading.positions, "
-                              "trading.account, trading.reports RESTART IDENTITY CASCADE"))
+            # a worker may still be filling an intent: take the intents table first (the fill path
+            # locks an intent row before anything else), so the wipe waits instead of deadlocking
+            conn.execute(text("LOCK TABLE trading.intents IN EXCLUSIVE MODE"))
+            for table in ("fills", "orders", "intents", "positions", "account", "reports"):
+                conn.execute(text(f"DELETE FROM trading.{table}"))
             conn.execute(text("UPDATE trading.bot_state SET state = 'active', reason = 'test'"))
 
     wipe()
