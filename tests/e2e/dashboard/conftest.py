@@ -81,15 +81,9 @@ def _load_history(settings: Settings) -> None:
 
 
 def _ensure_model(settings: Settings) -> None:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from hft.reporting.models import models_view
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
-    try:
-        aliases = client.get_registered_model(settings.model_name).aliases or {}
-    except MlflowException:
-        aliases = {}
-    if "challenger" not in aliases and "champion" not in aliases:
+    if not models_view(settings).versions:  # neither champion nor challenger yet
         from hft.ml.evaluation import WalkForwardConfig
         from hft.ml.models import FitConfig
         from hft.ml.train import TrainPlan, log_and_register, train

@@ -125,3 +125,38 @@ def test_a_page_whose_data_source_is_down_shows_an_error_box(client) -> None:  #
     assert box["props"]["className"] == "error-box"
     assert "unreachable" in json.dumps(box)
     assert b'hft_dashboard_errors_total{page="system"}' in client.get("/metrics").data
+
+
+def test_kill_switch_needs_the_api_key_and_sends_it() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hft.config import ConfigurationError
+    from hft.reporting.trading import kill_switch
+
+    seen: list[tuple[str, str | None, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers.get("X-API-Key"), body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"state": "halted"}')
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ConfigurationError):
+            kill_switch(Settings(api_url=url), halt=True)
+        assert kill_switch(Settings(api_url=url, api_key="k1"), halt=True) == {"state": "halted"}
+        kill_switch(Settings(api_url=url, api_key="k1"), halt=False)
+    finally:
+        server.shutdown()
+    assert [(p, k) for p, k, _ in seen] == [("/bot/halt", "k1"), ("/bot/resume", "k1")]
+    assert json.loads(seen[0][2]) == {"reason": "dashboard"}
