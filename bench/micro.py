@@ -1,4 +1,5 @@
-"""Micro benchmarks of single hot-path calls. Keys: ``inference_p99_ms`` (goal ≤ 1 ms).
+"""Micro benchmarks of single hot-path calls. Keys: ``inference_p99_ms`` (goal ≤ 1 ms),
+``feature_update_us`` (goal ≤ 10 µs per tick), ``online_read_p99_ms`` (goal ≤ 1 ms).
 
 Each measure is a function ``measure_*(settings, quick) -> (parameters, results)``; :func:`run`
 calls them all and merges their keys, so other areas add their measures here as functions.
@@ -77,6 +78,20 @@ def measure_inference(settings: Settings, quick: bool) -> tuple[dict[str, Any], 
     results = {"inference_p50_ms": stats["p50"], "inference_p99_ms": stats["p99"],
                "inference_mean_ms": stats["mean"], "inference_component_p99_ms": parts}
     return parameters, results
+
+
+def measure_feature_update(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-tick bar + feature update of the feature calculator (``feature_update_us``, goal <= 10 µs)."""
+    from bench.features import measure_update
+
+    return measure_update(settings, quick)
+
+
+def measure_online_read(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Online feature read through Feast's Redis online store (``online_read_p99_ms``, goal <= 1 ms)."""
+    from bench.features import measure_online
+
+    return measure_online(settings, quick)
 
 
 def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hft.config import Settings
-from hft.features.bars import Bar, BarBuilder, interval_ns
+from hft.features.bars import Bar, BarBuilder, interval_ns, normalize_bars
 from hft.features.compute import FeatureState
 from hft.features.spec import FEATURE_SPEC_FULL, FeatureSpec
 
@@ -77,9 +78,10 @@ class SymbolFeatures:
         """
         if bars.empty:
             return
+        bars = normalize_bars(bars)  # klines without trade columns: those stay NaN (absent)
         opens = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
-        cols = {c: bars[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume", "trade_count",
-                                                                 "buy_volume", "vwap")}
+        cols = {c: bars[c].to_numpy(dtype="float64") if c in bars.columns else np.full(len(bars), np.nan)
+                for c in ("high", "low", "close", "volume", "trade_count", "buy_volume", "vwap")}
         for i in range(len(bars)):
             self.state.update_values(int(opens[i]), cols["high"][i], cols["low"][i], cols["close"][i],
                                      cols["volume"][i], cols["trade_count"][i], cols["buy_volume"][i],
