@@ -10,7 +10,7 @@ import pandas as pd
 
 from hft.config import ConfigurationError, Settings
 from hft.ml import metrics as M
-from hft.ml.dataset import build_dataset, default_feature_set, load_bars
+from hft.ml.dataset import build_dataset, default_feature_set, interval_timedelta, load_bars
 from hft.ml.evaluation import model_report
 from hft.ml.models import Ensemble
 
@@ -49,6 +49,12 @@ def score(
     features = default_feature_set(ens.feature_version)
     if features.names != ens.feature_names:
         raise ConfigurationError(f"model features {ens.feature_names} differ from spec {ens.feature_version}")
+    if start is not None:
+        # after its warm-up a feature no longer depends on where the series started (hft.features'
+        # contract), so older bars than warm-up + one window change nothing and only cost time
+        step = interval_timedelta(interval)
+        first = start - step * (features.warmup_bars + ens.seq_len + 8)
+        bars = {sym: b[b.index >= first] for sym, b in bars.items()}
     ds = build_dataset(bars, features, interval, horizon=settings.label_horizon,
                        dead_zone_bps=settings.label_dead_zone_bps)
     rows = ds.labeled()

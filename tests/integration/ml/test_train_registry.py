@@ -1,6 +1,6 @@
 """Train → MLflow registry → serving load → evaluate → promote, on the real test stack.
 
-`hft train` runs as the CLI does (a subprocess) on a two-month BTCUSDT slice with a tiny budget;
+`hft train` runs as the CLI does (a subprocess) on a two-month BTCUSDT slice (July-August 2025) with a tiny budget;
 everything talks to the stack's real PostgreSQL (Optuna storage) and MLflow server.
 """
 
@@ -31,7 +31,7 @@ def trained(stack: object, stack_settings: Settings, data_dir: Path) -> tuple[st
     data = data_dir / "klines_15m" / "BTCUSDT_15m_ohlcv_2023-01-01_2025-08-31.csv.gz"
     out = subprocess.run(
         [sys.executable, "-m", "hft.cli", "train", "--symbol", "BTCUSDT", "--interval", "15m", "--data", str(data),
-         "--start", "2025-06-01", "--end", "2025-08-31", "--budget-minutes", "0.1", "--model-name", name],
+         "--start", "2025-07-01", "--end", "2025-08-31", "--budget-minutes", "0.1", "--model-name", name],
         capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, env=os.environ.copy(), check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
@@ -50,7 +50,7 @@ def test_train_logs_report_and_registers_challenger(trained: tuple[str, str, Pat
     assert mv.tags["feature_version"] == "bar_features_ohlcv_v1"
     run = client.get_run(mv.run_id)
     assert len(run.data.params["git_commit"]) == 40
-    assert run.data.params["start"] == "2025-06-01"
+    assert run.data.params["start"] == "2025-07-01"
     assert run.data.params["end"] == "2025-08-31"
     for model in ("ensemble", "xgboost", "lightgbm", "random_forest", "lstm",
                   "majority", "persistence", "logistic", "lightgbm_plain"):
