@@ -93,3 +93,29 @@ def test_indicators_match_textbook_values_on_a_small_series() -> None:
     assert (feats["volume_z_20"].dropna() == 0.0).all()  # constant volume: z is 0, not NaN
     assert feats["hour_sin"].iloc[0] == pytest.approx(0.0)
     assert feats["hour_cos"].iloc[0] == pytest.approx(1.0)
+
+
+def test_offline_table_migration_holds_every_feature_of_the_spec() -> None:
+    import importlib.util
+
+    from hft.config import REPO_ROOT
+    from hft.features.spec import ALL_FEATURES
+
+    path = REPO_ROOT / "hft/storage/migrations/versions/0002_features.py"
+    spec = importlib.util.spec_from_file_location("m0002", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert tuple(module.FEATURE_COLUMNS) == ALL_FEATURES
+
+
+def test_feature_repo_declares_a_service_per_spec_over_one_view() -> None:
+    from hft.features.store import declarations
+
+    objs = declarations("15m")
+    assert {"bar_features_v1", "bar_features_ohlcv_v1", "bar_features", "symbol", "bar_features_push"} <= set(objs)
+    view = objs["bar_features"]
+    assert [f.name for f in view.features] == list(FEATURE_SPEC_FULL.names)
+    with pytest.raises(ValueError, match="bad bar interval"):
+        declarations("15m'; DROP TABLE x; --")
