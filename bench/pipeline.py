@@ -401,6 +401,7 @@ def _measure(rig: Rig, n: int) -> dict[str, Any]:
     rig.wait_ready(["tick-ingestor", "feature-calculator", "exchange"])
     cpu0 = {k: cpu_seconds(p.pid) for k, p in rig.procs.items()}
     rig.start("market-producer")
+    profiles = Profiles(rig, float(os.environ.get("HFT_BENCH_PROFILE_S", "0")), delay_s=15.0).start()
     samples: list[dict[str, float]] = []
     t_first = t_done = None
     t0 = time.monotonic()
@@ -428,6 +429,7 @@ def _measure(rig: Rig, n: int) -> dict[str, Any]:
             print(f"   {samples[-1]}", flush=True)
         time.sleep(0.5)
     cpu = {k: round(cpu_seconds(p.pid) - cpu0.get(k, 0.0), 1) for k, p in rig.procs.items()}
+    profile = profiles.result() if profiles is not None else None
     status = rig.exchange_status()
     ticks_in = sum(int(v["count"]) for v in status.get("published", {}).values())
     time.sleep(2)  # let a last batch commit before counting rows
@@ -441,8 +443,78 @@ def _measure(rig: Rig, n: int) -> dict[str, Any]:
         "ticks_in": ticks_in, "ticks_produced": produced, "ticks_stored": rows, "ticks_stored_distinct": distinct,
         "ticks_featured": featured, "lost": max(ticks_in - distinct, ticks_in - featured, 0),
         "duplicates": rows - distinct, "seconds": round(seconds, 2), "completed": t_done is not None,
-        "cpu_seconds": cpu, "stage_rates_ticks_per_s": _stage_rates(samples), "samples": samples[:: max(1, len(samples) // 60)],
+        "cpu_seconds": cpu, "cpu_us_per_tick": {k: round(v * 1e6 / max(ticks_in, 1), 1) for k, v in cpu.items()},
+        # what two idle cores could do at these per-tick CPU costs (every process busy in parallel)
+        "cpu_bound_ticks_per_s_on_2_cores": round(2 * max(ticks_in, 1) / max(sum(cpu.values()), 1e-9), 0),
+        "profile_top_frames": profile, "stage_rates_ticks_per_s": _stage_rates(samples), "samples": samples[:: max(1, len(samples) // 60)],
     }
+
+
+class Profiles:
+    """py-spy (``--gil``: only the thread running Python) on every process for a while, mid-run.
+
+    Off unless ``HFT_BENCH_PROFILE_S`` > 0 and py-spy is found (PATH, ``HFT_PY_SPY``); py-spy is a
+    profiling tool, not a project dependency: ``pip install --target /tmp/pyspy py-spy``.
+    """
+
+    def __init__(self, rig: Rig, seconds: float, delay_s: float = 15.0) -> None:
+        import shutil
+
+        self.rig, self.seconds, self.delay_s = rig, seconds, delay_s
+        self.binary = os.environ.get("HFT_PY_SPY") or shutil.which("py-spy")
+        self.thread: Any = None
+        self.out: dict[str, list[str]] = {}
+
+    def start(self) -> Profiles | None:
+        """Start sampling in the background (None when off)."""
+        import threading
+
+        if self.seconds <= 0 or not self.binary:
+            return None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        time.sleep(self.delay_s)
+        d = self.rig.settings.home_dir / "profiles"
+        d.mkdir(parents=True, exist_ok=True)
+        runs = {name: subprocess.Popen([str(self.binary), "record", "--gil", "-r", "100", "-d", str(int(self.seconds)),
+                                        "-f", "raw", "-o", str(d / f"{name}.txt"), "-p", str(p.pid)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for name, p in self.rig.procs.items()}
+        for name, proc in runs.items():
+            proc.wait()
+            self.out[name] = top_frames(d / f"{name}.txt")
+
+    def result(self) -> dict[str, list[str]]:
+        """Top inclusive frames per process (waits for the sampling to end)."""
+        if self.thread is not None:
+            self.thread.join(self.seconds + self.delay_s + 30)
+        return self.out
+
+
+def top_frames(path: Path, n: int = 12) -> list[str]:
+    """The frames (our code and libraries) with the most inclusive samples in a py-spy raw file."""
+    from collections import Counter
+
+    incl: Counter[str] = Counter()
+    total = 0
+    if not path.exists():
+        return []
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for fr in set(stack.split(";")):
+            name = fr.split(" (", 1)[0]
+            where = fr.split(" (", 1)[1].rstrip(")") if " (" in fr else ""
+            where = where.split("site-packages/")[-1].split("python3.11/")[-1]
+            incl[f"{name} ({where})"] += int(count)
+    skip = ("<module>", "_run_code", "_run_module_as_main", "run (", "main (", "Thread.", "Runner.", "BaseEventLoop.")
+    rows = [(k, c) for k, c in incl.most_common() if not k.startswith(skip)]
+    return [f"{100 * c / total:.0f}% {k}" for k, c in rows[:n]] if total else []
 
 
 def _stage_rates(samples: list[dict[str, float]]) -> dict[str, float]:

@@ -167,11 +167,11 @@ def streaming(stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch:
     """Start the replay exchange and the supervised streamers on fresh symbols; stop and clean up after."""
     started: list[Streaming] = []
 
-    def start(speed: str, passes_trades: int | None = None, names: list[str] | None = None) -> Streaming:
+    def start(speed: str, n_trades: int | None = None, names: list[str] | None = None) -> Streaming:
         db.migrate(stack_settings)
         symbols = bench_symbols()
         rig = Rig(stack_settings, symbols, bar_interval="1m")
-        trades = replay_trades(data_dir, symbols, passes_trades, start_ms=time.time_ns() // 1_000_000)
+        trades = replay_trades(data_dir, symbols, n_trades, start_ms=time.time_ns() // 1_000_000)
         write_trade_files(trades, rig.source_dir)
         # the supervisor's children inherit its environment: point them at the replay and these symbols
         Supervisor(stack_settings).stop()
