@@ -9,6 +9,7 @@ the LSTM's state dict), which keeps one-row inference well under a millisecond.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +104,21 @@ def load_ensemble(settings: Settings, uri: str) -> tuple[Ensemble, dict[str, str
             source = f"models:/{info['name']}/{info['version']}"
         else:
             source = uri
-        dest = Path(tempfile.mkdtemp(prefix="hft-model-"))
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest)))
+        if "version" in info:
+            # a registered version never changes: keep one local copy per version
+            cache = settings.home_dir / "models" / info["name"] / info["version"]
+            if (cache / ".complete").exists():
+                return Ensemble.load(_ensemble_dir(cache, uri)), info
+            dest = Path(tempfile.mkdtemp(prefix="hft-model-"))
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            if not cache.exists():
+                shutil.move(str(dest), str(cache))
+            (cache / ".complete").touch()
+            local = cache
+        else:
+            dest = Path(tempfile.mkdtemp(prefix="hft-model-"))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest)))
     except Exception as exc:
         from mlflow.exceptions import MlflowException
 
@@ -113,10 +127,14 @@ def load_ensemble(settings: Settings, uri: str) -> tuple[Ensemble, dict[str, str
         if isinstance(exc, (MlflowException, OSError)):
             raise TransientError(f"MLflow unavailable at {settings.mlflow_uri}: {exc}") from exc
         raise
+    return Ensemble.load(_ensemble_dir(local, uri)), info
+
+
+def _ensemble_dir(local: Path, uri: str) -> Path:
     found = sorted(local.rglob("ensemble.json"))
     if not found:
         raise ConfigurationError(f"{uri} holds no ensemble.json")
-    return Ensemble.load(found[0].parent), info
+    return found[0].parent
 
 
 def load_serving_model(settings: Settings, alias: str = "champion", name: str | None = None) -> ServingModel:
