@@ -74,6 +74,7 @@ class WalkForwardResult:
     calibration: dict[str, list[float]] = field(default_factory=dict)
     equity: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    last_fold_model: Any = None  # the ensemble scored on the last window (logged so it can be re-scored)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready report (no arrays of predictions)."""
@@ -115,6 +116,7 @@ def walk_forward_report(
             "models": {name: model_report(y, p, fwd, t, costs, n_boot=0) for name, p in fold_preds.items()},
         }
         result.folds.append(fold_rep)
+        result.last_fold_model = ens
         for name, p in fold_preds.items():
             preds.setdefault(name, []).append(p)
         all_test.append(fold.test)

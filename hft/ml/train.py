@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +262,11 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
         for path, fig in _plots(result).items():
             mlflow.log_figure(fig, path)
             plt.close(fig)
+        if result.report.last_fold_model is not None:
+            # the gate's fold model: `hft evaluate --model runs:/<run>/gate_model` re-scores its window
+            with tempfile.TemporaryDirectory() as tmp:
+                result.report.last_fold_model.save(Path(tmp))
+                mlflow.log_artifacts(tmp, "gate_model")
         example = _input_example(result)
         model_info = log_ensemble(result.ensemble, example, model_name)
         version = str(model_info.registered_model_version)

@@ -132,3 +132,21 @@ def test_promote_decides_and_logs_either_way(trained: tuple[str, str, Path], sta
     else:
         with pytest.raises(Exception, match="champion"):
             client.get_model_version_by_alias(name, "champion")
+
+
+def test_evaluate_reproduces_the_gate_metrics_of_the_logged_fold_model(
+        trained: tuple[str, str, Path], stack_settings: Settings) -> None:
+    from mlflow import MlflowClient
+
+    from hft.ml.evaluate import evaluate
+
+    name, version, data = trained
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_uri)
+    run_id = client.get_model_version(name, version).run_id
+    m = client.get_run(run_id).data.metrics
+    start = pd.Timestamp(int(m["gate.window_start_ns"]) - 1, tz="UTC").isoformat()
+    end = pd.Timestamp(int(m["gate.window_end_ns"]) - 1, tz="UTC").isoformat()
+    rep = evaluate(stack_settings, f"runs:/{run_id}/gate_model", data, start, end)
+    assert abs(rep["roc_auc"] - m["gate.roc_auc"]) < 1e-9
+    assert abs(rep["accuracy"] - m["gate.accuracy"]) < 1e-9
+    assert abs(rep["backtest"]["net_pnl_after_fees"] - m["gate.net_pnl_after_fees"]) < 1e-6
