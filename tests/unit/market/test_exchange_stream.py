@@ -210,6 +210,7 @@ def test_planned_reconnects_lose_nothing(exchange: ExchangeThread) -> None:
         assert ids == list(range(ids[0], ids[0] + len(ids))), sym
 
 
+@pytest.mark.parametrize("exchange", [{"speed": 20.0}], indirect=True)
 def test_a_restarted_client_resumes_from_its_last_ids_through_rest(
         exchange: ExchangeThread, recording: Timeline) -> None:
     want = recording.trades
