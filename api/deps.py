@@ -17,13 +17,13 @@ from hft.trading.scoring import Scorer
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="HFT_API_KEY")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_scorer(request: Request) -> Scorer:
+async def get_scorer(request: Request) -> Scorer:
     """The scorer, or 503 when the model server has none (its dependencies failed to load)."""
     scorer: Scorer | None = request.app.state.scorer
     if scorer is None:
@@ -31,19 +31,19 @@ def get_scorer(request: Request) -> Scorer:
     return scorer
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     """The app's Prometheus metrics."""
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 
 
-def get_clock(request: Request) -> Callable[[], datetime]:
+async def get_clock(request: Request) -> Callable[[], datetime]:
     """The injected wall clock."""
     clock: Callable[[], datetime] = request.app.state.clock
     return clock
 
 
-def require_api_key(
+async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     key: Annotated[str | None, Security(_api_key_header)] = None,
 ) -> None:

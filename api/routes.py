@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -110,13 +111,15 @@ def reload_model(scorer: ScorerDep, m: MetricsDep) -> ReloadResponse:
 
 
 @router.post("/predict", response_model=PredictResponse, responses=_ERRORS, tags=["predict"])
-def predict(req: PredictRequest, scorer: ScorerDep, settings: SettingsDep, clock: ClockDep) -> PredictResponse:
+async def predict(req: PredictRequest, scorer: ScorerDep, settings: SettingsDep, clock: ClockDep) -> PredictResponse:
     """Score the latest online feature vector of a symbol with the champion model."""
     t0 = time.perf_counter()
     if req.symbol not in settings.symbols:
         raise ApiError(404, "unknown_symbol", f"unknown symbol {req.symbol}; served: {', '.join(settings.symbols)}")
     try:
-        s = scorer.score(req.symbol)
+        # hot path on the event loop: one small Redis read when the row is unchanged; a new row
+        # (read + model) goes to the thread pool so it never blocks other requests
+        s = scorer.score_cached(req.symbol) or await run_in_threadpool(scorer.score, req.symbol)
     except UnknownSymbolError as exc:
         raise ApiError(404, "unknown_symbol", f"no online features for {exc.args[0]}") from exc
     except ModelUnavailableError as exc:

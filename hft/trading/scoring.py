@@ -73,10 +73,15 @@ class Score:
     feature_time: datetime
 
 
+# symbol -> an opaque token that changes whenever the symbol's online row changes (cheap to read)
+FeatureTimeProbe = Callable[[str], bytes | None]
+
+
 @dataclass
 class _Window:
     rows: deque[tuple[datetime, np.ndarray]]
     prob: float | None = None
+    token: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,10 @@ class Scorer:
         alias_version: Callable[[], str | None],
         features: OnlineReader,
         history: HistoryLoader | None = None,
+        probe: FeatureTimeProbe | None = None,
     ) -> None:
         self._load_model = load_model
+        self._probe = probe
         self._alias_version = alias_version
         self._features = features
         self._history = history
@@ -147,14 +154,39 @@ class Scorer:
         active = self._active
         if active is None:
             raise ModelUnavailableError("no champion model loaded")
+        model = active.model
+        win = active.windows.get(symbol)
+        token = self._probe(symbol) if self._probe is not None else None
+        if token is not None and win is not None and win.token == token and win.prob is not None and win.rows:
+            # the row has not changed since it was scored: one small read instead of the whole row
+            return Score(symbol, win.prob, model.name, str(model.version), model.feature_version, win.rows[-1][0])
+        return self._score_row(active, symbol, win, token)
+
+    def score_cached(self, symbol: str) -> Score | None:
+        """The cached score when the symbol's row has not changed (one small read), else None.
+
+        Cheap enough to call on an event loop; :meth:`score` does the rest (row read, model).
+        """
+        active = self._active
+        if active is None or self._probe is None:
+            return None
+        win = active.windows.get(symbol)
+        if win is None or win.prob is None or not win.rows or win.token is None:
+            return None
+        if self._probe(symbol) != win.token:
+            return None
+        model = active.model
+        return Score(symbol, win.prob, model.name, str(model.version), model.feature_version, win.rows[-1][0])
+
+    def _score_row(self, active: _Active, symbol: str, win: _Window | None, token: bytes | None) -> Score:
+        model = active.model
         latest = self._features.latest(symbol)
         if latest is None:
             raise UnknownSymbolError(symbol)
         feature_time, row = latest
-        model = active.model
-        win = active.windows.get(symbol)
         if win is None or not win.rows or win.rows[-1][0] != feature_time or win.prob is None:
             win = self._advance(active, symbol, win, feature_time, row)
+        win.token = token
         assert win.prob is not None
         return Score(symbol, win.prob, model.name, str(model.version), model.feature_version, feature_time)
 
@@ -230,12 +262,43 @@ def build_scorer(settings: Any, alias: str = "champion") -> Scorer:
     from hft.features.online import OnlineFeatures
     from hft.ml.registry import load_serving_model
 
+    features = OnlineFeatures(settings)
     return Scorer(
         load_model=lambda: load_serving_model(settings, alias),
         alias_version=lambda: champion_version(settings, alias),
-        features=OnlineFeatures(settings),
+        features=features,
         history=offline_history(settings),
+        probe=feast_timestamp_probe(features),
     )
+
+
+def feast_timestamp_probe(features: Any) -> FeatureTimeProbe | None:
+    """Read only the row's event-timestamp field of Feast's Redis hash (``_ts:<view>``).
+
+    Feast keeps one hash per entity with a field per feature and one for the timestamp; the
+    timestamp field changes with every write, so it tells whether the cached score is still
+    current with one HGET instead of the whole row. Built from Feast's own key functions; None
+    (the scorer then reads the whole row every time) when the store is not Feast's Redis store.
+    """
+    try:
+        from feast.infra.online_stores.redis import _versioned_fv_name
+
+        online, config, view = features.online, features.config, features.view
+        client = online._get_client(config.online_store)
+        field = f"_ts:{_versioned_fv_name(view, config)}"
+        keys: dict[str, bytes] = {}
+    except (AttributeError, ImportError) as exc:
+        log.warning("no timestamp probe (%s): every request reads the whole feature row", exc)
+        return None
+
+    def probe(symbol: str) -> bytes | None:
+        key = keys.get(symbol)
+        if key is None:
+            key = keys[symbol] = online._generate_redis_keys_for_entities(config, [features._key(symbol)])[0]
+        value = client.hget(key, field)
+        return bytes(value) if value is not None else None
+
+    return probe
 
 
 def offline_history(settings: Any) -> HistoryLoader:

@@ -84,3 +84,25 @@ def test_score_rows_windows(features: MemoryFeatures) -> None:
     assert len(probs) == 3
     with pytest.raises(FeatureMismatchError):
         s.score_rows(rows[:1])
+
+
+def test_probe_token_skips_the_row_read_until_it_changes(features: MemoryFeatures) -> None:
+    reads = {"n": 0}
+    latest = features.latest
+
+    def counting_latest(symbol: str):  # type: ignore[no-untyped-def]
+        reads["n"] += 1
+        return latest(symbol)
+
+    features.latest = counting_latest  # type: ignore[method-assign]
+    token = {"BTCUSDT": b"t1"}
+    s = Scorer(lambda: fit_model(), lambda: "1", features, features.history, probe=lambda sym: token.get(sym))
+    s.reload_if_moved()
+    first = s.score("BTCUSDT")
+    for _ in range(5):
+        assert s.score("BTCUSDT") == first
+    assert reads["n"] == 1
+    features.put("BTCUSDT", T0 + timedelta(hours=3), {"ret_1": 0.3, "ret_4": 0.0, "vol_16": 1.0})
+    token["BTCUSDT"] = b"t2"
+    assert s.score("BTCUSDT").feature_time == T0 + timedelta(hours=3)
+    assert reads["n"] == 2
