@@ -102,6 +102,7 @@ def train(
     from hft.ml.tuning import tune
 
     started = time.monotonic()
+    commit = git_commit()  # read at start: the tree may move on while a long run trains
     timings: dict[str, float] = {}
     features = features or default_feature_set()
     plan = plan or TrainPlan.for_budget(budget_minutes)
@@ -147,6 +148,7 @@ def train(
         "final_train_start": str(pd.Timestamp(int(ds.times[rows].min()), tz="UTC")),
         "final_train_end": str(pd.Timestamp(int(ds.times[rows].max()), tz="UTC")),
         "feature_version": ds.feature_version, "horizon": ds.horizon, "budget_minutes": budget_minutes,
+        "git_commit": commit,
     }
     return TrainResult(ensemble=ensemble, report=report, tuning=tuning, params=params, dataset=ds, info=info,
                        timings=timings)
@@ -238,7 +240,7 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_experiment(model_name)
     ds, info = result.dataset, result.info
-    commit = git_commit()
+    commit = str(info.get("git_commit") or git_commit())
     with mlflow.start_run(run_name=f"train-{'+'.join(info['symbols'])}-{info['interval']}") as run:
         mlflow.set_tags({"git_commit": commit, "feature_version": ds.feature_version, "kind": "train"})
         params: dict[str, Any] = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in info.items()}
