@@ -26,10 +26,9 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
 
 @pytest.fixture(scope="module")
-def recording(data_dir: Path) -> Timeline:
+def recording(spot_timeline: Timeline) -> Timeline:
     """The first ~25,000 frames of the real captures (about 4,800 trades of both symbols)."""
-    full = load_source(data_dir, SYMBOLS)
-    return Timeline(full.frames[:25000], full.sources)
+    return Timeline(spot_timeline.frames[:25000], spot_timeline.sources)
 
 
 class ListSink:
@@ -138,7 +137,7 @@ def test_rest_serves_only_published_trades(exchange: ExchangeThread, recording: 
     assert bad.json()["code"] == -1121
 
     async def listen() -> list[dict[str, object]]:
-        async with websockets.connect(f"{exchange.ws_url}/ws/btcusdt@trade", compression=None) as ws:
+        async with websockets.connect(f"{exchange.ws_url}/ws/btcusdt@trade", compression=None, close_timeout=1) as ws:
             return [json.loads(await ws.recv()) for _ in range(5)]
 
     raw = asyncio.run(listen())
@@ -262,7 +261,7 @@ def test_archive_trade_files_replay_and_a_drop_on_command_loses_nothing(data_dir
 
 def test_subscribe_requests_on_a_bare_stream(exchange: ExchangeThread) -> None:
     async def talk() -> list[dict[str, object]]:
-        async with websockets.connect(f"{exchange.ws_url}/stream", compression=None) as ws:
+        async with websockets.connect(f"{exchange.ws_url}/stream", compression=None, close_timeout=1) as ws:
             await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ETHUSDT@trade"], "id": 7}))
             got = [json.loads(await ws.recv())]
             await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 8}))

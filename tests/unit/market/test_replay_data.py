@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hft.market.binance import parse_event
 from hft.market.replay import (
+    Timeline,
     default_capture_paths,
     expected_trades,
     load_capture_trades,
@@ -19,10 +20,11 @@ from hft.market.replay import (
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
 
-def test_default_spot_captures_hold_every_trade_with_contiguous_ids(data_dir: Path) -> None:
+def test_default_spot_captures_hold_every_trade_with_contiguous_ids(data_dir: Path, spot_timeline: Timeline) -> None:
     paths = default_capture_paths(data_dir, SYMBOLS)
     assert len(paths) == 4
-    trades = load_capture_trades(paths)
+    assert [str(p) for p in paths] == spot_timeline.sources
+    trades = spot_timeline.trades
     by_symbol: dict[str, list[int]] = {}
     for t in trades:
         by_symbol.setdefault(t.symbol, []).append(t.trade_id)
@@ -31,10 +33,12 @@ def test_default_spot_captures_hold_every_trade_with_contiguous_ids(data_dir: Pa
     assert len(by_symbol["ETHUSDT"]) == 14515
     assert by_symbol["BTCUSDT"] == list(range(3735683259, 3735703163))
     assert by_symbol["ETHUSDT"] == list(range(1520538925, 1520553440))
+    # one file alone: hftbacktest_spot_ethusdt_20240808 holds 6,106 trades from 1520538925
+    assert [t.trade_id for t in load_capture_trades([paths[2]])] == list(range(1520538925, 1520538925 + 6106))
 
 
-def test_captures_interleave_symbols_by_receive_time(data_dir: Path) -> None:
-    timeline = load_source(data_dir, SYMBOLS)
+def test_captures_interleave_symbols_by_receive_time(data_dir: Path, spot_timeline: Timeline) -> None:
+    timeline = spot_timeline
     times = [f.time_ns for f in timeline.frames]
     assert times == sorted(times)
     first_syms = {f.trade.symbol for f in timeline.frames[:2000] if f.trade}
