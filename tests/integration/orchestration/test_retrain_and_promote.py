@@ -34,7 +34,7 @@ def _register_variant(settings: Settings, name: str, base_version: str, **metric
         mlflow.log_metrics({**logged, **metrics})
     # MLflow 3: a version's source is a logged model, named again by its id
     version = client.create_model_version(name, source=base.source, run_id=run.info.run_id, tags=base.tags,
-                                          model_id=getattr(base, "model_id", None))
+                                          model_id=getattr(base, "model_id", None) or base.source.rsplit("/", 1)[-1])
     client.set_registered_model_alias(name, "challenger", str(version.version))
     return str(version.version)
 
