@@ -64,7 +64,8 @@ class OnlineFeatures(_Base):
 
         A feature stored as null (absent) comes back as NaN.
         """
-        rows = self.online.online_read(self.config, self.view, [self._key(symbol)], self._names)
+        # a fresh list: Feast appends its timestamp field to the list it is given
+        rows = self.online.online_read(self.config, self.view, [self._key(symbol)], list(self._names))
         ts, values = rows[0]
         if ts is None or not values:
             return None
