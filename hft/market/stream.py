@@ -138,9 +138,10 @@ class TradeStream:
         closer = asyncio.ensure_future(self._close_when(ws, stop, planned))
         watchdog = asyncio.ensure_future(self._idle_catch_up())
         try:
-            for sym in self.symbols:
-                if sym in self.last:
-                    await self.fill(sym, self.last[sym] + 1, None)
+            async with self._lock:
+                for sym in self.symbols:
+                    if sym in self.last:
+                        await self.fill(sym, self.last[sym] + 1, None)
             while True:
                 # returns at once while frames are buffered: no per-frame task or timer
                 frame = await ws.recv(decode=False)
@@ -180,8 +181,12 @@ class TradeStream:
 
     async def _frame(self, raw: bytes) -> None:
         self._last_frame = time.monotonic()
-        async with self._lock:
-            await self._handle(raw)
+        if self._lock.locked():  # a REST fill runs: wait for it, then go on in order
+            async with self._lock:
+                await self._handle(raw)
+            return
+        # Lock-free on the hot path: _handle only awaits inside a gap fill, which takes the lock.
+        await self._handle(raw)
 
     async def _handle(self, raw: bytes) -> None:
         now = self.clock_ns()
@@ -205,8 +210,12 @@ class TradeStream:
         if last is not None and tid > last + 1:
             self.stats.gaps_detected += 1
             log.info("gap in %s: trades %d..%d missing; filling through REST", sym, last + 1, tid - 1)
-            await self.fill(sym, last + 1, tid - 1)
+            async with self._lock:
+                await self.fill(sym, last + 1, tid - 1)
             reached = self.last.get(sym)
+            if reached is not None and reached >= tid:
+                self.stats.duplicates += 1  # another fill already delivered this trade
+                return
             if reached is not None and tid > reached + 1:
                 self.stats.gaps_unfilled += 1
                 log.error("gap in %s not fillable: %d..%d", sym, reached + 1, tid - 1)
