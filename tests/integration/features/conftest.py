@@ -52,8 +52,9 @@ def clear_symbols(settings: Settings) -> None:
         conn.execute("DELETE FROM features.bar_features WHERE symbol = ANY(%s)", (list(SYMBOLS),))
         conn.commit()
     r = redis.Redis.from_url(settings.redis_dsn)
-    for key in r.scan_iter(match="*FT*"):
-        r.delete(key)
+    for sym in SYMBOLS:
+        for key in r.scan_iter(match=f"*{sym}*"):  # Feast's keys embed the entity value
+            r.delete(key)
 
 
 @pytest.fixture
