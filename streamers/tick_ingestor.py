@@ -63,6 +63,9 @@ class Ingestor:
             max_poll_records=batch_max, client_id=f"tick-ingestor-{settings.port_base}",
             # a crashed ingestor's partitions move to its replacement after 10 s, not 45 s
             session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
+            # far behind, big fetch responses from the embedded broker stalled polls for 30-90 s
+            # (docs/bench.md finding 4): smaller responses and a shorter request time-out
+            fetch_max_bytes=4 * 1024 * 1024, max_partition_fetch_bytes=1024 * 1024, request_timeout_ms=15_000,
             **settings.kafka_client_kwargs(),
         )
 
