@@ -72,6 +72,7 @@ def main() -> None:
 
     settings = get_settings()
     setup_logging(settings.log_level, "dashboard")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prometheus/MLflow call otherwise
     app = create_app(settings)
 
     class _Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints

@@ -166,18 +166,19 @@ def resolve_metric(names: Sequence[str], patterns: Sequence[str]) -> list[str]:
     return []
 
 
-def panel_expr(panel: Panel, names: Sequence[str]) -> str | None:
-    """The PromQL of a panel for the metric names Prometheus holds, or None when none match."""
+def panel_exprs(panel: Panel, names: Sequence[str]) -> list[tuple[str, str]]:
+    """(metric name, PromQL) per series family of a panel; [] when Prometheus holds none of them.
+
+    Several counters of one family (one per stage) are queried one by one: ``rate()`` drops the
+    name, so a single selector over all of them would collide on identical label sets.
+    """
     hits = resolve_metric(names, panel.patterns)
     if not hits:
-        return None
+        return []
     if panel.histogram:
-        return panel.template.format(metric=hits[0].removesuffix("_bucket"))
-    if len(hits) == 1:
-        return panel.template.format(metric=hits[0])
-    # several counters of one family (per stage): add them up as one selector by name regex
-    selector = '{__name__=~"' + "|".join(re.escape(h) for h in hits) + '"}'
-    return panel.template.format(metric=selector)
+        base = hits[0].removesuffix("_bucket")
+        return [(base, panel.template.format(metric=base))]
+    return [(h, panel.template.format(metric=h)) for h in hits]
 
 
 @dataclass
@@ -195,9 +196,14 @@ def system_view(client: PrometheusClient, start: datetime, end: datetime, step_s
     names = client.metric_names()
     view = SystemView(targets)
     for panel in PANELS:
-        expr = panel_expr(panel, names)
-        if expr is None:
+        exprs = panel_exprs(panel, names)
+        if not exprs:
             view.missing.append(panel.title)
             continue
-        view.series[panel.key] = client.query_range(expr, start, end, step_s)
+        series: list[Series] = []
+        for name, expr in exprs:
+            for s in client.query_range(expr, start, end, step_s):
+                labels = {**s.labels, "metric": name} if len(exprs) > 1 else s.labels
+                series.append(Series(labels, s.times, s.values))
+        view.series[panel.key] = series
     return view

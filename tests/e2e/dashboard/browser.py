@@ -46,6 +46,16 @@ def screenshot(url: str, path: Path, budget_ms: int = 8000, timeout: float = 150
     return path
 
 
+def capture(url: str, png: Path, budget_ms: int = 8000, timeout: float = 150) -> str:
+    """Save a PNG of ``url`` and return its DOM, each after ``budget_ms`` of virtual time.
+
+    Two runs: asked for both in one run, chromium 150 never finished the System page.
+    """
+    png.unlink(missing_ok=True)
+    screenshot(url, png, budget_ms, timeout)
+    return dump_dom(url, budget_ms, timeout)
+
+
 @dataclass
 class Node:
     """An element of the dumped DOM."""

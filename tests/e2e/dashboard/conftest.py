@@ -92,7 +92,7 @@ def _ensure_model(settings: Settings) -> None:
         plan = TrainPlan(tune_seconds=2, fit=FitConfig(threads=1, lstm_seconds=2, rf_max_rows=3000,
                                                        lstm_max_rows=3000),
                          wf=WalkForwardConfig(n_folds=2, max_train_rows=4000, n_boot=20), tune_max_rows=2000)
-        result = train(settings, list(settings.symbols), "15m", settings.data_dir / "klines_15m", "2024-06-15",
+        result = train(settings, list(settings.symbols), "15m", settings.data_dir / "klines_15m", "2024-07-01",
                        "2024-08-07", 0.5, None, f"e2e-dashboard-{time.time_ns()}", plan=plan)
         log_and_register(settings, result, settings.model_name)
     # No `hft promote` here: the gate scores both versions (tens of seconds) and a seconds-long

@@ -24,8 +24,7 @@ NUMBER = re.compile(r"-?[\d,]+(\.\d+)?")
 
 def _page(world: dict[str, Any], path: str, name: str) -> browser.Node:
     url = world["url"] + path
-    browser.screenshot(url, world["artifacts"] / f"{name}.png")
-    html = browser.dump_dom(url)
+    html = browser.capture(url, world["artifacts"] / f"{name}.png")
     (world["artifacts"] / f"{name}.html").write_text(html)
     dom = browser.parse(html)
     errors = dom.by_class("error-box")

@@ -15,18 +15,18 @@ from hft.reporting import models, prometheus, quality
 def test_panel_picks_the_histogram_the_bot_defines() -> None:
     names = ["up", "trading_bot_tick_to_signal_seconds_bucket", "trading_bot_tick_to_signal_seconds_count"]
     panel = next(p for p in prometheus.PANELS if p.key == "tick_to_signal_p99")
-    expr = prometheus.panel_expr(panel, names)
-    assert expr == ("1000 * histogram_quantile(0.99, sum by (le) "
-                    "(rate(trading_bot_tick_to_signal_seconds_bucket[1m])))")
+    assert prometheus.panel_exprs(panel, names) == [(
+        "trading_bot_tick_to_signal_seconds",
+        "1000 * histogram_quantile(0.99, sum by (le) (rate(trading_bot_tick_to_signal_seconds_bucket[1m])))")]
 
 
-def test_panel_adds_up_every_stage_counter_and_says_none_when_absent() -> None:
+def test_panel_queries_each_stage_counter_and_says_none_when_absent() -> None:
     throughput = next(p for p in prometheus.PANELS if p.key == "throughput")
-    expr = prometheus.panel_expr(throughput, ["market_producer_ticks_out_total", "tick_ingestor_rows_written_total",
-                                              "tick_ingestor_rows_written_created"])
-    assert expr == ('sum by (job) (rate({__name__=~"market_producer_ticks_out_total|'
-                    'tick_ingestor_rows_written_total"}[1m]))')
-    assert prometheus.panel_expr(throughput, ["up"]) is None
+    exprs = prometheus.panel_exprs(throughput, ["market_producer_ticks_out_total", "tick_ingestor_rows_written_total",
+                                                "tick_ingestor_rows_written_created"])
+    assert exprs == [("market_producer_ticks_out_total", "sum by (job) (rate(market_producer_ticks_out_total[1m]))"),
+                     ("tick_ingestor_rows_written_total", "sum by (job) (rate(tick_ingestor_rows_written_total[1m]))")]
+    assert prometheus.panel_exprs(throughput, ["up"]) == []
 
 
 def test_prometheus_url_prefers_the_setting() -> None:
