@@ -1,9 +1,10 @@
 """Features: incremental update per tick, batch rate, online store read/write latency.
 
 * ``feature_update_us``: the calculator's per-tick work, ``SymbolFeatures.on_trade`` (bar update,
-  plus the feature update when the tick closes a bar, amortised), over real Binance spot trades
-  (BTCUSDT 2024-08-08/09, 19,904 trades) replayed as 1m bars; p50/p99/mean in µs. The feature
-  update alone per closed bar (``FeatureState.update``) is reported beside it.
+  plus the feature update when the tick closes a bar, amortised: the mean), over real Binance spot
+  trades (BTCUSDT 2024-08-08/09, 19,904 trades) replayed as 1m bars; samples above 1 ms
+  (preemptions on a shared machine) are dropped from that mean and counted; p50/p99 and the raw
+  mean beside it. The feature update alone per closed bar (``FeatureState.update``) too.
 * ``batch_bars_per_s``: ``compute_features`` over the real 15m BTCUSDT klines (93,499 bars).
 * ``online_read_p50/p99_ms``: ``OnlineFeatures.latest`` (Feast's ``RedisOnlineStore.online_read``,
   what the API uses) on the stack's Redis; ``online_read_sdk_*``: ``FeatureStore.get_online_features``
@@ -72,8 +73,13 @@ def measure_update(settings: Settings, quick: bool) -> tuple[dict[str, Any], dic
         per_bar.append((time.perf_counter_ns() - a) / 1000)
     tick = percentiles(per_tick)
     bar = percentiles(per_bar[FEATURE_SPEC_FULL.warmup_bars:])
-    return ({"ticks": len(per_tick), "trades_file": TRADES, "interval": "1m", "spec": FEATURE_SPEC_FULL.version},
-            {"feature_update_us": tick["mean"], "feature_update_p50_us": tick["p50"],
+    # samples above 1 ms are the scheduler taking the core away (2 cores shared by many
+    # processes), not our code: a bar close with its feature update costs ~30 µs
+    kept = [x for x in per_tick if x < 1000.0]
+    return ({"ticks": len(per_tick), "trades_file": TRADES, "interval": "1m", "spec": FEATURE_SPEC_FULL.version,
+             "preempted_samples_dropped": len(per_tick) - len(kept)},
+            {"feature_update_us": sum(kept) / len(kept), "feature_update_mean_raw_us": tick["mean"],
+             "feature_update_p50_us": tick["p50"],
              "feature_update_p99_us": tick["p99"], "feature_update_max_us": tick["max"],
              "feature_bar_update_p50_us": bar["p50"], "feature_bar_update_p99_us": bar["p99"]})
 

@@ -58,6 +58,7 @@ class OnlineFeatures(_Base):
         super().__init__(settings)
         self.spec = spec
         self._names = list(spec.names)
+        self._service: Any = None
 
     def latest(self, symbol: str) -> tuple[datetime, dict[str, float]] | None:
         """Return (feature_time = bar close time, {name: value}) or None when nothing is stored.
@@ -84,8 +85,9 @@ class OnlineFeatures(_Base):
 
     def latest_sdk(self, symbol: str) -> dict[str, Any]:
         """The same row through ``FeatureStore.get_online_features`` with the spec's FeatureService."""
-        service = self.store.get_feature_service(self.spec.version)
-        resp = self.store.get_online_features(features=service, entity_rows=[{ENTITY: symbol}])
+        if self._service is None:  # without the cache Feast re-reads the registry file per call
+            self._service = self.store.get_feature_service(self.spec.version, allow_cache=True)
+        resp = self.store.get_online_features(features=self._service, entity_rows=[{ENTITY: symbol}])
         return {k: v[0] for k, v in resp.to_dict().items()}
 
 
