@@ -141,7 +141,9 @@ class Supervisor:
             return
         if not shutil.which(_bin("supervisord")):
             raise FileNotFoundError("supervisord missing from the environment (make setup)")
-        subprocess.run([_bin("supervisord"), "-c", str(self.conf)], check=True)
+        from hft.stack import child_env
+
+        subprocess.run([_bin("supervisord"), "-c", str(self.conf)], check=True, env=child_env())
         deadline = time.monotonic() + 20
         while not self.running() and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -91,6 +91,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# Importing feast (which mlflow's plugin discovery can do) points prometheus_client at a temporary
+# multiprocess directory through these variables and deletes it at exit; children that inherit
+# them crash on their first metric. Our processes keep their metrics in memory.
+_INHERITED_ONLY_BY_IMPORTERS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a long-lived child: ours, minus what a library set for itself, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_ONLY_BY_IMPORTERS}
+    env.update(extra or {})
+    return env
+
+
 def find_binary(name: str, extra_dirs: Iterable[Path] = (), hint: str = "") -> str:
     """Locate a server binary or raise ConfigurationError with one line saying what to install."""
     for d in extra_dirs:
@@ -130,7 +143,7 @@ class Stack:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env=child_env(env),
             start_new_session=True,
         )
         self.pidfile(name).write_text(str(proc.pid))

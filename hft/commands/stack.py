@@ -146,7 +146,9 @@ def run(name: Annotated[str, typer.Argument(help="Process name, e.g. api, worker
     spec = specs[name]
     cmd = spec.command(get_settings())
     sys.stdout.flush()
-    os.execvpe(cmd[0], cmd, {**os.environ, **spec.env})  # noqa: S606 - replaces this process on purpose
+    from hft.stack import child_env
+
+    os.execvpe(cmd[0], cmd, child_env(spec.env))  # noqa: S606 - replaces this process on purpose
 
 
 def register(app: typer.Typer) -> None:
