@@ -29,7 +29,7 @@ FEATURES_BACKFILLED = Asset("bar_features_backfilled")
     max_active_runs=1,
     is_paused_upon_creation=False,
     tags=["hft", "features"],
-    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
     params={"start": Param(None, type=["null", "string"], description="Partition start, ISO UTC"),
             "end": Param(None, type=["null", "string"], description="Partition end (exclusive), ISO UTC")},
     doc_md=__doc__,

@@ -5,7 +5,7 @@ On `HFT_RETRAIN_SCHEDULE` (default weekly; paused until switched on): Optuna-tun
 the ensemble on historical bars within a time budget (`hft.ml.train.train_and_register`),
 logged to MLflow and registered as a new version with the alias `challenger`. The event on the
 asset `model_challenger` starts `promote_model`. Trigger config may override `start`, `end`,
-`budget_minutes` and `symbols` (the tests use a small budget).
+`budget_minutes`, `symbols` and `data` (the tests use a small budget).
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ MODEL_CHALLENGER = Asset("model_challenger")
     max_active_runs=1,
     is_paused_upon_creation=True,
     tags=["hft", "ml"],
-    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True},
     params={"start": Param(None, type=["null", "string"], description="Training data start (default settings)"),
             "end": Param(None, type=["null", "string"], description="Training data end (default settings)"),
             "budget_minutes": Param(None, type=["null", "number"], description="Tuning time budget"),
-            "symbols": Param(None, type=["null", "array"], description="Symbols (default settings)")},
+            "symbols": Param(None, type=["null", "array"], description="Symbols (default settings)"),
+            "data": Param(None, type=["null", "string"], description="OHLCV CSV file or folder (default data_dir)")},
     doc_md=__doc__,
 )
 def retrain_models() -> None:
@@ -47,7 +48,7 @@ def retrain_models() -> None:
             settings,
             symbols=params.get("symbols") or settings.symbols,
             interval=settings.bar_interval,
-            data=None,
+            data=params.get("data") or str(settings.data_dir),
             start=params.get("start") or settings.train_start,
             end=params.get("end") or settings.train_end,
             budget_minutes=float(params.get("budget_minutes") or settings.train_budget_minutes),
