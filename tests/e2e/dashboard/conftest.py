@@ -73,11 +73,13 @@ def _load_history(settings: Settings) -> None:
     with db.connect(settings) as conn:
         for sym in settings.symbols:
             df = read_ohlcv_csv(sorted(kdir.glob(f"{sym}_15m_ohlcv_*.csv*"))[0])
-            # klines up to the capture's first 15 m bar; that bar and later ones come from the ticks
-            df = df[(df.index >= HISTORY_START) & (df.index < "2024-08-08 23:45")]
+            # closed klines up to the capture's end; the open 00:00 bar exists only from the ticks
+            df = df[(df.index >= HISTORY_START) & (df.index < "2024-08-09 00:00")]
             upsert_klines(conn, df, sym, "15m")
     for sym in settings.symbols:
-        backfill(settings, sym, "15m", datetime(2024, 8, 1, tzinfo=UTC), CAPTURE_END, materialize=False)
+        # bars opening before 00:00: the 00:00 bar never closes within the capture
+        backfill(settings, sym, "15m", datetime(2024, 8, 1, tzinfo=UTC), datetime(2024, 8, 9, tzinfo=UTC),
+                 materialize=False)
 
 
 def _ensure_model(settings: Settings) -> None:
@@ -160,7 +162,7 @@ def _validate(settings: Settings) -> None:
     from hft.quality.validate import validate_bars, validate_ticks
 
     validate_ticks(settings, CAPTURE_START, CAPTURE_END, settings.symbols)
-    validate_bars(settings, datetime(2024, 8, 1, tzinfo=UTC), datetime(2024, 8, 8, 23, 45, tzinfo=UTC),
+    validate_bars(settings, datetime(2024, 8, 1, tzinfo=UTC), datetime(2024, 8, 9, tzinfo=UTC),
                   settings.symbols, "15m")
 
 
