@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         default=REPO_ROOT.parent / "shared" / "data" / "binance",
         description="Recorded Binance data used by the replay exchange and the demo's history",
     )
-    replay_speed: str = Field(default="x1", description="x1, xN or max")
+    replay_speed: str = Field(default="x10", description="x1 (real time), xN or max; the demo replays ten times faster so a 15m bar closes every 90 s")
     replay_loop: bool = Field(default=True, description="Repeat the recording with shifted ids and times")
 
     # --- features / models ------------------------------------------------------------------
