@@ -118,7 +118,7 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(streamin
     # on timeout, go on: the checks below say what is missing
     wait_until(lambda: st.stored_count() >= n, f"{n} trades in market.ticks", timeout=120, fail=False)
     want_bars = {(sym, ot) for sym, trades in st.trades.items() for ot in _closed_buckets(trades)}
-    wait_until(lambda: want_bars <= set(st.bars.seen), "every bar closed", timeout=90, fail=False)
+    wait_until(lambda: want_bars <= set(st.bars.seen), "every bar closed", timeout=180, fail=False)
     time.sleep(2)  # a last batch in flight
     _check_end_state(st)
     assert st.rig.metrics("market-producer"), "the market producer serves /metrics again"
