@@ -75,6 +75,10 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # task processes talk to the api-server's execution API; on a loaded 2-core machine its
+        # answers take longer than the 5 s default (ReadTimeout kills the task)
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
         "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
         # the stack's own settings reach every task process
         "HFT_HOME": str(settings.home_dir),
