@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, "trading-bot")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /predict call drowns the log
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
