@@ -401,10 +401,11 @@ def _quality_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
                 html.Td(f"{r.start:%Y-%m-%d %H:%M} → {r.end:%Y-%m-%d %H:%M}" if r.start and r.end else ""),
                 html.Td(f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else ""),
                 html.Td("; ".join(r.failed) or "-"),
+                html.Td("; ".join(r.warnings) or "-"),
                 html.Td(html.A("results", href=f"/data-docs/{r.pages[0]}", target="_blank") if r.pages else ""),
             ], className="dq-row"))
         head = html.Tr([html.Th(h) for h in ("data", "result", "checks passed", "rows", "partition", "validated at",
-                                              "failed checks", "data docs")])
+                                              "failed checks", "warnings", "data docs")])
         table = html.Table([html.Thead(head), html.Tbody(rows)], className="simple", id="quality-results") \
             if rows else html.Div("no validation has run yet (the validate_market_data DAG or hft validate)",
                                   className="note", id="quality-results")

@@ -31,6 +31,7 @@ class SuiteResult:
     end: datetime | None
     finished_at: datetime | None
     failed: list[str]
+    warnings: list[str]  # checks that warn without failing (e.g. feature drift)
     pages: list[str]  # data docs pages, relative to the data docs folder
     summary: str
 
@@ -68,7 +69,8 @@ def summarize(settings: Settings, row: dict[str, Any]) -> SuiteResult:
         kind=str(row.get("kind", "?")), success=bool(row.get("success")), rows=int(row.get("rows") or 0),
         checks=len(checks), passed=sum(1 for c in checks if c.get("success")),
         start=_time(row.get("start")), end=_time(row.get("end")), finished_at=_time(row.get("finished_at")),
-        failed=[str(f) for f in row.get("failed") or []], pages=pages, summary=str(row.get("summary", "")),
+        failed=[str(f) for f in row.get("failed") or []], warnings=[str(w) for w in row.get("warnings") or []],
+        pages=pages, summary=str(row.get("summary", "")),
     )
 
 
