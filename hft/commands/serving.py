@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 console = Console()
 bot_app = typer.Typer(help="The paper-trading bot: kill switch (halt/resume/reduce) and status.", no_args_is_help=True)
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from hft.config import get_settings
     from hft.storage.db import engine, migrate
 
