@@ -48,6 +48,40 @@ def _history_source(s: Settings) -> str:
     return str(cache)
 
 
+def _stream_start(s: Settings) -> datetime:
+    """When the market stream begins: the recording's first trade on replay, now when live."""
+    if s.market != "replay":
+        return datetime.now(UTC)
+    import gzip
+    import json
+
+    from hft.market.replay import default_capture_paths
+
+    first_ms: list[int] = []
+    for path in default_capture_paths(s.data_dir, s.symbols):
+        with gzip.open(path, "rt") as fh:
+            for line in fh:
+                if '"e":"trade"' in line:
+                    msg = json.loads(line.split(" ", 1)[1])
+                    first_ms.append(int(msg.get("data", msg)["T"]))
+                    break
+    if not first_ms:
+        console.print("[red]the replay recording holds no trades[/red]")
+        raise typer.Exit(1)
+    return datetime.fromtimestamp(min(first_ms) / 1000, UTC)
+
+
+def _backfill_before_stream(s: Settings) -> None:
+    """Offline feature rows for the bars just before the stream, so sequence models have their window."""
+    from hft.storage.bars import interval_delta
+
+    step = interval_delta(s.bar_interval)
+    start = _stream_start(s)
+    end = datetime.fromtimestamp(start.timestamp() // step.total_seconds() * step.total_seconds(), UTC)
+    _hft("features", "backfill", *[a for sym in s.symbols for a in ("--symbol", sym)], "--interval", s.bar_interval,
+         "--start", (end - 200 * step).isoformat(), "--end", end.isoformat(), "--no-materialize")
+
+
 def _has_champion(s: Settings) -> bool:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -83,6 +117,7 @@ def demo(
     source = _history_source(s)
     _hft("data", "load", "--data", source)
     _hft("features", "apply")
+    _backfill_before_stream(s)
     if train and not _has_champion(s):
         budget = budget_minutes if budget_minutes is not None else s.train_budget_minutes
         _hft("train", "--data", source, "--interval", s.bar_interval, "--start", s.train_start, "--end",
