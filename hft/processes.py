@@ -80,8 +80,8 @@ def scrape_targets(settings: Settings) -> dict[str, int]:
     targets = {p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)}
     if not settings.kafka_bootstrap:
         targets["broker"] = settings.port("metrics_broker")
-    if settings.mlflow_tracking_uri is None:
-        targets["mlflow"] = settings.port("mlflow")
+    # No MLflow job: its /metrics (--expose-prometheus) needs prometheus-flask-exporter, which the
+    # lock does not hold; without it the target only ever reports down (404).
     return targets
 
 
