@@ -120,13 +120,15 @@ class Streaming:
         """The process's loop heartbeat (NaN when its /metrics does not answer)."""
         return metric(self.rig.metrics(name), HEARTBEATS[name])
 
-    def kill(self, name: str) -> None:
-        """SIGKILL a supervised process and wait until the supervisor has it running again."""
+    def kill(self, name: str, wait_loop: bool = True) -> None:
+        """SIGKILL a supervised process and wait until the supervisor restarted it (and, with
+        ``wait_loop``, until its loop runs again)."""
+        # (it may be restarting already, e.g. the calculator after the Redis restart)
+        wait_until(lambda: self.pid(name) != 0, f"{name} to run before the kill", timeout=120)
         old = self.pid(name)
-        assert old, f"{name} not running before the kill:\n{self.sup.status()}"
         os.kill(old, signal.SIGKILL)
         wait_until(lambda: self.pid(name) not in (0, old), f"the supervisor to restart {name}", timeout=60)
-        if name in HEARTBEATS:
+        if wait_loop and name in HEARTBEATS:
             since = time.time()
             wait_until(lambda: self.heartbeat(name) >= since, f"{name}'s loop to run again", timeout=180)
 

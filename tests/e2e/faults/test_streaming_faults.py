@@ -93,23 +93,25 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(streamin
     assert st.drop()["dropped"] >= 1
     replaying("websocket")
 
-    # 2. SIGKILL each process in turn; the supervisor restarts it
-    for name in ["market-producer", "tick-ingestor", "feature-calculator", "worker"]:
-        replaying(f"kill {name}")
-        st.kill(name)
-
-    # 3. Redis restart (right after a bar closed, so the announcement stream is read up to it)
+    # 2. Redis restart (right after a bar closed, so the announcement stream is read up to it)
     _wait_for_bar_close(st)
     replaying("redis restart")
     stack.stop_redis()
     time.sleep(1)
     stack.start_redis()
 
-    # 4. PostgreSQL restart
+    # 3. PostgreSQL restart
     replaying("postgres restart")
     stack.stop_postgres()
     time.sleep(1)
     stack.start_postgres()
+
+    # 4. SIGKILL each process in turn; the supervisor restarts it (not waiting for each one's
+    # start-up, which takes tens of seconds on a loaded machine, so every kill hits the replay)
+    for name in ["market-producer", "tick-ingestor", "feature-calculator", "worker"]:
+        replaying(f"kill {name}")
+        st.kill(name, wait_loop=False)
+        time.sleep(1)
 
     # the replay runs to its end and everything catches up
     wait_until(lambda: st.rig.exchange_status().get("finished", False), "the replay to finish", timeout=300)
