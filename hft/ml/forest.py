@@ -39,6 +39,8 @@ class CompiledForest:
         X = np.asarray(X, dtype=np.float32)
         Xc = X if self.float32_thresholds else X.astype(np.float64)
         n = X.shape[0]
+        if n == 1 and not np.isnan(X).any():
+            return self._raw_one(Xc[0])
         cur = np.broadcast_to(self.roots, (n, len(self.roots)))
         has_nan = bool(np.isnan(X).any())
         for _ in range(self.depth):
@@ -51,6 +53,17 @@ class CompiledForest:
         leaves = self.value[cur]
         out = leaves.mean(axis=1) if self.average else leaves.sum(axis=1)
         return np.asarray(out + self.offset, dtype=np.float64)
+
+    def _raw_one(self, x: np.ndarray) -> np.ndarray:
+        # the serving path: plain fancy indexing over all trees, a handful of C calls per level
+        cur = self.roots
+        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
+        for _ in range(self.depth):
+            go_left = x[feature[cur]] < threshold[cur] if self.strict else x[feature[cur]] <= threshold[cur]
+            cur = np.where(go_left, left[cur], right[cur])
+        leaves = self.value[cur]
+        out = leaves.mean() if self.average else leaves.sum()
+        return np.array([out + self.offset], dtype=np.float64)
 
     def save(self, path: Path) -> None:
         """Write the arrays to one ``.npz`` file."""
