@@ -39,7 +39,7 @@ def _closed_buckets(trades: list[Any]) -> set[int]:
     return set(range(first - first % MINUTE_NS, last - last % MINUTE_NS, MINUTE_NS))
 
 
-def _wait_for_bar_close(st: Streaming, timeout: float = 60) -> None:
+def _wait_for_bar_close(st: Streaming, timeout: float = 180) -> None:
     """Wait until a bar was just announced, so a restart falls between two closes."""
     before = st.bars.last_seen
     wait_until(lambda: st.bars.last_seen > before, "a bar to close", timeout=timeout)
