@@ -31,6 +31,14 @@ def test_validate_market_data_passes_on_real_partition_and_emits_asset(dag_test:
     assert latest["ticks"]["rows"] == 18_583
     assert latest["ticks"]["start"] == datetime.fromisoformat(GOOD_PARTITION["start"]).isoformat()
     assert (market_data.home_dir / "data_docs" / "index.html").exists()
+    # publish emitted the asset event that schedules backfill_features, carrying the partition
+    import psycopg
+
+    with psycopg.connect(market_data.database_url("airflow", driver="postgresql")) as conn:
+        extra = conn.execute(
+            "SELECT ae.extra FROM asset_event ae JOIN asset a ON a.id = ae.asset_id "
+            "WHERE a.name = 'market_data_validated' ORDER BY ae.id DESC LIMIT 1").fetchone()[0]
+    assert extra == GOOD_PARTITION
 
 
 def test_validate_market_data_fails_on_bad_partition_naming_each_fault(dag_test: DagTest,
