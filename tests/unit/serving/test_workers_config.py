@@ -6,6 +6,7 @@ from hft.config import TransientError
 
 
 def test_tasks_are_named_acked_late_and_retry_transient_errors() -> None:
+    import workers.tasks  # noqa: F401 - the worker imports it through `include`
     from workers.app import app
 
     names = set(app.tasks.keys())
