@@ -26,14 +26,22 @@ from hft.features.spec import FEATURE_SPEC_FULL, FeatureSpec
 
 log = logging.getLogger(__name__)
 
+# A bar built from ticks is in market.bars while it is still open (the ingestor rebuilds the
+# touched buckets); it is closed once a trade at or after its close time has been stored. Only
+# closed bars get features: a row for an open bar would carry numbers that later change.
 _BARS_SQL = """
+WITH last_tick AS (
+    SELECT coalesce((SELECT trade_time FROM market.ticks WHERE symbol = %(symbol)s
+                     ORDER BY trade_id DESC LIMIT 1), '-infinity'::timestamptz) AS t
+)
 SELECT open_time, open, high, low, close, volume, trade_count, buy_volume, quote_volume, vwap FROM (
     (SELECT * FROM market.bars WHERE symbol = %(symbol)s AND interval = %(interval)s AND open_time < %(start)s
      ORDER BY open_time DESC LIMIT %(warmup)s)
     UNION ALL
     (SELECT * FROM market.bars WHERE symbol = %(symbol)s AND interval = %(interval)s
      AND open_time >= %(start)s AND open_time < %(end)s)
-) b ORDER BY open_time
+) b WHERE b.source = 'kline' OR b.close_time <= (SELECT t FROM last_tick)
+ORDER BY open_time
 """
 
 
