@@ -14,6 +14,8 @@ from api.deps import ApiKeyDep, ClockDep, MetricsDep, ScorerDep, SettingsDep
 from api.schemas import (
     BatchRequest,
     BatchResponse,
+    BotState,
+    BotStateRequest,
     ErrorBody,
     Health,
     ModelInfo,
@@ -151,3 +153,40 @@ def predict_batch(req: BatchRequest, scorer: ScorerDep, settings: SettingsDep) -
         signals=[signal_from_prob(p, settings.buy_threshold, settings.sell_threshold).value for p in probs],
         latency_ms=(time.perf_counter() - t0) * 1e3,
     )
+
+
+def _bot_state(settings: SettingsDep, state: str, reason: str) -> BotState:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hft.storage.db import engine
+    from hft.trading import store
+    from hft.trading.bot import set_state
+    from hft.trading.strategy import TradingState
+
+    try:
+        eng = engine(settings)
+        if state:
+            set_state(eng, TradingState(state), reason, "api")
+        with eng.connect() as conn:
+            st = store.get_bot_state(conn)
+    except (OSError, TransientError, SQLAlchemyError) as exc:
+        raise ApiError(503, "database_unavailable", f"trading state unavailable: {exc}") from exc
+    return BotState(state=st.state.value, reason=st.reason, updated_by=st.updated_by)
+
+
+@router.get("/bot", response_model=BotState, responses=_ERRORS, tags=["bot"])
+def bot_state(settings: SettingsDep) -> BotState:
+    """The trading bot's current state."""
+    return _bot_state(settings, "", "")
+
+
+@router.post("/bot/halt", response_model=BotState, responses=_ERRORS, dependencies=[ApiKeyDep], tags=["bot"])
+def bot_halt(req: BotStateRequest, settings: SettingsDep) -> BotState:
+    """Kill switch: the bot sends no new intent from now on (needs X-API-Key)."""
+    return _bot_state(settings, "halted", req.reason)
+
+
+@router.post("/bot/resume", response_model=BotState, responses=_ERRORS, dependencies=[ApiKeyDep], tags=["bot"])
+def bot_resume(req: BotStateRequest, settings: SettingsDep) -> BotState:
+    """Trade again after a halt (needs X-API-Key)."""
+    return _bot_state(settings, "active", req.reason)

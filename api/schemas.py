@@ -93,3 +93,17 @@ class ErrorBody(BaseModel):
 
     error: str
     reason: str
+
+
+class BotStateRequest(BaseModel):
+    """Why the bot's trading state changes (stored with the state)."""
+
+    reason: str = Field(default="api", min_length=1, max_length=200)
+
+
+class BotState(BaseModel):
+    """The trading bot's state: active, reducing or halted."""
+
+    state: str
+    reason: str
+    updated_by: str | None = None

@@ -55,6 +55,16 @@ def test_mutating_endpoint_without_key_is_401(api_server: str) -> None:
     assert httpx.post(f"{api_server}/model/reload", headers={"X-API-Key": API_KEY}).status_code == 200
 
 
+def test_bot_kill_switch_over_the_api_needs_the_key_and_is_stored(api_server: str) -> None:
+    assert httpx.post(f"{api_server}/bot/halt", json={"reason": "x"}).status_code == 401
+    halted = httpx.post(f"{api_server}/bot/halt", json={"reason": "api test"}, headers={"X-API-Key": API_KEY})
+    assert halted.status_code == 200, halted.text
+    assert halted.json()["state"] == "halted"
+    assert httpx.get(f"{api_server}/bot").json() == {"state": "halted", "reason": "api test", "updated_by": "api"}
+    resumed = httpx.post(f"{api_server}/bot/resume", json={"reason": "api test done"}, headers={"X-API-Key": API_KEY})
+    assert resumed.json()["state"] == "active"
+
+
 def test_schemathesis_finds_no_server_error(api_server: str, stack_settings: Settings) -> None:
     st = Path(sys.executable).with_name("schemathesis")
     out = subprocess.run(
