@@ -26,11 +26,13 @@ def stack_processes(settings: Settings) -> dict[str, list[int]]:
     if sup_pid.exists() and sup_pid.read_text().strip().isdigit():
         sup = psutil.Process(int(sup_pid.read_text().strip()))
         roots["supervisord"] = sup.pid
-        for child in sup.children():
-            try:
-                roots[f"app:{' '.join(child.cmdline()[1:4])[:60]}"] = child.pid
-            except psutil.Error:
-                continue
+        # program names from supervisord itself: command lines collide (celery rewrites its title)
+        from hft.processes import Supervisor
+
+        for line in Supervisor(settings).status().splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and parts[1] == "RUNNING" and parts[2] == "pid":
+                roots[f"app:{parts[0]}"] = int(parts[3].rstrip(","))
     for name, pid in roots.items():
         try:
             proc = psutil.Process(pid)
