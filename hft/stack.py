@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -425,3 +426,37 @@ class Stack:
 def _split_hostport(bootstrap: str) -> tuple[str, int]:
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     return host, int(port)
+
+
+def watch_broker_address(settings: Settings, stop: threading.Event, every_s: float = 2.0) -> threading.Event:
+    """Stop a consumer when the embedded broker came back on another address.
+
+    The mock cluster picks a new port each time it starts, and kafka-python keeps retrying the
+    old one forever. A watched process sets ``stop`` (finishing and committing the batch in
+    hand), exits non-zero, and the supervisor starts it again on the new address. Returns the
+    event that says the address moved. A configured Kafka (``HFT_KAFKA_BOOTSTRAP``) is not watched.
+    """
+    moved = threading.Event()
+    if settings.kafka_bootstrap:
+        return moved
+    path = settings.home_dir / "kafka" / "bootstrap"
+
+    def _read() -> str | None:
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
+
+    first = _read()
+
+    def _watch() -> None:
+        while not stop.wait(every_s):
+            now = _read()
+            if now is not None and now != first:
+                log.error("embedded broker moved from %s to %s: stopping so the supervisor restarts us", first, now)
+                moved.set()
+                stop.set()
+                return
+
+    threading.Thread(target=_watch, name="broker-address-watch", daemon=True).start()
+    return moved

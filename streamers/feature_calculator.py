@@ -30,6 +30,7 @@ from hft.config import ConfigurationError, Settings, TransientError, get_setting
 from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import Tick
+from hft.stack import watch_broker_address
 from hft.storage import db
 from hft.storage.ticks import validate_tick
 
@@ -242,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         calc.stop = stop
         log.info("consuming %s as group %s, %s bars, spec %s", settings.topic_ticks, GROUP,
                  settings.bar_interval, calc.calc.spec.version)
+        moved = watch_broker_address(settings, stop)
         calc.run()
     except ConfigurationError as exc:
         log.error("%s", exc)
         return 2
-    return 0
+    return 3 if moved.is_set() else 0
 
 
 if __name__ == "__main__":

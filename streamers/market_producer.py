@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 import time
 
 from kafka.errors import KafkaError
@@ -23,6 +24,7 @@ from hft.logs import setup_logging
 from hft.market.kafka_sink import KafkaTickSink, last_trade_ids, make_producer
 from hft.market.rest import BinanceRest
 from hft.market.stream import TradeStream
+from hft.stack import watch_broker_address
 
 log = logging.getLogger("streamers.market_producer")
 
@@ -92,8 +94,13 @@ async def run(s: Settings, stop: asyncio.Event) -> int:
     log.info("streaming %s from %s into %s (dead letters: %s)", s.symbols, ws_url, s.topic_ticks, s.topic_dlq)
     task = asyncio.create_task(stream.run(stop))
     status = 0
+    watch_stop = threading.Event()
+    moved = watch_broker_address(s, watch_stop)
     try:
         while not task.done():
+            if moved.is_set() and status == 0:
+                status = 3  # the supervisor starts us again on the embedded broker's new address
+                stop.set()
             HEARTBEAT.set(time.time())
             UP.set(1 if stream.connected.is_set() else 0)
             if sink.failed is not None:
@@ -105,13 +112,14 @@ async def run(s: Settings, stop: asyncio.Event) -> int:
         task.result()
     finally:
         stop.set()
+        watch_stop.set()
         await rest.aclose()
         log.info("flushing %d ticks sent", sink.sent)
         await asyncio.to_thread(sink.flush)
         producer.close(timeout=10)
         log.info("stopped: %d ticks, %d dead letters, %d gaps filled, %d reconnects", sink.sent, sink.dead,
                   stream.stats.gaps_filled, stream.stats.reconnects)
-    return status if sink.failed is None else 1
+    return status if sink.failed is None or status else 1
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import DeadLetter
+from hft.stack import watch_broker_address
 from hft.storage import db
 from hft.storage.ticks import TickWriter, decode_batch
 
@@ -223,11 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         ingestor = Ingestor(settings, batch_max=args.batch_max, linger_ms=args.linger_ms)
         ingestor.stop = stop
         log.info("consuming %s as group %s", settings.topic_ticks, GROUP)
+        moved = watch_broker_address(settings, stop)
         ingestor.run()
     except ConfigurationError as exc:
         log.error("%s", exc)
         return 2
-    return 0
+    return 3 if moved.is_set() else 0
 
 
 if __name__ == "__main__":

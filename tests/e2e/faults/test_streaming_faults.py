@@ -128,11 +128,10 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(streamin
     assert all(during.values()), f"faults after the replay ended: {[k for k, v in during.items() if not v]}"
 
 
-@pytest.mark.xfail(strict=True, reason="docs/bench.md finding 3: the restarted embedded broker listens on a new "
-                   "port and the running clients keep the old address")
 def test_broker_restart_the_path_resumes_on_the_new_broker(streaming: Any) -> None:
     # What the mock cluster cannot keep: the topic's messages and the groups' offsets are gone after a
-    # restart (a real Kafka keeps both). What must hold: the path resumes by itself on the new broker.
+    # restart (a real Kafka keeps both). What must hold: the path resumes by itself on the new broker
+    # (it comes back on a new port; hft.stack.watch_broker_address makes the consumers restart onto it).
     st: Streaming = streaming("x6", n_trades=15_000, names=["market-producer", "tick-ingestor", "feature-calculator"])
     stack = Stack(st.settings)
     wait_until(lambda: st.stored_count() > 200, "ticks to flow into market.ticks", timeout=180)
