@@ -204,16 +204,6 @@ class Calculator:
             log.info("feature calculator stopped")
 
 
-def _migrate_with_retry(settings: Settings, stop: threading.Event) -> None:
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            db.migrate(settings)
-            return
-        except TransientError as exc:
-            log.warning("database not ready, retrying in %.1fs: %s", delay, exc)
-            stop.wait(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_metrics:
             start_http_server(args.metrics_port or settings.port("metrics_feature_calculator"),
                               addr=settings.bind_host)
-        _migrate_with_retry(settings, stop)
+        db.migrate_when_ready(settings, stop)
         calc = Calculator(settings, batch_max=args.batch_max)
         calc.stop = stop
         log.info("consuming %s as group %s, %s bars, spec %s", settings.topic_ticks, GROUP,

@@ -186,16 +186,6 @@ class Ingestor:
             log.info("tick ingestor stopped")
 
 
-def _migrate_with_retry(settings: Settings, stop: threading.Event) -> None:
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            db.migrate(settings)
-            return
-        except TransientError as exc:
-            log.warning("database not ready, retrying in %.1fs: %s", delay, exc)
-            stop.wait(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_metrics:
             port = args.metrics_port or settings.port("metrics_tick_ingestor")
             start_http_server(port, addr=settings.bind_host)
-        _migrate_with_retry(settings, stop)
+        db.migrate_when_ready(settings, stop)
         ingestor = Ingestor(settings, batch_max=args.batch_max, linger_ms=args.linger_ms)
         ingestor.stop = stop
         log.info("consuming %s as group %s", settings.topic_ticks, GROUP)

@@ -134,6 +134,19 @@ def migrate(settings: Settings, revision: str = "head") -> str | None:
     return str(current) if current else None
 
 
+def migrate_when_ready(settings: Settings, stop: threading.Event) -> None:
+    """Migrate, waiting (with backoff) while PostgreSQL is not up yet, until ``stop`` is set."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            migrate(settings)
+            return
+        except TransientError as exc:
+            log.warning("database not ready, retrying in %.1fs: %s", delay, exc)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def detect_backend(conn: Any) -> Backend:
     """Inspect one connection (SQLAlchemy or psycopg): is TimescaleDB installed, under which license."""
     def scalar(sql: str) -> Any:
