@@ -17,11 +17,14 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ("latency", "tick→feature p50 / p99 @ 1,000 ticks/s", "runs[rate=1000].tick_to_feature_ms", "ms", ""),
     ("latency", "tick→signal p50 / p99 @ 1,000 ticks/s", "runs[rate=1000].tick_to_signal_ms", "ms", "p50 ≤ 2, p99 ≤ 5"),
     ("api", "/predict p50 / p99 @ 500 req/s", "runs[rate=500]", "ms", "p99 ≤ 3"),
+    ("features", "feature update per tick (bench/features.py)", "feature_update_us", "µs", "≤ 10"),
+    ("features", "online-store read p99 (bench/features.py)", "online_read_p99_ms", "ms", "≤ 1"),
     ("micro", "feature update per tick", "feature_update_us", "µs", "≤ 10"),
     ("micro", "one-row ensemble inference p99", "inference_p99_ms", "ms", "≤ 1"),
     ("micro", "online-store read p99", "online_read_p99_ms", "ms", "≤ 1"),
     ("training", "full retrain with tuning", "seconds", "s", "≤ 900"),
     ("memory", "whole-stack resident memory", "stack_rss_mb", "MB", "≤ 4,096"),
+    ("pipeline", "pipeline run completed (1,000,000 trades)", "completed", "", "true"),
 ]
 
 
