@@ -43,6 +43,8 @@ def _lookup(doc: dict[str, Any], path: str) -> Any:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, dict):
         if "p50_ms" in value:
             return f"{value['p50_ms']:.2f} / {value['p99_ms']:.2f}"
