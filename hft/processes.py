@@ -7,6 +7,7 @@ and starts supervisord, which restarts any process that crashes.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -148,12 +149,34 @@ class Supervisor:
         while not self.running() and time.monotonic() < deadline:
             time.sleep(0.2)
 
+    def _pid(self) -> int | None:
+        pidfile = self.dir / "supervisord.pid"
+        try:
+            text = pidfile.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
     def stop(self) -> None:
+        """Stop every program, then supervisord itself; return once its ports are free."""
+        import os
+        import signal
+
+        from hft.stack import _pid_alive
+
+        pid = self._pid()
         if self.running():
             self._ctl("shutdown")
-            deadline = time.monotonic() + 60
-            while self.running() and time.monotonic() < deadline:
-                time.sleep(0.3)
+        if pid is None:
+            return
+        # supervisorctl stops answering before supervisord has stopped its programs (each may take
+        # its stopwaitsecs) and released its HTTP port: wait for the process itself.
+        deadline = time.monotonic() + 90
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def status(self) -> str:
         return self._ctl("status").stdout if self.running() else "supervisor not running\n"

@@ -84,13 +84,28 @@ def celery_worker(trading_engine: Engine, stack_settings: Settings) -> Iterator[
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HFT_FILL_MAX_WAIT_S": "3"},
             start_new_session=True,
         )
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     from workers.app import app
 
+    def _drop_stale_connections() -> None:
+        # Earlier tests in the session restart Redis (fault tests, the outage test); the app
+        # imported in this process may still hold sockets to the old server.
+        app.pool.force_close_all()
+        app.backend.client.connection_pool.disconnect()
+
+    _drop_stale_connections()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"celery worker exited: {log.read_text()[-2000:]}")
-        replies = app.control.ping(timeout=0.5)
+        try:
+            replies = app.control.ping(timeout=0.5)
+        except (RedisConnectionError, OperationalError, OSError):
+            _drop_stale_connections()
+            time.sleep(0.5)
+            continue
         if replies:
             break
     else:
@@ -207,7 +222,10 @@ def api_server(registered_model: dict[str, str], online_rows: Any, serving_setti
     s = serving_settings
     url = f"http://{s.bind_host}:{s.port('api')}"
     log = s.home_dir / "logs" / "test-api.log"
-    env = {**os.environ, "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_MODEL_POLL_S": "0.5"}
+    # SOLUSDT: a configured symbol no test ever writes features for (other tests in the session
+    # fill BTCUSDT and ETHUSDT in the shared online store)
+    env = {**os.environ, "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_MODEL_POLL_S": "0.5",
+           "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT","SOLUSDT"]'}
     uvicorn = Path(sys.executable).with_name("uvicorn")
     with log.open("ab") as out:
         proc = subprocess.Popen(
