@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
+from hft.consumers import partition_lag
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import DeadLetter
 from hft.stack import watch_broker_address
@@ -122,12 +123,8 @@ class Ingestor:
         from kafka.errors import KafkaError
 
         try:
-            parts = self.consumer.assignment()
-            if not parts:
-                return
-            ends = self.consumer.end_offsets(list(parts))
-            for tp in parts:
-                LAG.labels(str(tp.partition)).set(max(ends.get(tp, 0) - self.consumer.position(tp), 0))
+            for partition, lag in partition_lag(self.consumer).items():
+                LAG.labels(str(partition)).set(lag)
         except KafkaError as exc:
             log.debug("lag not measured: %s", exc)
 
