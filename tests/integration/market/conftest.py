@@ -8,7 +8,6 @@ producer from another test cannot hold their ports, and write to topics of their
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 
 from hft.config import REPO_ROOT, Settings
 from hft.market.ticks import DeadLetter, Tick
+from hft.stack import child_env
 
 HFT = str(Path(sys.executable).with_name("hft"))
 
@@ -52,7 +52,7 @@ def market(stack: object, stack_settings: Settings, tmp_path: Path) -> Market:
     run = uuid.uuid4().hex[:8]
     topic, dlq = f"market_ticks_t{run}", f"market_ticks_t{run}.dlq"
     base = stack_settings.port_base + 200
-    env = {**os.environ, "HFT_HOME": str(stack_settings.home_dir), "HFT_PORT_BASE": str(base),
+    env = {**child_env(), "HFT_HOME": str(stack_settings.home_dir), "HFT_PORT_BASE": str(base),
            "HFT_MARKET": "replay", "HFT_TOPIC_TICKS": topic, "HFT_TOPIC_DLQ": dlq,
            "HFT_DATA_DIR": str(stack_settings.data_dir), "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT"]'}
     s = Settings(home=stack_settings.home_dir, port_base=base, data_dir=stack_settings.data_dir, market="replay",

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from hft.config import Settings
+from hft.stack import child_env
 
 TRADES_FILE = "trades/spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz"
 
@@ -81,7 +82,7 @@ def celery_worker(trading_engine: Engine, stack_settings: Settings) -> Iterator[
             [str(celery), "-A", "workers.app", "worker", "--pool", "threads", "--concurrency", "4",
              "--loglevel", "INFO", "-n", f"test-{stack_settings.port_base}@%h", "--without-gossip",
              "--without-mingle"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HFT_FILL_MAX_WAIT_S": "3"},
+            stdout=out, stderr=subprocess.STDOUT, env={**child_env(), "HFT_FILL_MAX_WAIT_S": "3"},
             start_new_session=True,
         )
     from kombu.exceptions import OperationalError
@@ -92,25 +93,30 @@ def celery_worker(trading_engine: Engine, stack_settings: Settings) -> Iterator[
     def _drop_stale_connections() -> None:
         # Earlier tests in the session restart Redis (fault tests, the outage test); the app
         # imported in this process may still hold sockets to the old server.
-        app.pool.force_close_all()
         app.backend.client.connection_pool.disconnect()
 
-    _drop_stale_connections()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"celery worker exited: {log.read_text()[-2000:]}")
-        try:
-            replies = app.control.ping(timeout=0.5)
-        except (RedisConnectionError, OperationalError, OSError):
-            _drop_stale_connections()
-            time.sleep(0.5)
-            continue
-        if replies:
-            break
-    else:
-        proc.kill()
+    def _wait_ready() -> None:
+        _drop_stale_connections()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"celery worker exited: {log.read_text()[-2000:]}")
+            try:
+                with app.connection_for_write() as conn:  # a fresh connection, not one from the pool
+                    replies = app.control.ping(timeout=0.5, connection=conn)
+            except (RedisConnectionError, OperationalError, OSError):
+                _drop_stale_connections()
+                time.sleep(0.5)
+                continue
+            if replies:
+                return
         pytest.fail(f"celery worker not ready: {log.read_text()[-2000:]}")
+
+    try:
+        _wait_ready()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)  # never leave a worker behind to steal later sessions' tasks
+        raise
     yield app
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -224,7 +230,7 @@ def api_server(registered_model: dict[str, str], online_rows: Any, serving_setti
     log = s.home_dir / "logs" / "test-api.log"
     # SOLUSDT: a configured symbol no test ever writes features for (other tests in the session
     # fill BTCUSDT and ETHUSDT in the shared online store)
-    env = {**os.environ, "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_MODEL_POLL_S": "0.5",
+    env = {**child_env(), "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_MODEL_POLL_S": "0.5",
            "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT","SOLUSDT"]'}
     uvicorn = Path(sys.executable).with_name("uvicorn")
     with log.open("ab") as out:

@@ -22,6 +22,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from hft.config import Settings
+from hft.stack import child_env
 from tests.integration.serving.conftest import TEST_MODEL
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
     clean_book: Engine, btc_trades: list[Any], api_server: str, celery_worker: Any, serving_settings: Settings
 ) -> None:
     s = serving_settings
-    env = {**os.environ, "HFT_BUY_THRESHOLD": "0", "HFT_SELL_THRESHOLD": "0", "HFT_COOLDOWN_S": "0",
+    env = {**child_env(), "HFT_BUY_THRESHOLD": "0", "HFT_SELL_THRESHOLD": "0", "HFT_COOLDOWN_S": "0",
            "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_URL": api_server}
     log = s.home_dir / "logs" / "test-trading-bot.log"
     r = redis.Redis.from_url(s.redis_dsn)

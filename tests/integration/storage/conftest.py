@@ -25,6 +25,7 @@ from hft.config import REPO_ROOT, Settings
 from hft.market.replay import read_trade_file, trade_event
 from hft.market.ticks import tick_from_trade
 from hft.schema.market_pb2 import Tick
+from hft.stack import child_env
 from hft.storage import db
 
 GROUP = "tick-ingestor"
@@ -130,7 +131,7 @@ class IngestorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IngestorProcess:
-        env = {**os.environ, "HFT_HOME": str(self.settings.home_dir), "HFT_PORT_BASE": str(self.settings.port_base),
+        env = {**child_env(), "HFT_HOME": str(self.settings.home_dir), "HFT_PORT_BASE": str(self.settings.port_base),
                "HFT_TIMESCALE": "1" if self.settings.timescale else "0", "PYTHONUNBUFFERED": "1"}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "streamers.tick_ingestor", *self.args], cwd=REPO_ROOT,
