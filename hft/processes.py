@@ -162,7 +162,7 @@ class Supervisor:
         import os
         import signal
 
-        from hft.stack import _pid_alive
+        from hft.stack import pid_alive
 
         pid = self._pid()
         if self.running():
@@ -172,9 +172,9 @@ class Supervisor:
         # supervisorctl stops answering before supervisord has stopped its programs (each may take
         # its stopwaitsecs) and released its HTTP port: wait for the process itself.
         deadline = time.monotonic() + 90
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.3)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -77,7 +77,8 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float, interval: flo
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether the process exists (a reaped or zombie child of ours counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -155,13 +156,13 @@ class Stack:
         if not pf.exists():
             return False
         pid = int(pf.read_text().strip() or 0)
-        if pid and _pid_alive(pid):
+        if pid and pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
         pf.unlink(missing_ok=True)
@@ -172,7 +173,7 @@ class Stack:
         if not pf.exists():
             return False
         text = pf.read_text().strip()
-        return bool(text) and _pid_alive(int(text))
+        return bool(text) and pid_alive(int(text))
 
     # ---- PostgreSQL --------------------------------------------------------------------------
     def _as_postgres(self, cmd: list[str]) -> list[str]:

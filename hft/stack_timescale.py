@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hft.config import ConfigurationError
+from hft.stack import pid_alive
 
 if TYPE_CHECKING:
     from hft.stack import Stack
@@ -165,9 +166,9 @@ def stop(stack: Stack, timeout: float = 30) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGINT)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.1)
-            if _alive(pid):
+            if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGQUIT)
                 time.sleep(1)
@@ -178,13 +179,3 @@ def stop(stack: Stack, timeout: float = 30) -> None:
             subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True

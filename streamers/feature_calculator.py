@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
-from hft.consumers import partition_lag
+from hft.consumers import report_lag
 from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import Tick
@@ -182,13 +182,7 @@ class Calculator:
         if now - self._last_lag < self.lag_every_s:
             return
         self._last_lag = now
-        from kafka.errors import KafkaError
-
-        try:
-            for partition, lag in partition_lag(self.consumer).items():
-                LAG.labels(str(partition)).set(lag)
-        except KafkaError as exc:
-            log.debug("lag not measured: %s", exc)
+        report_lag(self.consumer, LAG)
 
     def run(self) -> None:
         """Loop until ``stop`` is set, then leave the group and close the stores."""

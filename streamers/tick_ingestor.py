@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
-from hft.consumers import partition_lag
+from hft.consumers import report_lag
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import DeadLetter
 from hft.stack import watch_broker_address
@@ -120,13 +120,7 @@ class Ingestor:
         if now - self._last_lag < self.lag_every_s:
             return
         self._last_lag = now
-        from kafka.errors import KafkaError
-
-        try:
-            for partition, lag in partition_lag(self.consumer).items():
-                LAG.labels(str(partition)).set(lag)
-        except KafkaError as exc:
-            log.debug("lag not measured: %s", exc)
+        report_lag(self.consumer, LAG)
 
     def _poll_batch(self, timeout_ms: int) -> tuple[dict[Any, int], list[bytes | None]]:
         """Collect up to batch_max messages: wait up to timeout_ms for the first, then linger briefly.
