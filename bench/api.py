@@ -30,6 +30,9 @@ from hft.config import Settings
 
 RATES = (100, 500, 1000)
 CONNECTIONS = 8
+# wrk threads: on this 2-core VM one thread measured worse (p99 at 500 req/s 5.0 ms vs 4.2 ms with
+# two, 2026-12-02): the pacing thread then shares a core with the server; see docs/bench.md
+WRK_THREADS = int(os.environ.get("HFT_BENCH_WRK_THREADS", "2"))
 
 _LUA = """
 wrk.method = "POST"
@@ -94,7 +97,7 @@ def _wrk(url: str, symbol: str, rate: int, seconds: int) -> dict[str, Any]:
         script = fh.name
     try:
         out = subprocess.run(
-            [wrk, "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency", "-s", script, f"{url}/predict"],
+            [wrk, "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency", "-s", script, f"{url}/predict"],
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         ).stdout
     finally:
@@ -138,7 +141,7 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     load = os.getloadavg()[0]
-    params = {"load_average_1m_at_end": round(load, 2), "rates": list(RATES), "seconds_per_rate": seconds, "connections": CONNECTIONS, "wrk_threads": 2,
+    params = {"load_average_1m_at_end": round(load, 2), "rates": list(RATES), "seconds_per_rate": seconds, "connections": CONNECTIONS, "wrk_threads": WRK_THREADS,
               "uvicorn_workers": 1, "symbol": symbol, "model": f"{model['name']}/{model['version']}",
               "sequence_length": model["sequence_length"]}
     return params, {"runs": runs}

@@ -12,8 +12,17 @@ resolution is the bucket width (0.5, 1, 2.5, 5, 10 ms ...).
 The rate is fixed: the recorded trades (prices, sizes, sides as recorded) are spaced evenly at
 ``rate`` per second of wall time, with the market clock running 30× faster so that 1m bars
 close every 2 s per symbol; the exchange replays them at ``x30``. Same private stack and real
-processes as ``bench/pipeline.py``. The signal needs the API with a champion model and the
-trading bot; when there is none, ``tick_to_signal_ms`` holds NaN and ``tick_to_signal_note`` says why.
+processes as ``bench/pipeline.py``.
+
+The signal path runs too when the stack of the current settings (``make demo``) has a
+``champion`` in its MLflow registry: the model server (``uvicorn``, one worker, that MLflow) and
+the trading bot on the private stack (its Redis online store and ``hft:bars:closed``, its
+PostgreSQL). The replayed symbols get the last real 1m klines of their real symbol as
+``market.bars`` history (moved in time to end where the replay starts), so the calculator's
+warm-up yields complete feature vectors from the first closed bar on. The model was trained on
+15m bars: on 1m bars its probabilities mean little, but the work per signal is the same, and
+that is what is measured. Without a champion, ``tick_to_signal_ms`` holds NaN and
+``tick_to_signal_note`` says why.
 """
 
 from __future__ import annotations
@@ -22,44 +31,107 @@ import os
 import time
 from typing import Any
 
-from bench.pipeline import Rig, bench_symbols, histogram_quantiles, replay_trades, write_trade_files
+from bench.pipeline import Rig, bench_symbols, histogram_quantiles, metric, replay_trades, write_trade_files
 from hft.config import Settings
 
 MARKET_SPEED = 30.0
 WARMUP_S = 8.0
+NAN3 = {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+
+
+def champion(settings: Settings) -> tuple[str | None, str]:
+    """(MLflow URI, "name/version") of the current stack's champion, or (None, why not)."""
+    import urllib.request
+
+    uri = settings.mlflow_uri
+    try:  # a quick probe first: MlflowClient retries an unreachable server for minutes
+        urllib.request.urlopen(f"{uri}/health", timeout=3).close()
+    except OSError as exc:
+        return None, f"no MLflow at {uri} ({exc}); run `make demo` first"
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = MlflowClient(uri).get_model_version_by_alias(settings.model_name, "champion")
+    except MlflowException as exc:
+        return None, f"no champion of {settings.model_name} in {uri}: {exc.message[:200]}"
+    return uri, f"{settings.model_name}/{mv.version}"
+
+
+def seed_history(rig: Rig, data_dir: Any, first_trade_ms: int, interval: str = "1m") -> dict[str, int]:
+    """The last real klines of each real symbol as the replayed symbol's ``market.bars``, ending
+    where the replay's first bar opens (the calculator's warm-up reads them)."""
+    import pandas as pd
+
+    from hft.features.spec import FEATURE_SPEC_FULL
+    from hft.market.ohlcv import read_ohlcv_csv
+    from hft.storage import db
+    from hft.storage.bars import interval_delta, upsert_klines
+
+    step = pd.Timedelta(interval_delta(interval))
+    first_open = pd.Timestamp(first_trade_ms, unit="ms", tz="UTC").floor(step)
+    n = FEATURE_SPEC_FULL.warmup_bars + 30
+    out = {}
+    with db.connect(rig.settings) as conn:
+        for real, name in rig.names.items():
+            path = next((data_dir / f"klines_{interval}").glob(f"{real}_{interval}_ohlcv_*.csv.gz"))
+            bars = read_ohlcv_csv(path).iloc[-n:]
+            bars.index = bars.index + (first_open - step - bars.index[-1])
+            out[name] = upsert_klines(conn, bars, name, interval)
+    return out
 
 
 def _ms(q: dict[str, float]) -> dict[str, float]:
     return {k: (round(v * 1000, 3) if k.startswith("p") else v) for k, v in q.items()}
 
 
-def measure_rate(settings: Settings, rate: int, seconds: float) -> dict[str, Any]:
+def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str | None, str]) -> dict[str, Any]:
     """One run at ``rate`` ticks/s for ``seconds`` (after the warm-up) on a private stack that is up."""
-    rig = Rig.private(settings, bench_symbols(), bar_interval="1m")
+    mlflow_uri, model_note = model
+    extra = {"HFT_MLFLOW_TRACKING_URI": mlflow_uri, "HFT_MODEL_NAME": settings.model_name} if mlflow_uri else {}
+    rig = Rig.private(settings, bench_symbols(), bar_interval="1m", extra_env=extra)
     n = int(rate * (seconds + WARMUP_S + 10))
-    write_trade_files(replay_trades(settings.data_dir, rig.names, n, start_ms=time.time_ns() // 1_000_000, rate=rate,
+    start_ms = time.time_ns() // 1_000_000
+    write_trade_files(replay_trades(settings.data_dir, rig.names, n, start_ms=start_ms, rate=rate,
                                     market_speed=MARKET_SPEED), rig.source_dir)
+    signal = mlflow_uri is not None
     try:
+        if signal:
+            seed_history(rig, settings.data_dir, start_ms)
+            rig.start("api")
+            rig.start("trading-bot")
         rig.start("tick-ingestor")
         rig.start("feature-calculator")
         rig.start("exchange", "--speed", f"x{MARKET_SPEED:g}", "--no-loop")
-        rig.wait_ready(["tick-ingestor", "feature-calculator", "exchange"])
+        rig.wait_ready(["tick-ingestor", "feature-calculator", "exchange", *(["api", "trading-bot"] if signal else [])])
         rig.start("market-producer")
         rig.wait_ready(["market-producer"])
         time.sleep(WARMUP_S)
         calc0, pub0, t0 = rig.metrics("feature-calculator"), rig.published(), time.monotonic()
+        bot0 = rig.metrics("trading-bot") if signal else {}
         time.sleep(seconds)
         calc1, pub1, t1 = rig.metrics("feature-calculator"), rig.published(), time.monotonic()
+        bot1 = rig.metrics("trading-bot") if signal else {}
         feature = histogram_quantiles(calc1, "feature_calculator_tick_to_feature_seconds", before=calc0)
         update = histogram_quantiles(calc1, "feature_calculator_update_seconds", before=calc0)
         top = 5000.0  # the histograms' last finite bucket (5 s): a quantile there means "at least"
         censored = [k for k, v in _ms(feature).items() if k.startswith("p") and v >= top]
+        sig = histogram_quantiles(bot1, "trading_bot_tick_to_signal_seconds", before=bot0) if signal else {}
+        decisions = {k.split('reason="', 1)[1].split('"', 1)[0]: v - bot0.get(k, 0.0)
+                     for k, v in bot1.items() if k.startswith("trading_bot_decisions_total{")}
+        if not signal:
+            sig_note = f"not measured: {model_note}"
+        elif not sig.get("n"):
+            sig_note = (f"no signal in the window with {model_note}: decisions {decisions}, predict errors "
+                        f"{metric(bot1, 'trading_bot_predict_errors') - metric(bot0, 'trading_bot_predict_errors')}")
+        else:
+            sig_note = (f"{int(sig['n'])} signals ({model_note}, 1m bars of 2 symbols closing every 2 s): receive "
+                        "time of the bar-closing tick -> bar closed, features online -> bot -> POST /predict -> decision")
         return {
             "rate": rate, "achieved_rate": round((pub1 - pub0) / (t1 - t0), 1), "seconds": round(t1 - t0, 1),
             "tick_to_feature_ms": _ms(feature),
-            "tick_to_signal_ms": {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")},
-            "tick_to_signal_note": "not measured: the trading bot needs the API with a champion model; "
-                                   "the private bench stack has no model registry",
+            "tick_to_signal_ms": _ms(sig) if sig.get("n") else dict(NAN3),
+            "tick_to_signal_note": sig_note, "decisions": decisions,
             "feature_update_ms": _ms(update),
             "ticks_featured_per_s": round(feature.get("n", 0) / (t1 - t0), 1),
             "tick_to_feature_note": (f"{', '.join(censored)} at or beyond the top bucket (5 s): the calculator fell "
@@ -74,13 +146,14 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     """Both fixed rates, one after the other, on one private stack."""
     rates = [int(r) for r in os.environ.get("HFT_BENCH_LATENCY_RATES", "1000,5000").split(",")]
     seconds = 15.0 if quick else float(os.environ.get("HFT_BENCH_LATENCY_SECONDS", "60"))
+    model = champion(settings)
     rig = Rig.private(settings, bench_symbols())
     rig.up()
     try:
-        runs = [measure_rate(settings, r, seconds) for r in rates]
+        runs = [measure_rate(settings, r, seconds, model) for r in rates]
     finally:
         rig.down()
-    params = {"rates": rates, "seconds_per_rate": seconds, "warmup_s": WARMUP_S, "bar_interval": "1m",
+    params = {"model": model[1], "rates": rates, "seconds_per_rate": seconds, "warmup_s": WARMUP_S, "bar_interval": "1m",
               "market_speed": MARKET_SPEED, "pacing": "recorded trades spaced evenly at the rate (wall time)",
               "quantiles": "from Prometheus histogram buckets of the processes, steady window only"}
     return params, {"runs": runs}

@@ -1,7 +1,10 @@
 """Whole-stack resident memory: every embedded service and application process, with children.
 
 Measures the running stack of the current settings (start it with `hft up` first). Key:
-``stack_rss_mb`` (goal ≤ 4 GB), plus ``per_process_mb``.
+``stack_rss_mb`` (goal ≤ 4 GB), plus ``per_process_mb``. RSS counts a page shared by forked
+children (PostgreSQL backends, Airflow's and uvicorn's workers, copy-on-write) once per process,
+so ``stack_pss_mb`` (proportional set size: each shared page split between its sharers, from
+``/proc/<pid>/smaps_rollup``) is the machine's real cost; ``per_process_pss_mb`` beside it.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def stack_processes(settings: Settings) -> dict[str, list[int]]:
     return out
 
 
-def measure(settings: Settings) -> dict[str, float]:
-    """RSS in MB per part (process + descendants)."""
+def measure(settings: Settings, kind: str = "rss") -> dict[str, float]:
+    """RSS (or ``kind="pss"``) in MB per part (process + descendants)."""
     import psutil
 
     per: dict[str, float] = {}
@@ -52,7 +55,8 @@ def measure(settings: Settings) -> dict[str, float]:
         total = 0
         for pid in pids:
             try:
-                total += psutil.Process(pid).memory_info().rss
+                p = psutil.Process(pid)
+                total += p.memory_full_info().pss if kind == "pss" else p.memory_info().rss
             except psutil.Error:
                 continue
         per[name] = round(total / 2**20, 1)
@@ -63,4 +67,6 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     per = measure(settings)
     if not per:
         raise RuntimeError("nothing running: start the stack first (hft up)")
-    return {"home": str(settings.home_dir)}, {"stack_rss_mb": round(sum(per.values()), 1), "per_process_mb": per}
+    pss = measure(settings, "pss")
+    return {"home": str(settings.home_dir)}, {"stack_rss_mb": round(sum(per.values()), 1), "per_process_mb": per,
+                                             "stack_pss_mb": round(sum(pss.values()), 1), "per_process_pss_mb": pss}

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,11 @@ STREAMERS = {
     "market-producer": "streamers.market_producer",
     "tick-ingestor": "streamers.tick_ingestor",
     "feature-calculator": "streamers.feature_calculator",
+    "trading-bot": "streamers.trading_bot",
 }
+METRICS_PORTS = {"exchange": "metrics_exchange", "market-producer": "metrics_market_producer",
+                 "tick-ingestor": "metrics_tick_ingestor", "feature-calculator": "metrics_feature_calculator",
+                 "trading-bot": "metrics_trading_bot", "api": "api"}
 PRIVATE_PORT_SHIFT = 60
 
 
@@ -279,13 +284,17 @@ class Rig:
         Stack(self.settings).down()
 
     def start(self, name: str, *args: str) -> Proc:
-        """Start ``exchange`` (args: hft exchange options) or a streamer by name."""
+        """Start ``exchange`` (args: hft exchange options), ``api`` (uvicorn, one worker) or a streamer by name."""
         s = self.settings
         logs = s.home_dir / "logs"
         if name == "exchange":
             cmd = [str(Path(sys.executable).with_name("hft")), "exchange", "--host", s.bind_host,
                    "--port", str(s.port("exchange")), "--metrics-port", str(s.port("metrics_exchange")),
                    "--source", str(self.source_dir), *args]
+        elif name == "api":
+            cmd = [str(Path(sys.executable).with_name("uvicorn")), "api.app:create_app", "--factory", "--host",
+                   s.bind_host, "--port", str(s.port("api")), "--workers", "1", "--no-access-log",
+                   "--log-level", "warning", *args]
         else:
             cmd = [sys.executable, "-m", STREAMERS[name], *args]
         p = Proc(name, cmd, self.env(), logs / f"{name}.log").start()
@@ -294,16 +303,14 @@ class Rig:
 
     def stop_all(self) -> None:
         """SIGTERM every process (producer first, so it flushes; exchange last)."""
-        order = ["market-producer", "tick-ingestor", "feature-calculator"]
+        order = ["market-producer", "tick-ingestor", "feature-calculator", "trading-bot", "api"]
         for name in order + [n for n in self.procs if n not in order]:
             if name in self.procs:
                 self.procs[name].stop()
 
     def metrics(self, name: str) -> dict[str, float]:
         """Scrape one process's /metrics."""
-        key = {"exchange": "metrics_exchange", "market-producer": "metrics_market_producer",
-               "tick-ingestor": "metrics_tick_ingestor", "feature-calculator": "metrics_feature_calculator"}[name]
-        return scrape(self.settings.port(key), self.settings.bind_host)
+        return scrape(self.settings.port(METRICS_PORTS[name]), self.settings.bind_host)
 
     def exchange_status(self) -> dict[str, Any]:
         """``GET /control/status`` of the replay exchange (empty when it does not answer)."""
@@ -313,6 +320,17 @@ class Rig:
                 return dict(json.loads(r.read()))
         except OSError:
             return {}
+
+    def api_ready(self) -> tuple[bool, str]:
+        """``GET /ready`` of the model server: (ready, body or error)."""
+        url = f"http://{self.settings.bind_host}:{self.settings.port('api')}/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return r.status == 200, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return False, exc.read().decode(errors="replace")
+        except OSError as exc:
+            return False, str(exc)
 
     def published(self) -> int:
         """Trades the exchange published so far (all symbols)."""
@@ -330,11 +348,12 @@ class Rig:
         return int(row[0]), int(row[1])
 
     def delete_rows(self) -> None:
-        """Remove what this run wrote (ticks, bars, features of the replayed symbols)."""
+        """Remove what this run wrote (ticks, bars, features, the bot's intents of the replayed symbols)."""
         from hft.storage import db
 
         with db.connect(self.settings, autocommit=True) as conn:
-            for table in ("market.ticks", "market.bars", "features.bar_features"):
+            for table in ("market.ticks", "market.bars", "features.bar_features", "trading.fills", "trading.orders",
+                          "trading.intents", "trading.positions"):
                 with contextlib.suppress(Exception):
                     conn.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (self.symbols,))
 
@@ -343,11 +362,14 @@ class Rig:
         deadline = time.monotonic() + timeout
         beats = {"market-producer": "market_producer_heartbeat_timestamp_seconds",
                  "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
-                 "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds"}
+                 "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds",
+                 "trading-bot": "trading_bot_heartbeat_timestamp_seconds"}
 
         def ready(name: str) -> bool:
             if name == "exchange":
                 return bool(self.exchange_status())
+            if name == "api":
+                return self.api_ready()[0]
             # /metrics answers before the consumer exists; the loop's heartbeat means it polls
             return metric(self.metrics(name), beats[name]) > 0
 

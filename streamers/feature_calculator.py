@@ -71,12 +71,23 @@ class Calculator:
     """The consume -> compute -> write -> commit loop."""
 
     def __init__(self, settings: Settings, batch_max: int = 2000, lag_every_s: float = 5.0,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, commit_every_s: float = 0.25,
+                 partials_every_s: float = 0.1) -> None:
         from kafka import KafkaConsumer
 
         self.s = settings
         self.batch_max = batch_max
         self.lag_every_s = lag_every_s
+        # per-batch costs that do not need every batch: at 1,000 ticks/s a poll returns a handful
+        # of ticks, and a synchronous commit plus a Redis round trip each time capped the
+        # calculator below the offered rate (docs/bench.md, finding 5). Closed bars are still
+        # written at once; a crash re-reads at most commit_every_s of ticks (writes are idempotent).
+        self.commit_every_s = commit_every_s
+        self.partials_every_s = partials_every_s
+        self._pending_offsets: dict[Any, int] = {}
+        self._touched: set[str] = set()
+        self._last_commit = 0.0
+        self._last_partials = 0.0
         self.stop = threading.Event()
         self.clock = clock  # wall clock, ns: closes bars of a quiet market (tests inject their own)
         self.calc = FeatureCalculator(settings.bar_interval, loader=bar_loader(settings))
@@ -151,17 +162,30 @@ class Calculator:
             now = time.time_ns()
             for rt in pending_latency:
                 TICK_TO_FEATURE.observe(max(now - rt, 0) / 1e9)
-        if touched:
-            self.sink.write_partials(b for s in touched if (b := self.calc.partial(s)) is not None)
+        self._touched |= touched
+        self._pending_offsets.update(next_offsets)
+        now_s = time.monotonic()
+        if self._touched and (closed_all or not polled or now_s - self._last_partials >= self.partials_every_s):
+            self._flush_partials()
         for c in closed_all:
             if self.calc.partial(c.bar.symbol) is None:  # closed by the clock: no bar open now
                 self.sink.clear_partial(c.bar.symbol)
         if self._last_feature_ns:
             BAR_AGE.set((time.time_ns() - self._last_feature_ns) / 1e9)
-        if next_offsets:
-            self._commit(next_offsets)
+        if self._pending_offsets and (not polled or now_s - self._last_commit >= self.commit_every_s):
+            self._commit_pending()
         self._update_lag()
         return n
+
+    def _flush_partials(self) -> None:
+        self.sink.write_partials(b for s in self._touched if (b := self.calc.partial(s)) is not None)
+        self._touched.clear()
+        self._last_partials = time.monotonic()
+
+    def _commit_pending(self) -> None:
+        self._commit(self._pending_offsets)
+        self._pending_offsets = {}
+        self._last_commit = time.monotonic()
 
     def _commit(self, next_offsets: dict[Any, int]) -> None:
         from kafka.errors import KafkaError
@@ -189,6 +213,10 @@ class Calculator:
         try:
             while not self.stop.is_set():
                 self.run_once()
+            if self._touched:
+                self._flush_partials()
+            if self._pending_offsets:
+                self._commit_pending()
         finally:
             self.consumer.close()
             self.sink.close()
