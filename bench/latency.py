@@ -59,10 +59,13 @@ def champion(settings: Settings) -> tuple[str | None, str]:
 
 
 def seed_history(rig: Rig, data_dir: Any, first_trade_ms: int, interval: str = "1m") -> dict[str, int]:
-    """The last real klines of each real symbol as the replayed symbol's ``market.bars``, ending
-    where the replay's first bar opens (the calculator's warm-up reads them)."""
+    """The last real klines of each real symbol as the replayed symbol's ``market.bars`` and
+    ``features.bar_features``, ending where the replay's first bar opens (the calculator's
+    warm-up and the model server's sequence window read them)."""
     import pandas as pd
 
+    from hft.features import FEATURE_SPEC_OHLCV, compute_features
+    from hft.features.offline import upsert_features
     from hft.features.spec import FEATURE_SPEC_FULL
     from hft.market.ohlcv import read_ohlcv_csv
     from hft.storage import db
@@ -78,6 +81,9 @@ def seed_history(rig: Rig, data_dir: Any, first_trade_ms: int, interval: str = "
             bars = read_ohlcv_csv(path).iloc[-n:]
             bars.index = bars.index + (first_open - step - bars.index[-1])
             out[name] = upsert_klines(conn, bars, name, interval)
+            # the feature rows of that history: a sequence model's window reaches back into them
+            feats = compute_features(bars, FEATURE_SPEC_OHLCV).dropna()
+            upsert_features(conn, name, interval, feats, FEATURE_SPEC_OHLCV.version)
     return out
 
 

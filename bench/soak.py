@@ -70,9 +70,16 @@ def _loss(rig: Rig, last_published: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-def soak(settings: Settings, minutes: float, sample_s: float = 30.0, speed: str = "x19") -> dict[str, Any]:
-    """Run the soak and return parameters + results."""
-    rig = Rig.private(settings, bench_symbols())
+def soak(settings: Settings, minutes: float, sample_s: float = 30.0, speed: str = "x19",
+         linger_ms: int = 5) -> dict[str, Any]:
+    """Run the soak and return parameters + results.
+
+    ``linger_ms``: the producer's ``HFT_KAFKA_LINGER_MS``. The embedded broker answers a fetch with
+    one producer batch per partition, so with 0 every tick is its own request at both ends and
+    1,000 ticks/s costs the two cores most of their time (docs/bench.md, finding 8); 5 ms batches
+    a few ticks per request at 1,000 ticks/s.
+    """
+    rig = Rig.private(settings, bench_symbols(), extra_env={"HFT_KAFKA_LINGER_MS": str(linger_ms)})
     write_trade_files(replay_trades(settings.data_dir, rig.names, start_ms=time.time_ns() // 1_000_000),
                       rig.source_dir)
     rig.up()
@@ -123,7 +130,8 @@ def soak(settings: Settings, minutes: float, sample_s: float = 30.0, speed: str 
         rig.down()
     first, last = samples[0]["rss_mb"], samples[-1]["rss_mb"]
     growth = {k: round(last.get(k, 0.0) - first.get(k, 0.0), 1) for k in last}
-    params = {"minutes": minutes, "speed": speed, "sample_s": sample_s, "symbols": rig.symbols,
+    params = {"minutes": minutes, "speed": speed, "sample_s": sample_s, "producer_linger_ms": linger_ms,
+              "symbols": rig.symbols,
               "processes": sorted(rig.procs), "source": "spot captures 2024-08-08/09, looped"}
     results = {"ticks_in": ticks_in, "lost": loss["lost"], "duplicates": loss["duplicates"], "loss": loss,
                "avg_rate_ticks_per_s": round(ticks_in / max(1.0, samples[-1]["t_s"]), 1),
@@ -138,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--sample-s", type=float, default=30.0)
     p.add_argument("--speed", default="x19", help="replay speed (x19 ≈ 1,000 ticks/s on the default recording)")
+    p.add_argument("--linger-ms", type=int, default=5, help="the market producer's HFT_KAFKA_LINGER_MS")
     args = p.parse_args(argv)
-    out = soak(get_settings(), args.minutes, args.sample_s, args.speed)
+    out = soak(get_settings(), args.minutes, args.sample_s, args.speed, args.linger_ms)
     path = write_result("soak", out["parameters"], out["results"])
     r = out["results"]
     print(f"-> {path}: {r['ticks_in']:,} ticks, lost {r['lost']}, duplicates {r['duplicates']}, "

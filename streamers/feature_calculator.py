@@ -37,6 +37,9 @@ from hft.storage.ticks import validate_tick
 
 log = logging.getLogger("streamers.feature_calculator")
 GROUP = "feature-calculator"
+# kafka-python's default (500 ms) is how long a fetch may wait for data; the embedded broker
+# waits it out even when ticks arrive, so it was the median tick-to-feature (docs/bench.md)
+FETCH_MAX_WAIT_MS = 5
 
 _US = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2)
 _MS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -98,7 +101,7 @@ class Calculator:
         self.consumer = KafkaConsumer(
             settings.topic_ticks, group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=batch_max, client_id=f"feature-calculator-{settings.port_base}",
-            **settings.kafka_client_kwargs(),
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, **settings.kafka_client_kwargs(),
         )
 
     def _write(self, closed: list[Any]) -> None:
