@@ -36,6 +36,11 @@ from hft.config import Settings
 
 MARKET_SPEED = 30.0
 WARMUP_S = 8.0
+# The producer's linger. The embedded broker answers a fetch with one producer batch per partition
+# and holds an empty fetch for its whole max wait; with 0 every tick is one request at the
+# producer and at each consumer, and 1,000 ticks/s took both cores (tick→feature p50 1.3 s,
+# 2026-12-02; docs/bench.md finding 8). 5 ms puts a few ticks in a batch for at most 5 ms more.
+LINGER_MS = int(os.environ.get("HFT_BENCH_LATENCY_LINGER_MS", "5"))
 NAN3 = {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
 
 
@@ -94,7 +99,9 @@ def _ms(q: dict[str, float]) -> dict[str, float]:
 def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str | None, str]) -> dict[str, Any]:
     """One run at ``rate`` ticks/s for ``seconds`` (after the warm-up) on a private stack that is up."""
     mlflow_uri, model_note = model
-    extra = {"HFT_MLFLOW_TRACKING_URI": mlflow_uri, "HFT_MODEL_NAME": settings.model_name} if mlflow_uri else {}
+    extra = {"HFT_KAFKA_LINGER_MS": str(LINGER_MS)}
+    if mlflow_uri:
+        extra |= {"HFT_MLFLOW_TRACKING_URI": mlflow_uri, "HFT_MODEL_NAME": settings.model_name}
     rig = Rig.private(settings, bench_symbols(), bar_interval="1m", extra_env=extra)
     n = int(rate * (seconds + WARMUP_S + 10))
     start_ms = time.time_ns() // 1_000_000
@@ -159,7 +166,7 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
         runs = [measure_rate(settings, r, seconds, model) for r in rates]
     finally:
         rig.down()
-    params = {"model": model[1], "rates": rates, "seconds_per_rate": seconds, "warmup_s": WARMUP_S, "bar_interval": "1m",
+    params = {"model": model[1], "producer_linger_ms": LINGER_MS, "rates": rates, "seconds_per_rate": seconds, "warmup_s": WARMUP_S, "bar_interval": "1m",
               "market_speed": MARKET_SPEED, "pacing": "recorded trades spaced evenly at the rate (wall time)",
               "quantiles": "from Prometheus histogram buckets of the processes, steady window only"}
     return params, {"runs": runs}
