@@ -25,17 +25,20 @@ from bench.pipeline import Rig, bench_symbols, metric, replay_trades, write_trad
 from hft.config import Settings, get_settings
 
 
-def _rss_mb(pids: list[int]) -> float:
+def _rss_mb(pids: list[int], kind: str = "rss") -> float:
     import psutil
+
+    def one(p: psutil.Process) -> int:
+        return int(p.memory_full_info().pss if kind == "pss" else p.memory_info().rss)
 
     total = 0
     for pid in pids:
         try:
             p = psutil.Process(pid)
-            total += p.memory_info().rss
+            total += one(p)
             for c in p.children(recursive=True):
                 try:
-                    total += c.memory_info().rss
+                    total += one(c)
                 except psutil.Error:
                     continue
         except psutil.Error:
@@ -43,11 +46,12 @@ def _rss_mb(pids: list[int]) -> float:
     return round(total / 2**20, 1)
 
 
-def sample_memory(rig: Rig) -> dict[str, float]:
-    """RSS in MB of every process of the rig and every part of its stack."""
-    out = {name: _rss_mb([p.pid]) for name, p in rig.procs.items()}
+def sample_memory(rig: Rig, kind: str = "rss") -> dict[str, float]:
+    """RSS (or PSS: shared pages split between their sharers, so PostgreSQL's shared buffers count
+    once, not once per backend) in MB of every process of the rig and every part of its stack."""
+    out = {name: _rss_mb([p.pid], kind) for name, p in rig.procs.items()}
     for name, pids in stack_processes(rig.settings).items():
-        out[f"stack:{name}"] = _rss_mb(pids[:1])
+        out[f"stack:{name}"] = _rss_mb(pids[:1], kind)
     return out
 
 
@@ -101,7 +105,7 @@ def soak(settings: Settings, minutes: float, sample_s: float = 30.0, speed: str 
                             "rate": round((pub - last_pub) / sample_s, 1) if samples else None,
                             "stored": metric(rig.metrics("tick-ingestor"), "tick_ingestor_rows_written"),
                             "featured": metric(rig.metrics("feature-calculator"), "feature_calculator_ticks"),
-                            "rss_mb": sample_memory(rig)})
+                            "rss_mb": sample_memory(rig), "pss_mb": sample_memory(rig, "pss")})
             last_pub = pub
             print(f"soak {samples[-1]['t_s']:>7.0f}s published {pub:,} rss "
                   f"{sum(samples[-1]['rss_mb'].values()):,.0f} MB", flush=True)
@@ -130,13 +134,17 @@ def soak(settings: Settings, minutes: float, sample_s: float = 30.0, speed: str 
         rig.down()
     first, last = samples[0]["rss_mb"], samples[-1]["rss_mb"]
     growth = {k: round(last.get(k, 0.0) - first.get(k, 0.0), 1) for k in last}
+    pss_first, pss_last = samples[0]["pss_mb"], samples[-1]["pss_mb"]
     params = {"minutes": minutes, "speed": speed, "sample_s": sample_s, "producer_linger_ms": linger_ms,
               "symbols": rig.symbols,
               "processes": sorted(rig.procs), "source": "spot captures 2024-08-08/09, looped"}
     results = {"ticks_in": ticks_in, "lost": loss["lost"], "duplicates": loss["duplicates"], "loss": loss,
                "avg_rate_ticks_per_s": round(ticks_in / max(1.0, samples[-1]["t_s"]), 1),
                "stack_rss_mb_start": round(sum(first.values()), 1), "stack_rss_mb_end": round(sum(last.values()), 1),
-               "rss_growth_mb": growth, "samples": samples}
+               "rss_growth_mb": growth, "stack_pss_mb_start": round(sum(pss_first.values()), 1),
+               "stack_pss_mb_end": round(sum(pss_last.values()), 1),
+               "pss_growth_mb": {k: round(pss_last.get(k, 0.0) - pss_first.get(k, 0.0), 1) for k in pss_last},
+               "samples": samples}
     return {"parameters": params, "results": results}
 
 
