@@ -61,8 +61,11 @@ def _fmt(value: Any) -> str:
         if "p50_ms" in value:
             return f"{value['p50_ms']:.2f} / {value['p99_ms']:.2f}"
         if "p50" in value:
-            return f"{value['p50']:.2f} / {value['p99']:.2f}"
+            # 5,000 ms is the streaming histograms' top finite bucket: a quantile there is censored
+            return " / ".join("≥ 5,000" if value[q] >= 5000 else f"{value[q]:.2f}" for q in ("p50", "p99"))
     if isinstance(value, float):
+        if value.is_integer():
+            return f"{int(value):,}"
         return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
