@@ -46,21 +46,33 @@ def stack_processes(settings: Settings) -> dict[str, list[int]]:
     return out
 
 
-def measure(settings: Settings, kind: str = "rss") -> dict[str, float]:
-    """RSS (or ``kind="pss"``) in MB per part (process + descendants)."""
+def pids_mb(pids: list[int], kind: str = "rss") -> float:
+    """RSS (or ``kind="pss"``) in MB summed over these pids (gone ones count 0)."""
     import psutil
 
-    per: dict[str, float] = {}
-    for name, pids in stack_processes(settings).items():
-        total = 0
-        for pid in pids:
-            try:
-                p = psutil.Process(pid)
-                total += p.memory_full_info().pss if kind == "pss" else p.memory_info().rss
-            except psutil.Error:
-                continue
-        per[name] = round(total / 2**20, 1)
-    return per
+    total = 0
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            total += p.memory_full_info().pss if kind == "pss" else p.memory_info().rss
+        except psutil.Error:
+            continue
+    return round(total / 2**20, 1)
+
+
+def with_children(pid: int) -> list[int]:
+    """The pid and its descendants' (just the pid when they cannot be read)."""
+    import psutil
+
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return [pid]
+
+
+def measure(settings: Settings, kind: str = "rss") -> dict[str, float]:
+    """RSS (or ``kind="pss"``) in MB per part (process + descendants)."""
+    return {name: pids_mb(pids, kind) for name, pids in stack_processes(settings).items()}
 
 
 def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:

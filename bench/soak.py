@@ -20,38 +20,17 @@ import time
 from typing import Any
 
 from bench.common import write_result
-from bench.memory import stack_processes
+from bench.memory import pids_mb, stack_processes, with_children
 from bench.pipeline import Rig, bench_symbols, metric, replay_trades, write_trade_files
 from hft.config import Settings, get_settings
-
-
-def _rss_mb(pids: list[int], kind: str = "rss") -> float:
-    import psutil
-
-    def one(p: psutil.Process) -> int:
-        return int(p.memory_full_info().pss if kind == "pss" else p.memory_info().rss)
-
-    total = 0
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            total += one(p)
-            for c in p.children(recursive=True):
-                try:
-                    total += one(c)
-                except psutil.Error:
-                    continue
-        except psutil.Error:
-            continue
-    return round(total / 2**20, 1)
 
 
 def sample_memory(rig: Rig, kind: str = "rss") -> dict[str, float]:
     """RSS (or PSS: shared pages split between their sharers, so PostgreSQL's shared buffers count
     once, not once per backend) in MB of every process of the rig and every part of its stack."""
-    out = {name: _rss_mb([p.pid], kind) for name, p in rig.procs.items()}
+    out = {name: pids_mb(with_children(p.pid), kind) for name, p in rig.procs.items()}
     for name, pids in stack_processes(rig.settings).items():
-        out[f"stack:{name}"] = _rss_mb(pids[:1], kind)
+        out[f"stack:{name}"] = pids_mb(with_children(pids[0]), kind)
     return out
 
 
