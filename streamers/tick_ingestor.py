@@ -3,18 +3,21 @@
 Run by the supervisor (``python -m streamers.tick_ingestor`` / ``hft run tick-ingestor``).
 Consumer group ``tick-ingestor``; each polled batch is decoded, bad messages go to the
 dead-letter topic with their reason, the rest are written by ``hft.storage.ticks.TickWriter``
-in one transaction, and only then are the Kafka offsets committed. A database error backs off
-and retries the same batch (never skips it). SIGTERM finishes the batch in hand, commits, exits.
+in one transaction, and only then are the Kafka offsets committed. A fetch thread owns the
+consumer and polls the next batch while the last one is written. A database error backs off
+and retries the same batch (never skips it). SIGTERM finishes the batches in hand, commits, exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -23,13 +26,14 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
 from hft.consumers import report_lag
 from hft.logs import setup_logging
-from hft.schema.market_pb2 import DeadLetter
+from hft.schema.market_pb2 import DeadLetter, Tick
 from hft.stack import watch_broker_address
 from hft.storage import db
 from hft.storage.ticks import TickWriter, decode_batch
 
 log = logging.getLogger("streamers.tick_ingestor")
 GROUP = "tick-ingestor"
+FETCH_MAX_WAIT_MS = 5
 
 ROWS_RECEIVED = Counter("tick_ingestor_rows_received", "Ticks taken from Kafka")
 ROWS_WRITTEN = Counter("tick_ingestor_rows_written", "Ticks new to market.ticks (duplicates excluded)")
@@ -45,11 +49,20 @@ LAG = Gauge("tick_ingestor_consumer_lag", "Messages behind the end of the topic"
 HEARTBEAT = Gauge("tick_ingestor_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One polled batch on its way from the fetch thread to the writer."""
+
+    offsets: dict[Any, int]
+    ticks: list[Tick]
+    bad: list[tuple[bytes, str]]
+
+
 class Ingestor:
-    """The consume → write → commit loop."""
+    """The consume → write → commit loop, with fetching overlapped with writing."""
 
     def __init__(self, settings: Settings, batch_max: int = 5000, linger_ms: int = 50,
-                 lag_every_s: float = 5.0) -> None:
+                 lag_every_s: float = 5.0, depth: int = 2) -> None:
         self.s = settings
         self.batch_max = batch_max
         self.linger_ms = linger_ms
@@ -58,6 +71,11 @@ class Ingestor:
         self.writer = TickWriter(settings)
         self._producer: Any = None
         self._last_lag = 0.0
+        self._batches: queue.Queue[_Batch] = queue.Queue(maxsize=depth)
+        self._done: queue.SimpleQueue[dict[Any, int]] = queue.SimpleQueue()
+        self._fetching = threading.Event()
+        self._written = threading.Event()
+        self._fetch_error: BaseException | None = None
         from kafka import KafkaConsumer
 
         self.consumer = KafkaConsumer(
@@ -68,6 +86,8 @@ class Ingestor:
             # far behind, big fetch responses from the embedded broker stalled polls for 30-90 s
             # (docs/bench.md finding 4): smaller responses and a shorter request time-out
             fetch_max_bytes=4 * 1024 * 1024, max_partition_fetch_bytes=1024 * 1024, request_timeout_ms=15_000,
+            # the embedded broker holds a fetch its whole max wait (finding 8); poll linger batches instead
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             **settings.kafka_client_kwargs(),
         )
 
@@ -147,36 +167,93 @@ class Ingestor:
             wait = int(remaining * 1000)
         return offsets, values
 
-    def run_once(self, timeout_ms: int = 500) -> int:
-        """Poll one batch, write it, commit its offsets; return the messages handled."""
-        offsets, values = self._poll_batch(timeout_ms)
-        HEARTBEAT.set(time.time())
-        if not values:
-            self._update_lag()
-            return 0
-        ROWS_RECEIVED.inc(len(values))
-        ticks, bad = decode_batch(values)
-        if bad:
-            self._dead_letter(bad)
-        if ticks and not self._write_until_done(ticks):
-            return 0
-        self._commit(offsets)
-        self._update_lag()
-        return len(values)
+    def _fetch_loop(self) -> None:
+        """The consumer's own thread: poll and decode batches, hand them over, commit what is written.
 
-    def run(self) -> None:
-        """Loop until ``stop`` is set, then close the consumer (leaving the group cleanly)."""
+        kafka-python's consumer is not thread-safe, so everything that touches it (poll, commit,
+        lag, close) happens here; the writer sends back the offsets of each batch it wrote.
+        """
         try:
             while not self.stop.is_set():
-                self.run_once()
+                self._commit_written()
+                offsets, values = self._poll_batch(500)
+                HEARTBEAT.set(time.time())
+                if values:
+                    ROWS_RECEIVED.inc(len(values))
+                    ticks, bad = decode_batch(values)
+                    self._hand_over(_Batch(offsets, ticks, bad))
+                self._update_lag()
+        except BaseException as exc:  # surfaced by the writer, which re-raises it
+            self._fetch_error = exc
+            self.stop.set()
         finally:
+            self._fetching.clear()
+            self._written.wait()  # the writer finished the batches in hand (or gave up on one)
+            self._commit_written()
+            self.consumer.close()
+
+    def _hand_over(self, batch: _Batch) -> None:
+        """Queue a batch for the writer; while the queue is full, keep committing what it wrote."""
+        while not self.stop.is_set():
+            try:
+                self._batches.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                self._commit_written()
+                HEARTBEAT.set(time.time())
+        # stopping: this batch is dropped unwritten and uncommitted, so it is redelivered
+
+    def _commit_written(self) -> None:
+        """Commit the newest written offset of every partition the writer has reported."""
+        latest: dict[Any, int] = {}
+        while True:
+            try:
+                offsets = self._done.get_nowait()
+            except queue.Empty:
+                break
+            for tp, off in offsets.items():
+                latest[tp] = max(off, latest.get(tp, off))
+        if latest:
+            self._commit(latest)
+
+    def _write_loop(self) -> None:
+        """Write queued batches in order until fetching has ended and the queue is empty."""
+        while True:
+            try:
+                batch = self._batches.get(timeout=0.1)
+            except queue.Empty:
+                if not self._fetching.is_set():
+                    return
+                continue
+            if batch.bad:
+                self._dead_letter(batch.bad)
+            if batch.ticks and not self._write_until_done(batch.ticks):
+                return  # stopped while the database was down: nothing after it may be committed
+            self._done.put(batch.offsets)
+
+    def run(self) -> None:
+        """Fetch on one thread, write on this one, until ``stop``; then commit, close, leave the group.
+
+        Fetching the next batch while the last one is written keeps the consumer busy during
+        the database round trips (docs/bench.md finding 9). At most ``depth`` batches wait in
+        between; only written batches are committed, so a crash redelivers the rest.
+        """
+        self._fetching.set()
+        self._written.clear()
+        fetcher = threading.Thread(target=self._fetch_loop, name="kafka-fetch", daemon=True)
+        fetcher.start()
+        try:
+            self._write_loop()
+        finally:
+            self.stop.set()
+            self._written.set()
+            fetcher.join(timeout=60)
             self.writer.close()
             if self._producer is not None:
                 self._producer.close(timeout=10)
-            self.consumer.close()
             log.info("tick ingestor stopped")
-
-
+        if self._fetch_error is not None:
+            raise self._fetch_error
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Any:
         "retries": 10,
         "linger_ms": settings.kafka_linger_ms,
         "batch_size": 256 * 1024,
+        "compression_type": None if settings.kafka_compression == "none" else settings.kafka_compression,
         "metrics_enabled": False,  # kafka-python's own sensors cost per message; ours are sampled
         "max_in_flight_requests_per_connection": 1,  # retries must not reorder a symbol's ticks
         "request_timeout_ms": 30_000,
