@@ -21,12 +21,25 @@ from typing import Any
 
 import pytest
 
+from bench.latency import seed_history
 from bench.pipeline import Rig, bench_symbols, metric, replay_trades, write_trade_files
 from hft.config import Settings
 from hft.processes import Supervisor
 from hft.storage import db
+from tests.integration.serving.conftest import (  # noqa: F401 - pytest fixtures by import
+    API_KEY,
+    TEST_MODEL,
+    clean_book,
+    registered_model,
+    serving_settings,
+    trading_engine,
+)
 
 SUPERVISED = ["market-producer", "tick-ingestor", "feature-calculator", "worker"]
+SERVING = ["api", "trading-bot"]
+# the bot buys on every closed bar (thresholds 0/0, no cooldown), so intents flow during the faults
+SERVING_ENV = {"HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_BUY_THRESHOLD": "0",
+               "HFT_SELL_THRESHOLD": "0", "HFT_COOLDOWN_S": "0", "HFT_MAX_POSITION_NOTIONAL": "1e12"}
 HEARTBEATS = {"market-producer": "market_producer_heartbeat_timestamp_seconds",
               "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
               "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds"}
@@ -147,6 +160,21 @@ class Streaming:
         with urllib.request.urlopen(req, timeout=5) as r:  # our own localhost exchange
             return dict(json.loads(r.read()))
 
+    def api_ready(self) -> bool:
+        """Whether the model server's /ready answers 200 (False while it is down or not ready)."""
+        s = self.settings
+        try:
+            with urllib.request.urlopen(f"http://{s.bind_host}:{s.port('api')}/ready", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:  # refused, 503 (HTTPError is an OSError), time-out
+            return False
+
+    def intents(self) -> list[tuple[str, str]]:
+        """(id, status) of every order intent on the replayed symbols."""
+        with db.connect(self.settings, autocommit=True) as conn:
+            return [(str(r[0]), r[1]) for r in conn.execute(
+                "SELECT id, status FROM trading.intents WHERE symbol = ANY(%s)", (self.rig.symbols,))]
+
     def stored_ids(self, symbol: str) -> list[int]:
         """Trade ids in market.ticks for one symbol (with repeats, if any)."""
         with db.connect(self.settings, autocommit=True) as conn:
@@ -169,18 +197,26 @@ def streaming(stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch:
     """Start the replay exchange and the supervised streamers on fresh symbols; stop and clean up after."""
     started: list[Streaming] = []
 
-    def start(speed: str, n_trades: int | None = None, names: list[str] | None = None) -> Streaming:
+    def start(speed: str, n_trades: int | None = None, names: list[str] | None = None,
+              env: dict[str, str] | None = None) -> Streaming:
+        """Replay at ``speed``; with the serving processes in ``names``, the calculator warms up from
+        real 1m klines (re-timed to end where the replay starts) so closed bars have features."""
         db.migrate(stack_settings)
         symbols = bench_symbols()
         rig = Rig(stack_settings, symbols, bar_interval="1m")
-        trades = replay_trades(data_dir, symbols, n_trades, start_ms=time.time_ns() // 1_000_000)
+        start_ms = time.time_ns() // 1_000_000
+        trades = replay_trades(data_dir, symbols, n_trades, start_ms=start_ms)
         write_trade_files(trades, rig.source_dir)
+        if set(SERVING) & set(names or SUPERVISED):
+            seed_history(rig, data_dir, start_ms)
         # the supervisor's children inherit its environment: point them at the replay and these symbols
         Supervisor(stack_settings).stop()
         for k, v in rig.env().items():
             if k.startswith("HFT_") or k == "PYTHONUNBUFFERED":
                 monkeypatch.setenv(k, v)
         monkeypatch.setenv("HFT_LOG_LEVEL", "INFO")
+        for k, v in (env or {}).items():
+            monkeypatch.setenv(k, v)
         sup_settings = stack_settings.model_copy(update={"market": "replay", "symbols": rig.symbols,
                                                          "bar_interval": "1m"})
         sup = Supervisor(sup_settings, names=names or SUPERVISED)

@@ -1,12 +1,13 @@
 """Faults while the recorded trades replay at a steady rate through the whole streaming path.
 
-Replay exchange → market producer → broker → tick ingestor + feature calculator (+ the Celery
-worker), each a real process under the project's supervisor. During one replay: WebSocket
+Replay exchange → market producer → broker → tick ingestor + feature calculator → model server
+→ trading bot → Celery worker, each a real process under the project's supervisor; the calculator
+warms up from real 1m klines, and the bot buys on every closed bar. During one replay: WebSocket
 drops, skipped and malformed messages (the exchange's fault injection), a Redis restart, a
-PostgreSQL restart, and SIGKILL of each streamer and the worker in turn. At the end: every
-replayed trade is stored exactly once, every bar the trades closed was closed (announced on
-``hft:bars:closed``) with a features row wherever it had features, and no order intent was
-filled twice.
+PostgreSQL restart, and SIGKILL of each streamer, the worker, the API and the bot in turn. At the
+end: every replayed trade is stored exactly once, every bar the trades closed was closed
+(announced on ``hft:bars:closed``) with its features row, order intents were filled and none
+twice, and the API is ready again.
 
 The broker restart has its own test: the embedded broker is librdkafka's in-memory mock cluster,
 which loses its topics (and their committed offsets) and comes back on a new port when
@@ -24,7 +25,7 @@ import pytest
 from hft.stack import Stack
 from hft.storage import db
 
-from .conftest import Streaming, wait_until
+from .conftest import SERVING, SERVING_ENV, SUPERVISED, Streaming, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -45,7 +46,7 @@ def _wait_for_bar_close(st: Streaming, timeout: float = 180) -> None:
     wait_until(lambda: st.bars.last_seen > before, "a bar to close", timeout=timeout)
 
 
-def _check_end_state(st: Streaming) -> None:
+def _check_end_state(st: Streaming, features_every_bar: bool = False) -> None:
     # every replayed trade stored exactly once
     for sym, trades in st.trades.items():
         ids = st.stored_ids(sym)
@@ -66,6 +67,8 @@ def _check_end_state(st: Streaming) -> None:
         assert want_bars <= got, f"{sym}: bars never closed: {sorted(want_bars - got)[:5]}"
         with_features = {ot for (s, ot), has in st.bars.seen.items() if s == sym and has}
         assert {ot for (s, ot) in rows if s == sym} >= with_features, f"{sym}: features rows missing"
+        if features_every_bar:  # warmed up from history: every closed bar has its features
+            assert with_features >= want_bars, f"{sym}: bars closed without features: {sorted(want_bars - with_features)[:5]}"
     # no order intent filled twice
     with db.connect(st.settings, autocommit=True) as conn:
         twice = conn.execute("SELECT count(*) FROM (SELECT intent_id FROM trading.fills GROUP BY intent_id "
@@ -74,8 +77,10 @@ def _check_end_state(st: Streaming) -> None:
     assert twice[0] == 0, f"{twice[0]} order intents filled more than once"
 
 
-def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(streaming: Any) -> None:
-    st: Streaming = streaming("x5")  # one pass of the recording (~34,000 trades) in ~130 s
+def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(
+        streaming: Any, registered_model: dict[str, str], clean_book: Any) -> None:
+    # one pass of the recording (~34,000 trades) in ~130 s; 1m bars close every 12 s
+    st: Streaming = streaming("x5", names=SUPERVISED + SERVING, env=SERVING_ENV)
     n = sum(len(v) for v in st.trades.values())
     stack = Stack(st.settings)
     wait_until(lambda: st.stored_count() > 200, "ticks to flow into market.ticks", timeout=180)
@@ -111,7 +116,7 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(streamin
 
     # 4. SIGKILL each process in turn; the supervisor restarts it (not waiting for each one's
     # start-up, which takes tens of seconds on a loaded machine, so every kill hits the replay)
-    for name in ["market-producer", "tick-ingestor", "feature-calculator", "worker"]:
+    for name in ["market-producer", "tick-ingestor", "feature-calculator", "worker", "api", "trading-bot"]:
         replaying(f"kill {name}")
         st.kill(name, wait_loop=False)
         time.sleep(1)
@@ -125,8 +130,13 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(streamin
     want_bars = {(sym, ot) for sym, trades in st.trades.items() for ot in _closed_buckets(trades)}
     wait_until(lambda: want_bars <= set(st.bars.seen), "every bar closed", timeout=180, fail=False)
     time.sleep(2)  # a last batch in flight
-    _check_end_state(st)
+    _check_end_state(st, features_every_bar=True)
     assert st.rig.metrics("market-producer"), "the market producer serves /metrics again"
+    # the serving side came back too: the API is ready again and the bot's intents were filled
+    wait_until(st.api_ready, "the model server's /ready to answer 200 again", timeout=120)
+    wait_until(lambda: any(status == "filled" for _, status in st.intents()), "a filled order intent",
+               timeout=60)
+    assert st.rig.metrics("trading-bot"), "the trading bot serves /metrics again"
     # the faults hit a running replay (on a slow machine the replay could end first: then this says so)
     assert all(during.values()), f"faults after the replay ended: {[k for k, v in during.items() if not v]}"
 
