@@ -88,10 +88,10 @@ class Settings(BaseSettings):
     topic_ticks: str = "market_ticks"
     topic_dlq: str = "market_ticks.dlq"
     kafka_linger_ms: int = 0
-    kafka_compression: Literal["none", "gzip", "lz4", "zstd"] = Field(
+    kafka_compression: Literal["none", "gzip", "lz4"] = Field(
         default="lz4",
-        description="Producer batch compression. lz4 costs ~1 µs per tick and stores ~4x the ticks in the "
-        "embedded broker's 5 MB per-partition log (docs/bench.md finding 9)",
+        description="Producer batch compression. lz4 keeps ~2.3x the ticks in the embedded broker's 5 MB "
+        "per-partition log, so consumers may lag further behind before it evicts (docs/bench.md finding 9)",
     )
 
     # --- MLflow / Optuna --------------------------------------------------------------------
