@@ -130,6 +130,8 @@ def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str
         top = 5000.0  # the histograms' last finite bucket (5 s): a quantile there means "at least"
         censored = [k for k, v in _ms(feature).items() if k.startswith("p") and v >= top]
         sig = histogram_quantiles(bot1, "trading_bot_tick_to_signal_seconds", before=bot0) if signal else {}
+        legs = {leg: _ms(histogram_quantiles(bot1, f"trading_bot_leg_{leg}_seconds", before=bot0))
+                for leg in ("announce", "stream", "decide")} if signal else {}
         decisions = {k.split('reason="', 1)[1].split('"', 1)[0]: v - bot0.get(k, 0.0)
                      for k, v in bot1.items() if k.startswith("trading_bot_decisions_total{")}
         if not signal:
@@ -145,6 +147,9 @@ def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str
             "tick_to_feature_ms": _ms(feature),
             "tick_to_signal_ms": _ms(sig) if sig.get("n") else dict(NAN3),
             "tick_to_signal_note": sig_note, "decisions": decisions,
+            # announce: bar-closing tick received -> closed-bar entry published (the calculator);
+            # stream: -> read by the bot; decide: -> decision (POST /predict, risk checks, intent)
+            "tick_to_signal_legs_ms": legs,
             "feature_update_ms": _ms(update),
             "ticks_featured_per_s": round(feature.get("n", 0) / (t1 - t0), 1),
             "tick_to_feature_note": (f"{', '.join(censored)} at or beyond the top bucket (5 s): the calculator fell "

@@ -35,6 +35,15 @@ TICK_TO_SIGNAL = Histogram(
     "trading_bot_tick_to_signal_seconds", "Receive time of the bar-closing tick to the bot's decision",
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# tick→signal in three legs (docs/bench.md): the calculator, the Redis stream, the bot and /predict
+_LEG_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
+LEG_ANNOUNCE = Histogram("trading_bot_leg_announce_seconds",
+                         "Bar-closing tick received -> closed-bar entry published (calculator: close, features, "
+                         "online + offline writes)", buckets=_LEG_BUCKETS)
+LEG_STREAM = Histogram("trading_bot_leg_stream_seconds", "Closed-bar entry published -> read by the bot",
+                       buckets=_LEG_BUCKETS)
+LEG_DECIDE = Histogram("trading_bot_leg_decide_seconds", "Entry read -> decision (POST /predict, risk checks, intent)",
+                       buckets=_LEG_BUCKETS)
 DECISIONS = Counter("trading_bot_decisions", "Decisions by outcome (intent or the reason for none)", ["reason"])
 INTENTS = Counter("trading_bot_intents", "Order intents sent to the worker", ["symbol", "side"])
 PREDICT_ERRORS = Counter("trading_bot_predict_errors", "Failed /predict calls", ["kind"])
@@ -119,8 +128,9 @@ class BotProcess:
         """Decide on one closed bar."""
         from hft.trading.bot import bar_event_from_stream
 
+        read_ns = time.time_ns()
         published = int(fields.get(b"published_ns", b"0"))
-        if published and time.time_ns() - published > self.max_age_ns:
+        if published and read_ns - published > self.max_age_ns:
             SKIPPED.labels("stale").inc()
             return
         event = bar_event_from_stream(fields, self._close_price)
@@ -138,6 +148,10 @@ class BotProcess:
             return
         if result.tick_to_signal_ns is not None:
             TICK_TO_SIGNAL.observe(result.tick_to_signal_ns / 1e9)
+            if published and event.receive_time_ns:
+                LEG_ANNOUNCE.observe(max(published - event.receive_time_ns, 0) / 1e9)
+                LEG_STREAM.observe(max(read_ns - published, 0) / 1e9)
+                LEG_DECIDE.observe(max(event.receive_time_ns + result.tick_to_signal_ns - read_ns, 0) / 1e9)
         DECISIONS.labels(result.decision.reason).inc()
         STATE.set(1 if result.decision.state.value == "halted" else 0)
         if result.intent_id and result.decision.intent is not None:

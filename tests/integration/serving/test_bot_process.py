@@ -83,7 +83,15 @@ def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
         assert _wait(lambda: 'trading_bot_decisions_total{reason="halted"} 1.0' in httpx.get(metrics).text), \
             log.read_text()[-2000:]
         assert _count(clean_book) == 1
-        assert "trading_bot_tick_to_signal_seconds_count 2.0" in httpx.get(metrics).text
+        text = httpx.get(metrics).text
+        assert "trading_bot_tick_to_signal_seconds_count 2.0" in text
+        # the three legs of tick→signal add up to it; the first is what _bar stamped (1 ms each)
+        sums = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                if line.startswith("trading_bot_") and line.split(" ")[0].endswith("_seconds_sum")}
+        legs = [sums[f"trading_bot_leg_{leg}_seconds_sum"] for leg in ("announce", "stream", "decide")]
+        assert sum(legs) == pytest.approx(sums["trading_bot_tick_to_signal_seconds_sum"], abs=1e-6)
+        assert legs[0] == pytest.approx(0.002, abs=1e-6)
+        assert "trading_bot_leg_decide_seconds_count 2.0" in text
     finally:
         subprocess.run([hft, "bot", "resume"], check=False, capture_output=True)
         os.killpg(proc.pid, signal.SIGTERM)
