@@ -172,7 +172,10 @@ class Calculator:
             self._flush_partials()
         for c in closed_all:
             if self.calc.partial(c.bar.symbol) is None:  # closed by the clock: no bar open now
-                self.sink.clear_partial(c.bar.symbol)
+                try:
+                    self.sink.clear_partial(c.bar.symbol)
+                except TransientError as exc:  # a stale partial until Redis is back: harmless
+                    log.warning("%s", exc)
         if self._last_feature_ns:
             BAR_AGE.set((time.time_ns() - self._last_feature_ns) / 1e9)
         if self._pending_offsets and (not polled or now_s - self._last_commit >= self.commit_every_s):
@@ -181,9 +184,14 @@ class Calculator:
         return n
 
     def _flush_partials(self) -> None:
-        self.sink.write_partials(b for s in self._touched if (b := self.calc.partial(s)) is not None)
-        self._touched.clear()
+        """Snapshot the touched symbols' open bars; while Redis is down keep them for the next try."""
         self._last_partials = time.monotonic()
+        try:
+            self.sink.write_partials(b for s in self._touched if (b := self.calc.partial(s)) is not None)
+        except TransientError as exc:
+            log.warning("%s", exc)
+            return
+        self._touched.clear()
 
     def _commit_pending(self) -> None:
         self._commit(self._pending_offsets)

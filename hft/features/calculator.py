@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hft.config import Settings
+from hft.config import Settings, TransientError
 from hft.features.bars import Bar, BarBuilder, interval_ns, normalize_bars
 from hft.features.compute import FeatureState
 from hft.features.spec import FEATURE_SPEC_FULL, FeatureSpec
@@ -222,7 +222,19 @@ class FeatureSink:
         self.conn = db.connect(settings)
 
     def write(self, closed: list[ClosedBar]) -> WriteTimings:
-        """Write the feature rows of closed bars (warm-up bars have none) and announce each bar."""
+        """Write the feature rows of closed bars (warm-up bars have none) and announce each bar.
+
+        Raises :class:`TransientError` while Redis is unreachable (every write is idempotent, so
+        the caller retries the same bars; an announcement is added only after both writes).
+        """
+        import redis
+
+        try:
+            return self._write(closed)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # a bug (DataError...) still raises
+            raise TransientError(f"Redis unavailable, {len(closed)} closed bars not written: {exc}") from exc
+
+    def _write(self, closed: list[ClosedBar]) -> WriteTimings:
         from hft.features.offline import upsert_features
 
         t = WriteTimings()
@@ -255,7 +267,16 @@ class FeatureSink:
         return t
 
     def write_partials(self, bars: Iterable[Bar]) -> None:
-        """Keep each symbol's open bar in ``hft:bars:partial:<symbol>`` for tick-level decisions."""
+        """Keep each symbol's open bar in ``hft:bars:partial:<symbol>`` for tick-level decisions
+        (:class:`TransientError` while Redis is unreachable)."""
+        import redis
+
+        try:
+            self._write_partials(bars)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # a bug (DataError...) still raises
+            raise TransientError(f"Redis unavailable, partial bars not written: {exc}") from exc
+
+    def _write_partials(self, bars: Iterable[Bar]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         now = time.time_ns()
         n = 0
@@ -269,7 +290,12 @@ class FeatureSink:
 
     def clear_partial(self, symbol: str) -> None:
         """Forget a symbol's partial bar (the clock closed it and no trade opened the next)."""
-        self.redis.delete(PARTIAL_KEY.format(symbol=symbol))
+        import redis
+
+        try:
+            self.redis.delete(PARTIAL_KEY.format(symbol=symbol))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # a bug (DataError...) still raises
+            raise TransientError(f"Redis unavailable, partial bar of {symbol} not cleared: {exc}") from exc
 
     def close(self) -> None:
         """Close the database connection."""
