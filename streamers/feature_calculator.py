@@ -40,6 +40,7 @@ GROUP = "feature-calculator"
 # kafka-python's default (500 ms) is how long a fetch may wait for data; the embedded broker
 # waits it out even when ticks arrive, so it was the median tick-to-feature (docs/bench.md)
 FETCH_MAX_WAIT_MS = 5
+QUIET_CHECK_S = 1.0  # how often a busy calculator looks for symbols whose partition is read to the end
 
 _US = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2)
 _MS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -91,6 +92,7 @@ class Calculator:
         self._touched: set[str] = set()
         self._last_commit = 0.0
         self._last_partials = 0.0
+        self._last_quiet_check = 0.0
         self.stop = threading.Event()
         self.clock = clock  # wall clock, ns: closes bars of a quiet market (tests inject their own)
         self.calc = FeatureCalculator(settings.bar_interval, loader=bar_loader(settings))
@@ -160,6 +162,14 @@ class Calculator:
             # idle: no trade is waiting in the topic, so a bar whose time is over can only be
             # closed by the clock (with a backlog, the next trade closes it, never too early)
             closed_all += self.calc.on_clock(self.clock())
+        elif time.monotonic() - self._last_quiet_check >= QUIET_CHECK_S:
+            # busy, but a symbol whose partition has nothing left to read is as idle as above: its
+            # open bar must not wait for the whole topic to go quiet (it would pin the committed
+            # offsets, so every restart re-read from it: docs/bench.md finding 6)
+            self._last_quiet_check = time.monotonic()
+            quiet = self._caught_up_symbols()
+            if quiet:
+                closed_all += self.calc.on_clock(self.clock(), quiet)
         if closed_all:
             self._write(closed_all)
             now = time.time_ns()
@@ -182,6 +192,19 @@ class Calculator:
             self._commit_pending()
         self._update_lag()
         return n
+
+    def _caught_up_symbols(self) -> list[str]:
+        """Symbols with an open bar in a partition read up to its high watermark (as of the last fetch)."""
+        assigned = self.consumer.assignment()
+        out = []
+        for sym, (tp, _first) in self._open_offsets.items():
+            if tp not in assigned or self.calc.partial(sym) is None:
+                continue
+            high = self.consumer.highwater(tp)
+            pos = self.consumer.position(tp, timeout_ms=0) if high is not None else None
+            if pos is not None and high is not None and pos >= high:
+                out.append(sym)
+        return out
 
     def _flush_partials(self) -> None:
         """Snapshot the touched symbols' open bars; while Redis is down keep them for the next try."""

@@ -141,11 +141,13 @@ class FeatureCalculator:
         sf = self._symbol(tick.symbol, tick.trade_time_ns)
         return sf.on_trade(tick.trade_time_ns, tick.price, tick.quantity, tick.buyer_is_maker, tick.receive_time_ns)
 
-    def on_clock(self, now_ns: int) -> list[ClosedBar]:
-        """Let every symbol close a bar whose time is over (``now_ns``: local wall clock)."""
+    def on_clock(self, now_ns: int, symbols: Iterable[str] | None = None) -> list[ClosedBar]:
+        """Let every symbol (or only ``symbols``) close a bar whose time is over (``now_ns``: local wall clock)."""
+        only = None if symbols is None else set(symbols)
         out: list[ClosedBar] = []
-        for sf in self.symbols.values():
-            out += sf.on_clock(now_ns)
+        for name, sf in self.symbols.items():
+            if only is None or name in only:
+                out += sf.on_clock(now_ns)
         return out
 
     def partial(self, symbol: str) -> Bar | None:

@@ -143,3 +143,75 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
     assert int(closed[0][b"close_receive_time_ns"]) == 0  # the clock closed it
     assert int(closed[1][b"close_receive_time_ns"]) == received  # a trade of the next bar did
     clear_symbols(s)
+
+
+def _partition(key: str, partitions: int = 4) -> int:
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions  # kafka-python's default partitioner
+
+
+def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
+        replay_settings: Settings, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A symbol that stops trading gets its last bar closed by the clock once its own partition is
+    read to the end, not only when the whole topic goes idle (finding 6: its open bar pinned the
+    committed offsets, so every restart re-read the topic from it)."""
+    import redis
+
+    import streamers.feature_calculator as fc
+    from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY
+    from hft.market.kafka_sink import make_producer
+    from hft.storage import db
+
+    s = replay_settings
+    quiet = next(f"FTQUIET{i}" for i in range(100) if _partition(f"FTQUIET{i}") != _partition("FTBUSY"))
+    busy = "FTBUSY"
+    received = time.time_ns()
+    q_ticks = [t for t in _ticks(data_dir, quiet, PAIRS["FTBTC"][1], received)
+               if t.trade_time_ns < T0.value + 30_000_000_000]  # type: ignore[attr-defined]  # its first 30 s only
+    b_ticks = _ticks(data_dir, busy, PAIRS["FTETH"][1], received)  # 11 minutes of trades
+    producer = make_producer(s)
+    for sym, ts in ((quiet, q_ticks), (busy, b_ticks)):
+        for t in ts:
+            producer.send(s.topic_ticks, key=sym.encode(), value=t.SerializeToString())  # type: ignore[attr-defined]
+    producer.flush()
+    producer.close()
+    last_q = max(t.trade_time_ns for t in q_ticks)  # type: ignore[attr-defined]
+    monkeypatch.setattr(fc, "QUIET_CHECK_S", 0.0)
+    # the wall clock maps to 2 minutes after the quiet symbol's first bar opened: that bar is over
+    calc = fc.Calculator(s, batch_max=100,
+                         clock=lambda: received + (T0 + pd.Timedelta(minutes=2)).value - last_q)
+    r = redis.Redis.from_url(s.redis_dsn)
+    start_id = (r.xinfo_stream(CLOSED_STREAM)["last-generated-id"] if r.exists(CLOSED_STREAM) else b"0-0")
+
+    def announced(sym: str) -> list[dict[bytes, bytes]]:
+        return [f for _id, f in r.xrange(CLOSED_STREAM, min=f"({start_id.decode()}", max="+")
+                if f[b"symbol"] == sym.encode()]
+
+    try:
+        busy_backlog_then = None
+        deadline = time.monotonic() + 60
+        started = False
+        while not announced(quiet) and time.monotonic() < deadline:
+            n = calc.run_once(timeout_ms=500)
+            # (the first polls return nothing while the consumer joins its group)
+            assert n > 0 or not started, "the topic went idle before the quiet bar closed"
+            started = started or n > 0
+            tp = calc._open_offsets.get(busy, (None, 0))[0]
+            if tp is not None and announced(quiet):
+                high = calc.consumer.highwater(tp)
+                busy_backlog_then = (high or 0) - calc.consumer.position(tp, timeout_ms=0)
+        got = announced(quiet)
+        assert len(got) == 1, "the quiet symbol's bar was not closed while the topic was busy"
+        assert int(got[0][b"open_time_ns"]) == T0.value
+        assert busy_backlog_then is not None
+        assert busy_backlog_then > 0  # the busy partition still had ticks to read
+        assert calc.calc.partial(quiet) is None  # nothing open: it no longer pins the committed offset
+    finally:
+        calc.stop.set()
+        calc.consumer.close()
+        calc.sink.close()
+        with db.connect(s) as conn:
+            conn.execute("DELETE FROM features.bar_features WHERE symbol = ANY(%s)", ([quiet, busy],))
+            conn.commit()
+        r.delete(PARTIAL_KEY.format(symbol=quiet), PARTIAL_KEY.format(symbol=busy))
