@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import ApiMetrics
 from api.routes import ApiError, router
+from hft import heap
 from hft.config import Settings, get_settings
 from hft.logs import setup_logging
 from hft.trading.scoring import Scorer
@@ -182,4 +183,5 @@ async def _poll_alias(app: FastAPI) -> None:
             if swapped and model is not None:
                 metrics.reloads.inc()
                 metrics.set_model(model)
+                heap.freeze()  # the new model is what the server keeps: out of the collector's way
         await asyncio.sleep(settings.model_poll_s)
