@@ -202,8 +202,7 @@ class Calculator:
             if tp not in assigned or self.calc.partial(sym) is None:
                 continue
             high = self.consumer.highwater(tp)
-            pos = self.consumer.position(tp, timeout_ms=0) if high is not None else None
-            if pos is not None and high is not None and pos >= high:
+            if high is not None and (pos := self.consumer.position(tp, timeout_ms=0)) is not None and pos >= high:
                 out.append(sym)
         return out
 

@@ -236,7 +236,7 @@ class Ingestor:
         """Fetch on one thread, write on this one, until ``stop``; then commit, close, leave the group.
 
         Fetching the next batch while the last one is written keeps the consumer busy during
-        the database round trips (docs/bench.md finding 9). At most ``depth`` batches wait in
+        the database round trips (docs/bench.md finding 4). At most ``depth`` batches wait in
         between; only written batches are committed, so a crash redelivers the rest.
         """
         self._fetching.set()

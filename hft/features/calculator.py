@@ -16,9 +16,10 @@ a test wants is here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -206,6 +207,17 @@ class WriteTimings:
     notify: float = 0.0
 
 
+@contextlib.contextmanager
+def _redis_transient(what: str) -> Iterator[None]:
+    """Re-raise Redis being unreachable as :class:`TransientError` (a bug, e.g. DataError, still raises)."""
+    import redis
+
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise TransientError(f"Redis unavailable, {what}: {exc}") from exc
+
+
 class FeatureSink:
     """Where closed bars and partial bars go: Feast's online store, the offline table, Redis."""
 
@@ -229,12 +241,8 @@ class FeatureSink:
         Raises :class:`TransientError` while Redis is unreachable (every write is idempotent, so
         the caller retries the same bars; an announcement is added only after both writes).
         """
-        import redis
-
-        try:
+        with _redis_transient(f"{len(closed)} closed bars not written"):
             return self._write(closed)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # a bug (DataError...) still raises
-            raise TransientError(f"Redis unavailable, {len(closed)} closed bars not written: {exc}") from exc
 
     def _write(self, closed: list[ClosedBar]) -> WriteTimings:
         from hft.features.offline import upsert_features
@@ -271,12 +279,8 @@ class FeatureSink:
     def write_partials(self, bars: Iterable[Bar]) -> None:
         """Keep each symbol's open bar in ``hft:bars:partial:<symbol>`` for tick-level decisions
         (:class:`TransientError` while Redis is unreachable)."""
-        import redis
-
-        try:
+        with _redis_transient("partial bars not written"):
             self._write_partials(bars)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # a bug (DataError...) still raises
-            raise TransientError(f"Redis unavailable, partial bars not written: {exc}") from exc
 
     def _write_partials(self, bars: Iterable[Bar]) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -292,12 +296,8 @@ class FeatureSink:
 
     def clear_partial(self, symbol: str) -> None:
         """Forget a symbol's partial bar (the clock closed it and no trade opened the next)."""
-        import redis
-
-        try:
+        with _redis_transient(f"partial bar of {symbol} not cleared"):
             self.redis.delete(PARTIAL_KEY.format(symbol=symbol))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # a bug (DataError...) still raises
-            raise TransientError(f"Redis unavailable, partial bar of {symbol} not cleared: {exc}") from exc
 
     def close(self) -> None:
         """Close the database connection."""
