@@ -34,6 +34,21 @@ class _CaptureBootstrap(logging.Handler):
                 self.bootstrap = m.group(1)
 
 
+# The mock cluster's consumer-group events worth a line in broker.log: joins, syncs, leaves, state
+# changes, session time-outs (not heartbeats, offset commits or the per-request chatter)
+_GROUP_EVENT_RE = re.compile(r"(JoinGroup|SyncGroup|LeaveGroup)Re|changing state|session timed out|"
+                             r"is leaving group|is rebalancing|FSM timeout")
+
+
+class _GroupEvents(logging.Handler):
+    """Forward the mock cluster's group events to the broker's own log (why a consumer waits)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if _GROUP_EVENT_RE.search(msg):
+            logging.getLogger("broker.groups").info("%s", msg.split("]: ", 1)[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the mock cluster, write its bootstrap address, create topics, wait for SIGTERM."""
     from confluent_kafka import Producer
@@ -84,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    # silence the per-request mock debug chatter now that the address is known
-    rdlog.setLevel(logging.WARNING)
+    # from now on only the consumer-group events (librdkafka hands every debug line to Python anyway)
+    rdlog.removeHandler(capture)
+    rdlog.addHandler(_GroupEvents())
     while not stop.is_set():
         holder.poll(0.5)
     logging.info("broker stopping")

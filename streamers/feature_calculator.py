@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
-from hft.consumers import report_lag
+from hft.consumers import AssignmentGuard, report_lag
 from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import Tick
@@ -101,11 +101,13 @@ class Calculator:
         self._open_offsets: dict[str, tuple[Any, int]] = {}  # symbol -> (partition, first offset of open bar)
         self._last_lag = 0.0
         self._last_feature_ns = 0
+        self.guard = AssignmentGuard(settings.topic_ticks)
         self.consumer = KafkaConsumer(
-            settings.topic_ticks, group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=batch_max, client_id=f"feature-calculator-{settings.port_base}",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS, **settings.kafka_client_kwargs(),
         )
+        self.consumer.subscribe([settings.topic_ticks], listener=self.guard.listener)
 
     def _write(self, closed: list[Any]) -> None:
         delay = 0.2
@@ -127,6 +129,8 @@ class Calculator:
     def run_once(self, timeout_ms: int = 200) -> int:
         """Poll one batch, fold it, write closed bars and partials, commit; return messages handled."""
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_max)
+        if not polled:
+            self.guard.check(self.consumer)
         HEARTBEAT.set(time.time())
         closed_all = []
         touched: set[str] = set()

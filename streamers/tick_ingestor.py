@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
-from hft.consumers import report_lag
+from hft.consumers import AssignmentGuard, report_lag
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import DeadLetter, Tick
 from hft.stack import watch_broker_address
@@ -79,11 +79,17 @@ class Ingestor:
         self._fetch_error: BaseException | None = None
         from kafka import KafkaConsumer
 
+        self.guard = AssignmentGuard(settings.topic_ticks)
         self.consumer = KafkaConsumer(
-            settings.topic_ticks, group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=batch_max, client_id=f"tick-ingestor-{settings.port_base}",
             # a crashed ingestor's partitions move to its replacement after 10 s, not 45 s
             session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
+            # kafka-python waits max_poll_interval_ms + 5 s for a JoinGroup answer (300 s by default)
+            # where the broker answers within the session time-out; 60 s bounds a lost answer to ~1 min.
+            # Not polling that long (database down, hand-over queue full) leaves the group: on
+            # rejoining the uncommitted batches are redelivered, which the idempotent insert absorbs
+            max_poll_interval_ms=60_000,
             # far behind, big fetch responses from the embedded broker stalled polls for 30-90 s
             # (docs/bench.md finding 4): smaller responses and a shorter request time-out
             fetch_max_bytes=4 * 1024 * 1024, max_partition_fetch_bytes=1024 * 1024, request_timeout_ms=15_000,
@@ -91,6 +97,7 @@ class Ingestor:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             **settings.kafka_client_kwargs(),
         )
+        self.consumer.subscribe([settings.topic_ticks], listener=self.guard.listener)
 
     def _dead_letter(self, bad: list[tuple[bytes, str]]) -> None:
         from kafka import KafkaProducer
@@ -183,6 +190,8 @@ class Ingestor:
                     ROWS_RECEIVED.inc(len(values))
                     ticks, bad = decode_batch(values)
                     self._hand_over(_Batch(offsets, ticks, bad))
+                else:
+                    self.guard.check(self.consumer)
                 self._update_lag()
         except BaseException as exc:  # surfaced by the writer, which re-raises it
             self._fetch_error = exc

@@ -80,6 +80,9 @@ class BotProcess:
 
         self.max_age_ns = 2 * interval_ns(settings.bar_interval)
         self.consumer = f"bot-{settings.port_base}"
+        # newest bar decided on per (symbol, interval): the calculator may announce a bar again
+        # (a retry or a restart before its offsets were committed); one decision per bar
+        self._decided: dict[tuple[str, str], int] = {}
 
     def _predict(self, symbol: str) -> dict[str, Any]:
         import httpx
@@ -134,6 +137,11 @@ class BotProcess:
         if published and read_ns - published > self.max_age_ns:
             SKIPPED.labels("stale").inc()
             return
+        key = (fields.get(b"symbol", b"").decode(), fields.get(b"interval", b"").decode())
+        open_ns = int(fields.get(b"open_time_ns", b"0"))
+        if open_ns and open_ns <= self._decided.get(key, 0):
+            SKIPPED.labels("already_decided").inc()
+            return
         event = bar_event_from_stream(fields, self._close_price)
         if event is None:
             SKIPPED.labels("no_features_or_price").inc()
@@ -147,6 +155,7 @@ class BotProcess:
             DECISIONS.labels("predict_failed").inc()
             log.warning("%s", exc)
             return
+        self._decided[key] = max(open_ns, self._decided.get(key, 0))
         if result.tick_to_signal_ns is not None:
             TICK_TO_SIGNAL.observe(result.tick_to_signal_ns / 1e9)
             if published and event.receive_time_ns:

@@ -238,43 +238,51 @@ class FeatureSink:
     def write(self, closed: list[ClosedBar]) -> WriteTimings:
         """Write the feature rows of closed bars (warm-up bars have none) and announce each bar.
 
-        Raises :class:`TransientError` while Redis is unreachable (every write is idempotent, so
-        the caller retries the same bars; an announcement is added only after both writes).
+        Order: Feast's online store, then the announcement (the bot reads the online row, so it
+        can decide while the offline row is written), then ``features.bar_features``. Every step
+        is idempotent and the caller commits the bars' offsets only after all three, so a crash or
+        a retry may announce a bar again but never leaves an announced bar without its offline
+        row; the bot skips a bar it already decided on. Raises :class:`TransientError` while
+        Redis is unreachable (the caller retries the same bars).
         """
-        with _redis_transient(f"{len(closed)} closed bars not written"):
-            return self._write(closed)
-
-    def _write(self, closed: list[ClosedBar]) -> WriteTimings:
-        from hft.features.offline import upsert_features
-
         t = WriteTimings()
         rows = [c for c in closed if c.features is not None]
+        with _redis_transient(f"{len(closed)} closed bars not written"):
+            if rows:
+                t0 = time.perf_counter()
+                self.online.write_many([(c.bar.symbol, c.feature_time, c.features or {}) for c in rows])
+                t.online = time.perf_counter() - t0
+            if closed:
+                t0 = time.perf_counter()
+                self._announce(closed)
+                t.notify = time.perf_counter() - t0
         if rows:
             t0 = time.perf_counter()
-            self.online.write_many([(c.bar.symbol, c.feature_time, c.features or {}) for c in rows])
-            t1 = time.perf_counter()
-            by_symbol: dict[tuple[str, str], list[ClosedBar]] = {}
-            for c in rows:
-                by_symbol.setdefault((c.bar.symbol, c.bar.interval), []).append(c)
-            for (symbol, interval), items in by_symbol.items():
-                index = pd.DatetimeIndex(pd.to_datetime([c.bar.open_time_ns for c in items], unit="ns", utc=True))
-                frame = pd.DataFrame([c.features for c in items], index=index)
-                upsert_features(self.conn, symbol, interval, frame, self.spec.version)
-            t2 = time.perf_counter()
-            t.online, t.offline = t1 - t0, t2 - t1
-        if closed:
-            t0 = time.perf_counter()
-            pipe = self.redis.pipeline(transaction=False)
-            now = time.time_ns()
-            for c in closed:
-                pipe.xadd(CLOSED_STREAM, {
-                    "symbol": c.bar.symbol, "interval": c.bar.interval, "open_time_ns": c.bar.open_time_ns,
-                    "feature_time_ns": c.bar.close_time_ns, "close_receive_time_ns": c.close_receive_time_ns,
-                    "published_ns": now, "has_features": int(c.features is not None),
-                }, maxlen=CLOSED_STREAM_MAXLEN, approximate=True)
-            pipe.execute()
-            t.notify = time.perf_counter() - t0
+            self._write_offline(rows)
+            t.offline = time.perf_counter() - t0
         return t
+
+    def _announce(self, closed: list[ClosedBar]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        now = time.time_ns()
+        for c in closed:
+            pipe.xadd(CLOSED_STREAM, {
+                "symbol": c.bar.symbol, "interval": c.bar.interval, "open_time_ns": c.bar.open_time_ns,
+                "feature_time_ns": c.bar.close_time_ns, "close_receive_time_ns": c.close_receive_time_ns,
+                "published_ns": now, "has_features": int(c.features is not None),
+            }, maxlen=CLOSED_STREAM_MAXLEN, approximate=True)
+        pipe.execute()
+
+    def _write_offline(self, rows: list[ClosedBar]) -> None:
+        from hft.features.offline import upsert_features
+
+        by_symbol: dict[tuple[str, str], list[ClosedBar]] = {}
+        for c in rows:
+            by_symbol.setdefault((c.bar.symbol, c.bar.interval), []).append(c)
+        for (symbol, interval), items in by_symbol.items():
+            index = pd.DatetimeIndex(pd.to_datetime([c.bar.open_time_ns for c in items], unit="ns", utc=True))
+            frame = pd.DataFrame([c.features for c in items], index=index)
+            upsert_features(self.conn, symbol, interval, frame, self.spec.version)
 
     def write_partials(self, bars: Iterable[Bar]) -> None:
         """Keep each symbol's open bar in ``hft:bars:partial:<symbol>`` for tick-level decisions

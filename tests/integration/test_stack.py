@@ -36,7 +36,8 @@ def test_kafka_python_producer_and_consumer_group_round_trip(stack, stack_settin
         producer.send(topic, key=b"BTCUSDT", value=v)
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(topic, group_id="roundtrip", auto_offset_reset="earliest",
+    group = f"roundtrip-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(topic, group_id=group, auto_offset_reset="earliest",
                              enable_auto_commit=False, **kw)
     got: list[bytes] = []
     deadline = time.monotonic() + 30
@@ -46,6 +47,14 @@ def test_kafka_python_producer_and_consumer_group_round_trip(stack, stack_settin
     consumer.commit()
     consumer.close()
     assert sorted(got) == sorted(sent)
+    # the broker's log tells the group's story (what a consumer waiting on a rebalance waits for)
+    log = stack_settings.home_dir / "logs" / "broker.log"
+    deadline = time.monotonic() + 5
+    while f"is leaving group {group}" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = log.read_text()
+    assert f"Mock consumer group {group} with 1 member(s) changing state Syncing -> Up" in text
+    assert f"is leaving group {group}" in text
 
 
 def test_mlflow_registers_a_model_and_resolves_an_alias(stack, stack_settings) -> None:

@@ -145,6 +145,26 @@ class Streaming:
             since = time.time()
             wait_until(lambda: self.heartbeat(name) >= since, f"{name}'s loop to run again", timeout=180)
 
+    def diagnose(self, *names: str, lines: int = 60) -> str:
+        """What a failure message needs to be understood from CI's output alone: each process's
+        thread stacks (SIGUSR1, hft.logs) and the tail of its log, and the broker's group events."""
+        logs = self.settings.home_dir / "logs"
+        for name in names:
+            pid = self.pid(name)
+            if pid:
+                os.kill(pid, signal.SIGUSR1)
+        time.sleep(1)
+        out = []
+        for name in names:
+            path = logs / f"{name}.log"
+            tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(no log)"]
+            out.append(f"--- {name} (pid {self.pid(name)}), last {lines} log lines ---\n" + "\n".join(tail))
+        broker = logs / "broker.log"
+        groups = [ln for ln in broker.read_text(errors="replace").splitlines() if " broker.groups " in ln] \
+            if broker.exists() else []
+        out.append("--- broker: last 40 consumer-group events ---\n" + "\n".join(groups[-40:]))
+        return "\n".join(out)
+
     def faults(self, **values: int) -> dict[str, Any]:
         """POST /control/faults to the replay exchange."""
         return self._post("/control/faults", values)

@@ -54,7 +54,7 @@ def _check_end_state(st: Streaming, features_every_bar: bool = False) -> None:
         assert len(ids) == len(set(ids)), f"{sym}: {len(ids) - len(set(ids))} trades stored more than once"
         missing = sorted(set(want) - set(ids))
         assert not missing, (f"{sym}: {len(missing)} of {len(want)} replayed trades not stored, "
-                             f"first {missing[:10]}")
+                             f"first {missing[:10]}\n{st.diagnose('tick-ingestor')}")
         assert len(ids) == len(want)
     # every bar the replay closed was closed by the calculator; each one with features has its row
     with db.connect(st.settings, autocommit=True) as conn:
@@ -64,7 +64,8 @@ def _check_end_state(st: Streaming, features_every_bar: bool = False) -> None:
     for sym, trades in st.trades.items():
         want_bars = _closed_buckets(trades)
         got = {ot for (s, ot) in st.bars.seen if s == sym}
-        assert want_bars <= got, f"{sym}: bars never closed: {sorted(want_bars - got)[:5]}"
+        assert want_bars <= got, (f"{sym}: bars never closed: {sorted(want_bars - got)[:5]}\n"
+                                  f"{st.diagnose('feature-calculator')}")
         with_features = {ot for (s, ot), has in st.bars.seen.items() if s == sym and has}
         assert {ot for (s, ot) in rows if s == sym} >= with_features, f"{sym}: features rows missing"
         if features_every_bar:  # warmed up from history: every closed bar has its features

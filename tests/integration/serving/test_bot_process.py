@@ -2,7 +2,8 @@
 
 Closed-bar entries are added to ``hft:bars:closed`` exactly as the feature calculator writes
 them; the bot calls the live model server, persists intents and the real worker fills them.
-Thresholds 0/0 make every prediction a buy. After ``hft bot halt`` the next bar yields no intent.
+Thresholds 0/0 make every prediction a buy. A bar announced twice is decided once. After
+``hft bot halt`` the next bar yields no intent.
 """
 
 from __future__ import annotations
@@ -77,9 +78,14 @@ def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
         assert _wait(lambda: _has_group(r), 60), log.read_text()[-2000:]
         _bar(r, 1)
         assert _wait(lambda: _count(clean_book, "filled") == 1), log.read_text()[-2000:]
+        metrics = f"http://{s.bind_host}:{s.port('metrics_trading_bot')}/metrics"
+        # the calculator announces a bar again after a retry or a restart: decided once only
+        _bar(r, 1)
+        assert _wait(lambda: 'trading_bot_bars_skipped_total{why="already_decided"} 1.0' in httpx.get(metrics).text), \
+            log.read_text()[-2000:]
+        assert _count(clean_book) == 1
         subprocess.run([hft, "bot", "halt", "--reason", "process test"], check=True, capture_output=True)
         _bar(r, 2)
-        metrics = f"http://{s.bind_host}:{s.port('metrics_trading_bot')}/metrics"
         assert _wait(lambda: 'trading_bot_decisions_total{reason="halted"} 1.0' in httpx.get(metrics).text), \
             log.read_text()[-2000:]
         assert _count(clean_book) == 1
