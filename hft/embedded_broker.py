@@ -46,7 +46,7 @@ class _GroupEvents(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         if _GROUP_EVENT_RE.search(msg):
-            logging.getLogger("broker.groups").info("%s", msg.split("]: ", 1)[-1])
+            logging.getLogger("broker.groups").info("group event: %s", msg.split("]: ", 1)[-1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,7 +147,14 @@ class Streaming:
 
     def diagnose(self, *names: str, lines: int = 60) -> str:
         """What a failure message needs to be understood from CI's output alone: each process's
-        thread stacks (SIGUSR1, hft.logs) and the tail of its log, and the broker's group events."""
+        thread stacks (SIGUSR1, hft.logs) and the tail of its log, and the broker's group events.
+        Never raises: a failure to diagnose must not hide the failure being diagnosed."""
+        try:
+            return self._diagnose(names, lines)
+        except Exception as exc:  # see above
+            return f"(no diagnosis: {exc!r})"
+
+    def _diagnose(self, names: tuple[str, ...], lines: int) -> str:
         logs = self.settings.home_dir / "logs"
         for name in names:
             pid = self.pid(name)
@@ -160,7 +167,7 @@ class Streaming:
             tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(no log)"]
             out.append(f"--- {name} (pid {self.pid(name)}), last {lines} log lines ---\n" + "\n".join(tail))
         broker = logs / "broker.log"
-        groups = [ln for ln in broker.read_text(errors="replace").splitlines() if " broker.groups " in ln] \
+        groups = [ln for ln in broker.read_text(errors="replace").splitlines() if " group event: " in ln] \
             if broker.exists() else []
         out.append("--- broker: last 40 consumer-group events ---\n" + "\n".join(groups[-40:]))
         return "\n".join(out)
