@@ -9,6 +9,8 @@ achieved rate is reported beside it. Latency percentiles are wrk's (per request,
 resolution); ``errors`` counts socket errors, timeouts and non-2xx answers. Each run also
 reports the server's CPU time per request (from /proc), and the parameters the machine's load
 average: on a shared 2-core machine the wall-clock percentiles mostly measure waiting for a core.
+``HFT_BENCH_API_PIN=0:1`` pins the server to core 0 and wrk to core 1 (``taskset``; recorded in
+the parameters as ``cpu_pinning``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,25 @@ CONNECTIONS = 8
 # wrk threads: on this 2-core VM one thread measured worse (p99 at 500 req/s 5.0 ms vs 4.2 ms with
 # two, 2026-12-02): the pacing thread then shares a core with the server; see docs/bench.md
 WRK_THREADS = int(os.environ.get("HFT_BENCH_WRK_THREADS", "2"))
+# "SERVER:LOAD" CPU lists, e.g. "0:1": the server on core 0, wrk on core 1 (taskset), so that the
+# percentiles measure the server and not the two sharing a core; empty = the scheduler decides
+PIN = os.environ.get("HFT_BENCH_API_PIN", "")
+
+
+def _pinned(cmd: list[str], cpus: str) -> list[str]:
+    if not cpus:
+        return cmd
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("HFT_BENCH_API_PIN needs taskset (util-linux)")
+    return [taskset, "-c", cpus, *cmd]
+
+
+def _pins() -> tuple[str, str]:
+    if not PIN:
+        return "", ""
+    server, _, load = PIN.partition(":")
+    return server, load
 
 _LUA = """
 wrk.method = "POST"
@@ -56,8 +77,8 @@ def _start_api(settings: Settings, port: int, log: Path) -> subprocess.Popen[byt
     uvicorn = Path(sys.executable).with_name("uvicorn")
     with log.open("ab") as out:
         return subprocess.Popen(
-            [str(uvicorn), "api.app:create_app", "--factory", "--host", settings.bind_host, "--port", str(port),
-             "--workers", "1", "--no-access-log", "--log-level", "warning"],
+            _pinned([str(uvicorn), "api.app:create_app", "--factory", "--host", settings.bind_host, "--port",
+                     str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"], _pins()[0]),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "HFT_LOG_LEVEL": "WARNING"},
         )
@@ -97,7 +118,8 @@ def _wrk(url: str, symbol: str, rate: int, seconds: int) -> dict[str, Any]:
         script = fh.name
     try:
         out = subprocess.run(
-            [wrk, "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency", "-s", script, f"{url}/predict"],
+            _pinned([wrk, "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency", "-s", script,
+                     f"{url}/predict"], _pins()[1]),
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         ).stdout
     finally:
@@ -142,6 +164,7 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
             os.killpg(proc.pid, signal.SIGKILL)
     load = os.getloadavg()[0]
     params = {"load_average_1m_at_end": round(load, 2), "rates": list(RATES), "seconds_per_rate": seconds, "connections": CONNECTIONS, "wrk_threads": WRK_THREADS,
+              "cpu_pinning": {"server": _pins()[0], "wrk": _pins()[1]} if PIN else None,
               "uvicorn_workers": 1, "symbol": symbol, "model": f"{model['name']}/{model['version']}",
               "sequence_length": model["sequence_length"]}
     return params, {"runs": runs}

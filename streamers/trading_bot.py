@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from types import FrameType
 from typing import Any
@@ -83,12 +84,31 @@ class BotProcess:
         # newest bar decided on per (symbol, interval): the calculator may announce a bar again
         # (a retry or a restart before its offsets were committed); one decision per bar
         self._decided: dict[tuple[str, str], int] = {}
+        # /predict of the other symbols' bars in one read runs ahead, each on its own connection,
+        # so one bar's decision does not wait for another's (docs/bench.md, "tick→signal, leg by leg")
+        self._pool = ThreadPoolExecutor(max_workers=max(len(settings.symbols), 1), thread_name_prefix="predict")
+        self._local = threading.local()
+        self._ahead: dict[str, Future[dict[str, Any]]] = {}
 
     def _predict(self, symbol: str) -> dict[str, Any]:
+        ahead = self._ahead.pop(symbol, None)
+        if ahead is not None:
+            return ahead.result()
+        return self._post_predict(self.http, symbol)
+
+    def _predict_ahead(self, symbol: str) -> dict[str, Any]:
+        import httpx
+
+        client = getattr(self._local, "http", None)
+        if client is None:  # one client per pool thread
+            client = self._local.http = httpx.Client(base_url=self.s.api_base_url, timeout=2.0)
+        return self._post_predict(client, symbol)
+
+    def _post_predict(self, client: Any, symbol: str) -> dict[str, Any]:
         import httpx
 
         try:
-            r = self.http.post("/predict", json={"symbol": symbol})
+            r = client.post("/predict", json={"symbol": symbol})
         except httpx.HTTPError as exc:
             PREDICT_ERRORS.labels("unreachable").inc()
             raise PredictError(f"model server unreachable: {exc}") from exc
@@ -127,6 +147,34 @@ class BotProcess:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    def _to_decide(self, fields: dict[bytes, bytes], read_ns: int) -> tuple[str, str] | None:
+        """The (symbol, interval) of an entry the bot will ask the model about, else None (skipped)."""
+        published = int(fields.get(b"published_ns", b"0"))
+        if published and read_ns - published > self.max_age_ns:
+            return None
+        key = (fields.get(b"symbol", b"").decode(), fields.get(b"interval", b"").decode())
+        open_ns = int(fields.get(b"open_time_ns", b"0"))
+        if open_ns and open_ns <= self._decided.get(key, 0):
+            return None
+        if fields.get(b"has_features", b"1") == b"0" or key[0] not in self.s.symbols:
+            return None
+        return key
+
+    def predict_ahead(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Start ``/predict`` for every symbol after the first one with a bar to decide in this read
+        (the first is asked inline, as a lone bar is); a symbol with two bars here is asked inline."""
+        now = time.time_ns()
+        symbols = [key[0] for _id, f in entries if (key := self._to_decide(f, now)) is not None]
+        once = [sym for sym in dict.fromkeys(symbols) if symbols.count(sym) == 1]
+        for sym in once[1:] if symbols and symbols[0] in once else once:
+            self._ahead[sym] = self._pool.submit(self._predict_ahead, sym)
+
+    def forget_ahead(self) -> None:
+        """Drop predictions started ahead whose bar was not decided after all (e.g. no close price)."""
+        for fut in self._ahead.values():
+            fut.cancel()
+        self._ahead.clear()
 
     def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         """Decide on one closed bar."""
@@ -181,9 +229,13 @@ class BotProcess:
             try:
                 batches = self.redis.xreadgroup(GROUP, self.consumer, {CLOSED_STREAM: ">"}, count=100, block=1000)
                 for _stream, entries in batches or []:
-                    for entry_id, fields in entries:
-                        self.handle(entry_id, fields)
-                        self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
+                    self.predict_ahead(entries)
+                    try:
+                        for entry_id, fields in entries:
+                            self.handle(entry_id, fields)
+                            self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
+                    finally:
+                        self.forget_ahead()
                 backoff = 0.5
             except (redis.RedisError, OperationalError, TransientError) as exc:
                 log.warning("dependency unavailable, retrying in %.1fs: %s", backoff, exc)
@@ -192,6 +244,7 @@ class BotProcess:
                 if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
                     self.ensure_group()  # Redis restarted empty
         self.http.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         log.info("trading bot stopped")
 
 

@@ -106,3 +106,41 @@ def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0
+
+
+def _entry(symbol: str, minute: int) -> tuple[bytes, dict[bytes, bytes]]:
+    open_ns = int(datetime(2024, 8, 9, 0, minute, tzinfo=UTC).timestamp() * 1e9)
+    now = time.time_ns()
+    return (f"{now}-0".encode(), {b"symbol": symbol.encode(), b"interval": b"1m", b"open_time_ns": str(open_ns).encode(),
+                                  b"published_ns": str(now).encode(), b"has_features": b"1"})
+
+
+def test_bars_of_several_symbols_in_one_read_are_predicted_concurrently(
+    api_server: str, serving_settings: Settings
+) -> None:
+    import threading
+
+    from streamers.trading_bot import BotProcess, PredictError
+
+    s = serving_settings.model_copy(update={"api_url": api_server, "symbols": ["BTCUSDT", "SOLUSDT"],
+                                            "model_name": TEST_MODEL})
+    bot = BotProcess(s, threading.Event())
+    try:
+        # the first bar is asked inline; the others start at once, each on its own connection
+        bot.predict_ahead([_entry("BTCUSDT", 1), _entry("SOLUSDT", 1), _entry("DOGEUSDT", 1)])
+        assert set(bot._ahead) == {"SOLUSDT"}  # DOGEUSDT is not a configured symbol
+        with pytest.raises(PredictError, match="SOLUSDT"):  # no features online: the server's 404 arrives
+            bot._predict("SOLUSDT")
+        assert bot._ahead == {}
+        assert 0.0 <= bot._predict("BTCUSDT")["prob_up"] <= 1.0  # inline
+        # a symbol with two bars in the read is asked inline, in order; a decided bar is not asked
+        bot._decided[("SOLUSDT", "1m")] = int(_entry("SOLUSDT", 5)[1][b"open_time_ns"])
+        bot.predict_ahead([_entry("SOLUSDT", 2), _entry("BTCUSDT", 2), _entry("BTCUSDT", 3)])
+        assert bot._ahead == {}
+        bot.predict_ahead([_entry("SOLUSDT", 6), _entry("BTCUSDT", 6)])
+        assert set(bot._ahead) == {"BTCUSDT"}
+        bot.forget_ahead()
+        assert bot._ahead == {}
+    finally:
+        bot._pool.shutdown(wait=True)
+        bot.http.close()
