@@ -148,7 +148,7 @@ def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str
             "tick_to_signal_ms": _ms(sig) if sig.get("n") else dict(NAN3),
             "tick_to_signal_note": sig_note, "decisions": decisions,
             # announce: bar-closing tick received -> closed-bar entry published (the calculator);
-            # stream: -> read by the bot; decide: -> decision (POST /predict, risk checks, intent)
+            # stream: -> read by the bot; decide: -> signal (POST /predict; risk checks and intent come after)
             "tick_to_signal_legs_ms": legs,
             "feature_update_ms": _ms(update),
             "ticks_featured_per_s": round(feature.get("n", 0) / (t1 - t0), 1),
