@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ class AssignmentGuard:
 
     def __init__(self, topic: str, after_s: float = 20.0, max_after_s: float = 600.0,
                  clock: Any = None) -> None:
-        import time
-
         from kafka import ConsumerRebalanceListener
 
         guard = self

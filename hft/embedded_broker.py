@@ -38,6 +38,7 @@ class _CaptureBootstrap(logging.Handler):
 # changes, session time-outs (not heartbeats, offset commits or the per-request chatter)
 _GROUP_EVENT_RE = re.compile(r"(JoinGroup|SyncGroup|LeaveGroup)Re|changing state|session timed out|"
                              r"is leaving group|is rebalancing|FSM timeout")
+_groups_log = logging.getLogger("broker.groups")
 
 
 class _GroupEvents(logging.Handler):
@@ -46,7 +47,7 @@ class _GroupEvents(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         if _GROUP_EVENT_RE.search(msg):
-            logging.getLogger("broker.groups").info("group event: %s", msg.split("]: ", 1)[-1])
+            _groups_log.info("group event: %s", msg.split("]: ", 1)[-1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,27 +148,38 @@ class BotProcess:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def _to_decide(self, fields: dict[bytes, bytes], read_ns: int) -> tuple[str, str] | None:
-        """The (symbol, interval) of an entry the bot will ask the model about, else None (skipped)."""
+    @staticmethod
+    def _bar_key(fields: dict[bytes, bytes]) -> tuple[tuple[str, str], int]:
+        """An entry's (symbol, interval) and bar open time (ns)."""
+        key = (fields.get(b"symbol", b"").decode(), fields.get(b"interval", b"").decode())
+        return key, int(fields.get(b"open_time_ns", b"0"))
+
+    def _skip_reason(self, fields: dict[bytes, bytes], read_ns: int) -> str | None:
+        """Why an entry is not acted on before looking at its price: too old, or its bar decided."""
         published = int(fields.get(b"published_ns", b"0"))
         if published and read_ns - published > self.max_age_ns:
-            return None
-        key = (fields.get(b"symbol", b"").decode(), fields.get(b"interval", b"").decode())
-        open_ns = int(fields.get(b"open_time_ns", b"0"))
+            return "stale"
+        key, open_ns = self._bar_key(fields)
         if open_ns and open_ns <= self._decided.get(key, 0):
+            return "already_decided"
+        return None
+
+    def _to_decide(self, fields: dict[bytes, bytes], read_ns: int) -> str | None:
+        """The symbol of an entry the bot will ask the model about, else None."""
+        symbol = fields.get(b"symbol", b"").decode()
+        if (self._skip_reason(fields, read_ns) is not None or fields.get(b"has_features", b"1") == b"0"
+                or symbol not in self.s.symbols):
             return None
-        if fields.get(b"has_features", b"1") == b"0" or key[0] not in self.s.symbols:
-            return None
-        return key
+        return symbol
 
     def predict_ahead(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         """Start ``/predict`` for every symbol after the first one with a bar to decide in this read
         (the first is asked inline, as a lone bar is); a symbol with two bars here is asked inline."""
         now = time.time_ns()
-        symbols = [key[0] for _id, f in entries if (key := self._to_decide(f, now)) is not None]
-        once = [sym for sym in dict.fromkeys(symbols) if symbols.count(sym) == 1]
-        for sym in once[1:] if symbols and symbols[0] in once else once:
-            self._ahead[sym] = self._pool.submit(self._predict_ahead, sym)
+        symbols = [sym for _id, f in entries if (sym := self._to_decide(f, now)) is not None]
+        for sym in symbols[1:]:
+            if sym != symbols[0] and symbols.count(sym) == 1:
+                self._ahead[sym] = self._pool.submit(self._predict_ahead, sym)
 
     def forget_ahead(self) -> None:
         """Drop predictions started ahead whose bar was not decided after all (e.g. no close price)."""
@@ -182,14 +193,10 @@ class BotProcess:
 
         read_ns = time.time_ns()
         published = int(fields.get(b"published_ns", b"0"))
-        if published and read_ns - published > self.max_age_ns:
-            SKIPPED.labels("stale").inc()
+        if (why := self._skip_reason(fields, read_ns)) is not None:
+            SKIPPED.labels(why).inc()
             return
-        key = (fields.get(b"symbol", b"").decode(), fields.get(b"interval", b"").decode())
-        open_ns = int(fields.get(b"open_time_ns", b"0"))
-        if open_ns and open_ns <= self._decided.get(key, 0):
-            SKIPPED.labels("already_decided").inc()
-            return
+        key, open_ns = self._bar_key(fields)
         event = bar_event_from_stream(fields, self._close_price)
         if event is None:
             SKIPPED.labels("no_features_or_price").inc()
