@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql redis-server prometheus chromium kcat wrk
+KAFKA_CP := deploy/kafka/target/classpath.txt
+APT_PACKAGES := postgresql redis-server prometheus chromium kcat wrk openjdk-17-jre-headless maven
 NAME ?=
 MINUTES ?= 60
 PYTEST_ARGS ?=
@@ -20,7 +21,11 @@ $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	$(BIN)/pip check
 	touch $@
 
-setup: system-packages $(BIN)/.installed ## venv from the lock (+ Debian packages when root)
+# Apache Kafka's jars (the embedded broker) from Maven Central, pinned in deploy/kafka/pom.xml
+$(KAFKA_CP): deploy/kafka/pom.xml
+	mvn -q -B -f deploy/kafka/pom.xml dependency:build-classpath -Dmdep.outputFile=$(CURDIR)/$(KAFKA_CP)
+
+setup: system-packages $(BIN)/.installed $(KAFKA_CP) ## venv from the lock, Kafka's jars (+ Debian packages when root)
 
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -29,6 +29,7 @@ class TransientError(RuntimeError):
 PORT_OFFSETS: dict[str, int] = {
     "postgres": 0,
     "redis": 1,
+    "kafka": 2,
     "mlflow": 3,
     "prometheus": 4,
     "airflow": 5,
@@ -38,6 +39,12 @@ PORT_OFFSETS: dict[str, int] = {
     "supervisor": 9,
     "airflow_worker_logs": 10,
     "airflow_trigger_logs": 11,
+    # Kafka: node 1's controller; nodes 2 and 3 of a three-node cluster (client, controller)
+    "kafka_controller": 12,
+    "kafka_2": 13,
+    "kafka_controller_2": 14,
+    "kafka_3": 15,
+    "kafka_controller_3": 16,
     # /metrics of the long-lived processes
     "metrics_market_producer": 20,
     "metrics_tick_ingestor": 21,
@@ -45,7 +52,6 @@ PORT_OFFSETS: dict[str, int] = {
     "metrics_trading_bot": 23,
     "metrics_worker": 24,
     "metrics_exchange": 25,
-    "metrics_broker": 26,
     "metrics_beat": 27,
 }
 
@@ -78,20 +84,24 @@ class Settings(BaseSettings):
 
     # --- Kafka ------------------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(
-        default=None, description="External Kafka bootstrap servers; the embedded broker when unset"
+        default=None, description="External Kafka bootstrap servers; the embedded Apache Kafka when unset"
     )
-    kafka_api_version: str | None = Field(
-        default=None,
-        description="kafka-python api_version, e.g. '2.0' (set by the stack for the embedded broker; "
-        "leave unset for a real Kafka so the client auto-detects)",
+    kafka_brokers: Literal[1, 3] = Field(
+        default=1, description="Nodes of the embedded KRaft cluster: 1, or 3 (replication 3, min.insync.replicas 2)"
     )
+    kafka_partitions: int = Field(default=4, ge=1, description="Partitions of the ticks topic (created by the stack)")
+    kafka_retention_hours: float = Field(default=72.0, gt=0, description="How long the ticks topic keeps messages")
+    kafka_heap_mb: int = Field(default=768, ge=256, description="JVM heap of each embedded Kafka node")
     topic_ticks: str = "market_ticks"
     topic_dlq: str = "market_ticks.dlq"
-    kafka_linger_ms: int = 0
-    kafka_compression: Literal["none", "gzip", "lz4"] = Field(
-        default="lz4",
-        description="Producer batch compression. lz4 keeps ~2.3x the ticks in the embedded broker's 5 MB "
-        "per-partition log, so consumers may lag further behind before it evicts (docs/bench.md finding 9)",
+    kafka_linger_ms: float = Field(
+        default=0.0, ge=0, description="Market producer linger: 0 sends each tick at once (latency first)"
+    )
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="none", description="Producer batch compression (none: ticks are ~100 bytes and latency comes first)"
+    )
+    kafka_fetch_wait_ms: int = Field(
+        default=5, ge=0, description="Longest a consumer fetch waits at the broker for data (latency vs. requests)"
     )
 
     # --- MLflow / Optuna --------------------------------------------------------------------
@@ -208,26 +218,25 @@ class Settings(BaseSettings):
         """Model server base URL."""
         return self.api_url or f"http://{self.bind_host}:{self.port('api')}"
 
+    def kafka_port(self, node_id: int = 1) -> int:
+        """Client port of an embedded Kafka node (1-3)."""
+        return self.port("kafka" if node_id == 1 else f"kafka_{node_id}")
+
+    def kafka_controller_port(self, node_id: int = 1) -> int:
+        """KRaft controller port of an embedded Kafka node (1-3)."""
+        return self.port("kafka_controller" if node_id == 1 else f"kafka_controller_{node_id}")
+
+    def kafka_replication(self) -> int:
+        """Replication factor of the topics: 3 on a cluster of three or more, else 1."""
+        if self.kafka_bootstrap:
+            return 3 if len(self.kafka_bootstrap.split(",")) >= 3 else 1
+        return min(3, self.kafka_brokers)
+
     def kafka_bootstrap_servers(self) -> str:
-        """Bootstrap servers: the configured ones or those the embedded broker wrote down."""
+        """Bootstrap servers: the configured ones, or every node of the embedded cluster."""
         if self.kafka_bootstrap:
             return self.kafka_bootstrap
-        path = self.home_dir / "kafka" / "bootstrap"
-        if not path.exists():
-            raise ConfigurationError(
-                f"no Kafka: set HFT_KAFKA_BOOTSTRAP or start the embedded broker (hft stack up); {path} missing"
-            )
-        return path.read_text().strip()
-
-    def kafka_client_kwargs(self) -> dict[str, object]:
-        """Keyword arguments every kafka-python client gets (bootstrap, api_version)."""
-        kwargs: dict[str, object] = {"bootstrap_servers": self.kafka_bootstrap_servers().split(",")}
-        version = self.kafka_api_version
-        if version is None and not self.kafka_bootstrap:
-            version = "2.0"  # the embedded mock broker's ApiVersions reply confuses auto-detection
-        if version:
-            kwargs["api_version"] = tuple(int(p) for p in version.split("."))
-        return kwargs
+        return ",".join(f"{self.bind_host}:{self.kafka_port(i)}" for i in range(1, self.kafka_brokers + 1))
 
 
 @lru_cache(maxsize=1)

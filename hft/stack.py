@@ -1,4 +1,4 @@
-"""The embedded local stack: PostgreSQL, Redis, the Kafka-protocol broker, MLflow, Prometheus.
+"""The embedded local stack: PostgreSQL, Redis, Apache Kafka (KRaft), MLflow, Prometheus.
 
 Everything runs as the invoking user (PostgreSQL as ``postgres`` when started by root, since
 ``initdb`` refuses root) under ``Settings.home`` on ports derived from ``HFT_PORT_BASE``.
@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hft.config import ConfigurationError, Settings
+from hft.devstack.kafka import KafkaCluster, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -297,35 +297,20 @@ class Stack:
             return
         self._stop_pid("redis")
 
-    # ---- Kafka-protocol broker ---------------------------------------------------------------
+    # ---- Apache Kafka (KRaft) ------------------------------------------------------------------
     @property
-    def _bootstrap_file(self) -> Path:
-        return self.home / "kafka" / "bootstrap"
+    def kafka(self) -> KafkaCluster:
+        return KafkaCluster(self.s)
 
-    def _broker_ready(self) -> bool:
-        if not self._bootstrap_file.exists():
-            return False
-        host, _, port = self._bootstrap_file.read_text().strip().split(",")[0].rpartition(":")
-        return _port_open(host, int(port))
-
-    def start_broker(self, timeout: float = 30) -> None:
+    def start_kafka(self, timeout: float = 90) -> None:
         if self.s.kafka_bootstrap:
+            ensure_topics(self.s, timeout=timeout)  # an external cluster gets the same topics
             return
-        if self._managed_alive("broker") and self._broker_ready():
-            return
-        self._dir("kafka")
-        self._bootstrap_file.unlink(missing_ok=True)
-        self._spawn("broker", [sys.executable, "-m", "hft.embedded_broker", "--bootstrap-file",
-                               str(self._bootstrap_file),
-                               "--topics", f"{self.s.topic_ticks},{self.s.topic_dlq}",
-                               "--metrics-port", str(self.s.port("metrics_broker")), "--host", self.host])
-        wait_for(self._broker_ready, "Kafka broker", timeout)
+        self.kafka.start(timeout)
 
-    def stop_broker(self) -> None:
-        if self.s.kafka_bootstrap:
-            return
-        self._stop_pid("broker")
-        self._bootstrap_file.unlink(missing_ok=True)
+    def stop_kafka(self) -> None:
+        if not self.s.kafka_bootstrap:
+            self.kafka.stop()
 
     # ---- MLflow -----------------------------------------------------------------------------
     def _mlflow_ready(self) -> bool:
@@ -385,7 +370,7 @@ class Stack:
     # ---- the whole stack --------------------------------------------------------------------
     def up(self, parts: Iterable[str] | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Start every part (or the named ones) that is not already running."""
-        order = ["postgres", "redis", "broker", "mlflow", "prometheus"]
+        order = ["postgres", "redis", "kafka", "mlflow", "prometheus"]
         wanted = list(parts) if parts else order
         for name in order:
             if name in wanted:
@@ -395,7 +380,7 @@ class Stack:
 
     def down(self) -> None:
         """Stop every part that ``up`` started, in reverse order."""
-        for name in ["prometheus", "mlflow", "broker", "redis", "postgres"]:
+        for name in ["prometheus", "mlflow", "kafka", "redis", "postgres"]:
             try:
                 getattr(self, f"stop_{name}")()
             except (OSError, subprocess.SubprocessError) as exc:
@@ -409,13 +394,12 @@ class Stack:
                        managed=not s.postgres_url),
             PartStatus("redis", s.redis_dsn, self._redis_ready(), managed=not s.redis_url),
         ]
-        try:
-            boot = s.kafka_bootstrap_servers()
-            ok = self._broker_ready() if not s.kafka_bootstrap else _port_open(*_split_hostport(boot))
-            out.append(PartStatus("broker", boot, ok, "embedded mock cluster" if not s.kafka_bootstrap else "external",
-                                  managed=not s.kafka_bootstrap))
-        except ConfigurationError as exc:
-            out.append(PartStatus("broker", "-", False, str(exc)))
+        boot = s.kafka_bootstrap_servers()
+        if s.kafka_bootstrap:
+            out.append(PartStatus("kafka", boot, _port_open(*_split_hostport(boot)), "external", managed=False))
+        else:
+            cluster = self.kafka
+            out.append(PartStatus("kafka", boot, cluster.healthy(), cluster.detail()))
         out.append(PartStatus("mlflow", s.mlflow_uri, self._mlflow_ready(), managed=not s.mlflow_tracking_uri))
         if self.prometheus_available():
             out.append(PartStatus("prometheus", self._prometheus_url(), self._prometheus_ready()))
@@ -427,37 +411,3 @@ class Stack:
 def _split_hostport(bootstrap: str) -> tuple[str, int]:
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     return host, int(port)
-
-
-def watch_broker_address(settings: Settings, stop: threading.Event, every_s: float = 2.0) -> threading.Event:
-    """Stop a consumer when the embedded broker came back on another address.
-
-    The mock cluster picks a new port each time it starts, and kafka-python keeps retrying the
-    old one forever. A watched process sets ``stop`` (finishing and committing the batch in
-    hand), exits non-zero, and the supervisor starts it again on the new address. Returns the
-    event that says the address moved. A configured Kafka (``HFT_KAFKA_BOOTSTRAP``) is not watched.
-    """
-    moved = threading.Event()
-    if settings.kafka_bootstrap:
-        return moved
-    path = settings.home_dir / "kafka" / "bootstrap"
-
-    def _read() -> str | None:
-        try:
-            return path.read_text().strip() or None
-        except OSError:
-            return None
-
-    first = _read()
-
-    def _watch() -> None:
-        while not stop.wait(every_s):
-            now = _read()
-            if now is not None and now != first:
-                log.error("embedded broker moved from %s to %s: stopping so the supervisor restarts us", first, now)
-                moved.set()
-                stop.set()
-                return
-
-    threading.Thread(target=_watch, name="broker-address-watch", daemon=True).start()
-    return moved

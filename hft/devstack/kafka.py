@@ -1,0 +1,371 @@
+"""Apache Kafka 4 in KRaft mode for the embedded stack: one node, or three on loopback.
+
+The broker is Apache Kafka's own code, run from its Maven Central jars: ``make setup`` resolves
+``deploy/kafka/pom.xml`` into a classpath file (:func:`classpath`), and each node runs
+``java kafka.Kafka server.properties`` as a combined broker + controller. Every node's state lives
+under ``Settings.home / kafka / node-N`` (storage formatted once, with one cluster id for all nodes),
+its log in ``Settings.home / logs / kafka[-N].log``; ports derive from ``HFT_PORT_BASE``, so
+data and committed offsets survive a stop, a restart and a SIGKILL.
+
+With ``HFT_KAFKA_BROKERS=3`` the three nodes form one quorum (static voters) and the topics get
+replication factor 3 with ``min.insync.replicas=2``. Topics are created here, explicitly
+(:func:`ensure_topics`): partitions and retention come from the settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from hft.config import REPO_ROOT, ConfigurationError, Settings
+
+log = logging.getLogger(__name__)
+
+POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+CLASSPATH_FILE = REPO_ROOT / "deploy" / "kafka" / "target" / "classpath.txt"
+
+LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - {name: kafka.request.logger, level: WARN}
+      - {name: kafka.controller, level: INFO}
+      - {name: org.apache.kafka.clients, level: WARN}
+      - {name: state.change.logger, level: WARN}
+"""
+
+
+def classpath(resolve: bool = True) -> str:
+    """The broker's classpath, resolved from Maven Central by ``deploy/kafka/pom.xml`` (cached)."""
+    if not CLASSPATH_FILE.exists() or CLASSPATH_FILE.stat().st_mtime < POM.stat().st_mtime:
+        if not resolve:
+            raise ConfigurationError(f"Kafka's classpath missing at {CLASSPATH_FILE}: run `make setup`")
+        mvn = _which("mvn", "install Maven (apt-get install maven) or run `make setup`")
+        log.info("resolving Apache Kafka's jars with Maven (once)")
+        subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:build-classpath",
+                        f"-Dmdep.outputFile={CLASSPATH_FILE}"], check=True, capture_output=True)
+    cp = CLASSPATH_FILE.read_text().strip()
+    missing = [j for j in cp.split(os.pathsep) if not Path(j).exists()]
+    if missing:
+        CLASSPATH_FILE.unlink(missing_ok=True)
+        if resolve:
+            return classpath(resolve=True)
+        raise ConfigurationError(f"Kafka jars missing ({missing[0]}): run `make setup`")
+    return cp
+
+
+def _which(name: str, hint: str) -> str:
+    import shutil
+
+    found = shutil.which(name)
+    if not found:
+        raise ConfigurationError(f"{name} not found: {hint}")
+    return found
+
+
+def _port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node (broker + controller) of the embedded cluster."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    dir: Path
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "server.properties"
+
+
+class KafkaCluster:
+    """Start, stop and inspect the embedded Apache Kafka nodes of one Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.host = settings.bind_host
+        self.root = settings.home_dir / "kafka"
+        self.logs = settings.home_dir / "logs"
+        self.pids = settings.home_dir / "pids"
+
+    # ---- layout ---------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[Node]:
+        n = self.s.kafka_brokers
+        return [Node(i, self.s.kafka_port(i), self.s.kafka_controller_port(i), self.root / f"node-{i}")
+                for i in range(1, n + 1)]
+
+    def name(self, node: Node) -> str:
+        """The node's name in pid files and logs: ``kafka`` alone, ``kafka-N`` in a cluster."""
+        return "kafka" if self.s.kafka_brokers == 1 else f"kafka-{node.node_id}"
+
+    def node(self, node_id: int) -> Node:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def _pidfile(self, node: Node) -> Path:
+        return self.pids / f"{self.name(node)}.pid"
+
+    def logfile(self, node: Node) -> Path:
+        return self.logs / f"{self.name(node)}.log"
+
+    def _properties(self, node: Node) -> str:
+        voters = ",".join(f"{n.node_id}@{self.host}:{n.controller_port}" for n in self.nodes)
+        rf = min(3, self.s.kafka_brokers)
+        isr = 2 if rf >= 3 else 1
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "listeners": f"PLAINTEXT://{self.host}:{node.port},CONTROLLER://{self.host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{node.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "controller.quorum.voters": voters,
+            "log.dirs": node.data,
+            "num.partitions": self.s.kafka_partitions,
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": 8,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
+            "group.initial.rebalance.delay.ms": 0,
+            # topics are created by ensure_topics with their settings, never by a typo
+            "auto.create.topics.enable": "false",
+            "log.retention.ms": int(self.s.kafka_retention_hours * 3_600_000),
+            "log.segment.bytes": 256 * 1024 * 1024,
+            # a killed leader's partitions move within seconds, not after the default 18 s
+            "broker.session.timeout.ms": 6000,
+            "broker.heartbeat.interval.ms": 1000,
+            "unclean.leader.election.enable": "false",
+            "num.network.threads": 2,
+            "num.io.threads": 4,
+            "num.recovery.threads.per.data.dir": 1,
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def _cluster_id(self, cp: str) -> str:
+        path = self.root / "cluster.id"
+        if path.exists():
+            return path.read_text().strip()
+        out = subprocess.run(["java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                             check=True, capture_output=True, text=True).stdout.strip().splitlines()
+        cid = out[-1] if out else uuid.uuid4().hex[:22]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cid + "\n")
+        return cid
+
+    def _format(self, node: Node, cp: str, cluster_id: str) -> None:
+        """Format the node's KRaft storage once (a formatted directory has meta.properties)."""
+        if (node.data / "meta.properties").exists():
+            return
+        node.data.mkdir(parents=True, exist_ok=True)
+        res = subprocess.run(["java", "-cp", cp, f"-Dlog4j2.configurationFile={self._log4j()}",
+                              "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node.config)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise ConfigurationError(f"formatting Kafka storage of node {node.node_id} failed: "
+                                     f"{(res.stderr or res.stdout).strip()[-500:]}")
+
+    def _log4j(self) -> Path:
+        path = self.root / "log4j2.yaml"
+        if not path.exists() or path.read_text() != LOG4J2:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(LOG4J2)
+        return path
+
+    def alive(self, node: Node) -> bool:
+        pf = self._pidfile(node)
+        try:
+            pid = int(pf.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        return _pid_alive(pid)
+
+    def node_ready(self, node: Node) -> bool:
+        return self.alive(node) and _port_open(self.host, node.port)
+
+    def start(self, timeout: float = 90) -> None:
+        """Start every node that is not running, wait for the cluster, create the topics."""
+        nodes = [n for n in self.nodes if not self.node_ready(n)]
+        if nodes:
+            _which("java", "install OpenJDK 17 (apt-get install openjdk-17-jre-headless)")
+            cp = classpath()
+            cid = self._cluster_id(cp)
+            for node in nodes:
+                self.start_node(node, cp, cid)
+            deadline = time.monotonic() + timeout
+            for node in nodes:
+                while not self.node_ready(node):
+                    if not self.alive(node):
+                        raise ConfigurationError(f"Kafka node {node.node_id} exited during start-up; "
+                                                 f"see {self.logfile(node)}:\n{_tail(self.logfile(node))}")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"Kafka node {node.node_id} not listening after {timeout:.0f}s; "
+                                           f"see {self.logfile(node)}")
+                    time.sleep(0.2)
+        ensure_topics(self.s, timeout=timeout)
+
+    def start_node(self, node: Node, cp: str | None = None, cluster_id: str | None = None) -> int:
+        """Start one node (formatting its storage the first time); return its pid."""
+        cp = cp or classpath()
+        cluster_id = cluster_id or self._cluster_id(cp)
+        node.dir.mkdir(parents=True, exist_ok=True)
+        node.config.write_text(self._properties(node))
+        self._format(node, cp, cluster_id)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.pids.mkdir(parents=True, exist_ok=True)
+        heap = self.s.kafka_heap_mb
+        cmd = ["java", f"-Xms{heap // 2}m", f"-Xmx{heap}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+               "-XX:+ExitOnOutOfMemoryError", "-XX:+UseStringDeduplication", "-Djava.awt.headless=true",
+               f"-Dlog4j2.configurationFile={self._log4j()}", "-cp", cp, "kafka.Kafka", str(node.config)]
+        out = self.logfile(node).open("ab")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=node.dir)
+        self._pidfile(node).write_text(str(proc.pid))
+        log.info("kafka node %d started (pid %d, port %d)", node.node_id, proc.pid, node.port)
+        return proc.pid
+
+    def kill_node(self, node: Node, sig: int = signal.SIGKILL) -> None:
+        """Signal one node (SIGKILL by default: the fault tests' crash) and wait until it is gone."""
+        pf = self._pidfile(node)
+        try:
+            pid = int(pf.read_text().strip())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + (5 if sig == signal.SIGKILL else 60)
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.1)
+        pf.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        """Stop every node cleanly (SIGTERM: the broker flushes and hands over its leaderships)."""
+        for node in reversed(self.nodes):
+            self.kill_node(node, signal.SIGTERM)
+
+    def healthy(self) -> bool:
+        return all(self.node_ready(n) for n in self.nodes)
+
+    def detail(self) -> str:
+        up = sum(self.node_ready(n) for n in self.nodes)
+        n = len(self.nodes)
+        return f"Apache Kafka {kafka_version()} (KRaft), {up}/{n} node{'s' if n > 1 else ''} up"
+
+
+def kafka_version() -> str:
+    """The pinned broker version, read from the pom."""
+    import re
+
+    m = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    return m.group(1) if m else "?"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """Topic name → (partitions, config) of the market topics, from the settings."""
+    hours_ms = 3_600_000
+    isr = "2" if settings.kafka_replication() >= 3 else "1"
+    return {
+        settings.topic_ticks: (settings.kafka_partitions, {
+            "retention.ms": str(int(settings.kafka_retention_hours * hours_ms)),
+            "min.insync.replicas": isr, "cleanup.policy": "delete"}),
+        # dead letters are few and worth keeping longer: a human reads them
+        settings.topic_dlq: (1, {"retention.ms": str(int(max(settings.kafka_retention_hours, 168) * hours_ms)),
+                                 "min.insync.replicas": isr, "cleanup.policy": "delete"}),
+    }
+
+
+def ensure_topics(settings: Settings, timeout: float = 60,
+                  extra: dict[str, tuple[int, dict[str, str]]] | None = None) -> list[str]:
+    """Create the market topics (and ``extra``) where missing; return the names created.
+
+    Waits for the cluster to answer first (a fresh KRaft quorum elects its controller in a few
+    seconds). Works against the embedded cluster and an external one (``HFT_KAFKA_BOOTSTRAP``).
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers(), "socket.nagle.disable": True})
+    specs = {**topic_specs(settings), **(extra or {})}
+    rf = settings.kafka_replication()
+    deadline = time.monotonic() + timeout
+    created: list[str] = []
+    while True:
+        try:
+            md = admin.list_topics(timeout=5)
+            if len(md.brokers) < min(rf, settings.kafka_brokers if not settings.kafka_bootstrap else rf):
+                raise KafkaException(f"{len(md.brokers)} brokers registered of {rf}")
+            missing = [t for t in specs if t not in md.topics]
+            if not missing:
+                return created
+            futures = admin.create_topics(
+                [NewTopic(t, num_partitions=specs[t][0], replication_factor=rf, config=specs[t][1]) for t in missing],
+                operation_timeout=10, request_timeout=15)
+            for t, fut in futures.items():
+                try:
+                    fut.result()
+                    created.append(t)
+                except KafkaException as exc:
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka at {settings.kafka_bootstrap_servers()} did not take the topics "
+                                   f"within {timeout:.0f}s: {exc}") from exc
+            time.sleep(0.5)
