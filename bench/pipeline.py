@@ -1,7 +1,7 @@
-"""Pipeline throughput: replay exchange (``max``) → market producer → broker → feature calculator + tick ingestor.
+"""Pipeline throughput: replay exchange (``max``) → market producer → Kafka → feature calculator + tick ingestor.
 
 The real processes (``hft exchange``, ``python -m streamers.market_producer``, ``...tick_ingestor``,
-``...feature_calculator``) run on a private stack (PostgreSQL, Redis, the embedded broker) under
+``...feature_calculator``) run on a private stack (PostgreSQL, Redis, the embedded Apache Kafka) under
 ``<home>/bench-stack`` on ``port_base + 60``, so a running demo is never touched. The trades are
 the recorded spot captures repeated the way loop mode repeats them (``hft.market.replay.
 expected_trades``: ids and times shifted per pass), written once as archive-format trade files and
@@ -264,16 +264,15 @@ class Rig:
                 "HFT_MARKET": "replay", "HFT_SYMBOLS": json.dumps(self.symbols), "HFT_BAR_INTERVAL": self.bar_interval,
                 "HFT_DATA_DIR": str(self.source_dir), "HFT_LOG_LEVEL": "WARNING", **self.extra_env, **more}
 
-    def up(self, fresh_broker: bool = True) -> None:
-        """Start PostgreSQL, Redis and the broker (a fresh, empty one by default); migrate."""
+    def up(self, fresh_topics: bool = True) -> None:
+        """Start PostgreSQL, Redis and Kafka (with empty market topics by default); migrate."""
         from hft.stack import Stack
         from hft.storage import db
 
         st = Stack(self.settings)
-        st.up(["postgres", "redis", "broker"])
-        if fresh_broker:
-            st.stop_broker()
-            st.start_broker()
+        st.up(["postgres", "redis", "kafka"])
+        if fresh_topics:
+            recreate_topics(self.settings)
         db.migrate(self.settings)
 
     def down(self) -> None:
@@ -389,6 +388,22 @@ class Rig:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{name} not serving /metrics after {timeout:.0f}s")
                 time.sleep(0.3)
+
+
+def recreate_topics(settings: Settings, timeout: float = 60) -> None:
+    """Delete the market topics (their messages and the groups' offsets on them) and create them anew."""
+    from confluent_kafka.admin import AdminClient
+
+    from hft.bus.topics import ensure_topics
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers()})
+    names = [settings.topic_ticks, settings.topic_dlq]
+    existing = [t for t in names if t in admin.list_topics(timeout=10).topics]
+    if existing:
+        for fut in admin.delete_topics(existing, operation_timeout=30).values():
+            fut.result()
+        wait_for(lambda: not set(names) & set(admin.list_topics(timeout=10).topics), timeout, interval=0.2)
+    ensure_topics(settings, timeout=timeout)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="External Kafka bootstrap servers; the embedded Apache Kafka when unset"
     )
-    kafka_brokers: Literal[1, 3] = Field(
+    kafka_brokers: int = Field(
         default=1, description="Nodes of the embedded KRaft cluster: 1, or 3 (replication 3, min.insync.replicas 2)"
     )
     kafka_partitions: int = Field(default=4, ge=1, description="Partitions of the ticks topic (created by the stack)")
@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     )
     psi_threshold: float = Field(default=0.25, description="PSI above which a feature counts as drifted")
     drift_window_days: int = Field(default=7, description="Trailing window compared with the training reference")
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three(cls, n: int) -> int:
+        if n not in (1, 3):
+            raise ValueError("the embedded Kafka runs 1 node or a cluster of 3")
+        return n
 
     def port(self, name: str) -> int:
         """Return the port of a stack part or process, derived from ``port_base``."""

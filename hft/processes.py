@@ -78,10 +78,10 @@ PROCESSES: list[ProcessSpec] = [
 
 def scrape_targets(settings: Settings) -> dict[str, int]:
     """Prometheus job name -> port of every process that serves /metrics."""
-    targets = {p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)}
     # No MLflow job: its /metrics (--expose-prometheus) needs prometheus-flask-exporter, which the
-    # lock does not hold; without it the target only ever reports down (404).
-    return targets
+    # lock does not hold; without it the target only ever reports down (404). No Kafka job either:
+    # the broker's JMX metrics would need the JMX exporter agent (docs/bench.md "Left").
+    return {p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)}
 
 
 class Supervisor:

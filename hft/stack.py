@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings
-from hft.devstack.kafka import KafkaCluster, ensure_topics
+from hft.devstack.kafka import KafkaCluster
 
 log = logging.getLogger(__name__)
 

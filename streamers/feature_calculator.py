@@ -14,6 +14,7 @@ quiet market. Undecodable messages are counted and skipped: the tick ingestor de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -27,20 +28,17 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
+from hft.bus.client import TP, KafkaException, commit, make_consumer, report_lag
+from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
-from hft.consumers import AssignmentGuard, report_lag
 from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import Tick
-from hft.stack import watch_broker_address
 from hft.storage import db
 from hft.storage.ticks import validate_tick
 
 log = logging.getLogger("streamers.feature_calculator")
 GROUP = "feature-calculator"
-# kafka-python's default (500 ms) is how long a fetch may wait for data; the embedded broker
-# waits it out even when ticks arrive, so it was the median tick-to-feature (docs/bench.md)
-FETCH_MAX_WAIT_MS = 5
 QUIET_CHECK_S = 1.0  # how often a busy calculator looks for symbols whose partition is read to the end
 
 _US = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2)
@@ -78,8 +76,6 @@ class Calculator:
     def __init__(self, settings: Settings, batch_max: int = 2000, lag_every_s: float = 5.0,
                  clock: Callable[[], int] = time.time_ns, commit_every_s: float = 0.25,
                  partials_every_s: float = 0.1) -> None:
-        from kafka import KafkaConsumer
-
         self.s = settings
         self.batch_max = batch_max
         self.lag_every_s = lag_every_s
@@ -89,7 +85,7 @@ class Calculator:
         # written at once; a crash re-reads at most commit_every_s of ticks (writes are idempotent).
         self.commit_every_s = commit_every_s
         self.partials_every_s = partials_every_s
-        self._pending_offsets: dict[Any, int] = {}
+        self._pending_offsets: dict[TP, int] = {}
         self._touched: set[str] = set()
         self._last_commit = 0.0
         self._last_partials = 0.0
@@ -98,16 +94,37 @@ class Calculator:
         self.clock = clock  # wall clock, ns: closes bars of a quiet market (tests inject their own)
         self.calc = FeatureCalculator(settings.bar_interval, loader=bar_loader(settings))
         self.sink = FeatureSink(settings)
-        self._open_offsets: dict[str, tuple[Any, int]] = {}  # symbol -> (partition, first offset of open bar)
+        self._open_offsets: dict[str, tuple[TP, int]] = {}  # symbol -> (partition, first offset of open bar)
         self._last_lag = 0.0
         self._last_feature_ns = 0
-        self.guard = AssignmentGuard(settings.topic_ticks)
-        self.consumer = KafkaConsumer(
-            group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=batch_max, client_id=f"feature-calculator-{settings.port_base}",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, **settings.kafka_client_kwargs(),
-        )
-        self.consumer.subscribe([settings.topic_ticks], listener=self.guard.listener)
+        self._assigned: set[TP] = set()
+        self.consumer = make_consumer(settings, GROUP, f"feature-calculator-{settings.port_base}")
+        self.consumer.subscribe([settings.topic_ticks], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+
+    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("partitions assigned: %s (now %s)", sorted(p.partition for p in partitions),
+                 sorted(p for _t, p in self._assigned))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        """Partitions moved to another calculator: commit what is ours, forget their symbols' bars.
+
+        The new owner re-reads from the committed offset (the first tick of each open bar), so
+        it rebuilds those bars from all their ticks; keeping them here would let this process
+        close them by the clock with only part of their ticks.
+        """
+        gone = {(p.topic, p.partition) for p in partitions}
+        if self._pending_offsets:
+            with contextlib.suppress(KafkaException):
+                self._commit_pending()
+        self._assigned -= gone
+        for sym in [s for s, (tp, _o) in self._open_offsets.items() if tp in gone]:
+            self.calc.forget(sym)
+            del self._open_offsets[sym]
+            self._touched.discard(sym)
+        self._pending_offsets = {tp: o for tp, o in self._pending_offsets.items() if tp not in gone}
+        log.info("partitions revoked: %s", sorted(p for _t, p in gone))
 
     def _write(self, closed: list[Any]) -> None:
         delay = 0.2
@@ -128,41 +145,47 @@ class Calculator:
 
     def run_once(self, timeout_ms: int = 200) -> int:
         """Poll one batch, fold it, write closed bars and partials, commit; return messages handled."""
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.batch_max)
-        if not polled:
-            self.guard.check(self.consumer)
+        msgs = self.consumer.consume(num_messages=self.batch_max, timeout=timeout_ms / 1000)
         HEARTBEAT.set(time.time())
         closed_all = []
         touched: set[str] = set()
         pending_latency: list[int] = []
-        next_offsets: dict[Any, int] = {}
+        next_offsets: dict[TP, int] = {}
         n = 0
-        for tp, records in polled.items():
-            for r in records:
-                t = _decode(r.value)
-                if t is None:
-                    SKIPPED.inc()
-                    continue
-                TICKS.inc()
-                t0 = time.perf_counter_ns()
-                before = self.calc.partial(t.symbol)
-                closed = self.calc.on_tick(t)
-                t1 = time.perf_counter_ns()
-                UPDATE.observe((t1 - t0) / 1e9)
-                if closed is None:
-                    LATE.inc()
-                    continue
-                if self.calc.partial(t.symbol) is not before:
-                    # this tick opened a new bar: a restart must re-read from here
-                    self._open_offsets[t.symbol] = (tp, r.offset)
-                touched.add(t.symbol)
-                if closed:
-                    closed_all += closed
-                    pending_latency.append(t.receive_time_ns)
-                else:
-                    TICK_TO_FEATURE.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
-            next_offsets[tp] = records[-1].offset + 1
-            n += len(records)
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer: %s", err)
+                continue
+            n += 1
+            tp: TP = (m.topic(), m.partition())  # type: ignore[assignment]
+            offset: int = m.offset()  # type: ignore[assignment]
+            next_offsets[tp] = offset + 1
+            t = _decode(m.value())
+            if t is None:
+                SKIPPED.inc()
+                continue
+            TICKS.inc()
+            t0 = time.perf_counter_ns()
+            before = self.calc.partial(t.symbol)
+            closed = self.calc.on_tick(t)
+            t1 = time.perf_counter_ns()
+            UPDATE.observe((t1 - t0) / 1e9)
+            if closed is None:
+                LATE.inc()
+                continue
+            if self.calc.partial(t.symbol) is not before:
+                # this tick opened a new bar: a restart must re-read from here
+                self._open_offsets[t.symbol] = (tp, offset)
+            touched.add(t.symbol)
+            if closed:
+                closed_all += closed
+                pending_latency.append(t.receive_time_ns)
+            else:
+                TICK_TO_FEATURE.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
+        polled = n > 0
         if not polled:
             # idle: no trade is waiting in the topic, so a bar whose time is over can only be
             # closed by the clock (with a backlog, the next trade closes it, never too early)
@@ -200,13 +223,16 @@ class Calculator:
 
     def _caught_up_symbols(self) -> list[str]:
         """Symbols with an open bar in a partition read up to its high watermark (as of the last fetch)."""
-        assigned = self.consumer.assignment()
+        from confluent_kafka import TopicPartition
+
         out = []
         for sym, (tp, _first) in self._open_offsets.items():
-            if tp not in assigned or self.calc.partial(sym) is None:
+            if tp not in self._assigned or self.calc.partial(sym) is None:
                 continue
-            high = self.consumer.highwater(tp)
-            if high is not None and (pos := self.consumer.position(tp, timeout_ms=0)) is not None and pos >= high:
+            ktp = TopicPartition(*tp)
+            _low, high = self.consumer.get_watermark_offsets(ktp, cached=True)
+            pos = self.consumer.position([ktp])[0].offset
+            if high is not None and high >= 0 and pos >= high:
                 out.append(sym)
         return out
 
@@ -225,18 +251,15 @@ class Calculator:
         self._pending_offsets = {}
         self._last_commit = time.monotonic()
 
-    def _commit(self, next_offsets: dict[Any, int]) -> None:
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
-
-        opens: dict[Any, list[int]] = {}
+    def _commit(self, next_offsets: dict[TP, int]) -> None:
+        opens: dict[TP, list[int]] = {}
         for sym, (tp, off) in self._open_offsets.items():
             if self.calc.partial(sym) is not None:
                 opens.setdefault(tp, []).append(off)
         offsets = commit_offsets(next_offsets, opens)
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
-        except KafkaError as exc:
+            commit(self.consumer, {tp: off for tp, off in offsets.items() if tp in self._assigned})
+        except KafkaException as exc:
             log.warning("offset commit failed (ticks will be re-read, writes are idempotent): %s", exc)
 
     def _update_lag(self) -> None:
@@ -286,17 +309,17 @@ def main(argv: list[str] | None = None) -> int:
             start_http_server(args.metrics_port or settings.port("metrics_feature_calculator"),
                               addr=settings.bind_host)
         db.migrate_when_ready(settings, stop)
+        ensure_topics(settings)  # subscribed topics exist (created with their settings if missing)
         calc = Calculator(settings, batch_max=args.batch_max)
         calc.stop = stop
         log.info("consuming %s as group %s, %s bars, spec %s", settings.topic_ticks, GROUP,
                  settings.bar_interval, calc.calc.spec.version)
-        moved = watch_broker_address(settings, stop)
         heap.freeze()  # imports, the Feast store: out of the collector's way (finding 10)
         calc.run()
     except ConfigurationError as exc:
         log.error("%s", exc)
         return 2
-    return 3 if moved.is_set() else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,21 +11,20 @@ import asyncio
 import logging
 import signal
 import sys
-import threading
 import time
 
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaException
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 from hft import heap
+from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings, get_settings
 from hft.logs import setup_logging
 from hft.market.kafka_sink import KafkaTickSink, last_trade_ids, make_producer
 from hft.market.rest import BinanceRest
 from hft.market.stream import TradeStream
-from hft.stack import watch_broker_address
 
 log = logging.getLogger("streamers.market_producer")
 
@@ -78,13 +77,15 @@ def endpoints(s: Settings) -> tuple[str, str, str]:
 async def run(s: Settings, stop: asyncio.Event) -> int:
     """Stream into Kafka until ``stop``; return the exit status."""
     ws_url, rest_url, venue = endpoints(s)
-    producer = make_producer(s)
+    # the topics exist before the first send (created with their settings when missing)
+    await asyncio.to_thread(ensure_topics, s)
+    producer = make_producer(s, "market-producer")
     sink = KafkaTickSink(producer, s.topic_ticks, s.topic_dlq, on_latency=SEND_LATENCY.observe)
     rest = BinanceRest(rest_url)
     try:
         # resume after what already reached the topic: a restart loses nothing (REST catch-up)
         resume = await asyncio.to_thread(last_trade_ids, s, s.topic_ticks, list(s.symbols))
-    except (KafkaError, OSError) as exc:  # a fresh topic or a slow broker: start from the live stream
+    except (KafkaException, OSError) as exc:  # a fresh topic or a slow broker: start from the live stream
         log.warning("could not read the last trade ids from %s (%r); starting from the live stream",
                     s.topic_ticks, exc)
         resume = {}
@@ -95,13 +96,9 @@ async def run(s: Settings, stop: asyncio.Event) -> int:
     log.info("streaming %s from %s into %s (dead letters: %s)", s.symbols, ws_url, s.topic_ticks, s.topic_dlq)
     task = asyncio.create_task(stream.run(stop))
     status = 0
-    watch_stop = threading.Event()
-    moved = watch_broker_address(s, watch_stop)
     try:
         while not task.done():
-            if moved.is_set() and status == 0:
-                status = 3  # the supervisor starts us again on the embedded broker's new address
-                stop.set()
+            sink.service()
             HEARTBEAT.set(time.time())
             UP.set(1 if stream.connected.is_set() else 0)
             if sink.failed is not None:
@@ -113,11 +110,12 @@ async def run(s: Settings, stop: asyncio.Event) -> int:
         task.result()
     finally:
         stop.set()
-        watch_stop.set()
         await rest.aclose()
         log.info("flushing %d ticks sent", sink.sent)
-        await asyncio.to_thread(sink.flush)
-        producer.close(timeout=10)
+        unacked = await asyncio.to_thread(sink.flush)
+        if unacked:
+            log.error("%d ticks not acknowledged by Kafka at exit (the next start resumes after the "
+                      "last delivered trade id and fetches them through REST)", unacked)
         log.info("stopped: %d ticks, %d dead letters, %d gaps filled, %d reconnects", sink.sent, sink.dead,
                   stream.stats.gaps_filled, stream.stats.reconnects)
     return status if sink.failed is None or status else 1

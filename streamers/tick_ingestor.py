@@ -24,17 +24,16 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
+from hft.bus.client import TP, KafkaException, commit, make_consumer, make_producer, report_lag
+from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
-from hft.consumers import AssignmentGuard, report_lag
 from hft.logs import setup_logging
 from hft.schema.market_pb2 import DeadLetter, Tick
-from hft.stack import watch_broker_address
 from hft.storage import db
 from hft.storage.ticks import TickWriter, decode_batch
 
 log = logging.getLogger("streamers.tick_ingestor")
 GROUP = "tick-ingestor"
-FETCH_MAX_WAIT_MS = 5
 
 ROWS_RECEIVED = Counter("tick_ingestor_rows_received", "Ticks taken from Kafka")
 ROWS_WRITTEN = Counter("tick_ingestor_rows_written", "Ticks new to market.ticks (duplicates excluded)")
@@ -54,7 +53,7 @@ HEARTBEAT = Gauge("tick_ingestor_heartbeat_timestamp_seconds", "Last loop heartb
 class _Batch:
     """One polled batch on its way from the fetch thread to the writer."""
 
-    offsets: dict[Any, int]
+    offsets: dict[TP, int]
     ticks: list[Tick]
     bad: list[tuple[bytes, str]]
 
@@ -73,42 +72,30 @@ class Ingestor:
         self._producer: Any = None
         self._last_lag = 0.0
         self._batches: queue.Queue[_Batch] = queue.Queue(maxsize=depth)
-        self._done: queue.SimpleQueue[dict[Any, int]] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
         self._fetching = threading.Event()
         self._written = threading.Event()
         self._fetch_error: BaseException | None = None
-        from kafka import KafkaConsumer
-
-        self.guard = AssignmentGuard(settings.topic_ticks)
-        self.consumer = KafkaConsumer(
-            group_id=GROUP, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=batch_max, client_id=f"tick-ingestor-{settings.port_base}",
-            # a crashed ingestor's partitions move to its replacement after 10 s, not 45 s
-            session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
-            # kafka-python waits max_poll_interval_ms + 5 s for a JoinGroup answer (300 s by default)
-            # where the broker answers within the session time-out; 60 s bounds a lost answer to ~1 min.
-            # Not polling that long (database down, hand-over queue full) leaves the group: on
-            # rejoining the uncommitted batches are redelivered, which the idempotent insert absorbs
-            max_poll_interval_ms=60_000,
-            # far behind, big fetch responses from the embedded broker stalled polls for 30-90 s
-            # (docs/bench.md finding 4): smaller responses and a shorter request time-out
-            fetch_max_bytes=4 * 1024 * 1024, max_partition_fetch_bytes=1024 * 1024, request_timeout_ms=15_000,
-            # the embedded broker holds a fetch its whole max wait (finding 8); poll linger batches instead
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            **settings.kafka_client_kwargs(),
+        self.consumer = make_consumer(
+            settings, GROUP, f"tick-ingestor-{settings.port_base}",
+            # throughput: big fetches per partition; poll linger (below) batches small ones
+            **{"max.partition.fetch.bytes": 4 * 1024 * 1024, "fetch.max.bytes": 32 * 1024 * 1024},
         )
-        self.consumer.subscribe([settings.topic_ticks], listener=self.guard.listener)
+        self.consumer.subscribe([settings.topic_ticks], on_assign=_log_partitions("assigned"),
+                                on_revoke=_log_partitions("revoked"))
 
     def _dead_letter(self, bad: list[tuple[bytes, str]]) -> None:
-        from kafka import KafkaProducer
-
         if self._producer is None:
-            self._producer = KafkaProducer(acks="all", **self.s.kafka_client_kwargs())
+            self._producer = make_producer(self.s, f"tick-ingestor-dlq-{self.s.port_base}")
         now = time.time_ns()
         for raw, reason in bad:
             dl = DeadLetter(reason=reason, raw=raw, receive_time_ns=now, stream=f"kafka:{self.s.topic_ticks}")
-            self._producer.send(self.s.topic_dlq, dl.SerializeToString())
-        self._producer.flush(timeout=30)  # dead letters are durable before the offsets move on
+            self._producer.produce(self.s.topic_dlq, dl.SerializeToString())
+        # dead letters are durable before the offsets move on
+        while self._producer.flush(30):
+            log.warning("dead letters not yet acknowledged by Kafka; waiting")
+            if self.stop.is_set():
+                raise TransientError("stopped with unacknowledged dead letters")
         DEAD.inc(len(bad))
         log.warning("dead-lettered %d messages, first reason: %s", len(bad), bad[0][1])
 
@@ -132,13 +119,10 @@ class Ingestor:
             LATENCY.observe(result.seconds)
             return True
 
-    def _commit(self, offsets: dict[Any, int]) -> None:
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
-
+    def _commit(self, offsets: dict[TP, int]) -> None:
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in offsets.items()})
-        except KafkaError as exc:
+            commit(self.consumer, {tp: off + 1 for tp, off in offsets.items()})
+        except KafkaException as exc:
             # rows are in the database; a redelivery is harmless (idempotent insert)
             COMMIT_FAILURES.inc()
             log.warning("offset commit failed (the batch will be redelivered): %s", exc)
@@ -150,36 +134,42 @@ class Ingestor:
         self._last_lag = now
         report_lag(self.consumer, LAG)
 
-    def _poll_batch(self, timeout_ms: int) -> tuple[dict[Any, int], list[bytes | None]]:
+    def _poll_batch(self, timeout_ms: int) -> tuple[dict[TP, int], list[bytes | None]]:
         """Collect up to batch_max messages: wait up to timeout_ms for the first, then linger briefly.
 
         Lingering turns a trickle of small fetches into one transaction (and one bar update)
         per batch when the topic is busy, and costs at most ``linger_ms`` when it is quiet.
         """
-        offsets: dict[Any, int] = {}
+        offsets: dict[TP, int] = {}
         values: list[bytes | None] = []
         end: float | None = None
-        wait = timeout_ms
+        wait = timeout_ms / 1000
         while len(values) < self.batch_max:
-            polled = self.consumer.poll(timeout_ms=wait, max_records=self.batch_max - len(values))
-            for tp, records in polled.items():
-                values.extend(r.value for r in records)
-                offsets[tp] = records[-1].offset
+            msgs = self.consumer.consume(num_messages=self.batch_max - len(values), timeout=wait)
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.fatal():
+                        raise KafkaException(err)
+                    log.warning("consumer: %s", err)
+                    continue
+                values.append(m.value())
+                offsets[(m.topic(), m.partition())] = m.offset()  # type: ignore[index]
             if not values:
                 break
             if end is None:
                 end = time.monotonic() + self.linger_ms / 1000
             remaining = end - time.monotonic()
-            if remaining <= 0 or not polled:
+            if remaining <= 0 or not msgs:
                 break
-            wait = int(remaining * 1000)
+            wait = remaining
         return offsets, values
 
     def _fetch_loop(self) -> None:
         """The consumer's own thread: poll and decode batches, hand them over, commit what is written.
 
-        kafka-python's consumer is not thread-safe, so everything that touches it (poll, commit,
-        lag, close) happens here; the writer sends back the offsets of each batch it wrote.
+        Everything that touches the consumer (poll, commit, lag, close) happens here; the writer
+        sends back the offsets of each batch it wrote.
         """
         try:
             while not self.stop.is_set():
@@ -190,8 +180,6 @@ class Ingestor:
                     ROWS_RECEIVED.inc(len(values))
                     ticks, bad = decode_batch(values)
                     self._hand_over(_Batch(offsets, ticks, bad))
-                else:
-                    self.guard.check(self.consumer)
                 self._update_lag()
         except BaseException as exc:  # surfaced by the writer, which re-raises it
             self._fetch_error = exc
@@ -215,7 +203,7 @@ class Ingestor:
 
     def _commit_written(self) -> None:
         """Commit the newest written offset of every partition the writer has reported."""
-        latest: dict[Any, int] = {}
+        latest: dict[TP, int] = {}
         while True:
             try:
                 offsets = self._done.get_nowait()
@@ -260,10 +248,17 @@ class Ingestor:
             fetcher.join(timeout=60)
             self.writer.close()
             if self._producer is not None:
-                self._producer.close(timeout=10)
+                self._producer.flush(10)
             log.info("tick ingestor stopped")
         if self._fetch_error is not None:
             raise self._fetch_error
+
+
+def _log_partitions(what: str) -> Any:
+    def _on_change(_consumer: Any, partitions: list[Any]) -> None:
+        log.info("partitions %s: %s", what, sorted(p.partition for p in partitions))
+
+    return _on_change
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,16 +284,16 @@ def main(argv: list[str] | None = None) -> int:
             port = args.metrics_port or settings.port("metrics_tick_ingestor")
             start_http_server(port, addr=settings.bind_host)
         db.migrate_when_ready(settings, stop)
+        ensure_topics(settings)  # subscribed topics exist (created with their settings if missing)
         ingestor = Ingestor(settings, batch_max=args.batch_max, linger_ms=args.linger_ms)
         ingestor.stop = stop
         log.info("consuming %s as group %s", settings.topic_ticks, GROUP)
-        moved = watch_broker_address(settings, stop)
         heap.freeze()  # what start-up loaded: out of the collector's way (finding 10)
         ingestor.run()
     except ConfigurationError as exc:
         log.error("%s", exc)
         return 2
-    return 3 if moved.is_set() else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ data and committed offsets survive a stop, a restart and a SIGKILL.
 
 With ``HFT_KAFKA_BROKERS=3`` the three nodes form one quorum (static voters) and the topics get
 replication factor 3 with ``min.insync.replicas=2``. Topics are created here, explicitly
-(:func:`ensure_topics`): partitions and retention come from the settings.
+(:func:`hft.bus.topics.ensure_topics`): partitions and retention come from the settings.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from hft.bus.topics import ensure_topics
 from hft.config import REPO_ROOT, ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,19 @@ def classpath(resolve: bool = True) -> str:
             raise ConfigurationError(f"Kafka's classpath missing at {CLASSPATH_FILE}: run `make setup`")
         mvn = _which("mvn", "install Maven (apt-get install maven) or run `make setup`")
         log.info("resolving Apache Kafka's jars with Maven (once)")
-        subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:build-classpath",
-                        f"-Dmdep.outputFile={CLASSPATH_FILE}"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:build-classpath",
+                f"-Dmdep.outputFile={CLASSPATH_FILE}",
+            ],
+            check=True,
+            capture_output=True,
+        )
     cp = CLASSPATH_FILE.read_text().strip()
     missing = [j for j in cp.split(os.pathsep) if not Path(j).exists()]
     if missing:
@@ -118,8 +130,10 @@ class KafkaCluster:
     @property
     def nodes(self) -> list[Node]:
         n = self.s.kafka_brokers
-        return [Node(i, self.s.kafka_port(i), self.s.kafka_controller_port(i), self.root / f"node-{i}")
-                for i in range(1, n + 1)]
+        return [
+            Node(i, self.s.kafka_port(i), self.s.kafka_controller_port(i), self.root / f"node-{i}")
+            for i in range(1, n + 1)
+        ]
 
     def name(self, node: Node) -> str:
         """The node's name in pid files and logs: ``kafka`` alone, ``kafka-N`` in a cluster."""
@@ -177,8 +191,16 @@ class KafkaCluster:
         path = self.root / "cluster.id"
         if path.exists():
             return path.read_text().strip()
-        out = subprocess.run(["java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
-                             check=True, capture_output=True, text=True).stdout.strip().splitlines()
+        out = (
+            subprocess.run(
+                ["java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
         cid = out[-1] if out else uuid.uuid4().hex[:22]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(cid + "\n")
@@ -189,12 +211,27 @@ class KafkaCluster:
         if (node.data / "meta.properties").exists():
             return
         node.data.mkdir(parents=True, exist_ok=True)
-        res = subprocess.run(["java", "-cp", cp, f"-Dlog4j2.configurationFile={self._log4j()}",
-                              "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node.config)],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            [
+                "java",
+                "-cp",
+                cp,
+                f"-Dlog4j2.configurationFile={self._log4j()}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(node.config),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if res.returncode != 0:
-            raise ConfigurationError(f"formatting Kafka storage of node {node.node_id} failed: "
-                                     f"{(res.stderr or res.stdout).strip()[-500:]}")
+            raise ConfigurationError(
+                f"formatting Kafka storage of node {node.node_id} failed: "
+                f"{(res.stderr or res.stdout).strip()[-500:]}"
+            )
 
     def _log4j(self) -> Path:
         path = self.root / "log4j2.yaml"
@@ -227,11 +264,15 @@ class KafkaCluster:
             for node in nodes:
                 while not self.node_ready(node):
                     if not self.alive(node):
-                        raise ConfigurationError(f"Kafka node {node.node_id} exited during start-up; "
-                                                 f"see {self.logfile(node)}:\n{_tail(self.logfile(node))}")
+                        raise ConfigurationError(
+                            f"Kafka node {node.node_id} exited during start-up; "
+                            f"see {self.logfile(node)}:\n{_tail(self.logfile(node))}"
+                        )
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"Kafka node {node.node_id} not listening after {timeout:.0f}s; "
-                                           f"see {self.logfile(node)}")
+                        raise TimeoutError(
+                            f"Kafka node {node.node_id} not listening after {timeout:.0f}s; "
+                            f"see {self.logfile(node)}"
+                        )
                     time.sleep(0.2)
         ensure_topics(self.s, timeout=timeout)
 
@@ -245,12 +286,30 @@ class KafkaCluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pids.mkdir(parents=True, exist_ok=True)
         heap = self.s.kafka_heap_mb
-        cmd = ["java", f"-Xms{heap // 2}m", f"-Xmx{heap}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-               "-XX:+ExitOnOutOfMemoryError", "-XX:+UseStringDeduplication", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={self._log4j()}", "-cp", cp, "kafka.Kafka", str(node.config)]
+        cmd = [
+            "java",
+            f"-Xms{heap // 2}m",
+            f"-Xmx{heap}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-XX:+UseStringDeduplication",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self._log4j()}",
+            "-cp",
+            cp,
+            "kafka.Kafka",
+            str(node.config),
+        ]
         out = self.logfile(node).open("ab")
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=node.dir)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=node.dir,
+        )
         self._pidfile(node).write_text(str(proc.pid))
         log.info("kafka node %d started (pid %d, port %d)", node.node_id, proc.pid, node.port)
         return proc.pid
@@ -315,57 +374,3 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
-    """Topic name → (partitions, config) of the market topics, from the settings."""
-    hours_ms = 3_600_000
-    isr = "2" if settings.kafka_replication() >= 3 else "1"
-    return {
-        settings.topic_ticks: (settings.kafka_partitions, {
-            "retention.ms": str(int(settings.kafka_retention_hours * hours_ms)),
-            "min.insync.replicas": isr, "cleanup.policy": "delete"}),
-        # dead letters are few and worth keeping longer: a human reads them
-        settings.topic_dlq: (1, {"retention.ms": str(int(max(settings.kafka_retention_hours, 168) * hours_ms)),
-                                 "min.insync.replicas": isr, "cleanup.policy": "delete"}),
-    }
-
-
-def ensure_topics(settings: Settings, timeout: float = 60,
-                  extra: dict[str, tuple[int, dict[str, str]]] | None = None) -> list[str]:
-    """Create the market topics (and ``extra``) where missing; return the names created.
-
-    Waits for the cluster to answer first (a fresh KRaft quorum elects its controller in a few
-    seconds). Works against the embedded cluster and an external one (``HFT_KAFKA_BOOTSTRAP``).
-    """
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers(), "socket.nagle.disable": True})
-    specs = {**topic_specs(settings), **(extra or {})}
-    rf = settings.kafka_replication()
-    deadline = time.monotonic() + timeout
-    created: list[str] = []
-    while True:
-        try:
-            md = admin.list_topics(timeout=5)
-            if len(md.brokers) < min(rf, settings.kafka_brokers if not settings.kafka_bootstrap else rf):
-                raise KafkaException(f"{len(md.brokers)} brokers registered of {rf}")
-            missing = [t for t in specs if t not in md.topics]
-            if not missing:
-                return created
-            futures = admin.create_topics(
-                [NewTopic(t, num_partitions=specs[t][0], replication_factor=rf, config=specs[t][1]) for t in missing],
-                operation_timeout=10, request_timeout=15)
-            for t, fut in futures.items():
-                try:
-                    fut.result()
-                    created.append(t)
-                except KafkaException as exc:
-                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                        raise
-        except KafkaException as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Kafka at {settings.kafka_bootstrap_servers()} did not take the topics "
-                                   f"within {timeout:.0f}s: {exc}") from exc
-            time.sleep(0.5)

@@ -151,6 +151,11 @@ class FeatureCalculator:
                 out += sf.on_clock(now_ns)
         return out
 
+    def forget(self, symbol: str) -> None:
+        """Drop a symbol's bars and history (its partition moved to another calculator); the next
+        tick of it warms it up again from the stored bars."""
+        self.symbols.pop(symbol, None)
+
     def partial(self, symbol: str) -> Bar | None:
         """The open (partial) bar of a symbol."""
         sf = self.symbols.get(symbol)

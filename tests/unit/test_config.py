@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hft.config import ConfigurationError, Settings
+from hft.config import Settings
 
 
 def test_ports_derive_from_port_base_and_never_collide() -> None:
@@ -31,15 +31,20 @@ def test_bad_market_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_embedded_broker_uses_old_api_version_and_external_autodetects(tmp_path) -> None:
-    (tmp_path / "kafka").mkdir()
-    (tmp_path / "kafka" / "bootstrap").write_text("127.0.0.1:9999\n")
-    embedded = Settings(home=tmp_path)
-    assert embedded.kafka_client_kwargs()["api_version"] == (2, 0)
-    external = Settings(home=tmp_path, kafka_bootstrap="kafka:9092")
-    assert "api_version" not in external.kafka_client_kwargs()
+def test_embedded_kafka_ports_derive_from_the_port_base_and_external_wins() -> None:
+    one = Settings(port_base=20000)
+    assert one.kafka_bootstrap_servers() == "127.0.0.1:20002"
+    assert one.kafka_replication() == 1
+    three = Settings(port_base=20000, kafka_brokers=3)
+    assert three.kafka_bootstrap_servers() == "127.0.0.1:20002,127.0.0.1:20013,127.0.0.1:20015"
+    assert three.kafka_replication() == 3
+    ports = [three.kafka_port(i) for i in (1, 2, 3)] + [three.kafka_controller_port(i) for i in (1, 2, 3)]
+    assert len(set(ports)) == 6
+    external = Settings(port_base=20000, kafka_bootstrap="kafka:9092")
+    assert external.kafka_bootstrap_servers() == "kafka:9092"
 
 
-def test_missing_broker_is_a_configuration_error(tmp_path) -> None:
-    with pytest.raises(ConfigurationError, match="HFT_KAFKA_BOOTSTRAP"):
-        Settings(home=tmp_path).kafka_bootstrap_servers()
+def test_kafka_brokers_must_be_one_or_three(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HFT_KAFKA_BROKERS", "2")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -58,6 +58,55 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 120, inter
     return False
 
 
+MINUTE_NS = 60_000_000_000
+
+
+def closed_buckets(trades: list[Any]) -> set[int]:
+    """Open times (ns) of the 1m bars these trades closed: every bucket from the first trade's to the
+    one before the last trade's (the last stays open until a later trade or the clock closes it)."""
+    first = trades[0].trade_time_ms * 1_000_000
+    last = trades[-1].trade_time_ms * 1_000_000
+    return set(range(first - first % MINUTE_NS, last - last % MINUTE_NS, MINUTE_NS))
+
+
+def wait_for_bar_close(st: Streaming, timeout: float = 180) -> None:
+    """Wait until a bar was just announced, so a restart falls between two closes."""
+    before = st.bars.last_seen
+    wait_until(lambda: st.bars.last_seen > before, "a bar to close", timeout=timeout)
+
+
+def check_end_state(st: Streaming, features_every_bar: bool = False) -> None:
+    # every replayed trade stored exactly once
+    for sym, trades in st.trades.items():
+        ids = st.stored_ids(sym)
+        want = [t.trade_id for t in trades]
+        assert len(ids) == len(set(ids)), f"{sym}: {len(ids) - len(set(ids))} trades stored more than once"
+        missing = sorted(set(want) - set(ids))
+        assert not missing, (f"{sym}: {len(missing)} of {len(want)} replayed trades not stored, "
+                             f"first {missing[:10]}\n{st.diagnose('tick-ingestor')}")
+        assert len(ids) == len(want)
+    # every bar the replay closed was closed by the calculator; each one with features has its row
+    with db.connect(st.settings, autocommit=True) as conn:
+        rows = {(r[0], int(r[1])) for r in conn.execute(
+            "SELECT symbol, (extract(epoch FROM event_timestamp) * 1e9)::bigint - %s FROM features.bar_features "
+            "WHERE symbol = ANY(%s) AND interval = '1m'", (MINUTE_NS, st.rig.symbols))}
+    for sym, trades in st.trades.items():
+        want_bars = closed_buckets(trades)
+        got = {ot for (s, ot) in st.bars.seen if s == sym}
+        assert want_bars <= got, (f"{sym}: bars never closed: {sorted(want_bars - got)[:5]}\n"
+                                  f"{st.diagnose('feature-calculator')}")
+        with_features = {ot for (s, ot), has in st.bars.seen.items() if s == sym and has}
+        assert {ot for (s, ot) in rows if s == sym} >= with_features, f"{sym}: features rows missing"
+        if features_every_bar:  # warmed up from history: every closed bar has its features
+            assert with_features >= want_bars, f"{sym}: bars closed without features: {sorted(want_bars - with_features)[:5]}"
+    # no order intent filled twice
+    with db.connect(st.settings, autocommit=True) as conn:
+        twice = conn.execute("SELECT count(*) FROM (SELECT intent_id FROM trading.fills GROUP BY intent_id "
+                             "HAVING count(*) > 1) x").fetchone()
+    assert twice is not None
+    assert twice[0] == 0, f"{twice[0]} order intents filled more than once"
+
+
 class ClosedBars:
     """Collects the ``hft:bars:closed`` announcements of some symbols as they come (Redis restarts
     wipe the stream, so it is read continuously instead of at the end)."""
@@ -147,7 +196,7 @@ class Streaming:
 
     def diagnose(self, *names: str, lines: int = 60) -> str:
         """What a failure message needs to be understood from CI's output alone: each process's
-        thread stacks (SIGUSR1, hft.logs) and the tail of its log, and the broker's group events.
+        thread stacks (SIGUSR1, hft.logs) and the tail of its log, and Kafka's consumer-group events.
         Never raises: a failure to diagnose must not hide the failure being diagnosed."""
         try:
             return self._diagnose(names, lines)
@@ -166,10 +215,9 @@ class Streaming:
             path = logs / f"{name}.log"
             tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(no log)"]
             out.append(f"--- {name} (pid {self.pid(name)}), last {lines} log lines ---\n" + "\n".join(tail))
-        broker = logs / "broker.log"
-        groups = [ln for ln in broker.read_text(errors="replace").splitlines() if " group event: " in ln] \
-            if broker.exists() else []
-        out.append("--- broker: last 40 consumer-group events ---\n" + "\n".join(groups[-40:]))
+        groups = [ln for path in sorted(logs.glob("kafka*.log"))
+                  for ln in path.read_text(errors="replace").splitlines() if "GroupCoordinator" in ln]
+        out.append("--- Kafka: last 40 consumer-group events ---\n" + "\n".join(groups[-40:]))
         return "\n".join(out)
 
     def faults(self, **values: int) -> dict[str, Any]:
@@ -225,16 +273,18 @@ def streaming(stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch:
     started: list[Streaming] = []
 
     def start(speed: str, n_trades: int | None = None, names: list[str] | None = None,
-              env: dict[str, str] | None = None) -> Streaming:
-        """Replay at ``speed``; with the serving processes in ``names``, the calculator warms up from
-        real 1m klines (re-timed to end where the replay starts) so closed bars have features."""
+              env: dict[str, str] | None = None, warm: bool = False, rate: float | None = None,
+              market_speed: float = 1.0) -> Streaming:
+        """Replay at ``speed``; with the serving processes in ``names`` (or ``warm``), the calculator
+        warms up from real 1m klines (re-timed to end where the replay starts) so closed bars have
+        features. ``rate``/``market_speed``: evenly spaced trades (see ``replay_trades``)."""
         db.migrate(stack_settings)
         symbols = bench_symbols()
         rig = Rig(stack_settings, symbols, bar_interval="1m")
         start_ms = time.time_ns() // 1_000_000
-        trades = replay_trades(data_dir, symbols, n_trades, start_ms=start_ms)
+        trades = replay_trades(data_dir, symbols, n_trades, start_ms=start_ms, rate=rate, market_speed=market_speed)
         write_trade_files(trades, rig.source_dir)
-        if set(SERVING) & set(names or SUPERVISED):
+        if warm or set(SERVING) & set(names or SUPERVISED):
             seed_history(rig, data_dir, start_ms)
         # the supervisor's children inherit its environment: point them at the replay and these symbols
         Supervisor(stack_settings).stop()

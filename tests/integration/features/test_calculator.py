@@ -61,11 +61,11 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
     from hft.features.offline import read_features
     from hft.features.online import OnlineFeatures
     from hft.features.store import apply
-    from hft.market.kafka_sink import make_producer
     from hft.storage import db
     from hft.storage.bars import read_bars, upsert_klines
     from hft.storage.ticks import TickWriter
     from streamers.feature_calculator import Calculator
+    from tests.kafka_helpers import send_ticks
 
     s = replay_settings
     t_start = time.monotonic()
@@ -80,13 +80,9 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
             upsert_klines(conn, hist[hist.index < T0].iloc[-HISTORY:], sym, "1m")
             ticks[sym] = _ticks(data_dir, sym, tr, received)
     writer = TickWriter(s, intervals=("1m",))
-    producer = make_producer(s)
-    for sym, ts in ticks.items():
+    for ts in ticks.values():
         writer.write(ts)  # what the tick ingestor does with the same messages
-        for t in ts:
-            producer.send(s.topic_ticks, key=sym.encode(), value=t.SerializeToString())  # type: ignore[attr-defined]
-    producer.flush()
-    producer.close()
+    send_ticks(s, [t for ts in ticks.values() for t in ts])
     writer.close()
     total = sum(len(v) for v in ticks.values())
     print(f"produced {time.monotonic() - t_start:.1f}s")
@@ -146,9 +142,9 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
 
 
 def _partition(key: str, partitions: int = 4) -> int:
-    from kafka.partitioner.default import murmur2
+    from hft.bus.client import partition_for
 
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions  # kafka-python's default partitioner
+    return partition_for(key.encode(), partitions)  # the producer's partitioner (murmur2, as Java's)
 
 
 def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
@@ -160,8 +156,8 @@ def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
 
     import streamers.feature_calculator as fc
     from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY
-    from hft.market.kafka_sink import make_producer
     from hft.storage import db
+    from tests.kafka_helpers import send_ticks
 
     s = replay_settings
     quiet = next(f"FTQUIET{i}" for i in range(100) if _partition(f"FTQUIET{i}") != _partition("FTBUSY"))
@@ -170,12 +166,7 @@ def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
     q_ticks = [t for t in _ticks(data_dir, quiet, PAIRS["FTBTC"][1], received)
                if t.trade_time_ns < T0.value + 30_000_000_000]  # type: ignore[attr-defined]  # its first 30 s only
     b_ticks = _ticks(data_dir, busy, PAIRS["FTETH"][1], received)  # 11 minutes of trades
-    producer = make_producer(s)
-    for sym, ts in ((quiet, q_ticks), (busy, b_ticks)):
-        for t in ts:
-            producer.send(s.topic_ticks, key=sym.encode(), value=t.SerializeToString())  # type: ignore[attr-defined]
-    producer.flush()
-    producer.close()
+    send_ticks(s, [*q_ticks, *b_ticks])
     last_q = max(t.trade_time_ns for t in q_ticks)  # type: ignore[attr-defined]
     monkeypatch.setattr(fc, "QUIET_CHECK_S", 0.0)
     # the wall clock maps to 2 minutes after the quiet symbol's first bar opened: that bar is over
@@ -199,8 +190,11 @@ def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
             started = started or n > 0
             tp = calc._open_offsets.get(busy, (None, 0))[0]
             if tp is not None and announced(quiet):
-                high = calc.consumer.highwater(tp)
-                busy_backlog_then = (high or 0) - calc.consumer.position(tp, timeout_ms=0)
+                from confluent_kafka import TopicPartition
+
+                ktp = TopicPartition(*tp)
+                high = calc.consumer.get_watermark_offsets(ktp, cached=True)[1]
+                busy_backlog_then = high - calc.consumer.position([ktp])[0].offset
         got = announced(quiet)
         assert len(got) == 1, "the quiet symbol's bar was not closed while the topic was busy"
         assert int(got[0][b"open_time_ns"]) == T0.value

@@ -1,6 +1,6 @@
 """Fixtures of the market integration tests: the replay exchange and the market producer as the
 supervisor runs them (``hft exchange``, ``python -m streamers.market_producer``), against the
-stack's real Kafka-protocol broker.
+stack's Apache Kafka.
 
 They run on a port base of their own (the stack's + 200) so that a supervisor-run exchange or
 producer from another test cannot hold their ports, and write to topics of their own.
@@ -54,9 +54,11 @@ def market(stack: object, stack_settings: Settings, tmp_path: Path) -> Market:
     base = stack_settings.port_base + 200
     env = {**child_env(), "HFT_HOME": str(stack_settings.home_dir), "HFT_PORT_BASE": str(base),
            "HFT_MARKET": "replay", "HFT_TOPIC_TICKS": topic, "HFT_TOPIC_DLQ": dlq,
-           "HFT_DATA_DIR": str(stack_settings.data_dir), "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT"]'}
+           "HFT_DATA_DIR": str(stack_settings.data_dir), "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT"]',
+           # the stack's Kafka, whose ports derive from the stack's own port base
+           "HFT_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap_servers()}
     s = Settings(home=stack_settings.home_dir, port_base=base, data_dir=stack_settings.data_dir, market="replay",
-                 topic_ticks=topic, topic_dlq=dlq)
+                 topic_ticks=topic, topic_dlq=dlq, kafka_bootstrap=stack_settings.kafka_bootstrap_servers())
     return Market(s, env, topic, dlq, tmp_path)
 
 
@@ -126,31 +128,29 @@ def _end(p: subprocess.Popen[bytes]) -> None:
 def read_topic(settings: Settings, topic: str, until: int, timeout: float = 90, settle_s: float = 1.5
                ) -> list[tuple[bytes, bytes]]:
     """(key, value) of every message of a topic; stop once ``until`` arrived and nothing more comes."""
-    from kafka import KafkaConsumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    consumer = KafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False,
-                             consumer_timeout_ms=500)
+    from hft.bus.client import make_consumer
+
+    consumer = make_consumer(settings, f"read-{uuid.uuid4().hex[:8]}", "test-reader")
     try:
         deadline = time.monotonic() + 30
-        parts = None
+        parts: list[int] = []
         while not parts and time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
+            md = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            parts = sorted(md.partitions) if md is not None and md.error is None else []
             if not parts:
                 time.sleep(0.3)
         if not parts:
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        consumer.assign([TopicPartition(topic, p, -2) for p in parts])  # -2: the beginning
         out: list[tuple[bytes, bytes]] = []
         deadline = time.monotonic() + timeout
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=300, max_records=5000)
-            n = sum(len(v) for v in batch.values())
-            for records in batch.values():
-                out.extend((r.key, r.value) for r in records)
-            if n:
+            batch = [m for m in consumer.consume(num_messages=5000, timeout=0.3) if m.error() is None]
+            out.extend((m.key(), m.value()) for m in batch)  # type: ignore[misc]
+            if batch:
                 quiet_since = time.monotonic()
             elif len(out) >= until and time.monotonic() - quiet_since > settle_s:
                 break

@@ -132,7 +132,7 @@ def test_sigterm_flushes_every_tick_and_kcat_with_the_proto_alone_decodes_them(
     proto = tmp_path / "market.proto"
     proto.write_text((REPO_ROOT / "hft" / "schema" / "market.proto").read_text())
     bootstrap = market.settings.kafka_bootstrap_servers()
-    listing = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", market.topic, "-o", "beginning", "-c", "500",
+    listing = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", market.topic, "-o", "beginning",
                               "-e", "-q", "-f", "%k %p %o\n"], capture_output=True, timeout=30, check=True)
     firsts: dict[str, tuple[int, int]] = {}
     for line in listing.stdout.decode().splitlines():

@@ -1,5 +1,5 @@
 """Fixtures of the storage integration tests: real PostgreSQL (or TimescaleDB with HFT_TIMESCALE=1),
-the embedded Kafka broker, the real tick ingestor process.
+the embedded Apache Kafka, the real tick ingestor process.
 
 Ticks come from the shared recorded trades through the project's importer
 (``hft.market.replay.read_trade_file``) and its encoder (``hft.market.ticks.tick_from_trade``), produced
@@ -27,6 +27,7 @@ from hft.market.ticks import tick_from_trade
 from hft.schema.market_pb2 import Tick
 from hft.stack import child_env
 from hft.storage import db
+from tests.kafka_helpers import send_ticks
 
 GROUP = "tick-ingestor"
 TRADE_FILES = {
@@ -62,18 +63,7 @@ def ticks_from_file(data_dir: Path, key: str, symbol: str) -> list[Tick]:
 
 def produce(settings: Settings, ticks: list[Tick], chunk: int = 0, pause_s: float = 0.0) -> None:
     """Send Ticks to the ticks topic (key = symbol) and wait for every ack."""
-    from hft.market.kafka_sink import make_producer
-
-    producer = make_producer(settings, client_id="storage-tests", linger_ms=5)
-    try:
-        for i, t in enumerate(ticks):
-            producer.send(settings.topic_ticks, key=t.symbol.encode(), value=t.SerializeToString())
-            if chunk and pause_s and i % chunk == chunk - 1:
-                producer.flush()
-                time.sleep(pause_s)
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=10)
+    send_ticks(settings, ticks, chunk=chunk, pause_s=pause_s)
 
 
 def count_rows(settings: Settings, symbols: list[str]) -> tuple[int, int]:
@@ -104,16 +94,18 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 90, interv
 
 def group_caught_up(settings: Settings) -> Callable[[], bool]:
     """A check: the ingestor group's committed offsets reached the topic's end (as of now)."""
-    from kafka import KafkaConsumer
-    from kafka.structs import TopicPartition
+    from confluent_kafka import TopicPartition
 
-    consumer = KafkaConsumer(group_id=GROUP, enable_auto_commit=False, **settings.kafka_client_kwargs())
-    parts = consumer.partitions_for_topic(settings.topic_ticks) or set()
-    tps = [TopicPartition(settings.topic_ticks, p) for p in parts]
-    ends = consumer.end_offsets(tps)
+    from hft.bus.client import make_consumer
+
+    consumer = make_consumer(settings, GROUP, "test-group-check")
+    md = consumer.list_topics(settings.topic_ticks, timeout=10).topics[settings.topic_ticks]
+    tps = [TopicPartition(settings.topic_ticks, p) for p in md.partitions]
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
 
     def check() -> bool:
-        done = all((consumer.committed(tp) or 0) >= ends[tp] for tp in tps)
+        committed = consumer.committed(tps, timeout=10)
+        done = all(max(c.offset, 0) >= ends[c.partition] for c in committed)
         if done:
             consumer.close()
         return done

@@ -2,28 +2,48 @@
 
 No Docker engine runs on this machine and the docker CLI here has no compose plugin, so the
 file is parsed and checked here; ``docker compose config`` runs too when the plugin exists.
+
+The stack comes in two shapes: ``one`` (docker-compose.yml, one Kafka node) and ``three``
+(docker-compose.yml + docker-compose.kafka3.yml, three KRaft nodes). Both are checked against the
+embedded stack's Kafka (hft/devstack/kafka.py, deploy/kafka/pom.xml) and its topic settings.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from hft.bus.topics import topic_specs
 from hft.config import REPO_ROOT, Settings
+from hft.devstack.kafka import KafkaCluster
 from hft.processes import PROCESSES, scrape_targets
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
+KAFKA3 = REPO_ROOT / "docker-compose.kafka3.yml"
 DEPLOY = REPO_ROOT / "deploy"
 PUBLISH = re.compile(r"^\$\{HFT_PUBLISH_HOST:-127\.0\.0\.1\}:\d+:\d+$|^127\.0\.0\.1:\d+:\d+$")
-INFRA = {"kafka", "timescaledb", "redis", "mlflow", "prometheus", "grafana", "airflow-apiserver",
-         "airflow-scheduler", "airflow-dag-processor"}
+INFRA = {
+    "kafka",
+    "timescaledb",
+    "redis",
+    "mlflow",
+    "prometheus",
+    "grafana",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +59,117 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _compose_settings() -> Settings:
-    return Settings(port_base=15400, kafka_bootstrap="kafka:9092", market="binance",
-                    mlflow_tracking_uri="http://mlflow:5000")
+    return Settings(
+        port_base=15400,
+        kafka_bootstrap="kafka:9092",
+        market="binance",
+        mlflow_tracking_uri="http://mlflow:5000",
+    )
+
+
+# ---- the two shapes: compose's merge of an override file, and its ${VAR} interpolation ---------
+KAFKA_NODES = {"one": ["kafka"], "three": ["kafka", "kafka-2", "kafka-3"]}
+SHAPES = list(KAFKA_NODES)
+KAFKA3_BOOTSTRAP = "kafka:9092,kafka-2:9092,kafka-3:9092"
+SECRETS = {
+    "POSTGRES_PASSWORD": "x",
+    "HFT_API_KEY": "x",
+    "AIRFLOW_JWT_SECRET": "x",
+    "GRAFANA_ADMIN_PASSWORD": "x",
+}
+_VAR = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?])([^}]*))?\}|(\w+))")
+
+
+def _merge(base: Any, override: Any, key: str = "") -> Any:
+    """Compose's merge of an override file, for the keys these files use.
+
+    Mappings merge (the override's values win), ``volumes`` merge by their container path, ``ports``
+    add up, any other list (``command``) is replaced.
+    """
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = _merge(base[k], v, k) if k in base else v
+        return out
+    if key == "volumes" and isinstance(base, list):
+        by_target = {str(v).split(":")[1]: v for v in base}
+        by_target.update({str(v).split(":")[1]: v for v in override})
+        return list(by_target.values())
+    if key == "ports" and isinstance(base, list):
+        return base + [p for p in override if p not in base]
+    return override
+
+
+@functools.cache
+def _raw(shape: str) -> dict[str, Any]:
+    """The compose model of one shape, merged but not interpolated."""
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    if shape == "three":
+        data = _merge(data, yaml.safe_load(KAFKA3.read_text()))
+    return data
+
+
+def _interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` and ``$$`` as compose resolves them."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "$"
+        name, op, arg = m.group(2) or m.group(5), m.group(3), m.group(4)
+        current = env.get(name)
+        missing = current is None or (op is not None and op.startswith(":") and current == "")
+        if op and missing and op.endswith("-"):
+            return str(arg)
+        if op and missing and op.endswith("?"):
+            raise KeyError(f"{name}: {arg}")
+        return current or ""
+
+    return _VAR.sub(one, value)
+
+
+def _services(shape: str, **env: str) -> dict[str, dict[str, Any]]:
+    """The services of one shape as compose runs them, with ``env`` as the .env file."""
+    out: dict[str, dict[str, Any]] = _interpolate(_raw(shape)["services"], {**SECRETS, **env})
+    return out
+
+
+def _kafka_properties(environment: Mapping[str, Any]) -> dict[str, str]:
+    """server.properties from apache/kafka's environment (KAFKA_FOO_BAR → foo.bar, __ → _, ___ → -)."""
+    props = {}
+    for key, value in environment.items():
+        if key.startswith("KAFKA_"):
+            name = key[len("KAFKA_") :].lower().replace("___", "-").replace("__", "\0").replace("_", ".")
+            props[name.replace("\0", "_")] = str(value)
+    return props
+
+
+def _embedded_properties(settings: Settings, node_id: int) -> dict[str, str]:
+    cluster = KafkaCluster(settings)
+    text = cluster._properties(cluster.node(node_id))
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
+def _pom_kafka_version() -> str:
+    found = re.search(
+        r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", (DEPLOY / "kafka/pom.xml").read_text()
+    )
+    assert found, "deploy/kafka/pom.xml has no <kafka.version>"
+    return found.group(1)
 
 
 def test_stack_has_every_part_of_the_design(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) >= INFRA, INFRA - set(services)
 
 
-def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
-    for name, svc in services.items():
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_image_is_pinned(shape: str) -> None:
+    for name, svc in _raw(shape)["services"].items():
         image = svc.get("image")
         assert image, f"{name} has no image"
         repo, _, tag = image.rpartition(":")
@@ -58,13 +179,211 @@ def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
         assert re.search(r"\d", tag), f"{name}: {image} tag is not a version"
 
 
-def test_kafka_runs_kraft_without_zookeeper(services: dict[str, dict[str, Any]]) -> None:
-    env = services["kafka"]["environment"]
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+@pytest.mark.parametrize("shape", SHAPES)
+def test_kafka_runs_kraft_without_zookeeper(shape: str) -> None:
+    services = _services(shape)
+    for node in KAFKA_NODES[shape]:
+        assert services[node]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    kafka_like = {n for n, svc in services.items() if str(svc.get("image", "")).startswith("apache/kafka:")}
+    assert kafka_like == {*KAFKA_NODES[shape], "kafka-init"}
     assert "zookeeper" not in json.dumps(services).lower()
 
 
-def test_depends_on_names_existing_services(services: dict[str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_kafka_image_is_the_embedded_brokers_version(shape: str) -> None:
+    """deploy/kafka/pom.xml's kafka.version runs locally; the same Apache Kafka runs here."""
+    version = _pom_kafka_version()
+    for name in [*KAFKA_NODES[shape], "kafka-init"]:
+        assert _raw(shape)["services"][name]["image"] == f"apache/kafka:{version}", name
+
+
+# server.properties that differ between hosts by nature; the quorum and node ids are checked below,
+# and retention is set per topic by kafka-init (no topic is auto-created to fall back on the default)
+HOST_SPECIFIC = {
+    "node.id",
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "controller.quorum.voters",
+    "log.dirs",
+    "log.retention.ms",
+}
+
+
+@pytest.mark.parametrize(
+    ("shape", "env"), [("one", {}), ("three", {}), ("one", {"HFT_KAFKA_PARTITIONS": "12"})]
+)
+def test_kafka_brokers_are_configured_like_the_embedded_ones(shape: str, env: dict[str, str]) -> None:
+    services = _services(shape, **env)
+    nodes = KAFKA_NODES[shape]
+    settings = Settings(kafka_brokers=len(nodes), kafka_partitions=int(env.get("HFT_KAFKA_PARTITIONS", 4)))
+    for node_id, name in enumerate(nodes, start=1):
+        compose = _kafka_properties(services[name]["environment"])
+        embedded = _embedded_properties(settings, node_id)
+        assert compose["node.id"] == embedded["node.id"] == str(node_id)
+        assert compose["auto.create.topics.enable"] == "false"
+        ours = {k: v for k, v in compose.items() if k not in HOST_SPECIFIC}
+        theirs = {k: v for k, v in embedded.items() if k not in HOST_SPECIFIC}
+        assert ours == theirs, f"{name} differs from the embedded node {node_id}"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_kafka_nodes_form_one_quorum_and_advertise_their_service_names(shape: str) -> None:
+    services = _services(shape)
+    nodes = KAFKA_NODES[shape]
+    voters = ",".join(f"{i}@{name}:9093" for i, name in enumerate(nodes, start=1))
+    if shape == "three":
+        assert voters == "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+    cluster_ids, volumes, host_ports = set(), set(), set()
+    for name in nodes:
+        env = services[name]["environment"]
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters, name
+        assert f"PLAINTEXT://{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(","), name
+        assert "CONTROLLER://:9093" in env["KAFKA_LISTENERS"].split(","), name
+        host = re.search(r"HOST://127\.0\.0\.1:(\d+)", env["KAFKA_ADVERTISED_LISTENERS"])
+        assert host, f"{name}: host clients need a HOST listener on every node"
+        assert f"127.0.0.1:{host.group(1)}:{host.group(1)}" in services[name]["ports"], name
+        host_ports.add(host.group(1))
+        cluster_ids.add(env.get("CLUSTER_ID"))
+        (volume,) = [v for v in services[name]["volumes"] if v.endswith(":/var/lib/kafka/data")]
+        volumes.add(volume.split(":")[0])
+        assert services[name]["healthcheck"]["test"][-1].startswith(
+            "/opt/kafka/bin/kafka-broker-api-versions.sh"
+        )
+    assert len(cluster_ids) == 1, "every node of one cluster formats its storage with one cluster id"
+    assert len(volumes) == len(host_ports) == len(nodes)
+    if shape == "three":  # a single-voter log never becomes a three-voter one: its own volume
+        assert "kafka-data" not in volumes
+
+
+def test_three_node_override_replicates_thrice_and_acks_with_two() -> None:
+    services = _services("three")
+    for name in KAFKA_NODES["three"]:
+        env = services[name]["environment"]
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2", name
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2", name
+    init = services["kafka-init"]["environment"]
+    assert (init["TOPIC_REPLICATION_FACTOR"], init["TOPIC_MIN_INSYNC_REPLICAS"]) == ("3", "2")
+    assert "docker compose -f docker-compose.yml -f docker-compose.kafka3.yml up" in KAFKA3.read_text()
+    assert "kafka-2" not in _raw("one")["services"], "the single-node stack has one Kafka node"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_kafka_client_bootstraps_from_every_node(shape: str) -> None:
+    services = _services(shape)
+    expected = ",".join(f"{name}:9092" for name in KAFKA_NODES[shape])
+    clients = [n for n, svc in services.items() if "HFT_KAFKA_BOOTSTRAP" in (svc.get("environment") or {})]
+    assert {"kafka-init", "market-producer", "tick-ingestor", "feature-calculator"} <= set(clients)
+    for name in clients:
+        assert services[name]["environment"]["HFT_KAFKA_BOOTSTRAP"] == expected, name
+    # the apps' own ensure_topics then asks for the replication kafka-init used
+    rf = Settings(kafka_bootstrap=expected).kafka_replication()
+    assert str(rf) == services["kafka-init"]["environment"]["TOPIC_REPLICATION_FACTOR"]
+    exporter = services["kafka-exporter"]["command"]
+    assert sorted(exporter) == sorted(f"--kafka.server={name}:9092" for name in KAFKA_NODES[shape])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_application_processes_start_after_the_topics_exist(shape: str) -> None:
+    services = _services(shape)
+    init = services["kafka-init"]
+    assert init["restart"] == "no"
+    for node in KAFKA_NODES[shape]:
+        assert init["depends_on"][node] == {"condition": "service_healthy"}, node
+    apps = [n for n, svc in services.items() if (svc.get("command") or [""])[0] == "hft"]
+    assert len(apps) >= 6
+    for name in apps:
+        deps = services[name]["depends_on"]
+        assert deps["kafka"] == {"condition": "service_healthy"}, name
+        assert deps["kafka-init"] == {"condition": "service_completed_successfully"}, name
+        for var in ("HFT_KAFKA_PARTITIONS", "HFT_KAFKA_RETENTION_HOURS"):  # the topics kafka-init made
+            assert services[name]["environment"][var] == init["environment"][var], f"{name}: {var}"
+
+
+STUB = """#!{python}
+import json, os, sys
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
+
+def _run_kafka_init(services: dict[str, dict[str, Any]], tmp_path: Path) -> list[list[str]]:
+    """Run kafka-init's script with a kafka-topics.sh that records its arguments."""
+    if shutil.which("sh") is None or shutil.which("awk") is None:
+        pytest.skip("needs sh and awk")
+    command = services["kafka-init"]["command"]
+    assert command[:2] == ["/bin/sh", "-ec"]
+    script = command[2]
+    real = "/opt/kafka/bin/kafka-topics.sh"
+    assert real in script
+    stub = tmp_path / "kafka-topics.sh"
+    stub.write_text(STUB.format(python=sys.executable))
+    stub.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    env = {**services["kafka-init"]["environment"], "PATH": os.environ["PATH"], "STUB_LOG": str(log)}
+    proc = subprocess.run(
+        ["sh", "-ec", script.replace(real, str(stub))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _option(args: list[str], name: str) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == name]
+
+
+@pytest.mark.parametrize(
+    ("shape", "env"),
+    [
+        ("one", {}),
+        ("one", {"HFT_KAFKA_PARTITIONS": "12", "HFT_KAFKA_RETENTION_HOURS": "200.5"}),
+        ("three", {}),
+        ("three", {"HFT_KAFKA_RETENTION_HOURS": "0.5"}),
+    ],
+)
+def test_kafka_init_creates_the_topics_of_topic_specs(
+    shape: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    services = _services(shape, **env)
+    init_env = services["kafka-init"]["environment"]
+    settings = Settings(
+        kafka_bootstrap=init_env["HFT_KAFKA_BOOTSTRAP"],
+        kafka_partitions=int(init_env["HFT_KAFKA_PARTITIONS"]),
+        kafka_retention_hours=float(init_env["HFT_KAFKA_RETENTION_HOURS"]),
+    )
+    if not env:  # the documented defaults
+        assert topic_specs(settings)[settings.topic_ticks][1]["retention.ms"] == "259200000"
+    created = {}
+    for args in _run_kafka_init(services, tmp_path):
+        assert _option(args, "--bootstrap-server") == [init_env["HFT_KAFKA_BOOTSTRAP"]]
+        if "--create" not in args:
+            continue
+        assert "--if-not-exists" in args
+        (topic,) = _option(args, "--topic")
+        (partitions,) = _option(args, "--partitions")
+        (replication,) = _option(args, "--replication-factor")
+        config = dict(c.split("=", 1) for c in _option(args, "--config"))
+        created[topic] = (int(partitions), config, int(replication))
+    expected = {t: (p, c, settings.kafka_replication()) for t, (p, c) in topic_specs(settings).items()}
+    assert created == expected
+    assert set(created) == {"market_ticks", "market_ticks.dlq"}
+    assert created["market_ticks.dlq"][0] == 1
+    if shape == "three":
+        assert created["market_ticks"][2] == 3
+        assert created["market_ticks"][1]["min.insync.replicas"] == "2"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_depends_on_names_existing_services(shape: str) -> None:
+    services = _raw(shape)["services"]
     for name, svc in services.items():
         deps = svc.get("depends_on") or {}
         for dep in deps if isinstance(deps, list) else deps.keys():
@@ -72,14 +391,16 @@ def test_depends_on_names_existing_services(services: dict[str, dict[str, Any]])
             assert dep != name
 
 
-def test_published_ports_bind_loopback_unless_configured(services: dict[str, dict[str, Any]]) -> None:
-    published = 0
-    for name, svc in services.items():
+@pytest.mark.parametrize("shape", SHAPES)
+def test_published_ports_bind_loopback_unless_configured(shape: str) -> None:
+    published: list[str] = []
+    for name, svc in _raw(shape)["services"].items():
         for port in svc.get("ports") or []:
             assert isinstance(port, str), f"{name}: use the HOST:PUBLISHED:TARGET string form"
             assert PUBLISH.match(port), f"{name}: {port} does not bind 127.0.0.1 by default"
-            published += 1
-    assert published >= 5
+            published.append(port.rsplit(":", 2)[1])
+    assert len(published) >= 5
+    assert len(published) == len(set(published)), f"a host port is published twice: {sorted(published)}"
 
 
 def test_each_application_process_runs_from_the_one_app_image(services: dict[str, dict[str, Any]]) -> None:
@@ -108,7 +429,9 @@ def test_no_secret_has_a_default(compose: dict[str, Any]) -> None:
     for var in ("POSTGRES_PASSWORD", "HFT_API_KEY", "AIRFLOW_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"):
         uses = re.findall(r"\$\{" + var + r"([^}]*)\}", text)
         assert uses, f"{var} unused"
-        assert all(u.startswith(":?") for u in uses), f"{var} must be required (${{{var}:?...}}), not defaulted"
+        assert all(u.startswith(":?") for u in uses), (
+            f"{var} must be required (${{{var}:?...}}), not defaulted"
+        )
 
 
 def test_prometheus_scrapes_every_process_by_service_name(services: dict[str, dict[str, Any]]) -> None:
@@ -129,8 +452,12 @@ def test_prometheus_config_is_valid() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (apt-get install prometheus)")
-    proc = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus.yml")], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [promtool, "check", "config", str(DEPLOY / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -199,30 +526,48 @@ def test_dockerignore_keeps_state_and_secrets_out() -> None:
     assert {".env", ".venv", ".hft", ".git"} <= lines
 
 
-SECRETS = {"POSTGRES_PASSWORD": "x", "HFT_API_KEY": "x", "AIRFLOW_JWT_SECRET": "x", "GRAFANA_ADMIN_PASSWORD": "x"}
-
-
-def test_docker_compose_config_when_the_cli_can(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_docker_compose_config_when_the_cli_can(shape: str, tmp_path: Path) -> None:
     """``docker compose config`` (v2 plugin) or, failing that, Debian's docker-compose 1.29."""
+    files = [COMPOSE, KAFKA3] if shape == "three" else [COMPOSE]
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
         env = tmp_path / ".env"
         env.write_text("".join(f"{k}={v}\n" for k, v in SECRETS.items()))
-        proc = subprocess.run([docker, "compose", "-f", str(COMPOSE), "--env-file", str(env), "config", "--quiet"],
-                              capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+        args = [a for f in files for a in ("-f", str(f))]
+        proc = subprocess.run(
+            [docker, "compose", *args, "--env-file", str(env), "config", "--quiet"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO_ROOT,
+        )
         assert proc.returncode == 0, proc.stderr
         return
     v1 = shutil.which("docker-compose")
     if v1 is None:
         pytest.skip("no docker compose plugin or docker-compose here (and no engine): parsed above instead")
     # v1 predates the top-level `name:` of the Compose spec; everything else it validates
-    copy = tmp_path / "docker-compose.yml"
-    copy.write_text(re.sub(r"^name: .*$", "", COMPOSE.read_text(), flags=re.MULTILINE))
-    cmd = [v1, "-f", str(copy), "--project-directory", str(REPO_ROOT), "config", "-q"]
-    ok = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp_path,
-                        env={"PATH": "/usr/bin:/bin", **SECRETS})
-    missing = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp_path,
-                             env={"PATH": "/usr/bin:/bin"})
+    args = []
+    for f in files:
+        copy = tmp_path / f.name
+        copy.write_text(re.sub(r"^name: .*$", "", f.read_text(), flags=re.MULTILINE))
+        args += ["-f", str(copy)]
+    cmd = [v1, *args, "--project-directory", str(REPO_ROOT), "config", "-q"]
+    ok = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", **SECRETS},
+    )
+    missing = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}
+    )
     assert ok.returncode == 0, ok.stderr
     assert missing.returncode != 0, "secrets must be required"
     assert "POSTGRES_PASSWORD" in missing.stderr
