@@ -1,8 +1,8 @@
 """Market producer alone: replay exchange (``max``) → ``streamers.market_producer`` → broker.
 
 Both run as the supervisor runs them (``hft exchange``, ``python -m streamers.market_producer``)
-on ``port_base + 70`` with a topic of their own, against the stack's broker (``hft stack up
-broker`` first). One replay of the 2024-08-08/09 spot captures (34,419 trades; ``--quick``: the
+on ``port_base + 70`` with a topic of their own, against the stack's Kafka (``hft stack up
+kafka`` first). One replay of the 2024-08-08/09 spot captures (34,419 trades; ``--quick``: the
 first 10,000).
 
 Keys: ``throughput_ticks_per_s`` (trades / seconds from the producer's first tick until every
@@ -45,13 +45,16 @@ def _metric(url: str, name: str) -> float | None:
 
 
 def _topic_count(settings: Settings, topic: str) -> int:
-    from kafka import KafkaConsumer, TopicPartition
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
 
-    c = KafkaConsumer(**settings.kafka_client_kwargs())
+    from hft.bus.client import make_consumer
+
+    md = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers()}).list_topics(topic, timeout=10)
+    parts = md.topics[topic].partitions if topic in md.topics else {}
+    c = make_consumer(settings, "bench-producer-count", "bench-producer-count")
     try:
-        parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        return int(sum(c.end_offsets(tps).values())) if tps else 0
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
     finally:
         c.close()
 

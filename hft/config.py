@@ -53,6 +53,9 @@ PORT_OFFSETS: dict[str, int] = {
     "metrics_worker": 24,
     "metrics_exchange": 25,
     "metrics_beat": 27,
+    "metrics_kafka": 26,
+    "metrics_kafka_2": 28,
+    "metrics_kafka_3": 29,
 }
 
 
@@ -232,6 +235,10 @@ class Settings(BaseSettings):
     def kafka_controller_port(self, node_id: int = 1) -> int:
         """KRaft controller port of an embedded Kafka node (1-3)."""
         return self.port("kafka_controller" if node_id == 1 else f"kafka_controller_{node_id}")
+
+    def kafka_metrics_port(self, node_id: int = 1) -> int:
+        """/metrics (Prometheus' JMX exporter) of an embedded Kafka node (1-3)."""
+        return self.port("metrics_kafka" if node_id == 1 else f"metrics_kafka_{node_id}")
 
     def kafka_replication(self) -> int:
         """Replication factor of the topics: 3 on a cluster of three or more, else 1."""

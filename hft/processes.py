@@ -79,9 +79,12 @@ PROCESSES: list[ProcessSpec] = [
 def scrape_targets(settings: Settings) -> dict[str, int]:
     """Prometheus job name -> port of every process that serves /metrics."""
     # No MLflow job: its /metrics (--expose-prometheus) needs prometheus-flask-exporter, which the
-    # lock does not hold; without it the target only ever reports down (404). No Kafka job either:
-    # the broker's JMX metrics would need the JMX exporter agent (docs/bench.md "Left").
-    return {p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)}
+    # lock does not hold; without it the target only ever reports down (404).
+    targets = {p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)}
+    if not settings.kafka_bootstrap:  # the embedded nodes' JMX exporter agents
+        for i in range(1, settings.kafka_brokers + 1):
+            targets["kafka" if i == 1 else f"kafka-{i}"] = settings.kafka_metrics_port(i)
+    return targets
 
 
 class Supervisor:

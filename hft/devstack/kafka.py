@@ -53,6 +53,31 @@ Configuration:
 """
 
 
+JMX_EXPORTER = """\
+# Prometheus' JMX exporter agent: the broker's own metrics (+ jvm_* and process_*) on /metrics
+lowercaseOutputName: true
+lowercaseOutputLabelNames: true
+includeObjectNames:
+  - "kafka.server:type=BrokerTopicMetrics,*"
+  - "kafka.server:type=ReplicaManager,*"
+  - "kafka.server:type=KafkaRequestHandlerPool,*"
+  - "kafka.controller:type=KafkaController,*"
+  - "kafka.network:type=RequestMetrics,name=TotalTimeMs,*"
+  - "kafka.network:type=SocketServer,*"
+  - "kafka.log:type=Log,name=Size,*"
+  - "kafka.server:type=group-coordinator-metrics,*"
+rules:
+  - pattern: ".*"
+"""
+
+
+def _agent_jar(cp: str) -> tuple[str, str]:
+    """Split the resolved classpath into (the broker's classpath, the JMX exporter agent's jar)."""
+    jars = cp.split(os.pathsep)
+    agent = [j for j in jars if "jmx_prometheus_javaagent" in j]
+    return os.pathsep.join(j for j in jars if j not in agent), (agent[0] if agent else "")
+
+
 def classpath(resolve: bool = True) -> str:
     """The broker's classpath, resolved from Maven Central by ``deploy/kafka/pom.xml`` (cached)."""
     if not CLASSPATH_FILE.exists() or CLASSPATH_FILE.stat().st_mtime < POM.stat().st_mtime:
@@ -193,7 +218,7 @@ class KafkaCluster:
             return path.read_text().strip()
         out = (
             subprocess.run(
-                ["java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                ["java", "-cp", _agent_jar(cp)[0], "kafka.tools.StorageTool", "random-uuid"],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -215,7 +240,7 @@ class KafkaCluster:
             [
                 "java",
                 "-cp",
-                cp,
+                _agent_jar(cp)[0],
                 f"-Dlog4j2.configurationFile={self._log4j()}",
                 "kafka.tools.StorageTool",
                 "format",
@@ -285,9 +310,16 @@ class KafkaCluster:
         self._format(node, cp, cluster_id)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pids.mkdir(parents=True, exist_ok=True)
+        cp, agent = _agent_jar(cp)
+        jmx = []
+        if agent:
+            cfg = self.root / "jmx-exporter.yaml"
+            cfg.write_text(JMX_EXPORTER)
+            jmx = [f"-javaagent:{agent}={self.host}:{self.s.kafka_metrics_port(node.node_id)}:{cfg}"]
         heap = self.s.kafka_heap_mb
         cmd = [
             "java",
+            *jmx,
             f"-Xms{heap // 2}m",
             f"-Xmx{heap}m",
             "-XX:+UseG1GC",

@@ -46,3 +46,21 @@ def test_airflow_folders_hold_no_shadowing_module_names() -> None:
     for folder in ("dags", "plugins"):
         for path in (REPO_ROOT / folder).iterdir():
             assert path.stem not in banned, f"{path} shadows a common module name on Airflow's sys.path"
+
+
+def test_one_kafka_client_on_every_path() -> None:
+    """confluent-kafka everywhere; kafka-python only in the benchmark that compares the two."""
+    allowed = {REPO_ROOT / "bench" / "kafka_clients.py"}
+    for folder in ("hft", *SERVICES, "dags", "plugins", "tests", "bench"):
+        for path, names in _imported_top_levels(REPO_ROOT / folder).items():
+            assert "kafka" not in names or path in allowed, f"{path} imports kafka-python"
+
+
+def test_no_production_code_imports_the_dev_stack() -> None:
+    """hft.devstack starts local services for development; a service or library path never needs it."""
+    for folder in (*SERVICES, "dags", "plugins"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            assert not {m for m in mods if m.startswith(("hft.devstack", "hft.stack"))}, f"{path} imports the dev stack"

@@ -214,7 +214,7 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     _wait(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, "dashboard up", 30)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "timings.txt").write_text("\n".join(f"{k} {v:.1f}" for k, v in timings.items()) + "\n")
-    yield {"url": url, "settings": settings, "jobs": [*list(PROCESSES), "broker"], "intents": intents,
+    yield {"url": url, "settings": settings, "jobs": [*list(PROCESSES), "kafka"], "intents": intents,
            "expected_ticks": expected, "artifacts": ARTIFACTS, "timings": timings}
     if os.environ.get("HFT_TEST_KEEP_STACK") != "1":
         sup.stop()

@@ -17,6 +17,7 @@ was closed with its features row. Each test prints what it counted.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -95,7 +96,8 @@ def test_b_the_busiest_partition_s_leader_dies_on_a_three_node_cluster(streaming
     topic = st.settings.topic_ticks
     busiest = max(st.trades, key=lambda sym: len(st.trades[sym]))
     partition = partition_for(busiest.encode(), kafka3.s.kafka_partitions)
-    md = AdminClient({"bootstrap.servers": boot}).list_topics(topic, timeout=10).topics[topic]
+    admin = AdminClient({"bootstrap.servers": boot, "logger": logging.getLogger("test.kafka-admin")})
+    md = admin.list_topics(topic, timeout=10).topics[topic]
     meta = md.partitions[partition]
     assert len(meta.replicas) == 3, f"partition {partition}: replicas {meta.replicas}"
     assert len(meta.isrs) == 3, f"partition {partition}: in sync {meta.isrs}"
@@ -105,7 +107,7 @@ def test_b_the_busiest_partition_s_leader_dies_on_a_three_node_cluster(streaming
     print(f"\nkilled node {leader}, leader of {topic}[{partition}] ({busiest}'s partition)")
 
     def new_leader() -> int:
-        p = AdminClient({"bootstrap.servers": boot}).list_topics(topic, timeout=5).topics[topic].partitions[partition]
+        p = admin.list_topics(topic, timeout=5).topics[topic].partitions[partition]
         return int(p.leader)
 
     wait_until(lambda: new_leader() not in (leader, -1), "another node to lead the partition", timeout=60)

@@ -518,7 +518,24 @@ def test_dockerfile_is_multi_stage_with_cpu_torch() -> None:
     assert "download.pytorch.org/whl/cpu" in text
     assert re.search(r"^USER\s+(?!root)\w+", text, flags=re.MULTILINE)
     lock = (REPO_ROOT / "requirements/lock.txt").read_text()
-    assert re.search(r"^torch==[\d.]+\+cpu$", lock, flags=re.MULTILINE)
+    locked = re.search(r"^torch==([\d.]+)(\+cpu)?$", lock, flags=re.MULTILINE)
+    assert locked, "the lock pins torch"
+    if locked.group(2):  # the CPU build in the lock: installed as it is, from the CPU index
+        return
+    # PyPI's CUDA build in the lock: the image drops it and its NVIDIA libraries, and installs the
+    # same version's CPU build instead
+    cpu = re.search(r"^ARG TORCH_CPU=([\d.]+)\+cpu$", text, flags=re.MULTILINE)
+    assert cpu, "deploy/Dockerfile names the CPU torch it installs (ARG TORCH_CPU=X+cpu)"
+    assert cpu.group(1) == locked.group(1), f"image torch {cpu.group(1)} != lock's {locked.group(1)}"
+    assert re.search(
+        r'--no-deps --index-url https://download\.pytorch\.org/whl/cpu "torch==\$\{TORCH_CPU\}"', text
+    )
+    dropped = re.search(r"grep -Ev '(\^\([^']+\))' requirements/lock\.txt", text)
+    assert dropped, "deploy/Dockerfile filters the CUDA build out of the lock"
+    gone = {line.split("==")[0] for line in lock.splitlines() if re.match(dropped.group(1), line)}
+    cuda = {n for n in gone if n in {"torch", "triton"} or n.startswith(("nvidia-", "cuda-"))}
+    assert gone == cuda, f"the filter drops more than the CUDA build: {sorted(gone - cuda)}"
+    assert {"torch", "triton"} <= gone
 
 
 def test_dockerignore_keeps_state_and_secrets_out() -> None:
