@@ -54,15 +54,13 @@ def _loss(rig: Rig, last_published: dict[str, int]) -> dict[str, Any]:
 
 
 def soak(settings: Settings, minutes: float, sample_s: float = 30.0, speed: str = "x19",
-         linger_ms: int = 5) -> dict[str, Any]:
+         linger_ms: float = 0.0) -> dict[str, Any]:
     """Run the soak and return parameters + results.
 
-    ``linger_ms``: the producer's ``HFT_KAFKA_LINGER_MS``. The embedded broker answers a fetch with
-    one producer batch per partition, so with 0 every tick is its own request at both ends and
-    1,000 ticks/s costs the two cores most of their time (docs/bench.md, finding 8); 5 ms batches
-    a few ticks per request at 1,000 ticks/s.
+    ``linger_ms``: the producer's ``HFT_KAFKA_LINGER_MS`` (0, the default: each tick at once; the
+    mock broker of 2026-12-02 needed 5 ms, docs/bench.md finding 8; Apache Kafka does not).
     """
-    rig = Rig.private(settings, bench_symbols(), extra_env={"HFT_KAFKA_LINGER_MS": str(linger_ms)})
+    rig = Rig.private(settings, bench_symbols(), extra_env={"HFT_KAFKA_LINGER_MS": f"{linger_ms:g}"})
     write_trade_files(replay_trades(settings.data_dir, rig.names, start_ms=time.time_ns() // 1_000_000),
                       rig.source_dir)
     rig.up()
@@ -133,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--sample-s", type=float, default=30.0)
     p.add_argument("--speed", default="x19", help="replay speed (x19 ≈ 1,000 ticks/s on the default recording)")
-    p.add_argument("--linger-ms", type=int, default=5, help="the market producer's HFT_KAFKA_LINGER_MS")
+    p.add_argument("--linger-ms", type=float, default=0.0, help="the market producer's HFT_KAFKA_LINGER_MS")
     args = p.parse_args(argv)
     out = soak(get_settings(), args.minutes, args.sample_s, args.speed, args.linger_ms)
     path = write_result("soak", out["parameters"], out["results"])

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         default=5, ge=0, description="Longest a consumer fetch waits at the broker for data (latency vs. requests)"
     )
 
+    ingest_batch_max: int = Field(default=5000, ge=1, description="Tick ingestor: most ticks per batch (one transaction)")
+    ingest_linger_ms: int = Field(
+        default=50, ge=0, description="Tick ingestor: how long a batch waits to fill (throughput over latency)"
+    )
+
     # --- MLflow / Optuna --------------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(default=None, description="External MLflow; embedded when unset")
     model_name: str = "hft-ensemble"

@@ -264,8 +264,8 @@ def _log_partitions(what: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Run the ingestor until SIGTERM/SIGINT."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--batch-max", type=int, default=5000, help="most ticks per batch (one transaction)")
-    p.add_argument("--linger-ms", type=int, default=50, help="wait this long for a batch to fill")
+    p.add_argument("--batch-max", type=int, default=None, help="most ticks per batch (HFT_INGEST_BATCH_MAX)")
+    p.add_argument("--linger-ms", type=int, default=None, help="wait for a batch to fill (HFT_INGEST_LINGER_MS)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
     p.add_argument("--metrics-port", type=int, default=None, help="instead of settings.port('metrics_tick_ingestor')")
     args = p.parse_args(argv)
@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             start_http_server(port, addr=settings.bind_host)
         db.migrate_when_ready(settings, stop)
         ensure_topics(settings)  # subscribed topics exist (created with their settings if missing)
-        ingestor = Ingestor(settings, batch_max=args.batch_max, linger_ms=args.linger_ms)
+        ingestor = Ingestor(settings, batch_max=args.batch_max or settings.ingest_batch_max,
+                            linger_ms=settings.ingest_linger_ms if args.linger_ms is None else args.linger_ms)
         ingestor.stop = stop
         log.info("consuming %s as group %s", settings.topic_ticks, GROUP)
         heap.freeze()  # what start-up loaded: out of the collector's way (finding 10)

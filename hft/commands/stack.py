@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from hft.stack import Stack
 
 console = Console()
-stack_app = typer.Typer(help="The embedded local stack: PostgreSQL, Redis, Kafka broker, MLflow, Prometheus.",
+stack_app = typer.Typer(help="The embedded local stack: PostgreSQL, Redis, Apache Kafka, MLflow, Prometheus.",
                         no_args_is_help=True)
 
 
@@ -34,7 +34,7 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @stack_app.command("up")
 def stack_up(
-    parts: Annotated[list[str] | None, typer.Argument(help="Only these parts (postgres redis broker mlflow prometheus)")] = None,
+    parts: Annotated[list[str] | None, typer.Argument(help="Only these parts (postgres redis kafka mlflow prometheus)")] = None,
 ) -> None:
     """Start the embedded services (idempotent)."""
     from hft.config import ConfigurationError
@@ -66,7 +66,7 @@ def stack_status() -> None:
 
 @stack_app.command("logs")
 def stack_logs(
-    part: Annotated[str, typer.Argument(help="postgres, redis, broker, mlflow, prometheus or a process name")],
+    part: Annotated[str, typer.Argument(help="postgres, redis, kafka (kafka-2, kafka-3 in a cluster), mlflow, prometheus or a process name")],
     lines: Annotated[int, typer.Option("-n", help="Lines to show")] = 50,
     follow: Annotated[bool, typer.Option("-f", help="Follow")] = False,
 ) -> None:

@@ -71,6 +71,46 @@ def test_kafka_is_apache_kafka_and_round_trips_through_a_consumer_group(stack, s
     assert "4 partitions" in out, out
 
 
+def test_kafka_keeps_messages_and_committed_offsets_across_a_stop_and_a_start(stack, stack_settings) -> None:
+    """What `hft down` / `hft up` do to Kafka: a clean stop (SIGTERM) and a start on the same storage."""
+    from confluent_kafka import TopicPartition
+
+    from hft.bus.client import commit, make_consumer, make_producer
+    from hft.bus.topics import ensure_topics
+
+    topic = f"durable-{uuid.uuid4().hex[:8]}"
+    group = f"durable-{uuid.uuid4().hex[:8]}"
+    ensure_topics(stack_settings, extra={topic: (1, {})})
+    producer = make_producer(stack_settings, "test-durable")
+    for i in range(20):
+        producer.produce(topic, f"m{i}".encode(), b"k")
+    assert producer.flush(30) == 0
+    consumer = make_consumer(stack_settings, group, "test-durable")
+    commit(consumer, {(topic, 0): 12})
+    consumer.close()
+    cluster_id = (stack_settings.home_dir / "kafka" / "cluster.id").read_text()
+
+    stack.stop_kafka()
+    assert not stack.kafka.healthy()
+    stack.start_kafka()
+    assert stack.kafka.healthy()
+
+    assert (stack_settings.home_dir / "kafka" / "cluster.id").read_text() == cluster_id
+    consumer = make_consumer(stack_settings, group, "test-durable")
+    try:
+        committed = consumer.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        consumer.subscribe([topic])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 8 and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(10, timeout=0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    assert (committed, low, high) == (12, 0, 20)
+    assert got == [f"m{i}".encode() for i in range(12, 20)]  # the group resumes where it committed
+
+
 def test_mlflow_registers_a_model_and_resolves_an_alias(stack, stack_settings) -> None:
     import mlflow
     import numpy as np
