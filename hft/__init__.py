@@ -5,3 +5,27 @@
 # import. Importing it here, before anything can import feast, keeps every metric of our
 # processes in memory, as their /metrics endpoints expect.
 import prometheus_client.values  # noqa: F401
+
+# Feast imports torch at its own import time when torch is installed (feast.torch_wrapper), only
+# to offer tensors as an output format we never ask for. PyPI's torch is a CUDA build: that import
+# costs ~1.5 s and ~700 MB PSS per process, in every process that touches Feast (the feature
+# calculator, Airflow tasks, the API). Feast gets a torch_wrapper that says torch is absent; the
+# code that needs torch (the LSTM, hft.ml.models) imports it itself.
+import sys as _sys
+import types as _types
+
+
+def _feast_without_torch() -> None:
+    if "feast.torch_wrapper" in _sys.modules:
+        return
+    stub = _types.ModuleType("feast.torch_wrapper")
+    stub.TORCH_AVAILABLE = False  # type: ignore[attr-defined]
+
+    def get_torch() -> None:
+        raise ImportError("hft keeps torch out of Feast (hft/__init__.py); import torch directly")
+
+    stub.get_torch = get_torch  # type: ignore[attr-defined]
+    _sys.modules["feast.torch_wrapper"] = stub
+
+
+_feast_without_torch()

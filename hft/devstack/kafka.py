@@ -320,7 +320,7 @@ class KafkaCluster:
         cmd = [
             "java",
             *jmx,
-            f"-Xms{heap // 2}m",
+            f"-Xms{min(256, heap // 2)}m",
             f"-Xmx{heap}m",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
