@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
-from hft.bus.client import TP, KafkaException, commit, make_consumer, report_lag
+from hft.bus.client import TP, KafkaException, commit, consume_ready, make_consumer, report_lag
 from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
 from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
@@ -145,7 +145,7 @@ class Calculator:
 
     def run_once(self, timeout_ms: int = 200) -> int:
         """Poll one batch, fold it, write closed bars and partials, commit; return messages handled."""
-        msgs = self.consumer.consume(num_messages=self.batch_max, timeout=timeout_ms / 1000)
+        msgs = consume_ready(self.consumer, self.batch_max, timeout_ms / 1000)
         HEARTBEAT.set(time.time())
         closed_all = []
         touched: set[str] = set()

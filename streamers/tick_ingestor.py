@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
-from hft.bus.client import TP, KafkaException, commit, make_consumer, make_producer, report_lag
+from hft.bus.client import TP, KafkaException, commit, consume_ready, make_consumer, make_producer, report_lag
 from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
 from hft.logs import setup_logging
@@ -145,7 +145,10 @@ class Ingestor:
         end: float | None = None
         wait = timeout_ms / 1000
         while len(values) < self.batch_max:
-            msgs = self.consumer.consume(num_messages=self.batch_max - len(values), timeout=wait)
+            # the first wait returns with the first message; then linger for more (consume waits
+            # until it has them all or the time is up)
+            msgs = (consume_ready(self.consumer, self.batch_max, wait) if end is None
+                    else self.consumer.consume(num_messages=self.batch_max - len(values), timeout=wait))
             for m in msgs:
                 err = m.error()
                 if err is not None:

@@ -19,7 +19,15 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from hft.config import Settings
 
@@ -27,7 +35,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 
-__all__ = ["TP", "KafkaError", "KafkaException", "commit", "lag", "make_consumer", "make_producer"]
+__all__ = ["TP", "KafkaError", "KafkaException", "commit", "consume_ready", "lag", "make_consumer", "make_producer"]
 
 
 def _rdkafka_logger(name: str) -> logging.Logger:
@@ -149,3 +157,20 @@ def partition_for(key: bytes, partitions: int) -> int:
     h = (h * m) & 0xFFFFFFFF
     h ^= h >> 15
     return (h & 0x7FFFFFFF) % partitions
+
+
+def consume_ready(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
+    """Up to ``max_messages`` messages, returning as soon as there is at least one.
+
+    ``Consumer.consume(n, timeout)`` waits until it has ``n`` messages or the time-out passes: at
+    1,000 ticks/s with n = 2,000 and 200 ms that is a 100 ms median wait on every tick. Here: take
+    what librdkafka has already fetched; if nothing, wait (up to ``timeout_s``) for one message,
+    then take what came with it.
+    """
+    msgs = consumer.consume(max_messages, 0)
+    if msgs:
+        return msgs
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
