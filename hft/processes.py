@@ -163,7 +163,7 @@ class Supervisor:
         import os
         import signal
 
-        from hft.stack import pid_alive
+        from hft.devstack.host import pid_alive
 
         pid = self._pid()
         if self.running():

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hft.bus.topics import ensure_topics
-from hft.config import ConfigurationError, Settings
+from hft.config import Settings
+from hft.devstack.host import find_binary, pid_alive, port_open
 from hft.devstack.kafka import KafkaCluster
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,6 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
-def _port_open(host: str, port: int, timeout: float = 0.3) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
-        return True
-    return False
-
-
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own localhost URL
@@ -78,22 +72,6 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float, interval: flo
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether the process exists (a reaped or zombie child of ours counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0); reap it if it is ours
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
 # Importing feast (which mlflow's plugin discovery can do) points prometheus_client at a temporary
 # multiprocess directory through these variables and deletes it at exit; children that inherit
 # them crash on their first metric. Our processes keep their metrics in memory.
@@ -105,17 +83,6 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _INHERITED_ONLY_BY_IMPORTERS}
     env.update(extra or {})
     return env
-
-
-def find_binary(name: str, extra_dirs: Iterable[Path] = (), hint: str = "") -> str:
-    """Locate a server binary or raise ConfigurationError with one line saying what to install."""
-    for d in extra_dirs:
-        if (d / name).exists():
-            return str(d / name)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise ConfigurationError(f"{name} not found: {hint or f'install it (apt-get install {name})'}")
 
 
 class Stack:
@@ -205,7 +172,7 @@ class Stack:
         port = self.s.port("postgres")
         data = self.home / "pg"
         sock = self._dir("pg-sock")
-        if _port_open(self.host, port) and self._pg_ready():
+        if port_open(self.host, port) and self._pg_ready():
             return
         initdb = find_binary("initdb", PG_BIN_DIRS, "install PostgreSQL (apt-get install postgresql)")
         pg_ctl = find_binary("pg_ctl", PG_BIN_DIRS, "install PostgreSQL (apt-get install postgresql)")
@@ -397,7 +364,7 @@ class Stack:
         ]
         boot = s.kafka_bootstrap_servers()
         if s.kafka_bootstrap:
-            out.append(PartStatus("kafka", boot, _port_open(*_split_hostport(boot)), "external", managed=False))
+            out.append(PartStatus("kafka", boot, port_open(*_split_hostport(boot)), "external", managed=False))
         else:
             cluster = self.kafka
             out.append(PartStatus("kafka", boot, cluster.healthy(), cluster.detail()))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hft.config import ConfigurationError
-from hft.stack import pid_alive
+from hft.devstack.host import pid_alive, port_open
 
 if TYPE_CHECKING:
     from hft.stack import Stack
@@ -120,11 +120,11 @@ def _mount_point(stack: Stack) -> str:
 
 def start(stack: Stack, timeout: float) -> None:
     """Start PostgreSQL 17 + TimescaleDB for this stack (build the root first if needed)."""
-    from hft.stack import _port_open, wait_for
+    from hft.stack import wait_for
 
     _require_root()
     port = stack.s.port("postgres")
-    if _port_open(stack.host, port) and stack._pg_ready():
+    if port_open(stack.host, port) and stack._pg_ready():
         return
     root = root_dir(stack)
     ensure_root(root)

@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
-from hft.bus.client import TP, KafkaException, commit, consume_ready, make_consumer, report_lag
+from hft.bus.client import TP, KafkaException, commit, consume_ready, good_messages, make_consumer, report_lag
 from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
 from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
@@ -145,22 +145,20 @@ class Calculator:
 
     def run_once(self, timeout_ms: int = 200) -> int:
         """Poll one batch, fold it, write closed bars and partials, commit; return messages handled."""
-        msgs = consume_ready(self.consumer, self.batch_max, timeout_ms / 1000)
+        msgs = good_messages(consume_ready(self.consumer, self.batch_max, timeout_ms / 1000))
         HEARTBEAT.set(time.time())
         closed_all = []
         touched: set[str] = set()
         pending_latency: list[int] = []
         next_offsets: dict[TP, int] = {}
-        n = 0
+        n = len(msgs)
         for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("consumer: %s", err)
-                continue
-            n += 1
             tp: TP = (m.topic(), m.partition())  # type: ignore[assignment]
+            if tp not in self._assigned:
+                # fetched before a rebalance that happened inside this very poll moved the
+                # partition away: its new owner reads it from the committed offset; folding it here
+                # would rebuild the symbol from a mid-bar tick and let the clock close that bar
+                continue
             offset: int = m.offset()  # type: ignore[assignment]
             next_offsets[tp] = offset + 1
             t = _decode(m.value())

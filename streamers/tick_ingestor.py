@@ -24,7 +24,16 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hft import heap
-from hft.bus.client import TP, KafkaException, commit, consume_ready, make_consumer, make_producer, report_lag
+from hft.bus.client import (
+    TP,
+    KafkaException,
+    commit,
+    consume_ready,
+    good_messages,
+    make_consumer,
+    make_producer,
+    report_lag,
+)
 from hft.bus.topics import ensure_topics
 from hft.config import ConfigurationError, Settings, TransientError, get_settings
 from hft.logs import setup_logging
@@ -149,13 +158,7 @@ class Ingestor:
             # until it has them all or the time is up)
             msgs = (consume_ready(self.consumer, self.batch_max, wait) if end is None
                     else self.consumer.consume(num_messages=self.batch_max - len(values), timeout=wait))
-            for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.fatal():
-                        raise KafkaException(err)
-                    log.warning("consumer: %s", err)
-                    continue
+            for m in good_messages(msgs):
                 values.append(m.value())
                 offsets[(m.topic(), m.partition())] = m.offset()  # type: ignore[index]
             if not values:

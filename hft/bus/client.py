@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 
-__all__ = ["TP", "KafkaError", "KafkaException", "commit", "consume_ready", "lag", "make_consumer", "make_producer"]
+__all__ = ["TP", "KafkaError", "KafkaException", "commit", "consume_ready", "good_messages", "lag", "make_consumer", "make_producer"]
 
 
 def _rdkafka_logger(name: str) -> logging.Logger:
@@ -130,11 +130,6 @@ def report_lag(consumer: Consumer, gauge: Any) -> None:
         gauge.labels(str(partition)).set(n)
 
 
-def is_fatal(err: KafkaError) -> bool:
-    """Whether a consumer/producer error needs the process to stop (the rest are retried by librdkafka)."""
-    return bool(err.fatal())
-
-
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition a key goes to: murmur2 as the Java client (and ``partitioner=murmur2_random``)."""
     m, h = 0x5BD1E995, (0x9747B28C ^ len(key)) & 0xFFFFFFFF
@@ -174,3 +169,18 @@ def consume_ready(consumer: Consumer, max_messages: int, timeout_s: float) -> li
     if first is None:
         return []
     return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+
+
+def good_messages(msgs: list[Message]) -> list[Message]:
+    """The messages that carry data; a fatal client error raises, the others are logged and skipped
+    (librdkafka retries them itself: a broker away, a partition moving)."""
+    out = []
+    for m in msgs:
+        err = m.error()
+        if err is None:
+            out.append(m)
+        elif err.fatal():
+            raise KafkaException(err)
+        else:
+            log.warning("consumer: %s", err)
+    return out

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from hft.bus.topics import ensure_topics
 from hft.config import REPO_ROOT, ConfigurationError, Settings
+from hft.devstack.host import find_binary, pid_alive, port_open
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def classpath(resolve: bool = True) -> str:
     if not CLASSPATH_FILE.exists() or CLASSPATH_FILE.stat().st_mtime < POM.stat().st_mtime:
         if not resolve:
             raise ConfigurationError(f"Kafka's classpath missing at {CLASSPATH_FILE}: run `make setup`")
-        mvn = _which("mvn", "install Maven (apt-get install maven) or run `make setup`")
+        mvn = find_binary("mvn", hint="install Maven (apt-get install maven) or run `make setup`")
         log.info("resolving Apache Kafka's jars with Maven (once)")
         subprocess.run(
             [
@@ -106,21 +106,6 @@ def classpath(resolve: bool = True) -> str:
             return classpath(resolve=True)
         raise ConfigurationError(f"Kafka jars missing ({missing[0]}): run `make setup`")
     return cp
-
-
-def _which(name: str, hint: str) -> str:
-    import shutil
-
-    found = shutil.which(name)
-    if not found:
-        raise ConfigurationError(f"{name} not found: {hint}")
-    return found
-
-
-def _port_open(host: str, port: int, timeout: float = 0.3) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
-        return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -271,16 +256,16 @@ class KafkaCluster:
             pid = int(pf.read_text().strip())
         except (OSError, ValueError):
             return False
-        return _pid_alive(pid)
+        return pid_alive(pid)
 
     def node_ready(self, node: Node) -> bool:
-        return self.alive(node) and _port_open(self.host, node.port)
+        return self.alive(node) and port_open(self.host, node.port)
 
     def start(self, timeout: float = 90) -> None:
         """Start every node that is not running, wait for the cluster, create the topics."""
         nodes = [n for n in self.nodes if not self.node_ready(n)]
         if nodes:
-            _which("java", "install OpenJDK 17 (apt-get install openjdk-17-jre-headless)")
+            find_binary("java", hint="install OpenJDK 17 (apt-get install openjdk-17-jre-headless)")
             cp = classpath()
             cid = self._cluster_id(cp)
             for node in nodes:
@@ -356,12 +341,12 @@ class KafkaCluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + (5 if sig == signal.SIGKILL else 60)
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.1)
         pf.unlink(missing_ok=True)
 
@@ -385,20 +370,6 @@ def kafka_version() -> str:
 
     m = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
     return m.group(1) if m else "?"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
 
 
 def _tail(path: Path, lines: int = 20) -> str:

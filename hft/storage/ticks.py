@@ -150,6 +150,12 @@ class TickWriter:
                 hi = max(s[1] for s in spans.values())
                 self._ensure_partitions(conn, lo, hi)
             with conn.cursor() as cur:
+                # One writer per symbol at a time: two ingestors hold the same partition for a
+                # moment during a rebalance, and a bar rebuilt from the ticks one transaction sees
+                # must not overwrite the other's newer bar when it commits later (the lock waits
+                # for the other's commit, so the rebuild below sees its ticks). Sorted: no deadlock.
+                for sym in sorted(spans):
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (sym,))
                 with cur.copy(_COPY) as cp:
                     sources = _SOURCES
                     for t in ticks:
