@@ -238,7 +238,16 @@ class FeatureSink:
         self.spec = spec
         self.online = OnlineWriter(settings)
         self.redis = redis.Redis.from_url(settings.redis_dsn)
-        self.conn = db.connect(settings)
+        self._conn: Any = db.connect(settings)
+
+    @property
+    def conn(self) -> Any:
+        """The offline store's connection, reopened after PostgreSQL dropped it (TransientError while down)."""
+        if self._conn is None or self._conn.closed:
+            from hft.storage import db
+
+            self._conn = db.connect(self.settings)
+        return self._conn
 
     def write(self, closed: list[ClosedBar]) -> WriteTimings:
         """Write the feature rows of closed bars (warm-up bars have none) and announce each bar.
@@ -248,7 +257,7 @@ class FeatureSink:
         is idempotent and the caller commits the bars' offsets only after all three, so a crash or
         a retry may announce a bar again but never leaves an announced bar without its offline
         row; the bot skips a bar it already decided on. Raises :class:`TransientError` while
-        Redis is unreachable (the caller retries the same bars).
+        Redis or PostgreSQL is unreachable (the caller retries the same bars).
         """
         t = WriteTimings()
         rows = [c for c in closed if c.features is not None]
@@ -279,6 +288,19 @@ class FeatureSink:
         pipe.execute()
 
     def _write_offline(self, rows: list[ClosedBar]) -> None:
+        import psycopg
+
+        try:
+            self._upsert(rows)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # a restart or a dropped connection (AdminShutdown, CannotConnectNow, ...): reconnect
+            # on the next try; a bug (ProgrammingError, DataError) still raises
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            raise TransientError(f"PostgreSQL unavailable, {len(rows)} feature rows not written: "
+                                 f"{type(exc).__name__}: {exc}".strip()) from exc
+
+    def _upsert(self, rows: list[ClosedBar]) -> None:
         from hft.features.offline import upsert_features
 
         by_symbol: dict[tuple[str, str], list[ClosedBar]] = {}
@@ -314,7 +336,8 @@ class FeatureSink:
 
     def close(self) -> None:
         """Close the database connection."""
-        self.conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 def read_partial(redis_client: Any, symbol: str) -> dict[str, float | str] | None:

@@ -1,4 +1,4 @@
-"""The calculator's sink while Redis is down: a retryable error, then the same writes succeed.
+"""The calculator's sink while Redis or PostgreSQL is down: a retryable error, then the same writes succeed.
 
 Before, a Redis restart surfaced as ``redis.ConnectionError`` and crashed the calculator (the
 supervisor restarted it and it re-read and re-warmed every symbol: docs/bench.md finding 6).
@@ -53,4 +53,42 @@ def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature
         assert announced[0][b"has_features"] == b"0"
     finally:
         sink.clear_partial(SYMBOL)
+        sink.close()
+
+
+def test_sink_reports_a_postgres_restart_as_transient_and_writes_the_row_once_it_is_back(
+        feature_settings: Settings) -> None:
+    """A restarted PostgreSQL drops the sink's connection (AdminShutdown on the next use). Before,
+    that escaped ``write`` and crashed the calculator, and the crash path committed offsets past
+    the announced bar whose offline row was never written (a fault test caught it in CI)."""
+    from hft.features.bars import Bar
+    from hft.features.calculator import ClosedBar, FeatureSink
+    from hft.features.offline import read_features
+    from hft.features.spec import ALL_FEATURES
+    from hft.stack import Stack
+    from hft.storage import db
+
+    symbol = "FTPGOUT"
+    minute = 60_000_000_000
+    open_ns = (time.time_ns() // minute - 1) * minute
+    bar = Bar(symbol, "1m", open_ns, open_ns + minute, 100.0, 101.0, 99.5, 100.5, volume=2.0, trade_count=3,
+              buy_volume=1.0, quote_volume=201.0)
+    closed = ClosedBar(bar, dict.fromkeys(ALL_FEATURES, 0.25), time.time_ns())
+    with db.connect(feature_settings, autocommit=True) as conn:
+        conn.execute("DELETE FROM features.bar_features WHERE symbol = %s", (symbol,))
+    sink = FeatureSink(feature_settings)
+    stack = Stack(feature_settings)
+    stack.stop_postgres()
+    stack.start_postgres()
+    try:
+        with pytest.raises(TransientError, match="PostgreSQL unavailable"):
+            sink.write([closed])  # the connection the restart dropped
+        sink.write([closed])  # the retry reconnects
+        with db.connect(feature_settings, autocommit=True) as conn:
+            rows = read_features(conn, symbol, "1m")
+        assert len(rows) == 1
+        assert rows.index[0].value == open_ns
+        assert rows[ALL_FEATURES[0]].iloc[0] == 0.25
+    finally:
+        sink.clear_partial(symbol)
         sink.close()
