@@ -55,6 +55,7 @@ test-timescale: setup ## the storage tests again on TimescaleDB (PostgreSQL 17 i
 lint: setup
 	$(BIN)/ruff check hft api workers streamers dashboard dags plugins tests bench
 	$(BIN)/ruff check dags --select AIR
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: setup ## every benchmark (or NAME=...) -> bench/results/*.json, then the README table

@@ -55,6 +55,7 @@ def _pins() -> tuple[str, str]:
     server, _, load = PIN.partition(":")
     return server, load
 
+
 _LUA = """
 wrk.method = "POST"
 wrk.body = '{"symbol": "%(symbol)s"}'
@@ -77,9 +78,26 @@ def _start_api(settings: Settings, port: int, log: Path) -> subprocess.Popen[byt
     uvicorn = Path(sys.executable).with_name("uvicorn")
     with log.open("ab") as out:
         return subprocess.Popen(
-            _pinned([str(uvicorn), "api.app:create_app", "--factory", "--host", settings.bind_host, "--port",
-                     str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"], _pins()[0]),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            _pinned(
+                [
+                    str(uvicorn),
+                    "api.app:create_app",
+                    "--factory",
+                    "--host",
+                    settings.bind_host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                _pins()[0],
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "HFT_LOG_LEVEL": "WARNING"},
         )
 
@@ -118,18 +136,40 @@ def _wrk(url: str, symbol: str, rate: int, seconds: int) -> dict[str, Any]:
         script = fh.name
     try:
         out = subprocess.run(
-            _pinned([wrk, "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency", "-s", script,
-                     f"{url}/predict"], _pins()[1]),
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            _pinned(
+                [
+                    wrk,
+                    "-t",
+                    str(WRK_THREADS),
+                    "-c",
+                    str(CONNECTIONS),
+                    "-d",
+                    f"{seconds}s",
+                    "--latency",
+                    "-s",
+                    script,
+                    f"{url}/predict",
+                ],
+                _pins()[1],
+            ),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
         ).stdout
     finally:
         os.unlink(script)
     doc = json.loads(out.strip().splitlines()[-1])
     errors = doc["connect"] + doc["read"] + doc["write"] + doc["status"] + doc["timeout"]
     return {
-        "rate": rate, "achieved_rps": round(doc["requests"] / (doc["duration_us"] / 1e6), 1),
-        "requests": doc["requests"], "p50_ms": doc["p50_us"] / 1000, "p90_ms": doc["p90_us"] / 1000,
-        "p99_ms": doc["p99_us"] / 1000, "max_ms": doc["max_us"] / 1000, "errors": errors,
+        "rate": rate,
+        "achieved_rps": round(doc["requests"] / (doc["duration_us"] / 1e6), 1),
+        "requests": doc["requests"],
+        "p50_ms": doc["p50_us"] / 1000,
+        "p90_ms": doc["p90_us"] / 1000,
+        "p99_ms": doc["p99_us"] / 1000,
+        "max_ms": doc["max_us"] / 1000,
+        "errors": errors,
     }
 
 
@@ -154,7 +194,9 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
             res = _wrk(url, symbol, rate, seconds)
             # the server's own CPU per answer: a capacity figure that holds on a shared machine,
             # where queueing behind other processes dominates the wall-clock percentiles
-            res["server_cpu_ms_per_request"] = round((_cpu_seconds(proc.pid) - cpu0) * 1000 / max(res["requests"], 1), 3)
+            res["server_cpu_ms_per_request"] = round(
+                (_cpu_seconds(proc.pid) - cpu0) * 1000 / max(res["requests"], 1), 3
+            )
             runs.append(res)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -163,8 +205,16 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     load = os.getloadavg()[0]
-    params = {"load_average_1m_at_end": round(load, 2), "rates": list(RATES), "seconds_per_rate": seconds, "connections": CONNECTIONS, "wrk_threads": WRK_THREADS,
-              "cpu_pinning": {"server": _pins()[0], "wrk": _pins()[1]} if PIN else None,
-              "uvicorn_workers": 1, "symbol": symbol, "model": f"{model['name']}/{model['version']}",
-              "sequence_length": model["sequence_length"]}
+    params = {
+        "load_average_1m_at_end": round(load, 2),
+        "rates": list(RATES),
+        "seconds_per_rate": seconds,
+        "connections": CONNECTIONS,
+        "wrk_threads": WRK_THREADS,
+        "cpu_pinning": {"server": _pins()[0], "wrk": _pins()[1]} if PIN else None,
+        "uvicorn_workers": 1,
+        "symbol": symbol,
+        "model": f"{model['name']}/{model['version']}",
+        "sequence_length": model["sequence_length"],
+    }
     return params, {"runs": runs}

@@ -12,8 +12,21 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VERSIONS = ["kafka-python", "confluent-kafka", "psycopg", "redis", "feast", "lightgbm", "xgboost-cpu", "torch",
-            "scikit-learn", "fastapi", "uvicorn", "mlflow", "numpy"]
+VERSIONS = [
+    "kafka-python",
+    "confluent-kafka",
+    "psycopg",
+    "redis",
+    "feast",
+    "lightgbm",
+    "xgboost-cpu",
+    "torch",
+    "scikit-learn",
+    "fastapi",
+    "uvicorn",
+    "mlflow",
+    "numpy",
+]
 
 
 def machine() -> dict[str, Any]:
@@ -39,8 +52,14 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1), "cpu": cpu,
-            "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -52,14 +71,26 @@ def percentiles(values: list[float]) -> dict[str, float]:
     def q(p: float) -> float:
         return s[min(len(s) - 1, round(p * (len(s) - 1)))]
 
-    return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "mean": statistics.fmean(s), "max": s[-1], "n": len(s)}
+    return {
+        "p50": q(0.50),
+        "p95": q(0.95),
+        "p99": q(0.99),
+        "mean": statistics.fmean(s),
+        "max": s[-1],
+        "n": len(s),
+    }
 
 
 def write_result(name: str, parameters: dict[str, Any], results: dict[str, Any]) -> Path:
     """Write bench/results/<name>.json; results' keys sit at top level for stable lookup."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    doc = {"name": name, "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-           "parameters": parameters, **results}
+    doc = {
+        "name": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "parameters": parameters,
+        **results,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, default=float) + "\n")
     return path

@@ -30,8 +30,12 @@ def _trades(settings: Settings) -> Any:
     import pandas as pd
 
     df = pd.read_csv(settings.data_dir / TRADES)  # the market area reads zips only; these are csv.gz
-    return (df["time"].to_numpy() * 1_000_000, df["price"].to_numpy(dtype=float), df["qty"].to_numpy(dtype=float),
-            df["is_buyer_maker"].astype(str).str.lower().eq("true").to_numpy())
+    return (
+        df["time"].to_numpy() * 1_000_000,
+        df["price"].to_numpy(dtype=float),
+        df["qty"].to_numpy(dtype=float),
+        df["is_buyer_maker"].astype(str).str.lower().eq("true").to_numpy(),
+    )
 
 
 def measure_update(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -44,6 +48,7 @@ def measure_update(settings: Settings, quick: bool) -> tuple[dict[str, Any], dic
     t, p, q, m = _trades(settings)
     history = read_ohlcv_csv(settings.data_dir / KLINES).iloc[-2000:]
     import pandas as pd
+
     rounds = 2 if quick else 10
     per_tick: list[float] = []
     per_bar: list[float] = []
@@ -53,9 +58,16 @@ def measure_update(settings: Settings, quick: bool) -> tuple[dict[str, Any], dic
         first_open = int(t[0]) + r * span
         first_open -= first_open % 60_000_000_000
         # real 15m bars re-stamped as the 1m bars right before the stream (warm-up material only)
-        hist = history.set_axis(pd.DatetimeIndex(pd.to_datetime(
-            [first_open - (len(history) - k) * 60_000_000_000 for k in range(len(history))], unit="ns", utc=True),
-            name="open_time"))
+        hist = history.set_axis(
+            pd.DatetimeIndex(
+                pd.to_datetime(
+                    [first_open - (len(history) - k) * 60_000_000_000 for k in range(len(history))],
+                    unit="ns",
+                    utc=True,
+                ),
+                name="open_time",
+            )
+        )
         sf.warm(hist, first_open)
         shift = r * span
         pc = time.perf_counter_ns
@@ -64,24 +76,37 @@ def measure_update(settings: Settings, quick: bool) -> tuple[dict[str, Any], dic
             sf.on_trade(int(t[i]) + shift, float(p[i]), float(q[i]), bool(m[i]), 0)
             per_tick.append((pc() - a) / 1000)
     state = FeatureState(FEATURE_SPEC_FULL)
-    bars = history.assign(trade_count=1000.0, buy_volume=history["volume"] / 2,
-                          vwap=(history["high"] + history["low"]) / 2)
+    bars = history.assign(
+        trade_count=1000.0, buy_volume=history["volume"] / 2, vwap=(history["high"] + history["low"]) / 2
+    )
     rows = bars.to_dict("records")
     for ts, row in zip(bars.index, rows, strict=True):
         a = time.perf_counter_ns()
         state.update({"open_time_ns": ts.value, **row})
         per_bar.append((time.perf_counter_ns() - a) / 1000)
     tick = percentiles(per_tick)
-    bar = percentiles(per_bar[FEATURE_SPEC_FULL.warmup_bars:])
+    bar = percentiles(per_bar[FEATURE_SPEC_FULL.warmup_bars :])
     # samples above 1 ms are the scheduler taking the core away (2 cores shared by many
     # processes), not our code: a bar close with its feature update costs ~30 µs
     kept = [x for x in per_tick if x < 1000.0]
-    return ({"ticks": len(per_tick), "trades_file": TRADES, "interval": "1m", "spec": FEATURE_SPEC_FULL.version,
-             "preempted_samples_dropped": len(per_tick) - len(kept)},
-            {"feature_update_us": sum(kept) / len(kept), "feature_update_mean_raw_us": tick["mean"],
-             "feature_update_p50_us": tick["p50"],
-             "feature_update_p99_us": tick["p99"], "feature_update_max_us": tick["max"],
-             "feature_bar_update_p50_us": bar["p50"], "feature_bar_update_p99_us": bar["p99"]})
+    return (
+        {
+            "ticks": len(per_tick),
+            "trades_file": TRADES,
+            "interval": "1m",
+            "spec": FEATURE_SPEC_FULL.version,
+            "preempted_samples_dropped": len(per_tick) - len(kept),
+        },
+        {
+            "feature_update_us": sum(kept) / len(kept),
+            "feature_update_mean_raw_us": tick["mean"],
+            "feature_update_p50_us": tick["p50"],
+            "feature_update_p99_us": tick["p99"],
+            "feature_update_max_us": tick["max"],
+            "feature_bar_update_p50_us": bar["p50"],
+            "feature_bar_update_p99_us": bar["p99"],
+        },
+    )
 
 
 def measure_batch(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -100,9 +125,14 @@ def measure_batch(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict
     a = time.perf_counter()
     fold_features(sub, FEATURE_SPEC_OHLCV)
     fold = time.perf_counter() - a
-    return ({"bars": len(bars), "spec": FEATURE_SPEC_OHLCV.version, "fold_bars": len(sub)},
-            {"batch_bars_per_s": len(bars) / min(runs), "batch_seconds": min(runs),
-             "fold_bars_per_s": len(sub) / fold})
+    return (
+        {"bars": len(bars), "spec": FEATURE_SPEC_OHLCV.version, "fold_bars": len(sub)},
+        {
+            "batch_bars_per_s": len(bars) / min(runs),
+            "batch_seconds": min(runs),
+            "fold_bars_per_s": len(sub) / fold,
+        },
+    )
 
 
 def measure_online(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -138,10 +168,17 @@ def measure_online(settings: Settings, quick: bool) -> tuple[dict[str, Any], dic
     assert got is not None, "online read found nothing"
     assert abs(got[1]["ret_2"] - 0.001) < 1e-12, "online read returned another row"
     r, s, w = percentiles(reads), percentiles(sdk), percentiles(writes)
-    return ({"reads": n, "features": FEATURE_SPEC_FULL.n_features, "redis": settings.redis_dsn},
-            {"online_read_p50_ms": r["p50"], "online_read_p99_ms": r["p99"],
-             "online_read_sdk_p50_ms": s["p50"], "online_read_sdk_p99_ms": s["p99"],
-             "online_write_p50_ms": w["p50"], "online_write_p99_ms": w["p99"]})
+    return (
+        {"reads": n, "features": FEATURE_SPEC_FULL.n_features, "redis": settings.redis_dsn},
+        {
+            "online_read_p50_ms": r["p50"],
+            "online_read_p99_ms": r["p99"],
+            "online_read_sdk_p50_ms": s["p50"],
+            "online_read_sdk_p99_ms": s["p99"],
+            "online_write_p50_ms": w["p50"],
+            "online_write_p99_ms": w["p99"],
+        },
+    )
 
 
 def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:

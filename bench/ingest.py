@@ -36,7 +36,7 @@ def _writer_rate(settings: Settings, ticks: list[Any], intervals: tuple[str, ...
     t0 = time.perf_counter()
     try:
         for i in range(0, len(ticks), 5000):
-            writer.write(ticks[i:i + 5000])
+            writer.write(ticks[i : i + 5000])
     finally:
         writer.close()
     return len(ticks) / (time.perf_counter() - t0)
@@ -60,9 +60,14 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     rig = Rig.private(settings, bench_symbols())
     rig.up()
     backend = db.backend(rig.settings)
-    params: dict[str, Any] = {"ticks": n, "batch_max": 5000, "bar_intervals": ["1m", "15m"],
-                              "backend": backend.describe(), "symbols": rig.symbols,
-                              "source": "spot captures 2024-08-08/09 BTCUSDT+ETHUSDT, repeated, times moved to now"}
+    params: dict[str, Any] = {
+        "ticks": n,
+        "batch_max": 5000,
+        "bar_intervals": ["1m", "15m"],
+        "backend": backend.describe(),
+        "symbols": rig.symbols,
+        "source": "spot captures 2024-08-08/09 BTCUSDT+ETHUSDT, repeated, times moved to now",
+    }
     try:
         ticks = _ticks(settings, rig.names, n)
         # writer alone (in-process), then the rows go so the ingestor starts from an empty table
@@ -109,8 +114,10 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
         _delete(rig.settings, rig.symbols)
         rig.down()
     if t_first is None or t_done is None:
-        raise RuntimeError(f"ingestor stored {stored} of {n} ticks, then nothing for 60 s "
-                           f"(see {rig.settings.home_dir / 'logs' / 'tick-ingestor.log'})")
+        raise RuntimeError(
+            f"ingestor stored {stored} of {n} ticks, then nothing for 60 s "
+            f"(see {rig.settings.home_dir / 'logs' / 'tick-ingestor.log'})"
+        )
     drain_s = t_done - t_first
     results = {
         "throughput_ticks_per_s": round(n / drain_s) if drain_s > 0 else None,
@@ -119,7 +126,9 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
         "writer_ticks_per_s": round(writer_rate),
         "writer_no_bars_ticks_per_s": round(writer_nobars),
         "producer_ticks_per_s": round(n / produce_s),
-        "rows": rows, "distinct_trades": distinct, "duplicates": rows - distinct,
+        "rows": rows,
+        "distinct_trades": distinct,
+        "duplicates": rows - distinct,
         "write_latency_s_sum": metrics.get("tick_ingestor_write_latency_seconds_sum"),
         "batches": metrics.get("tick_ingestor_write_latency_seconds_count"),
         "load_average_1m_before": round(load_before, 2),

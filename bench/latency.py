@@ -95,7 +95,9 @@ def _ms(q: dict[str, float]) -> dict[str, float]:
     return {k: (round(v * 1000, 3) if k.startswith("p") else v) for k, v in q.items()}
 
 
-def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str | None, str]) -> dict[str, Any]:
+def measure_rate(
+    settings: Settings, rate: int, seconds: float, model: tuple[str | None, str]
+) -> dict[str, Any]:
     """One run at ``rate`` ticks/s for ``seconds`` (after the warm-up) on a private stack that is up."""
     mlflow_uri, model_note = model
     extra = {"HFT_KAFKA_LINGER_MS": f"{LINGER_MS:g}"}
@@ -104,8 +106,12 @@ def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str
     rig = Rig.private(settings, bench_symbols(), bar_interval="1m", extra_env=extra)
     n = int(rate * (seconds + WARMUP_S + 10))
     start_ms = time.time_ns() // 1_000_000
-    write_trade_files(replay_trades(settings.data_dir, rig.names, n, start_ms=start_ms, rate=rate,
-                                    market_speed=MARKET_SPEED), rig.source_dir)
+    write_trade_files(
+        replay_trades(
+            settings.data_dir, rig.names, n, start_ms=start_ms, rate=rate, market_speed=MARKET_SPEED
+        ),
+        rig.source_dir,
+    )
     signal = mlflow_uri is not None
     try:
         if signal:
@@ -115,7 +121,9 @@ def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str
         rig.start("tick-ingestor")
         rig.start("feature-calculator")
         rig.start("exchange", "--speed", f"x{MARKET_SPEED:g}", "--no-loop")
-        rig.wait_ready(["tick-ingestor", "feature-calculator", "exchange", *(["api", "trading-bot"] if signal else [])])
+        rig.wait_ready(
+            ["tick-ingestor", "feature-calculator", "exchange", *(["api", "trading-bot"] if signal else [])]
+        )
         rig.start("market-producer")
         rig.wait_ready(["market-producer"])
         time.sleep(WARMUP_S)
@@ -129,30 +137,50 @@ def measure_rate(settings: Settings, rate: int, seconds: float, model: tuple[str
         top = 5000.0  # the histograms' last finite bucket (5 s): a quantile there means "at least"
         censored = [k for k, v in _ms(feature).items() if k.startswith("p") and v >= top]
         sig = histogram_quantiles(bot1, "trading_bot_tick_to_signal_seconds", before=bot0) if signal else {}
-        legs = {leg: _ms(histogram_quantiles(bot1, f"trading_bot_leg_{leg}_seconds", before=bot0))
-                for leg in ("announce", "stream", "decide")} if signal else {}
-        decisions = {k.split('reason="', 1)[1].split('"', 1)[0]: v - bot0.get(k, 0.0)
-                     for k, v in bot1.items() if k.startswith("trading_bot_decisions_total{")}
+        legs = (
+            {
+                leg: _ms(histogram_quantiles(bot1, f"trading_bot_leg_{leg}_seconds", before=bot0))
+                for leg in ("announce", "stream", "decide")
+            }
+            if signal
+            else {}
+        )
+        decisions = {
+            k.split('reason="', 1)[1].split('"', 1)[0]: v - bot0.get(k, 0.0)
+            for k, v in bot1.items()
+            if k.startswith("trading_bot_decisions_total{")
+        }
         if not signal:
             sig_note = f"not measured: {model_note}"
         elif not sig.get("n"):
-            sig_note = (f"no signal in the window with {model_note}: decisions {decisions}, predict errors "
-                        f"{metric(bot1, 'trading_bot_predict_errors') - metric(bot0, 'trading_bot_predict_errors')}")
+            sig_note = (
+                f"no signal in the window with {model_note}: decisions {decisions}, predict errors "
+                f"{metric(bot1, 'trading_bot_predict_errors') - metric(bot0, 'trading_bot_predict_errors')}"
+            )
         else:
-            sig_note = (f"{int(sig['n'])} signals ({model_note}, 1m bars of 2 symbols closing every 2 s): receive "
-                        "time of the bar-closing tick -> bar closed, features online -> bot -> POST /predict -> decision")
+            sig_note = (
+                f"{int(sig['n'])} signals ({model_note}, 1m bars of 2 symbols closing every 2 s): receive "
+                "time of the bar-closing tick -> bar closed, features online -> bot -> POST /predict -> decision"
+            )
         return {
-            "rate": rate, "achieved_rate": round((pub1 - pub0) / (t1 - t0), 1), "seconds": round(t1 - t0, 1),
+            "rate": rate,
+            "achieved_rate": round((pub1 - pub0) / (t1 - t0), 1),
+            "seconds": round(t1 - t0, 1),
             "tick_to_feature_ms": _ms(feature),
             "tick_to_signal_ms": _ms(sig) if sig.get("n") else dict(NAN3),
-            "tick_to_signal_note": sig_note, "decisions": decisions,
+            "tick_to_signal_note": sig_note,
+            "decisions": decisions,
             # announce: bar-closing tick received -> closed-bar entry published (the calculator);
             # stream: -> read by the bot; decide: -> signal (POST /predict; risk checks and intent come after)
             "tick_to_signal_legs_ms": legs,
             "feature_update_ms": _ms(update),
             "ticks_featured_per_s": round(feature.get("n", 0) / (t1 - t0), 1),
-            "tick_to_feature_note": (f"{', '.join(censored)} at or beyond the top bucket (5 s): the calculator fell "
-                                     "behind the rate (see ticks_featured_per_s)") if censored else "",
+            "tick_to_feature_note": (
+                f"{', '.join(censored)} at or beyond the top bucket (5 s): the calculator fell "
+                "behind the rate (see ticks_featured_per_s)"
+            )
+            if censored
+            else "",
         }
     finally:
         rig.stop_all()
@@ -165,6 +193,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     A headline must be what a user sees again, not the best run: the median run by p99, with
     each quantile's spread (min, max over the runs) and all runs kept (``repeats``).
     """
+
     def p99(r: dict[str, Any]) -> float:
         v = r["tick_to_feature_ms"].get("p99", float("nan"))
         return float("inf") if v != v else float(v)
@@ -172,13 +201,26 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(runs, key=p99)
     head = dict(ordered[(len(ordered) - 1) // 2])
     for key in ("tick_to_feature_ms", "tick_to_signal_ms"):
-        qs = {q: [r[key].get(q) for r in runs if r[key].get(q) == r[key].get(q)] for q in ("p50", "p95", "p99")}
-        head[key] = {**head[key], "spread": {q: [min(v), max(v)] for q, v in qs.items() if v}, "runs": len(runs)}
+        qs = {
+            q: [r[key].get(q) for r in runs if r[key].get(q) == r[key].get(q)] for q in ("p50", "p95", "p99")
+        }
+        head[key] = {
+            **head[key],
+            "spread": {q: [min(v), max(v)] for q, v in qs.items() if v},
+            "runs": len(runs),
+        }
     legs: dict[str, Any] = {}
     for leg in head.get("tick_to_signal_legs_ms", {}):
-        vals = [r["tick_to_signal_legs_ms"][leg].get("p50") for r in runs if leg in r.get("tick_to_signal_legs_ms", {})]
+        vals = [
+            r["tick_to_signal_legs_ms"][leg].get("p50")
+            for r in runs
+            if leg in r.get("tick_to_signal_legs_ms", {})
+        ]
         vals = [v for v in vals if v == v]
-        legs[leg] = {**head["tick_to_signal_legs_ms"][leg], "spread": {"p50": [min(vals), max(vals)]} if vals else {}}
+        legs[leg] = {
+            **head["tick_to_signal_legs_ms"][leg],
+            "spread": {"p50": [min(vals), max(vals)]} if vals else {},
+        }
     head["tick_to_signal_legs_ms"] = legs
     head["repeats"] = runs
     return head
@@ -199,9 +241,17 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
                 by_rate[r].append(measure_rate(settings, r, seconds, model))
     finally:
         rig.down()
-    params = {"model": model[1], "producer_linger_ms": LINGER_MS, "rates": rates, "seconds_per_rate": seconds,
-              "repeats": repeats, "warmup_s": WARMUP_S, "bar_interval": "1m",
-              "market_speed": MARKET_SPEED, "pacing": "recorded trades spaced evenly at the rate (wall time)",
-              "quantiles": "from Prometheus histogram buckets of the processes, steady window only",
-              "headline": "the run with the median tick->feature p99; spread = [min, max] over the runs"}
+    params = {
+        "model": model[1],
+        "producer_linger_ms": LINGER_MS,
+        "rates": rates,
+        "seconds_per_rate": seconds,
+        "repeats": repeats,
+        "warmup_s": WARMUP_S,
+        "bar_interval": "1m",
+        "market_speed": MARKET_SPEED,
+        "pacing": "recorded trades spaced evenly at the rate (wall time)",
+        "quantiles": "from Prometheus histogram buckets of the processes, steady window only",
+        "headline": "the run with the median tick->feature p99; spread = [min, max] over the runs",
+    }
     return params, {"runs": [_median_run(by_rate[r]) for r in rates]}

@@ -80,5 +80,9 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     if not per:
         raise RuntimeError("nothing running: start the stack first (hft up)")
     pss = measure(settings, "pss")
-    return {"home": str(settings.home_dir)}, {"stack_rss_mb": round(sum(per.values()), 1), "per_process_mb": per,
-                                             "stack_pss_mb": round(sum(pss.values()), 1), "per_process_pss_mb": pss}
+    return {"home": str(settings.home_dir)}, {
+        "stack_rss_mb": round(sum(per.values()), 1),
+        "per_process_mb": per,
+        "stack_pss_mb": round(sum(pss.values()), 1),
+        "per_process_pss_mb": pss,
+    }

@@ -40,13 +40,23 @@ def measure_inference(settings: Settings, quick: bool) -> tuple[dict[str, Any], 
     rows = ds.labeled()
     rows = rows[ds.window_ok(32)[rows]]
     step = 15 * 60 * 10**9
-    ens, _ = fit_ensemble(ds.X, ds.y, ds.times, rows, ds.feature_names, ds.feature_version, params,
-                          FitConfig(lstm_seconds=10 if quick else 30, model_seconds=300), step, 4 * step)
+    ens, _ = fit_ensemble(
+        ds.X,
+        ds.y,
+        ds.times,
+        rows,
+        ds.feature_names,
+        ds.feature_version,
+        params,
+        FitConfig(lstm_seconds=10 if quick else 30, model_seconds=300),
+        step,
+        4 * step,
+    )
     model = ServingModel("bench", "0", ens.feature_version, ens.feature_names, ens.seq_len, ens)
     torch.set_num_threads(1)  # what load_serving_model sets for serving
     n = 500 if quick else 5000
     ends = rows[-n:]
-    windows = [ds.X[e - ens.seq_len + 1:e + 1] for e in ends]
+    windows = [ds.X[e - ens.seq_len + 1 : e + 1] for e in ends]
     for w in windows[:50]:
         model.predict_proba_window(w)
     lat, cpu = [], []
@@ -76,14 +86,26 @@ def measure_inference(settings: Settings, quick: bool) -> tuple[dict[str, Any], 
             fn()
             ts.append((time.perf_counter() - t) * 1000)
         parts[name] = percentiles(ts)["p99"]
-    parameters = {"calls": n, "seq_len": ens.seq_len, "n_features": len(ens.feature_names),
-                  "xgboost_trees": len(ens.xgb.roots), "forest_trees": len(ens.rf.roots),
-                  "forest_depth": ens.rf.depth, "lstm_hidden": ens.lstm_hidden, "torch_threads": 1}
+    parameters = {
+        "calls": n,
+        "seq_len": ens.seq_len,
+        "n_features": len(ens.feature_names),
+        "xgboost_trees": len(ens.xgb.roots),
+        "forest_trees": len(ens.rf.roots),
+        "forest_depth": ens.rf.depth,
+        "lstm_hidden": ens.lstm_hidden,
+        "torch_threads": 1,
+    }
     # wall time includes waiting for a core on a shared machine; thread CPU time is what the call costs
-    results = {"inference_p50_ms": stats["p50"], "inference_p99_ms": stats["p99"],
-               "inference_mean_ms": stats["mean"], "inference_cpu_p50_ms": cpu_stats["p50"],
-               "inference_cpu_p99_ms": cpu_stats["p99"], "inference_component_p99_ms": parts,
-               "load_average_1m": os.getloadavg()[0]}
+    results = {
+        "inference_p50_ms": stats["p50"],
+        "inference_p99_ms": stats["p99"],
+        "inference_mean_ms": stats["mean"],
+        "inference_cpu_p50_ms": cpu_stats["p50"],
+        "inference_cpu_p99_ms": cpu_stats["p99"],
+        "inference_component_p99_ms": parts,
+        "load_average_1m": os.getloadavg()[0],
+    }
     return parameters, results
 
 

@@ -43,9 +43,14 @@ STREAMERS = {
     "feature-calculator": "streamers.feature_calculator",
     "trading-bot": "streamers.trading_bot",
 }
-METRICS_PORTS = {"exchange": "metrics_exchange", "market-producer": "metrics_market_producer",
-                 "tick-ingestor": "metrics_tick_ingestor", "feature-calculator": "metrics_feature_calculator",
-                 "trading-bot": "metrics_trading_bot", "api": "api"}
+METRICS_PORTS = {
+    "exchange": "metrics_exchange",
+    "market-producer": "metrics_market_producer",
+    "tick-ingestor": "metrics_tick_ingestor",
+    "feature-calculator": "metrics_feature_calculator",
+    "trading-bot": "metrics_trading_bot",
+    "api": "api",
+}
 PRIVATE_PORT_SHIFT = 60
 
 
@@ -60,8 +65,14 @@ def bench_symbols(tag: str | None = None, base: Iterable[str] = ("BTCUSDT", "ETH
     return {s: f"{s}B{tag}" for s in base}
 
 
-def replay_trades(data_dir: Path, names: dict[str, str], n: int | None = None, start_ms: int | None = None,
-                  rate: float | None = None, market_speed: float = 1.0) -> dict[str, list[Any]]:
+def replay_trades(
+    data_dir: Path,
+    names: dict[str, str],
+    n: int | None = None,
+    start_ms: int | None = None,
+    rate: float | None = None,
+    market_speed: float = 1.0,
+) -> dict[str, list[Any]]:
     """The recorded spot trades, repeated as loop mode repeats them, renamed; per symbol.
 
     ``n``: total trades (all symbols; one pass when None). ``start_ms``: move trade and event
@@ -83,8 +94,12 @@ def replay_trades(data_dir: Path, names: dict[str, str], n: int | None = None, s
             tt = (start_ms or first) + int(i * 1000.0 * market_speed / rate)
             moved = replace(t, symbol=names[t.symbol], trade_time_ms=tt, event_time_ms=tt)
         else:
-            moved = replace(t, symbol=names[t.symbol], trade_time_ms=t.trade_time_ms + shift,
-                            event_time_ms=t.event_time_ms + shift)
+            moved = replace(
+                t,
+                symbol=names[t.symbol],
+                trade_time_ms=t.trade_time_ms + shift,
+                event_time_ms=t.event_time_ms + shift,
+            )
         out.setdefault(moved.symbol, []).append(moved)
     return out
 
@@ -100,8 +115,10 @@ def write_trade_files(trades: dict[str, list[Any]], directory: Path) -> list[Pat
         with p.open("w") as f:
             for t in rows:
                 quote = float(t.price) * float(t.quantity)
-                f.write(f"{t.trade_id},{t.price},{t.quantity},{quote:.8f},{t.trade_time_ms},"
-                        f"{'true' if t.buyer_is_maker else 'false'},{'true' if t.best_match else 'false'}\n")
+                f.write(
+                    f"{t.trade_id},{t.price},{t.quantity},{quote:.8f},{t.trade_time_ms},"
+                    f"{'true' if t.buyer_is_maker else 'false'},{'true' if t.best_match else 'false'}\n"
+                )
         paths.append(p)
     return paths
 
@@ -139,8 +156,12 @@ def metric(values: dict[str, float], name: str) -> float:
     return total if found else float("nan")
 
 
-def histogram_quantiles(values: dict[str, float], name: str, qs: Iterable[float] = (0.5, 0.95, 0.99),
-                        before: dict[str, float] | None = None) -> dict[str, float]:
+def histogram_quantiles(
+    values: dict[str, float],
+    name: str,
+    qs: Iterable[float] = (0.5, 0.95, 0.99),
+    before: dict[str, float] | None = None,
+) -> dict[str, float]:
     """Quantiles (linear inside a bucket, as Prometheus' histogram_quantile) of ``name``, in the unit
     of its buckets; ``before``: an earlier scrape to subtract (the quantiles of the window)."""
     buckets: list[tuple[float, float]] = []
@@ -184,8 +205,15 @@ class Proc:
         """Start it."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
-        self.popen = subprocess.Popen(self.cmd, cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popen = subprocess.Popen(
+            self.cmd,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         out.close()
         return self
 
@@ -234,8 +262,8 @@ def cpu_seconds(pid: int) -> float:
 class Rig:
     """A private stack plus the streaming processes on replayed data (benchmarks, soak, fault tests)."""
 
-    settings: Settings                      # the private stack's settings
-    names: dict[str, str]                   # real symbol -> replayed symbol
+    settings: Settings  # the private stack's settings
+    names: dict[str, str]  # real symbol -> replayed symbol
     bar_interval: str = "15m"
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -243,8 +271,9 @@ class Rig:
     @classmethod
     def private(cls, base: Settings, names: dict[str, str], **kw: Any) -> Rig:
         """A rig whose stack lives under ``<home>/bench-stack`` on ``port_base + 60``."""
-        s = base.model_copy(update={"home": base.home_dir / "bench-stack",
-                                    "port_base": base.port_base + PRIVATE_PORT_SHIFT})
+        s = base.model_copy(
+            update={"home": base.home_dir / "bench-stack", "port_base": base.port_base + PRIVATE_PORT_SHIFT}
+        )
         return cls(s, names, **kw)
 
     @property
@@ -260,9 +289,19 @@ class Rig:
     def env(self, **more: str) -> dict[str, str]:
         """Environment of every child: the private stack, replay market, bench symbols."""
         s = self.settings
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "HFT_HOME": str(s.home_dir), "HFT_PORT_BASE": str(s.port_base),
-                "HFT_MARKET": "replay", "HFT_SYMBOLS": json.dumps(self.symbols), "HFT_BAR_INTERVAL": self.bar_interval,
-                "HFT_DATA_DIR": str(self.source_dir), "HFT_LOG_LEVEL": "WARNING", **self.extra_env, **more}
+        return {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "HFT_HOME": str(s.home_dir),
+            "HFT_PORT_BASE": str(s.port_base),
+            "HFT_MARKET": "replay",
+            "HFT_SYMBOLS": json.dumps(self.symbols),
+            "HFT_BAR_INTERVAL": self.bar_interval,
+            "HFT_DATA_DIR": str(self.source_dir),
+            "HFT_LOG_LEVEL": "WARNING",
+            **self.extra_env,
+            **more,
+        }
 
     def up(self, fresh_topics: bool = True) -> None:
         """Start PostgreSQL, Redis and Kafka (with empty market topics by default); migrate."""
@@ -287,13 +326,35 @@ class Rig:
         s = self.settings
         logs = s.home_dir / "logs"
         if name == "exchange":
-            cmd = [str(Path(sys.executable).with_name("hft")), "exchange", "--host", s.bind_host,
-                   "--port", str(s.port("exchange")), "--metrics-port", str(s.port("metrics_exchange")),
-                   "--source", str(self.source_dir), *args]
+            cmd = [
+                str(Path(sys.executable).with_name("hft")),
+                "exchange",
+                "--host",
+                s.bind_host,
+                "--port",
+                str(s.port("exchange")),
+                "--metrics-port",
+                str(s.port("metrics_exchange")),
+                "--source",
+                str(self.source_dir),
+                *args,
+            ]
         elif name == "api":
-            cmd = [str(Path(sys.executable).with_name("uvicorn")), "api.app:create_app", "--factory", "--host",
-                   s.bind_host, "--port", str(s.port("api")), "--workers", "1", "--no-access-log",
-                   "--log-level", "warning", *args]
+            cmd = [
+                str(Path(sys.executable).with_name("uvicorn")),
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                s.bind_host,
+                "--port",
+                str(s.port("api")),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                *args,
+            ]
         else:
             cmd = [sys.executable, "-m", STREAMERS[name], *args]
         p = Proc(name, cmd, self.env(), logs / f"{name}.log").start()
@@ -341,8 +402,11 @@ class Rig:
         from hft.storage import db
 
         with db.connect(self.settings, autocommit=True) as conn:
-            row = conn.execute("SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM market.ticks "
-                               "WHERE symbol = ANY(%s)", (self.symbols,)).fetchone()
+            row = conn.execute(
+                "SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM market.ticks "
+                "WHERE symbol = ANY(%s)",
+                (self.symbols,),
+            ).fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
 
@@ -351,8 +415,15 @@ class Rig:
         from hft.storage import db
 
         with db.connect(self.settings, autocommit=True) as conn:
-            for table in ("market.ticks", "market.bars", "features.bar_features", "trading.fills", "trading.orders",
-                          "trading.intents", "trading.positions"):
+            for table in (
+                "market.ticks",
+                "market.bars",
+                "features.bar_features",
+                "trading.fills",
+                "trading.orders",
+                "trading.intents",
+                "trading.positions",
+            ):
                 with contextlib.suppress(Exception):
                     conn.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (self.symbols,))
 
@@ -368,10 +439,12 @@ class Rig:
     def wait_ready(self, names: Iterable[str], timeout: float = 180) -> None:
         """Wait until each named process runs its loop (exchange: answers /control/status)."""
         deadline = time.monotonic() + timeout
-        beats = {"market-producer": "market_producer_heartbeat_timestamp_seconds",
-                 "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
-                 "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds",
-                 "trading-bot": "trading_bot_heartbeat_timestamp_seconds"}
+        beats = {
+            "market-producer": "market_producer_heartbeat_timestamp_seconds",
+            "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
+            "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds",
+            "trading-bot": "trading_bot_heartbeat_timestamp_seconds",
+        }
 
         def ready(name: str) -> bool:
             if name == "exchange":
@@ -425,14 +498,21 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     """Replay N trades at max speed through the real processes; throughput and loss."""
     n = 50_000 if quick else int(os.environ.get("HFT_BENCH_PIPELINE_TRADES", "1000000"))
     rig = Rig.private(settings, bench_symbols())
-    params: dict[str, Any] = {"trades": n, "speed": "max", "symbols": rig.symbols, "bar_interval": rig.bar_interval,
-                              "source": "spot captures 2024-08-08/09 BTCUSDT+ETHUSDT, repeated as loop mode does",
-                              "stack": str(rig.settings.home_dir), "port_base": rig.settings.port_base,
-                              "producer_linger_ms": settings.kafka_linger_ms,
-                              "producer_compression": settings.kafka_compression}
+    params: dict[str, Any] = {
+        "trades": n,
+        "speed": "max",
+        "symbols": rig.symbols,
+        "bar_interval": rig.bar_interval,
+        "source": "spot captures 2024-08-08/09 BTCUSDT+ETHUSDT, repeated as loop mode does",
+        "stack": str(rig.settings.home_dir),
+        "port_base": rig.settings.port_base,
+        "producer_linger_ms": settings.kafka_linger_ms,
+        "producer_compression": settings.kafka_compression,
+    }
     print(f"   preparing {n:,} trades for {rig.symbols}", flush=True)
-    write_trade_files(replay_trades(settings.data_dir, rig.names, n, start_ms=time.time_ns() // 1_000_000),
-                      rig.source_dir)
+    write_trade_files(
+        replay_trades(settings.data_dir, rig.names, n, start_ms=time.time_ns() // 1_000_000), rig.source_dir
+    )
     rig.up()
     rig.vacuum()
     try:
@@ -462,7 +542,9 @@ def _measure(rig: Rig, n: int) -> dict[str, Any]:
         prod = metric(rig.metrics("market-producer"), "market_producer_ticks_out")
         ing = metric(rig.metrics("tick-ingestor"), "tick_ingestor_rows_written")
         feat = metric(rig.metrics("feature-calculator"), "feature_calculator_ticks")
-        samples.append({"t": round(now - t0, 2), "published": pub, "produced": prod, "stored": ing, "featured": feat})
+        samples.append(
+            {"t": round(now - t0, 2), "published": pub, "produced": prod, "stored": ing, "featured": feat}
+        )
         if t_first is None and pub > 0:
             t_first = now
         progress = sum(x for x in (pub, prod, ing, feat) if not math.isnan(x))
@@ -489,13 +571,22 @@ def _measure(rig: Rig, n: int) -> dict[str, Any]:
     seconds = end - (t_first or t0)
     return {
         "throughput_ticks_per_s": round(min(ticks_in, rows, featured) / seconds, 1) if seconds > 0 else 0.0,
-        "ticks_in": ticks_in, "ticks_produced": produced, "ticks_stored": rows, "ticks_stored_distinct": distinct,
-        "ticks_featured": featured, "lost": max(ticks_in - distinct, ticks_in - featured, 0),
-        "duplicates": rows - distinct, "seconds": round(seconds, 2), "completed": t_done is not None,
-        "cpu_seconds": cpu, "cpu_us_per_tick": {k: round(v * 1e6 / max(ticks_in, 1), 1) for k, v in cpu.items()},
+        "ticks_in": ticks_in,
+        "ticks_produced": produced,
+        "ticks_stored": rows,
+        "ticks_stored_distinct": distinct,
+        "ticks_featured": featured,
+        "lost": max(ticks_in - distinct, ticks_in - featured, 0),
+        "duplicates": rows - distinct,
+        "seconds": round(seconds, 2),
+        "completed": t_done is not None,
+        "cpu_seconds": cpu,
+        "cpu_us_per_tick": {k: round(v * 1e6 / max(ticks_in, 1), 1) for k, v in cpu.items()},
         # what two idle cores could do at these per-tick CPU costs (every process busy in parallel)
         "cpu_bound_ticks_per_s_on_2_cores": round(2 * max(ticks_in, 1) / max(sum(cpu.values()), 1e-9), 0),
-        "profile_top_frames": profile, "stage_rates_ticks_per_s": _stage_rates(samples), "samples": samples[:: max(1, len(samples) // 60)],
+        "profile_top_frames": profile,
+        "stage_rates_ticks_per_s": _stage_rates(samples),
+        "samples": samples[:: max(1, len(samples) // 60)],
     }
 
 
@@ -528,10 +619,28 @@ class Profiles:
         time.sleep(self.delay_s)
         d = self.rig.settings.home_dir / "profiles"
         d.mkdir(parents=True, exist_ok=True)
-        runs = {name: subprocess.Popen([str(self.binary), "record", "--gil", "-r", "100", "-d", str(int(self.seconds)),
-                                        "-f", "raw", "-o", str(d / f"{name}.txt"), "-p", str(p.pid)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for name, p in self.rig.procs.items()}
+        runs = {
+            name: subprocess.Popen(
+                [
+                    str(self.binary),
+                    "record",
+                    "--gil",
+                    "-r",
+                    "100",
+                    "-d",
+                    str(int(self.seconds)),
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(d / f"{name}.txt"),
+                    "-p",
+                    str(p.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, p in self.rig.procs.items()
+        }
         for name, proc in runs.items():
             proc.wait()
             self.out[name] = top_frames(d / f"{name}.txt")
@@ -561,7 +670,16 @@ def top_frames(path: Path, n: int = 12) -> list[str]:
             where = fr.split(" (", 1)[1].rstrip(")") if " (" in fr else ""
             where = where.split("site-packages/")[-1].split("python3.11/")[-1]
             incl[f"{name} ({where})"] += int(count)
-    skip = ("<module>", "_run_code", "_run_module_as_main", "run (", "main (", "Thread.", "Runner.", "BaseEventLoop.")
+    skip = (
+        "<module>",
+        "_run_code",
+        "_run_module_as_main",
+        "run (",
+        "main (",
+        "Thread.",
+        "Runner.",
+        "BaseEventLoop.",
+    )
     rows = [(k, c) for k, c in incl.most_common() if not k.startswith(skip)]
     return [f"{100 * c / total:.0f}% {k}" for k, c in rows[:n]] if total else []
 

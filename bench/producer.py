@@ -64,17 +64,30 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     n = 10_000 if quick else 34_419
     base = settings.port_base + PORT_SHIFT
     topic = f"bench_producer_{secrets.token_hex(3)}"
-    env = {**os.environ, "HFT_HOME": str(settings.home_dir), "HFT_PORT_BASE": str(base), "HFT_MARKET": "replay",
-           "HFT_TOPIC_TICKS": topic, "HFT_TOPIC_DLQ": topic + ".dlq", "HFT_DATA_DIR": str(settings.data_dir)}
-    s = Settings(home=settings.home_dir, port_base=base, data_dir=settings.data_dir, market="replay",
-                 topic_ticks=topic)
+    env = {
+        **os.environ,
+        "HFT_HOME": str(settings.home_dir),
+        "HFT_PORT_BASE": str(base),
+        "HFT_MARKET": "replay",
+        "HFT_TOPIC_TICKS": topic,
+        "HFT_TOPIC_DLQ": topic + ".dlq",
+        "HFT_DATA_DIR": str(settings.data_dir),
+    }
+    s = Settings(
+        home=settings.home_dir, port_base=base, data_dir=settings.data_dir, market="replay", topic_ticks=topic
+    )
     s.kafka_bootstrap_servers()  # fails with a clear message when no broker runs
     hft = str(Path(sys.executable).with_name("hft"))
     logs = settings.home_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / "bench-exchange.log", "wb") as exlog, open(logs / "bench-producer.log", "wb") as prlog:
-        ex = subprocess.Popen([hft, "exchange", "--speed", "max", "--max-trades", str(n), "--metrics-port", "0"],
-                              env=env, cwd=REPO_ROOT, stdout=exlog, stderr=subprocess.STDOUT)
+        ex = subprocess.Popen(
+            [hft, "exchange", "--speed", "max", "--max-trades", str(n), "--metrics-port", "0"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=exlog,
+            stderr=subprocess.STDOUT,
+        )
         status_url = f"http://{s.bind_host}:{s.port('exchange')}/control/status"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -84,8 +97,13 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
             except OSError:
                 time.sleep(0.2)
         ex_cpu0 = _cpu_s(ex.pid)
-        pr = subprocess.Popen([sys.executable, "-m", "streamers.market_producer"], env=env, cwd=REPO_ROOT,
-                              stdout=prlog, stderr=subprocess.STDOUT)
+        pr = subprocess.Popen(
+            [sys.executable, "-m", "streamers.market_producer"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=prlog,
+            stderr=subprocess.STDOUT,
+        )
         murl = f"http://{s.bind_host}:{s.port('metrics_market_producer')}/metrics"
         try:
             t_first = cpu_first = None
@@ -113,10 +131,19 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
         raise RuntimeError(f"producer sent nothing; see {logs / 'bench-producer.log'}")
     ticks = n - sent_first
     return (
-        {"trades": n, "speed": "max", "source": "spot captures 2024-08-08/09 BTCUSDT+ETHUSDT", "topic": topic,
-         "kafka_linger_ms": settings.kafka_linger_ms},
-        {"throughput_ticks_per_s": round(ticks / (t_last - t_first), 1),
-         "producer_cpu_us_per_tick": round(1e6 * (cpu_last - cpu_first) / ticks, 1),
-         "exchange_cpu_s": round(ex_cpu, 2), "ticks_in_topic": in_topic, "seconds": round(t_last - t_first, 2),
-         "load_average": os.getloadavg()},
+        {
+            "trades": n,
+            "speed": "max",
+            "source": "spot captures 2024-08-08/09 BTCUSDT+ETHUSDT",
+            "topic": topic,
+            "kafka_linger_ms": settings.kafka_linger_ms,
+        },
+        {
+            "throughput_ticks_per_s": round(ticks / (t_last - t_first), 1),
+            "producer_cpu_us_per_tick": round(1e6 * (cpu_last - cpu_first) / ticks, 1),
+            "exchange_cpu_s": round(ex_cpu, 2),
+            "ticks_in_topic": in_topic,
+            "seconds": round(t_last - t_first, 2),
+            "load_average": os.getloadavg(),
+        },
     )

@@ -11,32 +11,122 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 # (file, label, key path, unit, goal)
 ROWS: list[tuple[str, str, str, str, str]] = [
-    ("pipeline", "pipeline throughput (replay → Kafka → calculator + ingestor)", "throughput_ticks_per_s", "ticks/s", "≥ 50,000"),
+    (
+        "pipeline",
+        "pipeline throughput (replay → Kafka → calculator + ingestor)",
+        "throughput_ticks_per_s",
+        "ticks/s",
+        "≥ 50,000",
+    ),
     ("pipeline", "pipeline lost ticks", "lost", "ticks", "0"),
     ("pipeline", "pipeline run completed", "completed", "", "true"),
     ("pipeline", "pipeline trades replayed", "ticks_in", "ticks", "1,000,000"),
     ("ingest", "tick ingestor alone into PostgreSQL", "throughput_ticks_per_s", "ticks/s", "≥ 50,000"),
-    ("latency", "tick→feature p50 / p99 @ 1,000 ticks/s (median run of 3; p99 spread)", "runs[rate=1000].tick_to_feature_ms", "ms", "p50 ≤ 1, p99 ≤ 3"),
-    ("latency", "tick→signal p50 / p99 @ 1,000 ticks/s", "runs[rate=1000].tick_to_signal_ms", "ms", "p50 ≤ 2, p99 ≤ 5"),
-    ("latency", "tick→signal leg 1: closing tick → bar announced (calculator) p50 / p99", "runs[rate=1000].tick_to_signal_legs_ms.announce", "ms", "legs 1 + 2: p50 ≤ 1"),
-    ("latency", "tick→signal leg 2: announced → read by the bot (Redis stream) p50 / p99", "runs[rate=1000].tick_to_signal_legs_ms.stream", "ms", "legs 1 + 2: p50 ≤ 1"),
-    ("latency", "tick→signal leg 3: read → signal (/predict on the new row) p50 / p99", "runs[rate=1000].tick_to_signal_legs_ms.decide", "ms", ""),
-    ("latency", "ticks featured per s @ 1,000 ticks/s offered", "runs[rate=1000].ticks_featured_per_s", "ticks/s", "1,000"),
-    ("latency", "tick→feature p50 / p99 @ 5,000 ticks/s (median run of 3; p99 spread)", "runs[rate=5000].tick_to_feature_ms", "ms", "p99 ≤ 10"),
+    (
+        "latency",
+        "tick→feature p50 / p99 @ 1,000 ticks/s (median run of 3; p99 spread)",
+        "runs[rate=1000].tick_to_feature_ms",
+        "ms",
+        "p50 ≤ 1, p99 ≤ 3",
+    ),
+    (
+        "latency",
+        "tick→signal p50 / p99 @ 1,000 ticks/s",
+        "runs[rate=1000].tick_to_signal_ms",
+        "ms",
+        "p50 ≤ 2, p99 ≤ 5",
+    ),
+    (
+        "latency",
+        "tick→signal leg 1: closing tick → bar announced (calculator) p50 / p99",
+        "runs[rate=1000].tick_to_signal_legs_ms.announce",
+        "ms",
+        "legs 1 + 2: p50 ≤ 1",
+    ),
+    (
+        "latency",
+        "tick→signal leg 2: announced → read by the bot (Redis stream) p50 / p99",
+        "runs[rate=1000].tick_to_signal_legs_ms.stream",
+        "ms",
+        "legs 1 + 2: p50 ≤ 1",
+    ),
+    (
+        "latency",
+        "tick→signal leg 3: read → signal (/predict on the new row) p50 / p99",
+        "runs[rate=1000].tick_to_signal_legs_ms.decide",
+        "ms",
+        "",
+    ),
+    (
+        "latency",
+        "ticks featured per s @ 1,000 ticks/s offered",
+        "runs[rate=1000].ticks_featured_per_s",
+        "ticks/s",
+        "1,000",
+    ),
+    (
+        "latency",
+        "tick→feature p50 / p99 @ 5,000 ticks/s (median run of 3; p99 spread)",
+        "runs[rate=5000].tick_to_feature_ms",
+        "ms",
+        "p99 ≤ 10",
+    ),
     ("api", "/predict p50 / p99 @ 100 req/s", "runs[rate=100]", "ms", ""),
     ("api", "/predict p50 / p99 @ 500 req/s", "runs[rate=500]", "ms", "p99 ≤ 3"),
     ("api", "/predict p50 / p99 @ 1,000 req/s", "runs[rate=1000]", "ms", ""),
-    ("kafka_clients", "Kafka producer, confluent-kafka (acks=all, idempotent; median of 3)", "confluent_producer_msgs_per_s", "msg/s", ""),
-    ("kafka_clients", "Kafka producer, kafka-python (acks=all, idempotent; median of 3)", "kafka_python_producer_msgs_per_s", "msg/s", ""),
-    ("kafka_clients", "Kafka consumer, confluent-kafka (median of 3)", "confluent_consumer_msgs_per_s", "msg/s", ""),
-    ("kafka_clients", "Kafka consumer, kafka-python (median of 3)", "kafka_python_consumer_msgs_per_s", "msg/s", ""),
-    ("kafka_clients", "Kafka produce→consume p50 / p99 @ 1,000 msg/s, confluent-kafka", "confluent_latency_ms", "ms", ""),
-    ("kafka_clients", "Kafka produce→consume p50 / p99 @ 1,000 msg/s, kafka-python", "kafka_python_latency_ms", "ms", ""),
+    (
+        "kafka_clients",
+        "Kafka producer, confluent-kafka (acks=all, idempotent; median of 3)",
+        "confluent_producer_msgs_per_s",
+        "msg/s",
+        "",
+    ),
+    (
+        "kafka_clients",
+        "Kafka producer, kafka-python (acks=all, idempotent; median of 3)",
+        "kafka_python_producer_msgs_per_s",
+        "msg/s",
+        "",
+    ),
+    (
+        "kafka_clients",
+        "Kafka consumer, confluent-kafka (median of 3)",
+        "confluent_consumer_msgs_per_s",
+        "msg/s",
+        "",
+    ),
+    (
+        "kafka_clients",
+        "Kafka consumer, kafka-python (median of 3)",
+        "kafka_python_consumer_msgs_per_s",
+        "msg/s",
+        "",
+    ),
+    (
+        "kafka_clients",
+        "Kafka produce→consume p50 / p99 @ 1,000 msg/s, confluent-kafka",
+        "confluent_latency_ms",
+        "ms",
+        "",
+    ),
+    (
+        "kafka_clients",
+        "Kafka produce→consume p50 / p99 @ 1,000 msg/s, kafka-python",
+        "kafka_python_latency_ms",
+        "ms",
+        "",
+    ),
     ("micro", "feature update per tick", "feature_update_us", "µs", "≤ 10"),
     ("micro", "one-row ensemble inference p99", "inference_p99_ms", "ms", "≤ 1"),
     ("micro", "online-store read p99", "online_read_p99_ms", "ms", "≤ 1"),
     ("training", "full retrain with tuning", "seconds", "s", "≤ 900"),
-    ("memory", "whole-stack memory incl. the Kafka JVM, PSS (shared pages split)", "stack_pss_mb", "MB", "≤ 4,096"),
+    (
+        "memory",
+        "whole-stack memory incl. the Kafka JVM, PSS (shared pages split)",
+        "stack_pss_mb",
+        "MB",
+        "≤ 4,096",
+    ),
     ("memory", "whole-stack memory, RSS sum (shared pages counted per process)", "stack_rss_mb", "MB", ""),
     ("soak", "soak minutes at ~1,000 ticks/s", "parameters.minutes", "min", "60"),
     ("soak", "soak lost ticks", "lost", "ticks", "0"),
@@ -93,7 +183,9 @@ def render() -> str:
         doc = json.loads(f.read_text())
         m = doc.get("machine", {})
         where = f"{m.get('cores')} cores, {m.get('memory_gb')} GB, Python {m.get('python')}"
-        lines.append(f"| {label} | {_fmt(_lookup(doc, path))} | {unit} | {goal} | {doc.get('date', '')[:10]} | {where} |")
+        lines.append(
+            f"| {label} | {_fmt(_lookup(doc, path))} | {unit} | {goal} | {doc.get('date', '')[:10]} | {where} |"
+        )
     return "\n".join(lines)
 
 

@@ -22,15 +22,33 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     symbols = ["BTCUSDT"] if quick else list(settings.symbols)
     start, end, budget = ("2025-06-01", "2025-08-31", 0.2) if quick else ("2023-01-01", "2025-08-31", 8.0)
     t = time.monotonic()
-    result = train(settings, symbols, "15m", settings.data_dir / "klines_15m", start, end, budget, None,
-                   f"bench-{time.time_ns()}")
+    result = train(
+        settings,
+        symbols,
+        "15m",
+        settings.data_dir / "klines_15m",
+        start,
+        end,
+        budget,
+        None,
+        f"bench-{time.time_ns()}",
+    )
     seconds = time.monotonic() - t
     overall = result.report.overall
-    parameters = {"symbols": symbols, "start": start, "end": end, "budget_minutes": budget,
-                  "rows": result.info["rows"], "final_train_rows": result.info["final_train_rows"],
-                  "folds": len(result.report.folds)}
-    results = {"seconds": seconds, "stages_s": result.timings,
-               "tuning_trials": {m: s["trials"] for m, s in result.tuning.items()},
-               "wf_auc": {m: overall[m]["roc_auc"] for m in overall},
-               "wf_accuracy": {m: overall[m]["accuracy"] for m in overall}}
+    parameters = {
+        "symbols": symbols,
+        "start": start,
+        "end": end,
+        "budget_minutes": budget,
+        "rows": result.info["rows"],
+        "final_train_rows": result.info["final_train_rows"],
+        "folds": len(result.report.folds),
+    }
+    results = {
+        "seconds": seconds,
+        "stages_s": result.timings,
+        "tuning_trials": {m: s["trials"] for m, s in result.tuning.items()},
+        "wf_auc": {m: overall[m]["roc_auc"] for m in overall},
+        "wf_accuracy": {m: overall[m]["accuracy"] for m in overall},
+    }
     return parameters, results

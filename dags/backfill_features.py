@@ -29,9 +29,16 @@ FEATURES_BACKFILLED = Asset("bar_features_backfilled")
     max_active_runs=1,
     is_paused_upon_creation=False,
     tags=["hft", "features"],
-    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
-    params={"start": Param(None, type=["null", "string"], description="Partition start, ISO UTC"),
-            "end": Param(None, type=["null", "string"], description="Partition end (exclusive), ISO UTC")},
+    default_args={
+        "owner": "hft",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "start": Param(None, type=["null", "string"], description="Partition start, ISO UTC"),
+        "end": Param(None, type=["null", "string"], description="Partition end (exclusive), ISO UTC"),
+    },
     doc_md=__doc__,
 )
 def backfill_features() -> None:
@@ -68,7 +75,9 @@ def backfill_features() -> None:
 
         from hft.quality.validate import validate_features as run
 
-        summary = run(get_settings(), datetime.fromisoformat(part["start"]), datetime.fromisoformat(part["end"]))
+        summary = run(
+            get_settings(), datetime.fromisoformat(part["start"]), datetime.fromisoformat(part["end"])
+        )
         print(summary.text())
         if not summary.success:
             raise AirflowFailException(summary.text())

@@ -27,7 +27,12 @@ MODEL_CHALLENGER = Asset("model_challenger")
     max_active_runs=1,
     is_paused_upon_creation=False,
     tags=["hft", "ml"],
-    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
+    default_args={
+        "owner": "hft",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+    },
     doc_md=__doc__,
 )
 def promote_model() -> None:

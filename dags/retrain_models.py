@@ -27,12 +27,21 @@ MODEL_CHALLENGER = Asset("model_challenger")
     max_active_runs=1,
     is_paused_upon_creation=True,
     tags=["hft", "ml"],
-    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True},
-    params={"start": Param(None, type=["null", "string"], description="Training data start (default settings)"),
-            "end": Param(None, type=["null", "string"], description="Training data end (default settings)"),
-            "budget_minutes": Param(None, type=["null", "number"], description="Tuning time budget"),
-            "symbols": Param(None, type=["null", "array"], description="Symbols (default settings)"),
-            "data": Param(None, type=["null", "string"], description="OHLCV CSV file or folder (default data_dir)")},
+    default_args={
+        "owner": "hft",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "start": Param(None, type=["null", "string"], description="Training data start (default settings)"),
+        "end": Param(None, type=["null", "string"], description="Training data end (default settings)"),
+        "budget_minutes": Param(None, type=["null", "number"], description="Tuning time budget"),
+        "symbols": Param(None, type=["null", "array"], description="Symbols (default settings)"),
+        "data": Param(
+            None, type=["null", "string"], description="OHLCV CSV file or folder (default data_dir)"
+        ),
+    },
     doc_md=__doc__,
 )
 def retrain_models() -> None:

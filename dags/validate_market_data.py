@@ -32,7 +32,10 @@ def _partition() -> dict[str, str]:
     params = context["params"]
     if params.get("start") and params.get("end"):
         return {"start": params["start"], "end": params["end"]}
-    return {"start": context["data_interval_start"].isoformat(), "end": context["data_interval_end"].isoformat()}
+    return {
+        "start": context["data_interval_start"].isoformat(),
+        "end": context["data_interval_end"].isoformat(),
+    }
 
 
 def _check(kind: str, partition: dict[str, str]) -> str:
@@ -40,8 +43,12 @@ def _check(kind: str, partition: dict[str, str]) -> str:
 
     from hft.quality.validate import validate
 
-    summary = validate(get_settings(), kind, datetime.fromisoformat(partition["start"]),
-                       datetime.fromisoformat(partition["end"]))
+    summary = validate(
+        get_settings(),
+        kind,
+        datetime.fromisoformat(partition["start"]),
+        datetime.fromisoformat(partition["end"]),
+    )
     print(summary.text())
     if not summary.success:
         raise AirflowFailException(summary.text())
@@ -56,9 +63,16 @@ def _check(kind: str, partition: dict[str, str]) -> str:
     max_active_runs=1,
     is_paused_upon_creation=False,
     tags=["hft", "quality", "market-data"],
-    default_args={"owner": "hft", "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
-    params={"start": Param(None, type=["null", "string"], description="Partition start, ISO UTC"),
-            "end": Param(None, type=["null", "string"], description="Partition end (exclusive), ISO UTC")},
+    default_args={
+        "owner": "hft",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "start": Param(None, type=["null", "string"], description="Partition start, ISO UTC"),
+        "end": Param(None, type=["null", "string"], description="Partition end (exclusive), ISO UTC"),
+    },
     doc_md=__doc__,
 )
 def validate_market_data() -> None:

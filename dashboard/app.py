@@ -36,14 +36,22 @@ def _utc_now() -> datetime:
 def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = _utc_now) -> Dash:
     """Build the Dash app (layout, callbacks, /metrics, /healthz, /data-docs) for ``settings``."""
     s = settings or get_settings()
-    app = Dash(__name__, title="HFT dashboard", update_title=None, suppress_callback_exceptions=True,
-               assets_folder=str(ASSETS), serve_locally=True)
-    app.layout = html.Div([
-        dcc.Location(id="url"),
-        dcc.Interval(id="tick", interval=int(s.dashboard_refresh_s * 1000)),
-        html.Div(id="nav", className="topbar", children=pages.nav_bar("/")),
-        html.Div(id="page"),
-    ])
+    app = Dash(
+        __name__,
+        title="HFT dashboard",
+        update_title=None,
+        suppress_callback_exceptions=True,
+        assets_folder=str(ASSETS),
+        serve_locally=True,
+    )
+    app.layout = html.Div(
+        [
+            dcc.Location(id="url"),
+            dcc.Interval(id="tick", interval=int(s.dashboard_refresh_s * 1000)),
+            html.Div(id="nav", className="topbar", children=pages.nav_bar("/")),
+            html.Div(id="page"),
+        ]
+    )
     pages.register_all(app, s, clock)
     server = app.server
 

@@ -20,19 +20,30 @@ from hft.reporting import market, models, prometheus, quality, trading
 log = logging.getLogger(__name__)
 
 RENDER_SECONDS = Histogram("hft_dashboard_render_seconds", "Time to build a page's data", ["page"])
-RENDER_ERRORS = Counter("hft_dashboard_errors_total", "Page refreshes that failed (shown as an error box)",
-                        ["page"])
-KILL_SWITCH = Counter("hft_dashboard_kill_switch_total", "Kill-switch presses by action and outcome",
-                      ["action", "outcome"])
+RENDER_ERRORS = Counter(
+    "hft_dashboard_errors_total", "Page refreshes that failed (shown as an error box)", ["page"]
+)
+KILL_SWITCH = Counter(
+    "hft_dashboard_kill_switch_total", "Kill-switch presses by action and outcome", ["action", "outcome"]
+)
 
 Clock = Callable[[], datetime]
 
-NAV = [("/", "Trading"), ("/market", "Market"), ("/models", "Models"), ("/data-quality", "Data quality"),
-       ("/system", "System")]
+NAV = [
+    ("/", "Trading"),
+    ("/market", "Market"),
+    ("/models", "Models"),
+    ("/data-quality", "Data quality"),
+    ("/system", "System"),
+]
 
-GRAPH_LAYOUT: dict[str, Any] = {"margin": {"l": 50, "r": 20, "t": 30, "b": 40}, "height": 320,
-                                "paper_bgcolor": "white", "plot_bgcolor": "white",
-                                "legend": {"orientation": "h", "y": -0.2}}
+GRAPH_LAYOUT: dict[str, Any] = {
+    "margin": {"l": 50, "r": 20, "t": 30, "b": 40},
+    "height": 320,
+    "paper_bgcolor": "white",
+    "plot_bgcolor": "white",
+    "legend": {"orientation": "h", "y": -0.2},
+}
 
 
 # ---- small view helpers ---------------------------------------------------------------------
@@ -45,8 +56,11 @@ def _num(x: Any, digits: int = 2) -> str:
 
 
 def _card(key: str, label: str, value: str, tone: str = "") -> html.Div:
-    return html.Div([html.Div(label, className="label"), html.Div(value, className=f"value {tone}")],
-                    className="card", id=f"kpi-{key}")
+    return html.Div(
+        [html.Div(label, className="label"), html.Div(value, className=f"value {tone}")],
+        className="card",
+        id=f"kpi-{key}",
+    )
 
 
 def _tone(x: float) -> str:
@@ -55,15 +69,24 @@ def _tone(x: float) -> str:
 
 def error_box(page: str, exc: BaseException) -> html.Div:
     """The visible form of a failed refresh (the test looks for none of these)."""
-    return html.Div([html.B(f"{page}: cannot load data. "), html.Span(f"{type(exc).__name__}: {exc}")],
-                    className="error-box")
+    return html.Div(
+        [html.B(f"{page}: cannot load data. "), html.Span(f"{type(exc).__name__}: {exc}")],
+        className="error-box",
+    )
 
 
-def _table(table_id: str, df: pd.DataFrame, page_size: int = 12, filters: bool = False) -> dash_table.DataTable:
+def _table(
+    table_id: str, df: pd.DataFrame, page_size: int = 12, filters: bool = False
+) -> dash_table.DataTable:
     return dash_table.DataTable(
-        id=table_id, data=_records(df), columns=[{"name": c, "id": c} for c in df.columns],
-        page_size=page_size, sort_action="native", filter_action="native" if filters else "none",
-        style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px"},
+        id=table_id,
+        data=_records(df),
+        columns=[{"name": c, "id": c} for c in df.columns],
+        page_size=page_size,
+        sort_action="native",
+        filter_action="native" if filters else "none",
+        style_table={"overflowX": "auto"},
+        style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px"},
         style_header={"fontWeight": 600, "backgroundColor": "#f0f3f7"},
     )
 
@@ -80,8 +103,12 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _empty_figure(message: str) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(**GRAPH_LAYOUT, annotations=[{"text": message, "showarrow": False, "x": 0.5, "y": 0.5,
-                                                    "xref": "paper", "yref": "paper"}])
+    fig.update_layout(
+        **GRAPH_LAYOUT,
+        annotations=[
+            {"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper"}
+        ],
+    )
     return fig
 
 
@@ -104,9 +131,11 @@ def guarded(page: str, n_outputs: int, fn: Callable[..., tuple[Any, ...]]) -> Ca
 
 def nav_bar(path: str) -> list[Any]:
     """The top bar's links, the current page highlighted."""
-    return [html.Span("HFT MLOps", className="brand"),
-            *[dcc.Link(label, href=href, className="active" if href == path else "") for href, label in NAV],
-            html.Span(id="clock", className="clock")]
+    return [
+        html.Span("HFT MLOps", className="brand"),
+        *[dcc.Link(label, href=href, className="active" if href == path else "") for href, label in NAV],
+        html.Span(id="clock", className="clock"),
+    ]
 
 
 # ---- Trading ---------------------------------------------------------------------------------
@@ -115,40 +144,84 @@ def nav_bar(path: str) -> list[Any]:
 def trading_layout(settings: Settings) -> html.Div:
     """Equity, PnL and risk numbers, positions, the kill switch, orders and fills with filters."""
     options = [{"label": s, "value": s} for s in settings.symbols]
-    return html.Div(className="page", id="page-trading", children=[
-        html.H2("Trading (paper)"),
-        html.Div(id="trading-error"),
-        html.Div(id="trading-cards", className="cards"),
-        html.Div(className="row", children=[
-            html.Div(className="panel", children=[html.H3("Equity curve"), dcc.Graph(id="equity-graph"),
-                                                  html.Div(id="equity-note", className="note")]),
-            html.Div(className="panel", children=[
-                html.H3("Positions"), html.Div(id="positions"),
-                html.H3("Bot"), html.Div(id="bot-state"),
-                html.Div(className="filters", children=[
-                    dcc.ConfirmDialogProvider(html.Button("Halt bot (kill switch)", className="kill"),
-                                              id="halt-confirm", message="Halt the trading bot now?"),
-                    dcc.ConfirmDialogProvider(html.Button("Resume bot", className="resume"),
-                                              id="resume-confirm", message="Resume trading?"),
-                ]),
-                html.Div(id="kill-result", className="note"),
-            ]),
-        ]),
-        html.Div(className="panel", children=[
-            html.H3("Orders and fills"),
-            html.Div(className="filters", children=[
-                dcc.Dropdown(id="flt-symbol", options=options, placeholder="all symbols", clearable=True),
-                dcc.Dropdown(id="flt-side", options=[{"label": s, "value": s} for s in ("buy", "sell")],
-                             placeholder="both sides", clearable=True),
-                dcc.Dropdown(id="flt-status", options=[{"label": s, "value": s} for s in ("filled", "rejected",
-                                                                                            "pending")],
-                             placeholder="any status", clearable=True),
-            ]),
-            html.Div(id="history-error"),
-            html.H3("Orders"), html.Div(id="orders"),
-            html.H3("Fills"), html.Div(id="fills"),
-        ]),
-    ])
+    return html.Div(
+        className="page",
+        id="page-trading",
+        children=[
+            html.H2("Trading (paper)"),
+            html.Div(id="trading-error"),
+            html.Div(id="trading-cards", className="cards"),
+            html.Div(
+                className="row",
+                children=[
+                    html.Div(
+                        className="panel",
+                        children=[
+                            html.H3("Equity curve"),
+                            dcc.Graph(id="equity-graph"),
+                            html.Div(id="equity-note", className="note"),
+                        ],
+                    ),
+                    html.Div(
+                        className="panel",
+                        children=[
+                            html.H3("Positions"),
+                            html.Div(id="positions"),
+                            html.H3("Bot"),
+                            html.Div(id="bot-state"),
+                            html.Div(
+                                className="filters",
+                                children=[
+                                    dcc.ConfirmDialogProvider(
+                                        html.Button("Halt bot (kill switch)", className="kill"),
+                                        id="halt-confirm",
+                                        message="Halt the trading bot now?",
+                                    ),
+                                    dcc.ConfirmDialogProvider(
+                                        html.Button("Resume bot", className="resume"),
+                                        id="resume-confirm",
+                                        message="Resume trading?",
+                                    ),
+                                ],
+                            ),
+                            html.Div(id="kill-result", className="note"),
+                        ],
+                    ),
+                ],
+            ),
+            html.Div(
+                className="panel",
+                children=[
+                    html.H3("Orders and fills"),
+                    html.Div(
+                        className="filters",
+                        children=[
+                            dcc.Dropdown(
+                                id="flt-symbol", options=options, placeholder="all symbols", clearable=True
+                            ),
+                            dcc.Dropdown(
+                                id="flt-side",
+                                options=[{"label": s, "value": s} for s in ("buy", "sell")],
+                                placeholder="both sides",
+                                clearable=True,
+                            ),
+                            dcc.Dropdown(
+                                id="flt-status",
+                                options=[{"label": s, "value": s} for s in ("filled", "rejected", "pending")],
+                                placeholder="any status",
+                                clearable=True,
+                            ),
+                        ],
+                    ),
+                    html.Div(id="history-error"),
+                    html.H3("Orders"),
+                    html.Div(id="orders"),
+                    html.H3("Fills"),
+                    html.Div(id="fills"),
+                ],
+            ),
+        ],
+    )
 
 
 def _trading_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any, ...]]:
@@ -162,7 +235,9 @@ def _trading_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[An
             _card("equity", "Equity", _num(k["equity"])),
             _card("net-pnl", "Net PnL", _num(k["net_pnl"]), _tone(float(k["net_pnl"]))),
             _card("realized", "Realised PnL", _num(k["realized_pnl"]), _tone(float(k["realized_pnl"]))),
-            _card("unrealized", "Unrealised PnL", _num(k["unrealized_pnl"]), _tone(float(k["unrealized_pnl"]))),
+            _card(
+                "unrealized", "Unrealised PnL", _num(k["unrealized_pnl"]), _tone(float(k["unrealized_pnl"]))
+            ),
             _card("fees", "Fees paid", _num(k["fees_paid"])),
             _card("win-rate", "Win rate", f"{100 * float(k['win_rate']):.1f}%"),
             _card("sharpe", "Sharpe (ann.)", _num(k["sharpe"])),
@@ -173,13 +248,24 @@ def _trading_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[An
         if view.equity.empty:
             fig = _empty_figure("no fills yet")
         else:
-            fig = go.Figure(go.Scatter(x=view.equity["time"], y=view.equity["equity"], mode="lines",
-                                       name="equity", line={"color": "#1f6fb2"}))
+            fig = go.Figure(
+                go.Scatter(
+                    x=view.equity["time"],
+                    y=view.equity["equity"],
+                    mode="lines",
+                    name="equity",
+                    line={"color": "#1f6fb2"},
+                )
+            )
             fig.update_layout(**GRAPH_LAYOUT, yaxis_title="quote currency")
         note = f"equity after each of {k['fills']} fills, marked at the last trade price"
         badge = {"active": "ok", "reducing": "warn", "halted": "bad"}.get(view.bot_state, "warn")
-        bot = html.Span([html.Span(view.bot_state.upper(), className=f"badge {badge}", id="bot-state-badge"),
-                         html.Span(f"  {view.bot_reason}", className="note")])
+        bot = html.Span(
+            [
+                html.Span(view.bot_state.upper(), className=f"badge {badge}", id="bot-state-badge"),
+                html.Span(f"  {view.bot_reason}", className="note"),
+            ]
+        )
         positions = _table("positions-table", view.positions.round(6))
         return cards, fig, note, positions, bot
 
@@ -202,19 +288,30 @@ def _history_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
 def register_trading(app: Dash, settings: Settings, clock: Clock) -> None:
     """Callbacks of the Trading page."""
     app.callback(
-        Output("trading-error", "children"), Output("trading-cards", "children"),
-        Output("equity-graph", "figure"), Output("equity-note", "children"), Output("positions", "children"),
+        Output("trading-error", "children"),
+        Output("trading-cards", "children"),
+        Output("equity-graph", "figure"),
+        Output("equity-note", "children"),
+        Output("positions", "children"),
         Output("bot-state", "children"),
         Input("tick", "n_intervals"),
     )(guarded("trading", 6, _trading_refresh(settings, clock)))
     app.callback(
-        Output("history-error", "children"), Output("orders", "children"), Output("fills", "children"),
-        Input("tick", "n_intervals"), Input("flt-symbol", "value"), Input("flt-side", "value"),
+        Output("history-error", "children"),
+        Output("orders", "children"),
+        Output("fills", "children"),
+        Input("tick", "n_intervals"),
+        Input("flt-symbol", "value"),
+        Input("flt-side", "value"),
         Input("flt-status", "value"),
     )(guarded("history", 3, _history_refresh(settings)))
 
-    @app.callback(Output("kill-result", "children"), Input("halt-confirm", "submit_n_clicks"),
-                  Input("resume-confirm", "submit_n_clicks"), prevent_initial_call=True)
+    @app.callback(
+        Output("kill-result", "children"),
+        Input("halt-confirm", "submit_n_clicks"),
+        Input("resume-confirm", "submit_n_clicks"),
+        prevent_initial_call=True,
+    )
     def kill(_halt: int | None, _resume: int | None) -> str:
         halt = ctx.triggered_id == "halt-confirm"
         action = "halt" if halt else "resume"
@@ -233,19 +330,41 @@ def register_trading(app: Dash, settings: Settings, clock: Clock) -> None:
 
 def market_layout(settings: Settings) -> html.Div:
     """Price per symbol with the bot's signals and fills overlaid; the latest features."""
-    return html.Div(className="page", id="page-market", children=[
-        html.H2("Market"),
-        html.Div(className="filters", children=[
-            dcc.Dropdown(id="mkt-symbol", options=[{"label": s, "value": s} for s in settings.symbols],
-                         value=settings.symbols[0] if settings.symbols else None, clearable=False),
-        ]),
-        html.Div(id="market-error"),
-        html.Div(className="panel", children=[html.H3("Price, signals and fills"), dcc.Graph(id="price-graph"),
-                                              html.Div(id="price-note", className="note")]),
-        html.Div(className="panel", children=[html.H3("Latest features"),
-                                              html.Div(id="features-note", className="note"),
-                                              html.Div(id="features")]),
-    ])
+    return html.Div(
+        className="page",
+        id="page-market",
+        children=[
+            html.H2("Market"),
+            html.Div(
+                className="filters",
+                children=[
+                    dcc.Dropdown(
+                        id="mkt-symbol",
+                        options=[{"label": s, "value": s} for s in settings.symbols],
+                        value=settings.symbols[0] if settings.symbols else None,
+                        clearable=False,
+                    ),
+                ],
+            ),
+            html.Div(id="market-error"),
+            html.Div(
+                className="panel",
+                children=[
+                    html.H3("Price, signals and fills"),
+                    dcc.Graph(id="price-graph"),
+                    html.Div(id="price-note", className="note"),
+                ],
+            ),
+            html.Div(
+                className="panel",
+                children=[
+                    html.H3("Latest features"),
+                    html.Div(id="features-note", className="note"),
+                    html.Div(id="features"),
+                ],
+            ),
+        ],
+    )
 
 
 def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
@@ -259,35 +378,69 @@ def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
         if not ticks.empty:
             step = max(1, len(ticks) // 2500)  # enough points for the eye, light for the browser
             shown = ticks.iloc[::step]
-            fig.add_trace(go.Scatter(x=shown["trade_time"], y=shown["price"], mode="lines", name="trades",
-                                       line={"color": "#5b6b7c", "width": 1}))
+            fig.add_trace(
+                go.Scatter(
+                    x=shown["trade_time"],
+                    y=shown["price"],
+                    mode="lines",
+                    name="trades",
+                    line={"color": "#5b6b7c", "width": 1},
+                )
+            )
             since = ticks["trade_time"].iloc[0]
             source = f"{len(ticks):,} trades of the last 30 minutes of data"
         else:
             bars = market.price_bars(eng, symbol)
             since = bars["open_time"].iloc[0] if not bars.empty else None
             if not bars.empty:
-                fig.add_trace(go.Candlestick(x=bars["open_time"], open=bars["open"], high=bars["high"],
-                                             low=bars["low"], close=bars["close"], name=str(bars["interval"].iloc[0])))
+                fig.add_trace(
+                    go.Candlestick(
+                        x=bars["open_time"],
+                        open=bars["open"],
+                        high=bars["high"],
+                        low=bars["low"],
+                        close=bars["close"],
+                        name=str(bars["interval"].iloc[0]),
+                    )
+                )
             source = f"{len(bars)} bars"
         sig = market.signals(eng, symbol, since)
         for side, color, sym in (("buy", "#11804a", "triangle-up"), ("sell", "#c0392b", "triangle-down")):
             s = sig[sig["side"] == side]
             if not s.empty:
-                fig.add_trace(go.Scatter(x=s["decided_at"], y=s["ref_price"], mode="markers", name=f"{side} signal",
-                                         marker={"symbol": sym, "size": 11, "color": color},
-                                         text=[f"p(up)={p:.3f}" for p in s["prob_up"]]))
+                fig.add_trace(
+                    go.Scatter(
+                        x=s["decided_at"],
+                        y=s["ref_price"],
+                        mode="markers",
+                        name=f"{side} signal",
+                        marker={"symbol": sym, "size": 11, "color": color},
+                        text=[f"p(up)={p:.3f}" for p in s["prob_up"]],
+                    )
+                )
         fl = market.fills(eng, symbol, since)
         if not fl.empty:
-            fig.add_trace(go.Scatter(x=fl["fill_time"], y=fl["price"], mode="markers", name="fills",
-                                     marker={"symbol": "x", "size": 8, "color": "#1f6fb2"}))
+            fig.add_trace(
+                go.Scatter(
+                    x=fl["fill_time"],
+                    y=fl["price"],
+                    mode="markers",
+                    name="fills",
+                    marker={"symbol": "x", "size": 8, "color": "#1f6fb2"},
+                )
+            )
         if not fig.data:
             fig = _empty_figure(f"no market data for {symbol} yet")
-        fig.update_layout(**{**GRAPH_LAYOUT, "height": 420}, xaxis_rangeslider_visible=False, yaxis_title="price")
+        fig.update_layout(
+            **{**GRAPH_LAYOUT, "height": 420}, xaxis_rangeslider_visible=False, yaxis_title="price"
+        )
         note = f"{symbol}: {source}, {len(sig)} signals, {len(fl)} fills"
         ftime, feats = market.latest_features(eng, symbol)
-        fnote = (f"{len(feats)} features of the bar closing {ftime:%Y-%m-%d %H:%M:%S} UTC" if ftime
-                 else "no feature rows yet")
+        fnote = (
+            f"{len(feats)} features of the bar closing {ftime:%Y-%m-%d %H:%M:%S} UTC"
+            if ftime
+            else "no feature rows yet"
+        )
         fdf = pd.DataFrame({"feature": list(feats), "value": [round(v, 6) for v in feats.values()]})
         return fig, note, fnote, _table("features-table", fdf, page_size=40)
 
@@ -297,9 +450,13 @@ def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
 def register_market(app: Dash, settings: Settings) -> None:
     """Callbacks of the Market page."""
     app.callback(
-        Output("market-error", "children"), Output("price-graph", "figure"), Output("price-note", "children"),
-        Output("features-note", "children"), Output("features", "children"),
-        Input("tick", "n_intervals"), Input("mkt-symbol", "value"),
+        Output("market-error", "children"),
+        Output("price-graph", "figure"),
+        Output("price-note", "children"),
+        Output("features-note", "children"),
+        Output("features", "children"),
+        Input("tick", "n_intervals"),
+        Input("mkt-symbol", "value"),
     )(guarded("market", 5, _market_refresh(settings)))
 
 
@@ -308,17 +465,31 @@ def register_market(app: Dash, settings: Settings) -> None:
 
 def models_layout(settings: Settings) -> html.Div:
     """Champion and challenger with their metrics, last retrain and promotion, links into MLflow."""
-    return html.Div(className="page", id="page-models", children=[
-        html.H2("Models"),
-        html.Div(id="models-error"),
-        html.Div(id="models-cards", className="cards"),
-        html.Div(className="panel", children=[html.H3("Walk-forward metrics and baselines"),
-                                              html.Div(id="models-wf-note", className="note"),
-                                              html.Div(id="models-metrics")]),
-        html.Div(className="panel", children=[html.H3("Promotion gate: champion vs challenger"),
-                                              html.Div(id="models-gate")]),
-        html.Div(className="panel", children=[html.H3("Latest registered versions"), html.Div(id="models-versions")]),
-    ])
+    return html.Div(
+        className="page",
+        id="page-models",
+        children=[
+            html.H2("Models"),
+            html.Div(id="models-error"),
+            html.Div(id="models-cards", className="cards"),
+            html.Div(
+                className="panel",
+                children=[
+                    html.H3("Walk-forward metrics and baselines"),
+                    html.Div(id="models-wf-note", className="note"),
+                    html.Div(id="models-metrics"),
+                ],
+            ),
+            html.Div(
+                className="panel",
+                children=[html.H3("Promotion gate: champion vs challenger"), html.Div(id="models-gate")],
+            ),
+            html.Div(
+                className="panel",
+                children=[html.H3("Latest registered versions"), html.Div(id="models-versions")],
+            ),
+        ],
+    )
 
 
 def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
@@ -330,29 +501,66 @@ def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
             if v is None:
                 cards.append(_card(alias, alias, "none"))
                 continue
-            cards.append(html.Div(className="card", id=f"kpi-{alias}", children=[
-                html.Div(alias, className="label"),
-                html.Div(f"{view.name} v{v.version}", className="value"),
-                html.Div([html.A("version", href=v.version_url, target="_blank"), " · ",
-                          html.A("run", href=v.run_url, target="_blank")], className="note"),
-                html.Div(f"registered {v.created:%Y-%m-%d %H:%M} UTC", className="note"),
-            ]))
-        cards.append(_card("last-retrain", "Last retrain",
-                           f"{view.last_retrain:%Y-%m-%d %H:%M}" if view.last_retrain else "never"))
-        cards.append(_card("last-promotion", "Last promotion",
-                           f"{view.last_promotion:%Y-%m-%d %H:%M}" if view.last_promotion else "never"))
-        cards.append(html.Div(className="card", children=[
-            html.Div("MLflow", className="label"),
-            html.A("open the registry", href=view.registry_url, target="_blank", id="mlflow-link")]))
+            cards.append(
+                html.Div(
+                    className="card",
+                    id=f"kpi-{alias}",
+                    children=[
+                        html.Div(alias, className="label"),
+                        html.Div(f"{view.name} v{v.version}", className="value"),
+                        html.Div(
+                            [
+                                html.A("version", href=v.version_url, target="_blank"),
+                                " · ",
+                                html.A("run", href=v.run_url, target="_blank"),
+                            ],
+                            className="note",
+                        ),
+                        html.Div(f"registered {v.created:%Y-%m-%d %H:%M} UTC", className="note"),
+                    ],
+                )
+            )
+        cards.append(
+            _card(
+                "last-retrain",
+                "Last retrain",
+                f"{view.last_retrain:%Y-%m-%d %H:%M}" if view.last_retrain else "never",
+            )
+        )
+        cards.append(
+            _card(
+                "last-promotion",
+                "Last promotion",
+                f"{view.last_promotion:%Y-%m-%d %H:%M}" if view.last_promotion else "never",
+            )
+        )
+        cards.append(
+            html.Div(
+                className="card",
+                children=[
+                    html.Div("MLflow", className="label"),
+                    html.A("open the registry", href=view.registry_url, target="_blank", id="mlflow-link"),
+                ],
+            )
+        )
         shown = view.versions.get("champion") or view.versions.get("challenger")
-        wf = pd.DataFrame(models.walk_forward_table(shown) if shown else [],
-                          columns=["model", "kind", *models.WF_COLUMNS])
-        wf_note = (f"out-of-sample walk-forward report of {shown.alias} v{shown.version} (bt.* = cost-aware backtest)"
-                   if shown else "no registered model yet: hft train")
+        wf = pd.DataFrame(
+            models.walk_forward_table(shown) if shown else [], columns=["model", "kind", *models.WF_COLUMNS]
+        )
+        wf_note = (
+            f"out-of-sample walk-forward report of {shown.alias} v{shown.version} (bt.* = cost-aware backtest)"
+            if shown
+            else "no registered model yet: hft train"
+        )
         gate = pd.DataFrame(models.metric_table(view), columns=["metric", *models.ALIASES])
         vdf = pd.DataFrame(view.latest, columns=["version", "created", "aliases", "run_id"])
-        return (cards, wf_note, _table("models-metrics-table", wf.round(4), page_size=20),
-                _table("models-gate-table", gate, page_size=20), _table("models-versions-table", vdf))
+        return (
+            cards,
+            wf_note,
+            _table("models-metrics-table", wf.round(4), page_size=20),
+            _table("models-gate-table", gate, page_size=20),
+            _table("models-versions-table", vdf),
+        )
 
     return refresh
 
@@ -360,8 +568,12 @@ def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
 def register_models(app: Dash, settings: Settings) -> None:
     """Callbacks of the Models page."""
     app.callback(
-        Output("models-error", "children"), Output("models-cards", "children"), Output("models-wf-note", "children"),
-        Output("models-metrics", "children"), Output("models-gate", "children"), Output("models-versions", "children"),
+        Output("models-error", "children"),
+        Output("models-cards", "children"),
+        Output("models-wf-note", "children"),
+        Output("models-metrics", "children"),
+        Output("models-gate", "children"),
+        Output("models-versions", "children"),
         Input("tick", "n_intervals"),
     )(guarded("models", 6, _models_refresh(settings)))
 
@@ -371,12 +583,19 @@ def register_models(app: Dash, settings: Settings) -> None:
 
 def quality_layout(settings: Settings) -> html.Div:
     """The latest validation result of each suite and the data docs link."""
-    return html.Div(className="page", id="page-quality", children=[
-        html.H2("Data quality"),
-        html.Div(id="quality-error"),
-        html.Div(id="quality-cards", className="cards"),
-        html.Div(className="panel", children=[html.H3("Latest validation per suite"), html.Div(id="quality-table")]),
-    ])
+    return html.Div(
+        className="page",
+        id="page-quality",
+        children=[
+            html.H2("Data quality"),
+            html.Div(id="quality-error"),
+            html.Div(id="quality-cards", className="cards"),
+            html.Div(
+                className="panel",
+                children=[html.H3("Latest validation per suite"), html.Div(id="quality-table")],
+            ),
+        ],
+    )
 
 
 def _quality_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
@@ -386,29 +605,81 @@ def _quality_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
         passed = sum(r.success for r in results)
         cards = [
             _card("suites", "Kinds validated", str(len(results))),
-            _card("suites-passed", "Passing", f"{passed}/{len(results)}", "pos" if passed == len(results) else "neg"),
-            html.Div(className="card", children=[
-                html.Div("Great Expectations", className="label"),
-                html.A("open the data docs", href="/data-docs/index.html", target="_blank", id="data-docs-link")
-                if docs else html.Span("no data docs built yet", className="note")]),
+            _card(
+                "suites-passed",
+                "Passing",
+                f"{passed}/{len(results)}",
+                "pos" if passed == len(results) else "neg",
+            ),
+            html.Div(
+                className="card",
+                children=[
+                    html.Div("Great Expectations", className="label"),
+                    html.A(
+                        "open the data docs",
+                        href="/data-docs/index.html",
+                        target="_blank",
+                        id="data-docs-link",
+                    )
+                    if docs
+                    else html.Span("no data docs built yet", className="note"),
+                ],
+            ),
         ]
         rows = []
         for r in results:
-            rows.append(html.Tr([
-                html.Td(r.kind),
-                html.Td(html.Span("pass" if r.success else "FAIL", className=f"badge {'ok' if r.success else 'bad'}")),
-                html.Td(f"{r.passed}/{r.checks}"), html.Td(f"{r.rows:,}"),
-                html.Td(f"{r.start:%Y-%m-%d %H:%M} → {r.end:%Y-%m-%d %H:%M}" if r.start and r.end else ""),
-                html.Td(f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else ""),
-                html.Td("; ".join(r.failed) or "-"),
-                html.Td("; ".join(r.warnings) or "-"),
-                html.Td(html.A("results", href=f"/data-docs/{r.pages[0]}", target="_blank") if r.pages else ""),
-            ], className="dq-row"))
-        head = html.Tr([html.Th(h) for h in ("data", "result", "checks passed", "rows", "partition", "validated at",
-                                              "failed checks", "warnings", "data docs")])
-        table = html.Table([html.Thead(head), html.Tbody(rows)], className="simple", id="quality-results") \
-            if rows else html.Div("no validation has run yet (the validate_market_data DAG or hft validate)",
-                                  className="note", id="quality-results")
+            rows.append(
+                html.Tr(
+                    [
+                        html.Td(r.kind),
+                        html.Td(
+                            html.Span(
+                                "pass" if r.success else "FAIL",
+                                className=f"badge {'ok' if r.success else 'bad'}",
+                            )
+                        ),
+                        html.Td(f"{r.passed}/{r.checks}"),
+                        html.Td(f"{r.rows:,}"),
+                        html.Td(
+                            f"{r.start:%Y-%m-%d %H:%M} → {r.end:%Y-%m-%d %H:%M}" if r.start and r.end else ""
+                        ),
+                        html.Td(f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else ""),
+                        html.Td("; ".join(r.failed) or "-"),
+                        html.Td("; ".join(r.warnings) or "-"),
+                        html.Td(
+                            html.A("results", href=f"/data-docs/{r.pages[0]}", target="_blank")
+                            if r.pages
+                            else ""
+                        ),
+                    ],
+                    className="dq-row",
+                )
+            )
+        head = html.Tr(
+            [
+                html.Th(h)
+                for h in (
+                    "data",
+                    "result",
+                    "checks passed",
+                    "rows",
+                    "partition",
+                    "validated at",
+                    "failed checks",
+                    "warnings",
+                    "data docs",
+                )
+            ]
+        )
+        table = (
+            html.Table([html.Thead(head), html.Tbody(rows)], className="simple", id="quality-results")
+            if rows
+            else html.Div(
+                "no validation has run yet (the validate_market_data DAG or hft validate)",
+                className="note",
+                id="quality-results",
+            )
+        )
         return cards, table
 
     return refresh
@@ -417,7 +688,9 @@ def _quality_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
 def register_quality(app: Dash, settings: Settings) -> None:
     """Callbacks of the Data quality page."""
     app.callback(
-        Output("quality-error", "children"), Output("quality-cards", "children"), Output("quality-table", "children"),
+        Output("quality-error", "children"),
+        Output("quality-cards", "children"),
+        Output("quality-table", "children"),
         Input("tick", "n_intervals"),
     )(guarded("quality", 3, _quality_refresh(settings)))
 
@@ -427,16 +700,26 @@ def register_quality(app: Dash, settings: Settings) -> None:
 
 def system_layout(settings: Settings) -> html.Div:
     """Tick-to-signal latency, throughput, lag, errors and service health from Prometheus."""
-    return html.Div(className="page", id="page-system", children=[
-        html.H2("System"),
-        dcc.RadioItems(id="sys-window", options=[{"label": f" last {m} min ", "value": m} for m in (15, 60, 360)],
-                       value=15, inline=True),
-        html.Div(id="system-error"),
-        html.Div(className="panel", children=[html.H3("Service health (Prometheus targets)"),
-                                              html.Div(id="sys-targets")]),
-        html.Div(id="sys-graphs", className="row"),
-        html.Div(id="sys-missing", className="note"),
-    ])
+    return html.Div(
+        className="page",
+        id="page-system",
+        children=[
+            html.H2("System"),
+            dcc.RadioItems(
+                id="sys-window",
+                options=[{"label": f" last {m} min ", "value": m} for m in (15, 60, 360)],
+                value=15,
+                inline=True,
+            ),
+            html.Div(id="system-error"),
+            html.Div(
+                className="panel",
+                children=[html.H3("Service health (Prometheus targets)"), html.Div(id="sys-targets")],
+            ),
+            html.Div(id="sys-graphs", className="row"),
+            html.Div(id="sys-missing", className="note"),
+        ],
+    )
 
 
 def _system_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any, ...]]:
@@ -446,14 +729,35 @@ def _system_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any
         start = end - timedelta(minutes=minutes or 15)
         view = prometheus.system_view(client, start, end, step_s=max(5.0, (minutes or 15) * 60 / 240))
         up = sum(t.health == "up" for t in view.targets)
-        tdf = pd.DataFrame([{"job": t.job, "health": t.health, "url": t.url, "last scrape": t.last_scrape[:19],
-                             "last error": t.last_error} for t in view.targets],
-                           columns=["job", "health", "url", "last scrape", "last error"])
-        targets = html.Div([
-            html.Div(className="cards", children=[_card("targets-up", "Targets up", f"{up}/{len(view.targets)}",
-                                                        "pos" if up == len(view.targets) else "neg")]),
-            _table("sys-targets-table", tdf, page_size=20),
-        ])
+        tdf = pd.DataFrame(
+            [
+                {
+                    "job": t.job,
+                    "health": t.health,
+                    "url": t.url,
+                    "last scrape": t.last_scrape[:19],
+                    "last error": t.last_error,
+                }
+                for t in view.targets
+            ],
+            columns=["job", "health", "url", "last scrape", "last error"],
+        )
+        targets = html.Div(
+            [
+                html.Div(
+                    className="cards",
+                    children=[
+                        _card(
+                            "targets-up",
+                            "Targets up",
+                            f"{up}/{len(view.targets)}",
+                            "pos" if up == len(view.targets) else "neg",
+                        )
+                    ],
+                ),
+                _table("sys-targets-table", tdf, page_size=20),
+            ]
+        )
         graphs = []
         for panel in prometheus.PANELS:
             series = view.series.get(panel.key)
@@ -461,12 +765,17 @@ def _system_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any
                 continue
             fig = go.Figure()
             for s in series:
-                label = ", ".join(f"{k}={v}" for k, v in s.labels.items() if k not in ("__name__", "instance")) or panel.key
+                label = (
+                    ", ".join(f"{k}={v}" for k, v in s.labels.items() if k not in ("__name__", "instance"))
+                    or panel.key
+                )
                 fig.add_trace(go.Scatter(x=s.times, y=s.values, mode="lines", name=label))
             if not fig.data:
                 fig = _empty_figure("no samples in this window yet")
-            fig.update_layout(**{**GRAPH_LAYOUT, "height": 260}, title={"text": f"{panel.title} ({panel.unit})",
-                                                                          "font": {"size": 13}})
+            fig.update_layout(
+                **{**GRAPH_LAYOUT, "height": 260},
+                title={"text": f"{panel.title} ({panel.unit})", "font": {"size": 13}},
+            )
             graphs.append(html.Div(dcc.Graph(id=f"sys-graph-{panel.key}", figure=fig), className="panel"))
         missing = ("Not reported by any process yet: " + ", ".join(view.missing)) if view.missing else ""
         return targets, graphs, missing
@@ -477,15 +786,21 @@ def _system_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any
 def register_system(app: Dash, settings: Settings, clock: Clock) -> None:
     """Callbacks of the System page."""
     app.callback(
-        Output("system-error", "children"), Output("sys-targets", "children"), Output("sys-graphs", "children"),
+        Output("system-error", "children"),
+        Output("sys-targets", "children"),
+        Output("sys-graphs", "children"),
         Output("sys-missing", "children"),
-        Input("tick", "n_intervals"), Input("sys-window", "value"),
+        Input("tick", "n_intervals"),
+        Input("sys-window", "value"),
     )(guarded("system", 4, _system_refresh(settings, clock)))
 
 
 PAGES: dict[str, Callable[[Settings], html.Div]] = {
-    "/": trading_layout, "/market": market_layout, "/models": models_layout,
-    "/data-quality": quality_layout, "/system": system_layout,
+    "/": trading_layout,
+    "/market": market_layout,
+    "/models": models_layout,
+    "/data-quality": quality_layout,
+    "/system": system_layout,
 }
 
 
@@ -501,8 +816,9 @@ def register_all(app: Dash, settings: Settings, clock: Clock) -> None:
     def route(path: str | None) -> tuple[Any, Any]:
         layout = PAGES.get(path or "/")
         if layout is None:
-            return html.Div(className="page", children=[html.H2("Not found"), dcc.Link("Trading", href="/")]), \
-                nav_bar(path or "")
+            return html.Div(
+                className="page", children=[html.H2("Not found"), dcc.Link("Trading", href="/")]
+            ), nav_bar(path or "")
         return layout(settings), nav_bar(path or "/")
 
     @app.callback(Output("clock", "children"), Input("tick", "n_intervals"), State("url", "pathname"))

@@ -32,13 +32,17 @@ from hft.features.spec import FEATURE_SPEC_FULL, FEATURE_SPEC_OHLCV
 def declarations(interval: str) -> dict[str, Any]:
     """Build the Feast objects for one bar interval."""
     interval_ns(interval)  # validated: it goes into the source query
-    symbol = Entity(name="symbol", join_keys=["symbol"], value_type=ValueType.STRING,
-                    description="Exchange symbol, e.g. BTCUSDT")
+    symbol = Entity(
+        name="symbol",
+        join_keys=["symbol"],
+        value_type=ValueType.STRING,
+        description="Exchange symbol, e.g. BTCUSDT",
+    )
     columns = ", ".join(FEATURE_SPEC_FULL.names)
     source = PostgreSQLSource(
         name="bar_features_source",
         query=f"SELECT symbol, event_timestamp, created, {columns} FROM features.bar_features "
-              f"WHERE interval = '{interval}'",
+        f"WHERE interval = '{interval}'",
         timestamp_field="event_timestamp",
         created_timestamp_column="created",
         description=f"hft.features bar features, {interval} bars",
@@ -49,17 +53,30 @@ def declarations(interval: str) -> dict[str, Any]:
         entities=[symbol],
         # a training row may use a feature row at most this old (a trading halt left 75 min holes)
         ttl=timedelta(days=1),
-        schema=[Field(name="symbol", dtype=String)] + [Field(name=n, dtype=Float64) for n in FEATURE_SPEC_FULL.names],
+        schema=[Field(name="symbol", dtype=String)]
+        + [Field(name=n, dtype=Float64) for n in FEATURE_SPEC_FULL.names],
         online=True,
         source=push,
         tags={"interval": interval},
     )
-    full = FeatureService(name=FEATURE_SPEC_FULL.version, features=[view],
-                          description="All bar features (bars built from trades)")
-    ohlcv = FeatureService(name=FEATURE_SPEC_OHLCV.version, features=[view[list(FEATURE_SPEC_OHLCV.names)]],
-                           description="OHLCV-only bar features (models trained on klines)")
-    return {"symbol": symbol, "bar_features_source": source, "bar_features_push": push,
-            "bar_features": view, FEATURE_SPEC_FULL.version: full, FEATURE_SPEC_OHLCV.version: ohlcv}
+    full = FeatureService(
+        name=FEATURE_SPEC_FULL.version,
+        features=[view],
+        description="All bar features (bars built from trades)",
+    )
+    ohlcv = FeatureService(
+        name=FEATURE_SPEC_OHLCV.version,
+        features=[view[list(FEATURE_SPEC_OHLCV.names)]],
+        description="OHLCV-only bar features (models trained on klines)",
+    )
+    return {
+        "symbol": symbol,
+        "bar_features_source": source,
+        "bar_features_push": push,
+        "bar_features": view,
+        FEATURE_SPEC_FULL.version: full,
+        FEATURE_SPEC_OHLCV.version: ohlcv,
+    }
 
 
 _objects = declarations(os.environ.get("HFT_BAR_INTERVAL", "15m"))

@@ -51,51 +51,67 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
     bin_dir = str(Path(sys.executable).parent)
     # `airflow standalone` starts its components as `airflow ...` from PATH: the venv's first
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.database_url("airflow", driver="postgresql+psycopg2"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
-        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "utc",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(admin_passwords_file(settings)),
-        "AIRFLOW__API__HOST": settings.bind_host,
-        "AIRFLOW__API__PORT": str(settings.port("airflow")),
-        "AIRFLOW__API__BASE_URL": url,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.port("airflow_worker_logs")),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.port("airflow_trigger_logs")),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # one parsing process and a slower re-parse: the machine has two cores shared by everything
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        # task processes talk to the api-server's execution API; on a loaded 2-core machine its
-        # answers take longer than the 5 s default (ReadTimeout kills the task)
-        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
-        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
-        "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
-        # the stack's own settings reach every task process
-        "HFT_HOME": str(settings.home_dir),
-        "HFT_PORT_BASE": str(settings.port_base),
-        "HFT_DATA_DIR": str(settings.data_dir),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.database_url(
+                "airflow", driver="postgresql+psycopg2"
+            ),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+            "AIRFLOW__CORE__DEFAULT_TIMEZONE": "utc",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(admin_passwords_file(settings)),
+            "AIRFLOW__API__HOST": settings.bind_host,
+            "AIRFLOW__API__PORT": str(settings.port("airflow")),
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.port("airflow_worker_logs")),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.port("airflow_trigger_logs")),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            # one parsing process and a slower re-parse: the machine has two cores shared by everything
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # task processes talk to the api-server's execution API; on a loaded 2-core machine its
+            # answers take longer than the 5 s default (ReadTimeout kills the task)
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
+            "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
+            # the stack's own settings reach every task process
+            "HFT_HOME": str(settings.home_dir),
+            "HFT_PORT_BASE": str(settings.port_base),
+            "HFT_DATA_DIR": str(settings.data_dir),
+        }
+    )
     return env
 
 
-def run_airflow(settings: Settings, *args: str, timeout: float | None = None, check: bool = True,
-                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_airflow(
+    settings: Settings,
+    *args: str,
+    timeout: float | None = None,
+    check: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run one ``airflow`` CLI command (``airflow <args>``) in this stack's environment."""
     home = airflow_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     env = {**airflow_env(settings), **(extra_env or {})}
-    return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=check, cwd=REPO_ROOT)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        cwd=REPO_ROOT,
+    )
 
 
 def migrate_metadata(settings: Settings, timeout: float = 600) -> None:
@@ -133,8 +149,15 @@ def dag_integrity(settings: Settings, dag_folder: Path = DAGS_FOLDER, timeout: f
     "import_errors": {path: message}}``.
     """
     airflow_home(settings).mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-c", _INTEGRITY_SCRIPT, str(dag_folder)], env=airflow_env(settings),
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTEGRITY_SCRIPT, str(dag_folder)],
+        env=airflow_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        check=False,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("@@INTEGRITY@@"):
             report: dict[str, Any] = json.loads(line.removeprefix("@@INTEGRITY@@"))

@@ -42,8 +42,17 @@ def _bin(name: str) -> str:
 PROCESSES: list[ProcessSpec] = [
     ProcessSpec(
         "exchange",
-        lambda s: [_bin("hft"), "exchange", "--host", s.bind_host, "--port", str(s.port("exchange")),
-                   "--speed", s.replay_speed, *(["--loop"] if s.replay_loop else [])],
+        lambda s: [
+            _bin("hft"),
+            "exchange",
+            "--host",
+            s.bind_host,
+            "--port",
+            str(s.port("exchange")),
+            "--speed",
+            s.replay_speed,
+            *(["--loop"] if s.replay_loop else []),
+        ],
         metrics_port="metrics_exchange",
         enabled=lambda s: s.market == "replay",
     ),
@@ -52,27 +61,61 @@ PROCESSES: list[ProcessSpec] = [
     ProcessSpec("feature-calculator", _py("streamers.feature_calculator"), "metrics_feature_calculator"),
     ProcessSpec(
         "api",
-        lambda s: [_bin("uvicorn"), "api.app:create_app", "--factory", "--host", s.bind_host,
-                   "--port", str(s.port("api")), "--workers", "1", "--no-access-log"],
+        lambda s: [
+            _bin("uvicorn"),
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            s.bind_host,
+            "--port",
+            str(s.port("api")),
+            "--workers",
+            "1",
+            "--no-access-log",
+        ],
         metrics_port="api",
     ),
     ProcessSpec("trading-bot", _py("streamers.trading_bot"), "metrics_trading_bot"),
     ProcessSpec(
         "worker",
-        lambda s: [_bin("celery"), "-A", "workers.app", "worker", "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4",
-                   "-n", f"worker-{s.port_base}@%h"],
+        lambda s: [
+            _bin("celery"),
+            "-A",
+            "workers.app",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "-n",
+            f"worker-{s.port_base}@%h",
+        ],
         metrics_port="metrics_worker",
     ),
     ProcessSpec(
         "beat",
-        lambda s: [_bin("celery"), "-A", "workers.app", "beat", "--loglevel", "INFO",
-                   "--schedule", str(s.home_dir / "celerybeat-schedule")],
+        lambda s: [
+            _bin("celery"),
+            "-A",
+            "workers.app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(s.home_dir / "celerybeat-schedule"),
+        ],
     ),
     ProcessSpec("dashboard", _py("dashboard.app"), "dashboard"),
     # Airflow's environment (AIRFLOW_HOME, metadata DB, ports) comes from hft.airflow_env; the
     # supervisor stops the whole process group, since standalone's children outlive their parent
-    ProcessSpec("airflow", lambda s: [_bin("hft"), "airflow", "standalone"],
-                enabled=lambda s: s.airflow_enabled, stop_wait_s=60),
+    ProcessSpec(
+        "airflow",
+        lambda s: [_bin("hft"), "airflow", "standalone"],
+        enabled=lambda s: s.airflow_enabled,
+        stop_wait_s=60,
+    ),
 ]
 
 
@@ -80,7 +123,9 @@ def scrape_targets(settings: Settings) -> dict[str, int]:
     """Prometheus job name -> port of every process that serves /metrics."""
     # No MLflow job: its /metrics (--expose-prometheus) needs prometheus-flask-exporter, which the
     # lock does not hold; without it the target only ever reports down (404).
-    targets = {p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)}
+    targets = {
+        p.name: settings.port(p.metrics_port) for p in PROCESSES if p.metrics_port and p.enabled(settings)
+    }
     if not settings.kafka_bootstrap:  # the embedded nodes' JMX exporter agents
         for i in range(1, settings.kafka_brokers + 1):
             targets["kafka" if i == 1 else f"kafka-{i}"] = settings.kafka_metrics_port(i)
@@ -105,35 +150,67 @@ class Supervisor:
         logs.mkdir(parents=True, exist_ok=True)
         port = self.s.port("supervisor")
         lines = [
-            "[unix_http_server]", f"file={self.dir / 'supervisor.sock'}", "",
-            "[supervisord]", f"logfile={logs / 'supervisord.log'}", f"pidfile={self.dir / 'supervisord.pid'}",
-            "nodaemon=false", "minfds=1024", "", "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-            "[supervisorctl]", f"serverurl=unix://{self.dir / 'supervisor.sock'}", "",
-            "[inet_http_server]", f"port={self.s.bind_host}:{port}", "",
+            "[unix_http_server]",
+            f"file={self.dir / 'supervisor.sock'}",
+            "",
+            "[supervisord]",
+            f"logfile={logs / 'supervisord.log'}",
+            f"pidfile={self.dir / 'supervisord.pid'}",
+            "nodaemon=false",
+            "minfds=1024",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.dir / 'supervisor.sock'}",
+            "",
+            "[inet_http_server]",
+            f"port={self.s.bind_host}:{port}",
+            "",
         ]
         for spec in self.specs():
             # supervisord expands %(...)s in commands: a literal % (celery -n name@%h) must be %%
             cmd = " ".join(_quote(a) for a in spec.command(self.s)).replace("%", "%%")
-            env = {"PYTHONUNBUFFERED": "1", "HFT_HOME": str(self.s.home_dir),
-                   "HFT_PORT_BASE": str(self.s.port_base), **spec.env}
+            env = {
+                "PYTHONUNBUFFERED": "1",
+                "HFT_HOME": str(self.s.home_dir),
+                "HFT_PORT_BASE": str(self.s.port_base),
+                **spec.env,
+            }
             env_line = ",".join(f'{k}="{v}"' for k, v in env.items())
             lines += [
-                f"[program:{spec.name}]", f"command={cmd}", f"directory={REPO_ROOT}", "autostart=true",
-                "autorestart=true", "startsecs=2", "startretries=100", "stopsignal=TERM",
-                f"stopwaitsecs={spec.stop_wait_s}", "stopasgroup=true", "killasgroup=true",
-                f"stdout_logfile={logs / (spec.name + '.log')}", "redirect_stderr=true",
-                "stdout_logfile_maxbytes=50MB", f"environment={env_line}", "",
+                f"[program:{spec.name}]",
+                f"command={cmd}",
+                f"directory={REPO_ROOT}",
+                "autostart=true",
+                "autorestart=true",
+                "startsecs=2",
+                "startretries=100",
+                "stopsignal=TERM",
+                f"stopwaitsecs={spec.stop_wait_s}",
+                "stopasgroup=true",
+                "killasgroup=true",
+                f"stdout_logfile={logs / (spec.name + '.log')}",
+                "redirect_stderr=true",
+                "stdout_logfile_maxbytes=50MB",
+                f"environment={env_line}",
+                "",
             ]
         self.conf.write_text("\n".join(lines))
         return self.conf
 
     def _ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([_bin("supervisorctl"), "-c", str(self.conf), *args],
-                              capture_output=True, text=True, check=check)
+        return subprocess.run(
+            [_bin("supervisorctl"), "-c", str(self.conf), *args], capture_output=True, text=True, check=check
+        )
 
     def running(self) -> bool:
-        return self.conf.exists() and self._ctl("pid").returncode == 0 and self._ctl("pid").stdout.strip().isdigit()
+        return (
+            self.conf.exists()
+            and self._ctl("pid").returncode == 0
+            and self._ctl("pid").stdout.strip().isdigit()
+        )
 
     def start(self) -> None:
         """Start supervisord (or reload it with the new config when already running)."""

@@ -30,7 +30,11 @@ from hft.devstack.kafka import KafkaCluster
 
 log = logging.getLogger(__name__)
 
-PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin"), Path("/usr/lib/postgresql/17/bin")]
+PG_BIN_DIRS = [
+    Path("/usr/lib/postgresql/15/bin"),
+    Path("/usr/lib/postgresql/16/bin"),
+    Path("/usr/lib/postgresql/17/bin"),
+]
 DATABASES = ("hft", "mlflow", "airflow", "optuna")
 
 
@@ -151,7 +155,9 @@ class Stack:
         import psycopg
 
         try:
-            with psycopg.connect(self.s.database_url("postgres", driver="postgresql"), connect_timeout=2) as c:
+            with psycopg.connect(
+                self.s.database_url("postgres", driver="postgresql"), connect_timeout=2
+            ) as c:
                 c.execute("SELECT 1")
             return True
         except psycopg.Error:
@@ -189,14 +195,29 @@ class Stack:
             if _is_root():
                 shutil.chown(data, "postgres", "postgres")
             subprocess.run(
-                self._as_postgres([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                                   "--locale=C.UTF-8", "--no-instructions"]),
-                check=True, capture_output=True,
+                self._as_postgres(
+                    [
+                        initdb,
+                        "-D",
+                        str(data),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                        "--no-instructions",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
             )
         if _is_root():
             shutil.chown(sock, "postgres", "postgres")
-        opts = (f"-p {port} -k {sock} -c listen_addresses={self.host} -c max_connections=200 "
-                "-c shared_buffers=256MB -c synchronous_commit=on -c fsync=on")
+        opts = (
+            f"-p {port} -k {sock} -c listen_addresses={self.host} -c max_connections=200 "
+            "-c shared_buffers=256MB -c synchronous_commit=on -c fsync=on"
+        )
         logf = self.logfile("postgres")
         if _is_root() and logf.exists():
             shutil.chown(logf, "postgres", "postgres")
@@ -204,9 +225,11 @@ class Stack:
             logf.touch()
             shutil.chown(logf, "postgres", "postgres")
         subprocess.run(
-            self._as_postgres([pg_ctl, "-D", str(data), "-l", str(logf), "-o", opts, "-w", "-t", str(int(timeout)),
-                               "start"]),
-            check=True, capture_output=True,
+            self._as_postgres(
+                [pg_ctl, "-D", str(data), "-l", str(logf), "-o", opts, "-w", "-t", str(int(timeout)), "start"]
+            ),
+            check=True,
+            capture_output=True,
         )
         (self.pidfile("postgres")).write_text((data / "postmaster.pid").read_text().splitlines()[0])
         wait_for(self._pg_ready, "PostgreSQL", timeout)
@@ -234,8 +257,11 @@ class Stack:
             self.pidfile("postgres").unlink(missing_ok=True)
             return
         pg_ctl = find_binary("pg_ctl", PG_BIN_DIRS)
-        subprocess.run(self._as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       check=False, capture_output=True)
+        subprocess.run(
+            self._as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+            check=False,
+            capture_output=True,
+        )
         self.pidfile("postgres").unlink(missing_ok=True)
 
     # ---- Redis ------------------------------------------------------------------------------
@@ -253,10 +279,29 @@ class Stack:
         binary = find_binary("redis-server", hint="install Redis (apt-get install redis-server)")
         d = self._dir("redis")
         subprocess.run(
-            [binary, "--port", str(self.s.port("redis")), "--bind", self.host, "--dir", str(d),
-             "--daemonize", "yes", "--pidfile", str(self.pidfile("redis")), "--logfile", str(self.logfile("redis")),
-             "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-            check=True, capture_output=True,
+            [
+                binary,
+                "--port",
+                str(self.s.port("redis")),
+                "--bind",
+                self.host,
+                "--dir",
+                str(d),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pidfile("redis")),
+                "--logfile",
+                str(self.logfile("redis")),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            check=True,
+            capture_output=True,
         )
         wait_for(self._redis_ready, "Redis", timeout)
 
@@ -289,12 +334,24 @@ class Stack:
             return
         binary = Path(sys.executable).with_name("mlflow")
         artifacts = self._dir("mlflow", "artifacts")
-        self._spawn("mlflow", [
-            str(binary), "server",
-            "--backend-store-uri", self.s.database_url("mlflow", driver="postgresql+psycopg2"),
-            "--artifacts-destination", str(artifacts),
-            "--host", self.host, "--port", str(self.s.port("mlflow")), "--workers", "1",
-        ], env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        self._spawn(
+            "mlflow",
+            [
+                str(binary),
+                "server",
+                "--backend-store-uri",
+                self.s.database_url("mlflow", driver="postgresql+psycopg2"),
+                "--artifacts-destination",
+                str(artifacts),
+                "--host",
+                self.host,
+                "--port",
+                str(self.s.port("mlflow")),
+                "--workers",
+                "1",
+            ],
+            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
         wait_for(self._mlflow_ready, "MLflow", timeout, interval=0.5)
 
     def stop_mlflow(self) -> None:
@@ -317,7 +374,11 @@ class Stack:
         d = self._dir("prometheus")
         lines = ["global:", "  scrape_interval: 5s", "  evaluation_interval: 5s", "scrape_configs:"]
         for job, port in scrape_targets(self.s).items():
-            lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: ['{self.host}:{port}']"]
+            lines += [
+                f"  - job_name: {job}",
+                "    static_configs:",
+                f"      - targets: ['{self.host}:{port}']",
+            ]
         path = d / "prometheus.yml"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -326,10 +387,16 @@ class Stack:
         if not self.prometheus_available() or self._prometheus_ready():
             return
         cfg = self.write_prometheus_config()
-        self._spawn("prometheus", [
-            "prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={self._dir('prometheus', 'data')}",
-            f"--web.listen-address={self.host}:{self.s.port('prometheus')}", "--storage.tsdb.retention.time=2d",
-        ])
+        self._spawn(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={self._dir('prometheus', 'data')}",
+                f"--web.listen-address={self.host}:{self.s.port('prometheus')}",
+                "--storage.tsdb.retention.time=2d",
+            ],
+        )
         wait_for(self._prometheus_ready, "Prometheus", timeout)
 
     def stop_prometheus(self) -> None:
@@ -358,17 +425,26 @@ class Stack:
         """Health and URL of each part."""
         s = self.s
         out = [
-            PartStatus("postgres", s.database_url(), self._pg_ready(), "TimescaleDB" if s.timescale else "PostgreSQL",
-                       managed=not s.postgres_url),
+            PartStatus(
+                "postgres",
+                s.database_url(),
+                self._pg_ready(),
+                "TimescaleDB" if s.timescale else "PostgreSQL",
+                managed=not s.postgres_url,
+            ),
             PartStatus("redis", s.redis_dsn, self._redis_ready(), managed=not s.redis_url),
         ]
         boot = s.kafka_bootstrap_servers()
         if s.kafka_bootstrap:
-            out.append(PartStatus("kafka", boot, port_open(*_split_hostport(boot)), "external", managed=False))
+            out.append(
+                PartStatus("kafka", boot, port_open(*_split_hostport(boot)), "external", managed=False)
+            )
         else:
             cluster = self.kafka
             out.append(PartStatus("kafka", boot, cluster.healthy(), cluster.detail()))
-        out.append(PartStatus("mlflow", s.mlflow_uri, self._mlflow_ready(), managed=not s.mlflow_tracking_uri))
+        out.append(
+            PartStatus("mlflow", s.mlflow_uri, self._mlflow_ready(), managed=not s.mlflow_tracking_uri)
+        )
         if self.prometheus_available():
             out.append(PartStatus("prometheus", self._prometheus_url(), self._prometheus_ready()))
         else:

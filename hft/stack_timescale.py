@@ -51,7 +51,8 @@ def _require_root() -> None:
     if os.geteuid() != 0:
         raise ConfigurationError(
             "HFT_TIMESCALE=1 needs root (debootstrap, chroot, mount); run as root, point "
-            "HFT_POSTGRES_URL at an existing TimescaleDB, or leave HFT_TIMESCALE unset for plain PostgreSQL")
+            "HFT_POSTGRES_URL at an existing TimescaleDB, or leave HFT_TIMESCALE unset for plain PostgreSQL"
+        )
 
 
 def _mounted(path: Path) -> bool:
@@ -82,7 +83,9 @@ def ensure_root(root: Path, timeout: float = 900) -> None:
     if (root / READY_MARK).exists():
         return
     if shutil.which("debootstrap") is None:
-        raise ConfigurationError("debootstrap not found: apt-get install debootstrap (needed for HFT_TIMESCALE=1)")
+        raise ConfigurationError(
+            "debootstrap not found: apt-get install debootstrap (needed for HFT_TIMESCALE=1)"
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     lock_path = root.parent / f".{root.name}.lock"
     with open(lock_path, "w") as lock:
@@ -94,13 +97,26 @@ def ensure_root(root: Path, timeout: float = 900) -> None:
         if not (root / "usr" / "bin" / "apt-get").exists():
             if root.exists():
                 shutil.rmtree(root)
-            _run(["debootstrap", "--variant=minbase", "--include=ca-certificates", "trixie", str(root), MIRROR],
-                 "debootstrap trixie", timeout)
+            _run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=ca-certificates",
+                    "trixie",
+                    str(root),
+                    MIRROR,
+                ],
+                "debootstrap trixie",
+                timeout,
+            )
         _mount_system(root)
         env_cmd = ["chroot", str(root), "env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"]
         _run([*env_cmd, "apt-get", "update", "-q"], "apt-get update in the root", timeout)
-        _run([*env_cmd, "apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
-             "apt-get install postgresql-17 postgresql-17-timescaledb in the root", timeout)
+        _run(
+            [*env_cmd, "apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
+            "apt-get install postgresql-17 postgresql-17-timescaledb in the root",
+            timeout,
+        )
         (root / READY_MARK).write_text(" ".join(PACKAGES) + "\n")
 
 
@@ -141,16 +157,53 @@ def start(stack: Stack, timeout: float) -> None:
         _run(["mount", "--bind", str(data), str(mnt)], "bind-mount the data directory")
     user = ["chroot", f"--userspec={uid}:{gid}", str(root)]
     if not (data / "PG_VERSION").exists():
-        _run([*user, f"{PG_BIN}/initdb", "-D", inside, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-              "--locale=C.UTF-8", "--no-instructions"], "initdb (TimescaleDB root)", timeout)
+        _run(
+            [
+                *user,
+                f"{PG_BIN}/initdb",
+                "-D",
+                inside,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+            "initdb (TimescaleDB root)",
+            timeout,
+        )
     logf = stack.logfile("postgres")
-    stack._spawn("postgres", [
-        *user, f"{PG_BIN}/postgres", "-D", inside, "-p", str(port),
-        "-c", f"listen_addresses={stack.host}", "-c", "unix_socket_directories=",
-        "-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off",
-        "-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "fsync=on",
-        "-c", "synchronous_commit=on", "-c", "dynamic_shared_memory_type=mmap",
-    ])
+    stack._spawn(
+        "postgres",
+        [
+            *user,
+            f"{PG_BIN}/postgres",
+            "-D",
+            inside,
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={stack.host}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "shared_preload_libraries=timescaledb",
+            "-c",
+            "timescaledb.telemetry_level=off",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "fsync=on",
+            "-c",
+            "synchronous_commit=on",
+            "-c",
+            "dynamic_shared_memory_type=mmap",
+        ],
+    )
     log.info("TimescaleDB starting on port %d (root %s, log %s)", port, root, logf)
     wait_for(stack._pg_ready, "TimescaleDB (PostgreSQL 17)", timeout)
 
@@ -177,5 +230,3 @@ def stop(stack: Stack, timeout: float = 30) -> None:
         mnt = root_dir(stack) / _mount_point(stack).lstrip("/")
         if _mounted(mnt):
             subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
-
-

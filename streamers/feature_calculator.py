@@ -44,18 +44,25 @@ QUIET_CHECK_S = 1.0  # how often a busy calculator looks for symbols whose parti
 _US = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2)
 _MS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 TICKS = Counter("feature_calculator_ticks", "Ticks folded into bars")
-SKIPPED = Counter("feature_calculator_skipped", "Messages not decodable as Ticks (the ingestor dead-letters them)")
+SKIPPED = Counter(
+    "feature_calculator_skipped", "Messages not decodable as Ticks (the ingestor dead-letters them)"
+)
 LATE = Counter("feature_calculator_late_trades", "Trades older than the open bar (closed by the clock)")
 UPDATE = Histogram("feature_calculator_update_seconds", "Bar + feature update cost per tick", buckets=_US)
-TICK_TO_FEATURE = Histogram("feature_calculator_tick_to_feature_seconds",
-                            "From a tick's receive_time_ns to its bar/feature update done (features written "
-                            "when it closed a bar)", buckets=_MS)
+TICK_TO_FEATURE = Histogram(
+    "feature_calculator_tick_to_feature_seconds",
+    "From a tick's receive_time_ns to its bar/feature update done (features written when it closed a bar)",
+    buckets=_MS,
+)
 BARS = Counter("feature_calculator_bars_closed", "Bars closed", ["symbol"])
 ONLINE = Histogram("feature_calculator_online_write_seconds", "Online store write per batch", buckets=_MS)
-OFFLINE = Histogram("feature_calculator_offline_write_seconds", "features.bar_features upsert per batch",
-                    buckets=_MS)
+OFFLINE = Histogram(
+    "feature_calculator_offline_write_seconds", "features.bar_features upsert per batch", buckets=_MS
+)
 LAG = Gauge("feature_calculator_consumer_lag", "Messages behind the end of the topic", ["partition"])
-BAR_AGE = Gauge("feature_calculator_last_feature_age_seconds", "Now minus the feature time of the last closed bar")
+BAR_AGE = Gauge(
+    "feature_calculator_last_feature_age_seconds", "Now minus the feature time of the last closed bar"
+)
 HEARTBEAT = Gauge("feature_calculator_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
 
 
@@ -73,9 +80,15 @@ def _decode(value: bytes | None) -> Tick | None:
 class Calculator:
     """The consume -> compute -> write -> commit loop."""
 
-    def __init__(self, settings: Settings, batch_max: int = 2000, lag_every_s: float = 5.0,
-                 clock: Callable[[], int] = time.time_ns, commit_every_s: float = 0.25,
-                 partials_every_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        batch_max: int = 2000,
+        lag_every_s: float = 5.0,
+        clock: Callable[[], int] = time.time_ns,
+        commit_every_s: float = 0.25,
+        partials_every_s: float = 0.1,
+    ) -> None:
         self.s = settings
         self.batch_max = batch_max
         self.lag_every_s = lag_every_s
@@ -100,13 +113,20 @@ class Calculator:
         self._assigned: set[TP] = set()
         self._in_batch = False
         self.consumer = make_consumer(settings, GROUP, f"feature-calculator-{settings.port_base}")
-        self.consumer.subscribe([settings.topic_ticks], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
+        self.consumer.subscribe(
+            [settings.topic_ticks],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self._assigned |= {(p.topic, p.partition) for p in partitions}
-        log.info("partitions assigned: %s (now %s)", sorted(p.partition for p in partitions),
-                 sorted(p for _t, p in self._assigned))
+        log.info(
+            "partitions assigned: %s (now %s)",
+            sorted(p.partition for p in partitions),
+            sorted(p for _t, p in self._assigned),
+        )
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
         """Partitions moved to another calculator: commit what is ours, forget their symbols' bars.
@@ -209,7 +229,9 @@ class Calculator:
         self._pending_offsets.update(next_offsets)
         self._in_batch = False
         now_s = time.monotonic()
-        if self._touched and (closed_all or not polled or now_s - self._last_partials >= self.partials_every_s):
+        if self._touched and (
+            closed_all or not polled or now_s - self._last_partials >= self.partials_every_s
+        ):
             self._flush_partials()
         for c in closed_all:
             if self.calc.partial(c.bar.symbol) is None:  # closed by the clock: no bar open now
@@ -287,15 +309,17 @@ class Calculator:
             log.info("feature calculator stopped")
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the calculator until SIGTERM/SIGINT."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--batch-max", type=int, default=2000, help="most ticks per poll")
     p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="instead of settings.port('metrics_feature_calculator')")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="instead of settings.port('metrics_feature_calculator')",
+    )
     args = p.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, "feature-calculator")
@@ -309,14 +333,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         if not args.no_metrics:
-            start_http_server(args.metrics_port or settings.port("metrics_feature_calculator"),
-                              addr=settings.bind_host)
+            start_http_server(
+                args.metrics_port or settings.port("metrics_feature_calculator"), addr=settings.bind_host
+            )
         db.migrate_when_ready(settings, stop)
         ensure_topics(settings)  # subscribed topics exist (created with their settings if missing)
         calc = Calculator(settings, batch_max=args.batch_max)
         calc.stop = stop
-        log.info("consuming %s as group %s, %s bars, spec %s", settings.topic_ticks, GROUP,
-                 settings.bar_interval, calc.calc.spec.version)
+        log.info(
+            "consuming %s as group %s, %s bars, spec %s",
+            settings.topic_ticks,
+            GROUP,
+            settings.bar_interval,
+            calc.calc.spec.version,
+        )
         heap.freeze()  # imports, the Feast store: out of the collector's way (finding 10)
         calc.run()
     except ConfigurationError as exc:

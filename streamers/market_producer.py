@@ -28,8 +28,11 @@ from hft.market.stream import TradeStream
 
 log = logging.getLogger("streamers.market_producer")
 
-SEND_LATENCY = Histogram("market_producer_send_latency_seconds", "Kafka send → ack (sampled)",
-                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+SEND_LATENCY = Histogram(
+    "market_producer_send_latency_seconds",
+    "Kafka send → ack (sampled)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 HEARTBEAT = Gauge("market_producer_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
 UP = Gauge("market_producer_connected", "1 while the WebSocket is connected")
 SEND_ERRORS = Counter("market_producer_send_errors", "Kafka sends that failed after retries")
@@ -86,8 +89,11 @@ async def run(s: Settings, stop: asyncio.Event) -> int:
         # resume after what already reached the topic: a restart loses nothing (REST catch-up)
         resume = await asyncio.to_thread(last_trade_ids, s, s.topic_ticks, list(s.symbols))
     except (KafkaException, OSError) as exc:  # a fresh topic or a slow broker: start from the live stream
-        log.warning("could not read the last trade ids from %s (%r); starting from the live stream",
-                    s.topic_ticks, exc)
+        log.warning(
+            "could not read the last trade ids from %s (%r); starting from the live stream",
+            s.topic_ticks,
+            exc,
+        )
         resume = {}
     if resume:
         log.info("resuming after the last delivered trade ids %s", resume)
@@ -114,10 +120,18 @@ async def run(s: Settings, stop: asyncio.Event) -> int:
         log.info("flushing %d ticks sent", sink.sent)
         unacked = await asyncio.to_thread(sink.flush)
         if unacked:
-            log.error("%d ticks not acknowledged by Kafka at exit (the next start resumes after the "
-                      "last delivered trade id and fetches them through REST)", unacked)
-        log.info("stopped: %d ticks, %d dead letters, %d gaps filled, %d reconnects", sink.sent, sink.dead,
-                  stream.stats.gaps_filled, stream.stats.reconnects)
+            log.error(
+                "%d ticks not acknowledged by Kafka at exit (the next start resumes after the "
+                "last delivered trade id and fetches them through REST)",
+                unacked,
+            )
+        log.info(
+            "stopped: %d ticks, %d dead letters, %d gaps filled, %d reconnects",
+            sink.sent,
+            sink.dead,
+            stream.stats.gaps_filled,
+            stream.stats.reconnects,
+        )
     return status if sink.failed is None or status else 1
 
 

@@ -50,10 +50,16 @@ BARS = Counter("tick_ingestor_bars_upserted", "Bars recomputed from ticks and up
 DEAD = Counter("tick_ingestor_dead_lettered", "Messages sent to the dead-letter topic")
 RETRIES = Counter("tick_ingestor_retries", "Batch writes retried after a database error")
 COMMIT_FAILURES = Counter("tick_ingestor_commit_failures", "Offset commits that failed (batch redelivered)")
-BATCH = Histogram("tick_ingestor_batch_size", "Ticks per written batch",
-                  buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000))
-LATENCY = Histogram("tick_ingestor_write_latency_seconds", "One batch: COPY, insert, bars, commit",
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+BATCH = Histogram(
+    "tick_ingestor_batch_size",
+    "Ticks per written batch",
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000),
+)
+LATENCY = Histogram(
+    "tick_ingestor_write_latency_seconds",
+    "One batch: COPY, insert, bars, commit",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 LAG = Gauge("tick_ingestor_consumer_lag", "Messages behind the end of the topic", ["partition"])
 HEARTBEAT = Gauge("tick_ingestor_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
 
@@ -70,8 +76,14 @@ class _Batch:
 class Ingestor:
     """The consume → write → commit loop, with fetching overlapped with writing."""
 
-    def __init__(self, settings: Settings, batch_max: int = 5000, linger_ms: int = 50,
-                 lag_every_s: float = 5.0, depth: int = 2) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        batch_max: int = 5000,
+        linger_ms: int = 50,
+        lag_every_s: float = 5.0,
+        depth: int = 2,
+    ) -> None:
         self.s = settings
         self.batch_max = batch_max
         self.linger_ms = linger_ms
@@ -86,12 +98,17 @@ class Ingestor:
         self._written = threading.Event()
         self._fetch_error: BaseException | None = None
         self.consumer = make_consumer(
-            settings, GROUP, f"tick-ingestor-{settings.port_base}",
+            settings,
+            GROUP,
+            f"tick-ingestor-{settings.port_base}",
             # throughput: big fetches per partition; poll linger (below) batches small ones
             **{"max.partition.fetch.bytes": 4 * 1024 * 1024, "fetch.max.bytes": 32 * 1024 * 1024},
         )
-        self.consumer.subscribe([settings.topic_ticks], on_assign=_log_partitions("assigned"),
-                                on_revoke=_log_partitions("revoked"))
+        self.consumer.subscribe(
+            [settings.topic_ticks],
+            on_assign=_log_partitions("assigned"),
+            on_revoke=_log_partitions("revoked"),
+        )
 
     def _dead_letter(self, bad: list[tuple[bytes, str]]) -> None:
         if self._producer is None:
@@ -156,8 +173,11 @@ class Ingestor:
         while len(values) < self.batch_max:
             # the first wait returns with the first message; then linger for more (consume waits
             # until it has them all or the time is up)
-            msgs = (consume_ready(self.consumer, self.batch_max, wait) if end is None
-                    else self.consumer.consume(num_messages=self.batch_max - len(values), timeout=wait))
+            msgs = (
+                consume_ready(self.consumer, self.batch_max, wait)
+                if end is None
+                else self.consumer.consume(num_messages=self.batch_max - len(values), timeout=wait)
+            )
             for m in good_messages(msgs):
                 values.append(m.value())
                 offsets[(m.topic(), m.partition())] = m.offset()  # type: ignore[index]
@@ -271,9 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ingestor until SIGTERM/SIGINT."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--batch-max", type=int, default=None, help="most ticks per batch (HFT_INGEST_BATCH_MAX)")
-    p.add_argument("--linger-ms", type=int, default=None, help="wait for a batch to fill (HFT_INGEST_LINGER_MS)")
+    p.add_argument(
+        "--linger-ms", type=int, default=None, help="wait for a batch to fill (HFT_INGEST_LINGER_MS)"
+    )
     p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
-    p.add_argument("--metrics-port", type=int, default=None, help="instead of settings.port('metrics_tick_ingestor')")
+    p.add_argument(
+        "--metrics-port", type=int, default=None, help="instead of settings.port('metrics_tick_ingestor')"
+    )
     args = p.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, "tick-ingestor")
@@ -291,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
             start_http_server(port, addr=settings.bind_host)
         db.migrate_when_ready(settings, stop)
         ensure_topics(settings)  # subscribed topics exist (created with their settings if missing)
-        ingestor = Ingestor(settings, batch_max=args.batch_max or settings.ingest_batch_max,
-                            linger_ms=settings.ingest_linger_ms if args.linger_ms is None else args.linger_ms)
+        ingestor = Ingestor(
+            settings,
+            batch_max=args.batch_max or settings.ingest_batch_max,
+            linger_ms=settings.ingest_linger_ms if args.linger_ms is None else args.linger_ms,
+        )
         ingestor.stop = stop
         log.info("consuming %s as group %s", settings.topic_ticks, GROUP)
         heap.freeze()  # what start-up loaded: out of the collector's way (finding 10)

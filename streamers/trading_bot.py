@@ -34,19 +34,29 @@ CLOSED_STREAM = "hft:bars:closed"  # hft.features.calculator.CLOSED_STREAM
 PARTIAL_KEY = "hft:bars:partial:{symbol}"
 
 TICK_TO_SIGNAL = Histogram(
-    "trading_bot_tick_to_signal_seconds", "Receive time of the bar-closing tick to the bot's decision",
+    "trading_bot_tick_to_signal_seconds",
+    "Receive time of the bar-closing tick to the bot's decision",
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 # tick→signal in three legs (docs/bench.md): the calculator, the Redis stream, the bot and /predict
 _LEG_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
-LEG_ANNOUNCE = Histogram("trading_bot_leg_announce_seconds",
-                         "Bar-closing tick received -> closed-bar entry published (calculator: close, features, "
-                         "online + offline writes)", buckets=_LEG_BUCKETS)
-LEG_STREAM = Histogram("trading_bot_leg_stream_seconds", "Closed-bar entry published -> read by the bot",
-                       buckets=_LEG_BUCKETS)
-LEG_DECIDE = Histogram("trading_bot_leg_decide_seconds", "Entry read -> signal (POST /predict; the risk checks and the intent come after)",
-                       buckets=_LEG_BUCKETS)
-DECISIONS = Counter("trading_bot_decisions", "Decisions by outcome (intent or the reason for none)", ["reason"])
+LEG_ANNOUNCE = Histogram(
+    "trading_bot_leg_announce_seconds",
+    "Bar-closing tick received -> closed-bar entry published (calculator: close, features, "
+    "online + offline writes)",
+    buckets=_LEG_BUCKETS,
+)
+LEG_STREAM = Histogram(
+    "trading_bot_leg_stream_seconds", "Closed-bar entry published -> read by the bot", buckets=_LEG_BUCKETS
+)
+LEG_DECIDE = Histogram(
+    "trading_bot_leg_decide_seconds",
+    "Entry read -> signal (POST /predict; the risk checks and the intent come after)",
+    buckets=_LEG_BUCKETS,
+)
+DECISIONS = Counter(
+    "trading_bot_decisions", "Decisions by outcome (intent or the reason for none)", ["reason"]
+)
 INTENTS = Counter("trading_bot_intents", "Order intents sent to the worker", ["symbol", "side"])
 PREDICT_ERRORS = Counter("trading_bot_predict_errors", "Failed /predict calls", ["kind"])
 SKIPPED = Counter("trading_bot_bars_skipped", "Closed bars not acted on", ["why"])
@@ -86,7 +96,9 @@ class BotProcess:
         self._decided: dict[tuple[str, str], int] = {}
         # /predict of the other symbols' bars in one read runs ahead, each on its own connection,
         # so one bar's decision does not wait for another's (docs/bench.md, "tick→signal, leg by leg")
-        self._pool = ThreadPoolExecutor(max_workers=max(len(settings.symbols), 1), thread_name_prefix="predict")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(len(settings.symbols), 1), thread_name_prefix="predict"
+        )
         self._local = threading.local()
         self._ahead: dict[str, Future[dict[str, Any]]] = {}
 
@@ -113,8 +125,11 @@ class BotProcess:
             PREDICT_ERRORS.labels("unreachable").inc()
             raise PredictError(f"model server unreachable: {exc}") from exc
         if r.status_code != 200:
-            kind = r.json().get("error", str(r.status_code)) if r.headers.get("content-type", "").startswith(
-                "application/json") else str(r.status_code)
+            kind = (
+                r.json().get("error", str(r.status_code))
+                if r.headers.get("content-type", "").startswith("application/json")
+                else str(r.status_code)
+            )
             PREDICT_ERRORS.labels(kind).inc()
             raise PredictError(f"/predict {symbol}: {r.status_code} {r.text[:200]}")
         body: dict[str, Any] = r.json()
@@ -167,8 +182,11 @@ class BotProcess:
     def _to_decide(self, fields: dict[bytes, bytes], read_ns: int) -> str | None:
         """The symbol of an entry the bot will ask the model about, else None."""
         symbol = fields.get(b"symbol", b"").decode()
-        if (self._skip_reason(fields, read_ns) is not None or fields.get(b"has_features", b"1") == b"0"
-                or symbol not in self.s.symbols):
+        if (
+            self._skip_reason(fields, read_ns) is not None
+            or fields.get(b"has_features", b"1") == b"0"
+            or symbol not in self.s.symbols
+        ):
             return None
         return symbol
 
@@ -221,8 +239,14 @@ class BotProcess:
         STATE.set(1 if result.decision.state.value == "halted" else 0)
         if result.intent_id and result.decision.intent is not None:
             INTENTS.labels(event.symbol, result.decision.intent.side.value).inc()
-            log.info("intent %s %s %s qty %.8f p_up %.3f", result.intent_id, event.symbol,
-                     result.decision.intent.side.value, result.decision.intent.quantity, result.decision.intent.prob_up)
+            log.info(
+                "intent %s %s %s qty %.8f p_up %.3f",
+                result.intent_id,
+                event.symbol,
+                result.decision.intent.side.value,
+                result.decision.intent.quantity,
+                result.decision.intent.prob_up,
+            )
 
     def run(self) -> None:
         """Read the stream until stopped; ack each entry after handling it."""
@@ -234,7 +258,9 @@ class BotProcess:
         while not self.stop.is_set():
             HEARTBEAT.set(time.time())
             try:
-                batches = self.redis.xreadgroup(GROUP, self.consumer, {CLOSED_STREAM: ">"}, count=100, block=1000)
+                batches = self.redis.xreadgroup(
+                    GROUP, self.consumer, {CLOSED_STREAM: ">"}, count=100, block=1000
+                )
                 for _stream, entries in batches or []:
                     self.predict_ahead(entries)
                     try:

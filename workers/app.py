@@ -34,9 +34,16 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": 600},
     beat_schedule={
         "reports-pnl": {"task": "reports.pnl", "schedule": settings.pnl_report_every_s},
-        "reports-daily-today": {"task": "reports.daily", "schedule": crontab(minute="*/30"), "args": ("today",)},
-        "reports-daily-yesterday": {"task": "reports.daily", "schedule": crontab(hour="0", minute="5"),
-                                    "args": ("yesterday",)},
+        "reports-daily-today": {
+            "task": "reports.daily",
+            "schedule": crontab(minute="*/30"),
+            "args": ("today",),
+        },
+        "reports-daily-yesterday": {
+            "task": "reports.daily",
+            "schedule": crontab(hour="0", minute="5"),
+            "args": ("yesterday",),
+        },
         "orders-resend-pending": {"task": "orders.resend_pending", "schedule": 60.0},
     },
 )

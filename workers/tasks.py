@@ -16,8 +16,11 @@ from workers.app import app
 log = logging.getLogger(__name__)
 
 FILLS = Counter("hft_worker_orders", "orders.simulate outcomes", ["outcome"])
-FILL_SECONDS = Histogram("hft_worker_order_seconds", "Time to simulate and persist one fill",
-                         buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0))
+FILL_SECONDS = Histogram(
+    "hft_worker_order_seconds",
+    "Time to simulate and persist one fill",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+)
 
 
 def _engine() -> Any:
@@ -26,15 +29,28 @@ def _engine() -> Any:
     return engine(get_settings())
 
 
-@app.task(name="orders.simulate", bind=True, acks_late=True, autoretry_for=(TransientError,), retry_backoff=1,
-          retry_backoff_max=5, retry_jitter=False, max_retries=30)
+@app.task(
+    name="orders.simulate",
+    bind=True,
+    acks_late=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=1,
+    retry_backoff_max=5,
+    retry_jitter=False,
+    max_retries=30,
+)
 def simulate(self: Any, intent_id: str) -> dict[str, Any]:
     """Fill one order intent against the market (idempotent: a redelivery fills nothing twice)."""
     from hft.trading.store import FillParams, execute_intent
 
     s = get_settings()
-    params = FillParams(order_latency_ms=s.order_latency_ms, slippage_bps=s.slippage_bps,
-                        taker_fee_bps=s.taker_fee_bps, starting_cash=s.starting_cash, max_wait_s=s.fill_max_wait_s)
+    params = FillParams(
+        order_latency_ms=s.order_latency_ms,
+        slippage_bps=s.slippage_bps,
+        taker_fee_bps=s.taker_fee_bps,
+        starting_cash=s.starting_cash,
+        max_wait_s=s.fill_max_wait_s,
+    )
     with FILL_SECONDS.time():
         try:
             result = execute_intent(_engine(), intent_id, params, datetime.now(UTC))
@@ -64,7 +80,9 @@ def pnl() -> dict[str, Any]:
 
     s = get_settings()
     eng = _engine()
-    return pnl_report(eng, starting_cash=s.starting_cash, marks=current_marks(eng, s.symbols), now=datetime.now(UTC))
+    return pnl_report(
+        eng, starting_cash=s.starting_cash, marks=current_marks(eng, s.symbols), now=datetime.now(UTC)
+    )
 
 
 @app.task(name="reports.daily", acks_late=True, autoretry_for=(TransientError,), max_retries=3)
@@ -81,6 +99,12 @@ def daily(day: str = "today") -> dict[str, Any]:
     else:
         when = datetime.fromisoformat(day).replace(tzinfo=UTC)
     eng = _engine()
-    metrics, path = daily_report(eng, day=when, starting_cash=s.starting_cash, marks=current_marks(eng, s.symbols),
-                                 out_dir=s.home_dir / "reports", now=now)
+    metrics, path = daily_report(
+        eng,
+        day=when,
+        starting_cash=s.starting_cash,
+        marks=current_marks(eng, s.symbols),
+        out_dir=s.home_dir / "reports",
+        now=now,
+    )
     return {**metrics, "html_path": str(path)}

@@ -35,7 +35,17 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 
-__all__ = ["TP", "KafkaError", "KafkaException", "commit", "consume_ready", "good_messages", "lag", "make_consumer", "make_producer"]
+__all__ = [
+    "TP",
+    "KafkaError",
+    "KafkaException",
+    "commit",
+    "consume_ready",
+    "good_messages",
+    "lag",
+    "make_consumer",
+    "make_producer",
+]
 
 
 def _rdkafka_logger(name: str) -> logging.Logger:

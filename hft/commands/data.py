@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-data_app = typer.Typer(help="Market data: archive downloads, OHLCV imports, history loading.",
-                       no_args_is_help=True)
+data_app = typer.Typer(
+    help="Market data: archive downloads, OHLCV imports, history loading.", no_args_is_help=True
+)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -49,12 +50,19 @@ def fetch(
     s = get_settings()
     try:
         first, last = date.fromisoformat(start), date.fromisoformat(end)
-        files = [f for sym in symbols for f in plan_files(kind, sym, first, last,
-                                                            interval if kind == "klines" else None, market, period)]
+        files = [
+            f
+            for sym in symbols
+            for f in plan_files(
+                kind, sym, first, last, interval if kind == "klines" else None, market, period
+            )
+        ]
     except ValueError as exc:
         raise _fail(exc) from exc
     table = Table("file", "rows", "first", "last", "path")
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console
+    ) as progress:
         tasks: dict[str, object] = {}
 
         def report(name: str, done: int, total: int | None) -> None:
@@ -71,8 +79,9 @@ def fetch(
                     table.add_row(f.name, f"{len(df):,}", str(df.index[0]), str(df.index[-1]), str(path))
                 elif kind == "trades":
                     tr = read_trades_zip(path)
-                    table.add_row(f.name, f"{len(tr):,}", str(tr["time"].iloc[0]), str(tr["time"].iloc[-1]),
-                                  str(path))
+                    table.add_row(
+                        f.name, f"{len(tr):,}", str(tr["time"].iloc[0]), str(tr["time"].iloc[-1]), str(path)
+                    )
                 else:
                     table.add_row(f.name, "", "", "", str(path))
         except ArchiveError as exc:
@@ -85,8 +94,13 @@ def fetch(
 def import_ohlcv(
     files: Annotated[list[Path], typer.Argument(help="OHLCV/kline CSV files (.csv or .csv.gz)")],
     symbol: Annotated[str | None, typer.Option(help="Symbol, when the file name does not say")] = None,
-    out: Annotated[Path | None, typer.Option(help="Directory for the normalised Parquet copies "
-                                                   "(default: HFT_HOME/data/klines; 'none' to only check)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory for the normalised Parquet copies "
+            "(default: HFT_HOME/data/klines; 'none' to only check)"
+        ),
+    ] = None,
 ) -> None:
     """Read OHLCV CSV files (ms or µs open times), check them, report gaps, write Parquet."""
     from hft.config import get_settings
@@ -111,8 +125,16 @@ def import_ohlcv(
             dest.parent.mkdir(parents=True, exist_ok=True)
             df.to_parquet(dest)
             written = str(dest)
-        table.add_row(path.name, sym, label, f"{len(df):,}", str(df.index[0]), str(df.index[-1]), f"{missing:,}",
-                      written)
+        table.add_row(
+            path.name,
+            sym,
+            label,
+            f"{len(df):,}",
+            str(df.index[0]),
+            str(df.index[-1]),
+            f"{missing:,}",
+            written,
+        )
     console.print(table)
 
 

@@ -43,8 +43,19 @@ def _history_source(s: Settings) -> str:
     today = datetime.now(UTC).date()
     start = (today.replace(day=1) - timedelta(days=365)).replace(day=1)
     cache = s.home_dir / "archive"
-    _hft("data", "fetch", *[a for sym in s.symbols for a in ("--symbol", sym)], "--start", start.isoformat(),
-         "--end", (today - timedelta(days=1)).isoformat(), "--interval", s.bar_interval, "--cache", str(cache))
+    _hft(
+        "data",
+        "fetch",
+        *[a for sym in s.symbols for a in ("--symbol", sym)],
+        "--start",
+        start.isoformat(),
+        "--end",
+        (today - timedelta(days=1)).isoformat(),
+        "--interval",
+        s.bar_interval,
+        "--cache",
+        str(cache),
+    )
     return str(cache)
 
 
@@ -78,8 +89,18 @@ def _backfill_before_stream(s: Settings) -> None:
     step = interval_delta(s.bar_interval)
     start = _stream_start(s)
     end = datetime.fromtimestamp(start.timestamp() // step.total_seconds() * step.total_seconds(), UTC)
-    _hft("features", "backfill", *[a for sym in s.symbols for a in ("--symbol", sym)], "--interval", s.bar_interval,
-         "--start", (end - 200 * step).isoformat(), "--end", end.isoformat(), "--no-materialize")
+    _hft(
+        "features",
+        "backfill",
+        *[a for sym in s.symbols for a in ("--symbol", sym)],
+        "--interval",
+        s.bar_interval,
+        "--start",
+        (end - 200 * step).isoformat(),
+        "--end",
+        end.isoformat(),
+        "--no-materialize",
+    )
 
 
 def _has_champion(s: Settings) -> bool:
@@ -95,7 +116,9 @@ def _has_champion(s: Settings) -> bool:
 
 def demo(
     train: Annotated[bool, typer.Option(help="Train a first model when no champion exists")] = True,
-    budget_minutes: Annotated[float | None, typer.Option(help="Training budget (HFT_TRAIN_BUDGET_MINUTES)")] = None,
+    budget_minutes: Annotated[
+        float | None, typer.Option(help="Training budget (HFT_TRAIN_BUDGET_MINUTES)")
+    ] = None,
 ) -> None:
     """Bring up the stack, load history, train and promote a first model if needed, start everything."""
     from hft.commands.stack import _print_status
@@ -104,8 +127,10 @@ def demo(
     from hft.stack import Stack
 
     s = get_settings()
-    console.print(f"market: [bold]{s.market}[/bold] symbols: {', '.join(s.symbols)} bars: {s.bar_interval} "
-                  f"state: {s.home_dir}")
+    console.print(
+        f"market: [bold]{s.market}[/bold] symbols: {', '.join(s.symbols)} bars: {s.bar_interval} "
+        f"state: {s.home_dir}"
+    )
     st = Stack(s)
     try:
         with console.status("starting the stack") as status:
@@ -120,8 +145,19 @@ def demo(
     _backfill_before_stream(s)
     if train and not _has_champion(s):
         budget = budget_minutes if budget_minutes is not None else s.train_budget_minutes
-        _hft("train", "--data", source, "--interval", s.bar_interval, "--start", s.train_start, "--end",
-             s.train_end, "--budget-minutes", str(budget))
+        _hft(
+            "train",
+            "--data",
+            source,
+            "--interval",
+            s.bar_interval,
+            "--start",
+            s.train_start,
+            "--end",
+            s.train_end,
+            "--budget-minutes",
+            str(budget),
+        )
         _hft("promote")
     Supervisor(s).start()
     _print_status(st)

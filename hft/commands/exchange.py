@@ -11,17 +11,31 @@ import typer
 def exchange(
     host: Annotated[str | None, typer.Option(help="Bind address (default: HFT_BIND_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: the stack's exchange port)")] = None,
-    speed: Annotated[str | None, typer.Option(help="x1, xN (e.g. x100) or max (default: HFT_REPLAY_SPEED)")] = None,
-    loop: Annotated[bool, typer.Option("--loop/--no-loop", help="Replay again with shifted ids and times")] = False,
-    source: Annotated[list[Path] | None, typer.Option(
-        help="Capture files (*.txt.gz), archive trade files, or a directory (default: HFT_DATA_DIR's spot "
-             "captures of HFT_SYMBOLS)")] = None,
-    max_trades: Annotated[int, typer.Option(help="Replay only the first N trades of the recording (0: all)")] = 0,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (default: metrics_exchange; 0: none)")] = None,
+    speed: Annotated[
+        str | None, typer.Option(help="x1, xN (e.g. x100) or max (default: HFT_REPLAY_SPEED)")
+    ] = None,
+    loop: Annotated[
+        bool, typer.Option("--loop/--no-loop", help="Replay again with shifted ids and times")
+    ] = False,
+    source: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Capture files (*.txt.gz), archive trade files, or a directory (default: HFT_DATA_DIR's spot "
+            "captures of HFT_SYMBOLS)"
+        ),
+    ] = None,
+    max_trades: Annotated[
+        int, typer.Option(help="Replay only the first N trades of the recording (0: all)")
+    ] = 0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port (default: metrics_exchange; 0: none)")
+    ] = None,
     drop_every: Annotated[int, typer.Option(help="Fault: close each connection after every N messages")] = 0,
     skip_every: Annotated[int, typer.Option(help="Fault: every N messages skip --skip messages")] = 0,
     skip: Annotated[int, typer.Option(help="Fault: how many consecutive messages to skip")] = 1,
-    malformed_every: Annotated[int, typer.Option(help="Fault: a malformed frame before every M messages")] = 0,
+    malformed_every: Annotated[
+        int, typer.Option(help="Fault: a malformed frame before every M messages")
+    ] = 0,
 ) -> None:
     """Serve recorded Binance trades over /ws, /stream and /api/v3 at a chosen speed."""
     import asyncio
@@ -45,8 +59,9 @@ def exchange(
     if max_trades:
         timeline = timeline.head(max_trades)
     log.info("recording: %d trades of %s from %s", len(timeline.trades), timeline.symbols, timeline.sources)
-    ex = ReplayExchange(timeline, speed=speed_value, loop=loop,
-                        faults=Faults(drop_every, skip_every, skip, malformed_every))
+    ex = ReplayExchange(
+        timeline, speed=speed_value, loop=loop, faults=Faults(drop_every, skip_every, skip, malformed_every)
+    )
     mport = s.port("metrics_exchange") if metrics_port is None else metrics_port
 
     async def _main() -> None:

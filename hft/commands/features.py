@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-features_app = typer.Typer(help="Bar features: backfill from market.bars, Feast apply, online read.",
-                           no_args_is_help=True)
+features_app = typer.Typer(
+    help="Bar features: backfill from market.bars, Feast apply, online read.", no_args_is_help=True
+)
 
 
 def _when(value: str) -> datetime:
@@ -28,8 +29,12 @@ def backfill(
     start: Annotated[str, typer.Option(help="First bar open time, ISO (UTC when naive)")],
     end: Annotated[str, typer.Option(help="End of the partition (exclusive), ISO")],
     interval: Annotated[str | None, typer.Option(help="Bar interval (default: HFT_BAR_INTERVAL)")] = None,
-    materialize: Annotated[bool, typer.Option("--materialize/--no-materialize",
-                                              help="Also load the newest rows into the online store")] = False,
+    materialize: Annotated[
+        bool,
+        typer.Option(
+            "--materialize/--no-materialize", help="Also load the newest rows into the online store"
+        ),
+    ] = False,
 ) -> None:
     """Compute features from market.bars for [start, end) and upsert them into features.bar_features."""
     from hft.config import ConfigurationError, TransientError, get_settings
@@ -40,9 +45,13 @@ def backfill(
     try:
         db.migrate(s)
         for sym in symbol:
-            n = run_backfill(s, sym, interval or s.bar_interval, _when(start), _when(end), materialize=materialize)
-            typer.echo(f"{sym} {interval or s.bar_interval}: {n} feature rows upserted"
-                       + (" and materialized" if materialize and n else ""))
+            n = run_backfill(
+                s, sym, interval or s.bar_interval, _when(start), _when(end), materialize=materialize
+            )
+            typer.echo(
+                f"{sym} {interval or s.bar_interval}: {n} feature rows upserted"
+                + (" and materialized" if materialize and n else "")
+            )
     except (ConfigurationError, TransientError, ValueError) as exc:
         raise _fail(exc) from exc
 

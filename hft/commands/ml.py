@@ -10,13 +10,25 @@ import typer
 
 
 def train(
-    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Symbol (repeatable); settings.symbols when omitted")] = None,
-    interval: Annotated[str | None, typer.Option(help="Bar interval (settings.bar_interval when omitted)")] = None,
-    data: Annotated[str | None, typer.Option(help="OHLCV CSV file or a directory of them (klines_<interval>)")] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Symbol (repeatable); settings.symbols when omitted")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Bar interval (settings.bar_interval when omitted)")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="OHLCV CSV file or a directory of them (klines_<interval>)")
+    ] = None,
     start: Annotated[str | None, typer.Option(help="First day YYYY-MM-DD (settings.train_start)")] = None,
-    end: Annotated[str | None, typer.Option(help="Last day YYYY-MM-DD, inclusive (settings.train_end)")] = None,
-    budget_minutes: Annotated[float | None, typer.Option("--budget-minutes", help="Time budget (settings.train_budget_minutes)")] = None,
-    model_name: Annotated[str | None, typer.Option("--model-name", help="Registered model (settings.model_name)")] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Last day YYYY-MM-DD, inclusive (settings.train_end)")
+    ] = None,
+    budget_minutes: Annotated[
+        float | None, typer.Option("--budget-minutes", help="Time budget (settings.train_budget_minutes)")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", help="Registered model (settings.model_name)")
+    ] = None,
 ) -> None:
     """Tune, evaluate walk-forward, log to MLflow and register; print the version URI last."""
     from hft.config import ConfigurationError, TransientError, get_settings
@@ -28,8 +40,16 @@ def train(
     iv = interval or s.bar_interval
     src = data or str(s.data_dir / f"klines_{iv}")
     try:
-        uri = train_and_register(s, list(symbol or s.symbols), iv, src, start or s.train_start, end or s.train_end,
-                                 budget_minutes if budget_minutes is not None else s.train_budget_minutes, model_name)
+        uri = train_and_register(
+            s,
+            list(symbol or s.symbols),
+            iv,
+            src,
+            start or s.train_start,
+            end or s.train_end,
+            budget_minutes if budget_minutes is not None else s.train_budget_minutes,
+            model_name,
+        )
     except (ConfigurationError, TransientError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -37,7 +57,9 @@ def train(
 
 
 def evaluate(
-    model: Annotated[str, typer.Option(help="models:/name@alias, models:/name/version or runs:/<id>/ensemble")],
+    model: Annotated[
+        str, typer.Option(help="models:/name@alias, models:/name/version or runs:/<id>/ensemble")
+    ],
     data: Annotated[str, typer.Option(help="OHLCV CSV (or a directory of them)")],
     start: Annotated[str, typer.Option(help="First decision day YYYY-MM-DD; earlier bars only warm up")],
     end: Annotated[str | None, typer.Option(help="Last day YYYY-MM-DD, inclusive")] = None,
@@ -55,13 +77,17 @@ def evaluate(
         raise typer.Exit(1) from exc
     out.write_text(json.dumps(rep, indent=2, default=float) + "\n")
     bt = rep["backtest"]
-    typer.echo(f"n={rep['n']} accuracy={rep['accuracy']:.4f} {rep.get('accuracy_ci95')} auc={rep['roc_auc']:.4f} "
-               f"base_rate={rep['base_rate']:.4f} trades={bt['trades']} net_pnl={bt['net_pnl_after_fees']:.2f}")
+    typer.echo(
+        f"n={rep['n']} accuracy={rep['accuracy']:.4f} {rep.get('accuracy_ci95')} auc={rep['roc_auc']:.4f} "
+        f"base_rate={rep['base_rate']:.4f} trades={bt['trades']} net_pnl={bt['net_pnl_after_fees']:.2f}"
+    )
     typer.echo(str(out))
 
 
 def promote(
-    model: Annotated[str | None, typer.Option("--model", help="Registered model name (settings.model_name)")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Registered model name (settings.model_name)")
+    ] = None,
 ) -> None:
     """Move alias champion to the challenger only if it wins on the latest walk-forward window after costs."""
     from hft.config import ConfigurationError, TransientError, get_settings

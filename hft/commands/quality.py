@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 
 console = Console()
-airflow_app = typer.Typer(help="Airflow of the embedded stack (AIRFLOW_HOME under the stack's home).",
-                          no_args_is_help=True)
+airflow_app = typer.Typer(
+    help="Airflow of the embedded stack (AIRFLOW_HOME under the stack's home).", no_args_is_help=True
+)
 
 
 def _when(value: str) -> datetime:
@@ -24,7 +25,9 @@ def validate(
     kind: Annotated[str, typer.Argument(help="ticks, bars or features")],
     start: Annotated[str, typer.Option(help="Partition start, ISO UTC (e.g. 2024-08-09T00:00Z)")],
     end: Annotated[str, typer.Option(help="Partition end (exclusive), ISO UTC")],
-    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Symbols (default: settings.symbols)")] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Symbols (default: settings.symbols)")
+    ] = None,
 ) -> None:
     """Validate one partition with its Great Expectations suite; exit 1 when a check fails."""
     from hft.config import get_settings
@@ -93,8 +96,10 @@ def dags() -> None:
 
     report = dag_integrity(get_settings())
     for dag_id, info in sorted(report["dags"].items()):
-        console.print(f"{dag_id:24} tags={info['tags']} min_retries={info['min_retries']} "
-                      f"schedule={info['schedule']}", markup=False)
+        console.print(
+            f"{dag_id:24} tags={info['tags']} min_retries={info['min_retries']} schedule={info['schedule']}",
+            markup=False,
+        )
     for path, error in report["import_errors"].items():
         console.print(f"[red]import error[/red] {path}: {error}")
     if report["import_errors"]:

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 console = Console()
-bot_app = typer.Typer(help="The paper-trading bot: kill switch (halt/resume/reduce) and status.", no_args_is_help=True)
+bot_app = typer.Typer(
+    help="The paper-trading bot: kill switch (halt/resume/reduce) and status.", no_args_is_help=True
+)
 
 
 def _engine() -> Engine:
@@ -45,13 +47,17 @@ def halt(reason: Annotated[str, typer.Option(help="Why (stored with the state)")
 
 
 @bot_app.command("resume")
-def resume(reason: Annotated[str, typer.Option(help="Why (stored with the state)")] = "manual resume") -> None:
+def resume(
+    reason: Annotated[str, typer.Option(help="Why (stored with the state)")] = "manual resume",
+) -> None:
     """Trade again (also after the daily loss limit halted the bot)."""
     _set("active", reason)
 
 
 @bot_app.command("reduce")
-def reduce(reason: Annotated[str, typer.Option(help="Why (stored with the state)")] = "manual reduce") -> None:
+def reduce(
+    reason: Annotated[str, typer.Option(help="Why (stored with the state)")] = "manual reduce",
+) -> None:
     """Only sell down what is held; no new buys."""
     _set("reducing", reason)
 
@@ -66,22 +72,42 @@ def status() -> None:
     eng = _engine()
     with eng.connect() as conn:
         st = store.get_bot_state(conn)
-        console.print(f"state: [bold]{st.state.value}[/bold]  reason: {st.reason}  since {st.updated_at} "
-                      f"by {st.updated_by or '-'}")
+        console.print(
+            f"state: [bold]{st.state.value}[/bold]  reason: {st.reason}  since {st.updated_at} "
+            f"by {st.updated_by or '-'}"
+        )
         acct = conn.execute(text("SELECT cash, starting_cash, fees_paid FROM trading.account")).first()
         if acct is not None:
-            console.print(f"cash {acct.cash:,.2f} (start {acct.starting_cash:,.2f}), fees paid {acct.fees_paid:,.2f}")
+            console.print(
+                f"cash {acct.cash:,.2f} (start {acct.starting_cash:,.2f}), fees paid {acct.fees_paid:,.2f}"
+            )
         pos = Table("symbol", "quantity", "avg price", "realised PnL", "fees")
         for p in store.positions(conn).values():
-            pos.add_row(p.symbol, f"{p.quantity:.8f}", f"{p.avg_price:,.2f}", f"{p.realized_pnl:,.2f}", f"{p.fees:,.2f}")
+            pos.add_row(
+                p.symbol,
+                f"{p.quantity:.8f}",
+                f"{p.avg_price:,.2f}",
+                f"{p.realized_pnl:,.2f}",
+                f"{p.fees:,.2f}",
+            )
         console.print(pos)
         intents = Table("decided at", "symbol", "side", "quantity", "ref price", "p(up)", "status")
-        rows = conn.execute(text(
-            "SELECT decided_at, symbol, side, quantity, ref_price, prob_up, status FROM trading.intents "
-            "ORDER BY decided_at DESC LIMIT 10"))
+        rows = conn.execute(
+            text(
+                "SELECT decided_at, symbol, side, quantity, ref_price, prob_up, status FROM trading.intents "
+                "ORDER BY decided_at DESC LIMIT 10"
+            )
+        )
         for r in rows:
-            intents.add_row(str(r.decided_at), r.symbol, r.side, f"{r.quantity:.8f}", f"{r.ref_price:,.2f}",
-                            f"{r.prob_up:.3f}", r.status)
+            intents.add_row(
+                str(r.decided_at),
+                r.symbol,
+                r.side,
+                f"{r.quantity:.8f}",
+                f"{r.ref_price:,.2f}",
+                f"{r.prob_up:.3f}",
+                r.status,
+            )
         console.print(intents)
 
 

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from hft.stack import Stack
 
 console = Console()
-stack_app = typer.Typer(help="The embedded local stack: PostgreSQL, Redis, Apache Kafka, MLflow, Prometheus.",
-                        no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The embedded local stack: PostgreSQL, Redis, Apache Kafka, MLflow, Prometheus.",
+    no_args_is_help=True,
+)
 
 
 def _stack() -> Stack:
@@ -34,7 +36,9 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @stack_app.command("up")
 def stack_up(
-    parts: Annotated[list[str] | None, typer.Argument(help="Only these parts (postgres redis kafka mlflow prometheus)")] = None,
+    parts: Annotated[
+        list[str] | None, typer.Argument(help="Only these parts (postgres redis kafka mlflow prometheus)")
+    ] = None,
 ) -> None:
     """Start the embedded services (idempotent)."""
     from hft.config import ConfigurationError
@@ -66,7 +70,12 @@ def stack_status() -> None:
 
 @stack_app.command("logs")
 def stack_logs(
-    part: Annotated[str, typer.Argument(help="postgres, redis, kafka (kafka-2, kafka-3 in a cluster), mlflow, prometheus or a process name")],
+    part: Annotated[
+        str,
+        typer.Argument(
+            help="postgres, redis, kafka (kafka-2, kafka-3 in a cluster), mlflow, prometheus or a process name"
+        ),
+    ],
     lines: Annotated[int, typer.Option("-n", help="Lines to show")] = 50,
     follow: Annotated[bool, typer.Option("-f", help="Follow")] = False,
 ) -> None:
@@ -86,7 +95,11 @@ def _print_status(st: Stack) -> bool:
     for p in st.status():
         required = p.name != "prometheus" or st.prometheus_available()
         ok &= p.healthy or not required
-        health = "[green]healthy[/green]" if p.healthy else ("[red]down[/red]" if required else "[yellow]absent[/yellow]")
+        health = (
+            "[green]healthy[/green]"
+            if p.healthy
+            else ("[red]down[/red]" if required else "[yellow]absent[/yellow]")
+        )
         table.add_row(p.name, p.url, health, p.detail + ("" if p.managed else " (external)"))
     extra = _app_urls(st.s)
     for name, url in extra.items():
@@ -104,7 +117,7 @@ def _app_urls(s: Settings) -> dict[str, str]:
         "api": f"http://{h}:{s.port('api')}/docs",
         "dashboard": f"http://{h}:{s.port('dashboard')}/",
         "airflow": f"http://{h}:{s.port('airflow')}/ (user {s.airflow_admin_user}, password in "
-                   f"{s.home_dir / 'airflow' / 'simple_auth_manager_passwords.json.generated'})",
+        f"{s.home_dir / 'airflow' / 'simple_auth_manager_passwords.json.generated'})",
         "supervisor": f"http://{h}:{s.port('supervisor')}/",
     }
 

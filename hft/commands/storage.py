@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -61,22 +62,34 @@ def db_info() -> None:
         if not version:
             return
         ticks = Table("symbol", "venue", "ticks", "first trade", "last trade", title="market.ticks")
-        for r in conn.execute("SELECT symbol, venue, count(*), min(trade_time), max(trade_time) FROM market.ticks "
-                              "GROUP BY symbol, venue ORDER BY symbol, venue"):
+        for r in conn.execute(
+            "SELECT symbol, venue, count(*), min(trade_time), max(trade_time) FROM market.ticks "
+            "GROUP BY symbol, venue ORDER BY symbol, venue"
+        ):
             ticks.add_row(r[0], r[1], f"{r[2]:,}", str(r[3]), str(r[4]))
         console.print(ticks)
         bars = Table("symbol", "interval", "source", "bars", "first open", "last open", title="market.bars")
-        for r in conn.execute("SELECT symbol, interval, source, count(*), min(open_time), max(open_time) "
-                              "FROM market.bars GROUP BY symbol, interval, source ORDER BY 1, 2, 3"):
+        for r in conn.execute(
+            "SELECT symbol, interval, source, count(*), min(open_time), max(open_time) "
+            "FROM market.bars GROUP BY symbol, interval, source ORDER BY 1, 2, 3"
+        ):
             bars.add_row(r[0], r[1], r[2], f"{r[3]:,}", str(r[4]), str(r[5]))
         console.print(bars)
 
 
 def data_load(
-    data: Annotated[list[str], typer.Option("--data", help="OHLCV/kline CSV(.gz), archive .zip, a directory "
-                                                         "of them, or a file:// or https:// URL (repeatable)")],
+    data: Annotated[
+        list[str],
+        typer.Option(
+            "--data",
+            help="OHLCV/kline CSV(.gz), archive .zip, a directory "
+            "of them, or a file:// or https:// URL (repeatable)",
+        ),
+    ],
     symbol: Annotated[str | None, typer.Option(help="Symbol, when the file name does not say")] = None,
-    interval: Annotated[str | None, typer.Option(help="Interval (1m, 15m, ...), when the name does not say")] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Interval (1m, 15m, ...), when the name does not say")
+    ] = None,
 ) -> None:
     """Load klines into market.bars (COPY + upsert: loading twice changes nothing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -89,18 +102,28 @@ def data_load(
     results = []
     try:
         db.migrate(settings)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             for source in data:
                 for kf in history.read_klines(source, symbol, interval):
                     task = progress.add_task(f"{kf.symbol} {kf.interval} {kf.name}", total=len(kf.frame))
-                    results.append(history.load_klines(
-                        settings, kf, progress=lambda n, t=task: progress.advance(t, n)))  # type: ignore[misc]
+                    results.append(
+                        history.load_klines(
+                            settings, kf, progress=functools.partial(_advance, progress, task)
+                        )
+                    )
     except (ConfigurationError, TransientError, OHLCVFormatError, ValueError) as exc:
         raise _fail(exc) from exc
     table = Table("file", "symbol", "interval", "rows", "inserted/changed", "first", "last")
     for r in results:
-        table.add_row(r.name, r.symbol, r.interval, f"{r.rows:,}", f"{r.changed:,}", str(r.first), str(r.last))
+        table.add_row(
+            r.name, r.symbol, r.interval, f"{r.rows:,}", f"{r.changed:,}", str(r.first), str(r.last)
+        )
     console.print(table)
 
 
@@ -108,3 +131,7 @@ def register(app: typer.Typer) -> None:
     """Add ``hft db`` and ``hft data load``."""
     app.add_typer(db_app, name="db")
     data_app.command("load")(data_load)
+
+
+def _advance(progress: Any, task: Any, n: int) -> None:
+    progress.advance(task, n)

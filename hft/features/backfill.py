@@ -60,16 +60,20 @@ def bars_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     return df
 
 
-def load_bars(conn: Any, symbol: str, interval: str, start: datetime, end: datetime, warmup: int) -> pd.DataFrame:
+def load_bars(
+    conn: Any, symbol: str, interval: str, start: datetime, end: datetime, warmup: int
+) -> pd.DataFrame:
     """Bars with open time in [start, end) and the ``warmup`` bars before start."""
     with conn.cursor() as cur:
-        cur.execute(_BARS_SQL, {"symbol": symbol, "interval": interval, "start": start, "end": end,
-                                "warmup": warmup})
+        cur.execute(
+            _BARS_SQL, {"symbol": symbol, "interval": interval, "start": start, "end": end, "warmup": warmup}
+        )
         return bars_frame(cur.fetchall())
 
 
-def features_for_window(bars: pd.DataFrame, start: datetime, end: datetime,
-                        spec: FeatureSpec = FEATURE_SPEC_FULL) -> pd.DataFrame:
+def features_for_window(
+    bars: pd.DataFrame, start: datetime, end: datetime, spec: FeatureSpec = FEATURE_SPEC_FULL
+) -> pd.DataFrame:
     """Features of the bars with open time in [start, end) whose OHLCV part is past warm-up."""
     feats = compute_features(bars, spec)
     complete = np.arange(len(feats)) >= spec.warmup_bars
@@ -78,8 +82,9 @@ def features_for_window(bars: pd.DataFrame, start: datetime, end: datetime,
     return feats[complete & in_window]
 
 
-def backfill(settings: Settings, symbol: str, interval: str, start: datetime, end: datetime,
-             materialize: bool = True) -> int:
+def backfill(
+    settings: Settings, symbol: str, interval: str, start: datetime, end: datetime, materialize: bool = True
+) -> int:
     """Compute and upsert the offline features of one partition; return the rows upserted."""
     from hft.features.offline import upsert_features
     from hft.storage import db
@@ -89,12 +94,21 @@ def backfill(settings: Settings, symbol: str, interval: str, start: datetime, en
         bars = load_bars(conn, symbol, interval, start, end, spec.warmup_bars)
         feats = features_for_window(bars, start, end, spec)
         n = upsert_features(conn, symbol, interval, feats, spec.version)
-    log.info("backfill %s %s [%s, %s): %d bars read, %d feature rows upserted", symbol, interval, start, end,
-             len(bars), n)
+    log.info(
+        "backfill %s %s [%s, %s): %d bars read, %d feature rows upserted",
+        symbol,
+        interval,
+        start,
+        end,
+        len(bars),
+        n,
+    )
     if materialize and n:
         from hft.features.store import FEATURE_VIEW, ensure_applied, feature_store
 
         ensure_applied(settings)
         step = pd.Timedelta(interval_ns(interval), unit="ns").to_pytimedelta()
-        feature_store(settings).materialize(start_date=start, end_date=end + step, feature_views=[FEATURE_VIEW])
+        feature_store(settings).materialize(
+            start_date=start, end_date=end + step, feature_views=[FEATURE_VIEW]
+        )
     return n

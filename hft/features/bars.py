@@ -115,7 +115,9 @@ class BarBuilder:
                 t += self.step
         return out
 
-    def add(self, trade_time_ns: int, price: float, quantity: float, buyer_is_maker: bool) -> list[Bar] | None:
+    def add(
+        self, trade_time_ns: int, price: float, quantity: float, buyer_is_maker: bool
+    ) -> list[Bar] | None:
         """Fold one trade in; return the bars it closed (often empty), or None for a late trade."""
         open_ns = trade_time_ns - trade_time_ns % self.step
         bar = self.partial
@@ -161,10 +163,14 @@ class BarBuilder:
 
 def bars_to_frame(bars: list[Bar]) -> pd.DataFrame:
     """Turn closed bars into the batch layout: indexed by UTC open time, :data:`BAR_COLUMNS`."""
-    index = pd.DatetimeIndex(pd.to_datetime([b.open_time_ns for b in bars], unit="ns", utc=True), name="open_time")
+    index = pd.DatetimeIndex(
+        pd.to_datetime([b.open_time_ns for b in bars], unit="ns", utc=True), name="open_time"
+    )
     data = {c: [getattr(b, c) for b in bars] for c in BAR_COLUMNS}
     df = pd.DataFrame(data, index=index)
-    return df.astype({c: "float64" for c in BAR_COLUMNS if c != "trade_count"}).astype({"trade_count": "int64"})
+    return df.astype({c: "float64" for c in BAR_COLUMNS if c != "trade_count"}).astype(
+        {"trade_count": "int64"}
+    )
 
 
 def bars_from_trades(trades: pd.DataFrame, interval: str) -> pd.DataFrame:
@@ -181,14 +187,22 @@ def bars_from_trades(trades: pd.DataFrame, interval: str) -> pd.DataFrame:
     qty = trades["quantity"].to_numpy(dtype="float64")
     buy = ~trades["buyer_is_maker"].to_numpy(dtype=bool)
     bucket = t - t % step
-    frame = pd.DataFrame({"bucket": bucket, "price": price, "qty": qty, "quote": price * qty,
-                          "buy": np.where(buy, qty, 0.0)})
+    frame = pd.DataFrame(
+        {"bucket": bucket, "price": price, "qty": qty, "quote": price * qty, "buy": np.where(buy, qty, 0.0)}
+    )
     g = frame.groupby("bucket", sort=True)
-    agg = pd.DataFrame({
-        "open": g["price"].first(), "high": g["price"].max(), "low": g["price"].min(), "close": g["price"].last(),
-        "volume": g["qty"].sum(), "trade_count": g["price"].size(), "buy_volume": g["buy"].sum(),
-        "quote_volume": g["quote"].sum(),
-    })
+    agg = pd.DataFrame(
+        {
+            "open": g["price"].first(),
+            "high": g["price"].max(),
+            "low": g["price"].min(),
+            "close": g["price"].last(),
+            "volume": g["qty"].sum(),
+            "trade_count": g["price"].size(),
+            "buy_volume": g["buy"].sum(),
+            "quote_volume": g["quote"].sum(),
+        }
+    )
     full = np.arange(int(agg.index[0]), int(agg.index[-1]) + step, step, dtype="int64")
     agg = agg.reindex(full)
     empty = agg["trade_count"].isna()
@@ -198,8 +212,9 @@ def bars_from_trades(trades: pd.DataFrame, interval: str) -> pd.DataFrame:
     for c in ("volume", "trade_count", "buy_volume", "quote_volume"):
         agg[c] = agg[c].fillna(0)
     agg["trade_count"] = agg["trade_count"].astype("int64")
-    agg["vwap"] = np.where(agg["volume"] > 0, agg["quote_volume"] / agg["volume"].where(agg["volume"] > 0, 1.0),
-                           agg["close"])
+    agg["vwap"] = np.where(
+        agg["volume"] > 0, agg["quote_volume"] / agg["volume"].where(agg["volume"] > 0, 1.0), agg["close"]
+    )
     agg.index = pd.DatetimeIndex(pd.to_datetime(agg.index.to_numpy(), unit="ns", utc=True), name="open_time")
     return agg[list(BAR_COLUMNS)]
 

@@ -81,26 +81,41 @@ class SymbolFeatures:
             return
         bars = normalize_bars(bars)  # klines without trade columns: those stay NaN (absent)
         opens = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
-        cols = {c: bars[c].to_numpy(dtype="float64") if c in bars.columns else np.full(len(bars), np.nan)
-                for c in ("high", "low", "close", "volume", "trade_count", "buy_volume", "vwap")}
+        cols = {
+            c: bars[c].to_numpy(dtype="float64") if c in bars.columns else np.full(len(bars), np.nan)
+            for c in ("high", "low", "close", "volume", "trade_count", "buy_volume", "vwap")
+        }
         for i in range(len(bars)):
-            self.state.update_values(int(opens[i]), cols["high"][i], cols["low"][i], cols["close"][i],
-                                     cols["volume"][i], cols["trade_count"][i], cols["buy_volume"][i],
-                                     cols["vwap"][i])
+            self.state.update_values(
+                int(opens[i]),
+                cols["high"][i],
+                cols["low"][i],
+                cols["close"][i],
+                cols["volume"][i],
+                cols["trade_count"][i],
+                cols["buy_volume"][i],
+                cols["vwap"][i],
+            )
         self.warmed_bars = len(bars)
         last_open = int(opens[-1])
         if last_open + self.builder.step == first_open_ns:
             self.builder.seed(last_open, float(cols["close"][-1]))
         else:
-            log.warning("%s %s: stored bars end at %s, the stream starts at %s: a hole of %d bars",
-                        self.symbol, self.interval, pd.Timestamp(last_open, tz="UTC"),
-                        pd.Timestamp(first_open_ns, tz="UTC"), (first_open_ns - last_open) // self.builder.step - 1)
+            log.warning(
+                "%s %s: stored bars end at %s, the stream starts at %s: a hole of %d bars",
+                self.symbol,
+                self.interval,
+                pd.Timestamp(last_open, tz="UTC"),
+                pd.Timestamp(first_open_ns, tz="UTC"),
+                (first_open_ns - last_open) // self.builder.step - 1,
+            )
 
     def _features(self, bars: Iterable[Bar], receive_ns: int) -> list[ClosedBar]:
         return [ClosedBar(b, self.state.update(b), receive_ns) for b in bars]
 
-    def on_trade(self, trade_time_ns: int, price: float, quantity: float, buyer_is_maker: bool,
-                 receive_time_ns: int) -> list[ClosedBar] | None:
+    def on_trade(
+        self, trade_time_ns: int, price: float, quantity: float, buyer_is_maker: bool, receive_time_ns: int
+    ) -> list[ClosedBar] | None:
         """Fold one trade; return the bars it closed with their features (None: a late trade)."""
         self.clock_offset_ns = trade_time_ns - receive_time_ns if receive_time_ns else 0
         closed = self.builder.add(trade_time_ns, price, quantity, buyer_is_maker)
@@ -116,8 +131,13 @@ class SymbolFeatures:
 class FeatureCalculator:
     """Bars and features of every symbol, from ticks in trade-id order per symbol."""
 
-    def __init__(self, interval: str, spec: FeatureSpec = FEATURE_SPEC_FULL, loader: BarLoader | None = None,
-                 grace_ns: int = 2_000_000_000) -> None:
+    def __init__(
+        self,
+        interval: str,
+        spec: FeatureSpec = FEATURE_SPEC_FULL,
+        loader: BarLoader | None = None,
+        grace_ns: int = 2_000_000_000,
+    ) -> None:
         interval_ns(interval)
         self.interval = interval
         self.spec = spec
@@ -133,14 +153,21 @@ class FeatureCalculator:
                 first_open = trade_time_ns - trade_time_ns % sf.builder.step
                 before = datetime.fromtimestamp(first_open / 1e9, tz=UTC)
                 sf.warm(self.loader(symbol, self.interval, before, self.spec.warmup_bars), first_open)
-                log.info("%s %s: warmed up with %d stored bars (%d needed)", symbol, self.interval,
-                         sf.warmed_bars, self.spec.warmup_bars)
+                log.info(
+                    "%s %s: warmed up with %d stored bars (%d needed)",
+                    symbol,
+                    self.interval,
+                    sf.warmed_bars,
+                    self.spec.warmup_bars,
+                )
         return sf
 
     def on_tick(self, tick: Any) -> list[ClosedBar] | None:
         """Fold one ``Tick``; return the bars it closed (None: a trade older than the open bar)."""
         sf = self._symbol(tick.symbol, tick.trade_time_ns)
-        return sf.on_trade(tick.trade_time_ns, tick.price, tick.quantity, tick.buyer_is_maker, tick.receive_time_ns)
+        return sf.on_trade(
+            tick.trade_time_ns, tick.price, tick.quantity, tick.buyer_is_maker, tick.receive_time_ns
+        )
 
     def on_clock(self, now_ns: int, symbols: Iterable[str] | None = None) -> list[ClosedBar]:
         """Let every symbol (or only ``symbols``) close a bar whose time is over (``now_ns``: local wall clock)."""
@@ -191,9 +218,11 @@ def bar_loader(settings: Settings) -> BarLoader:
     from hft.features.backfill import bars_frame
     from hft.storage import db
 
-    sql = ("SELECT open_time, open, high, low, close, volume, trade_count, buy_volume, quote_volume, vwap "
-           "FROM (SELECT * FROM market.bars WHERE symbol = %s AND interval = %s AND open_time < %s "
-           "ORDER BY open_time DESC LIMIT %s) b ORDER BY open_time")
+    sql = (
+        "SELECT open_time, open, high, low, close, volume, trade_count, buy_volume, quote_volume, vwap "
+        "FROM (SELECT * FROM market.bars WHERE symbol = %s AND interval = %s AND open_time < %s "
+        "ORDER BY open_time DESC LIMIT %s) b ORDER BY open_time"
+    )
 
     def load(symbol: str, interval: str, before: datetime, n: int) -> pd.DataFrame:
         with db.connect(settings) as conn, conn.cursor() as cur:
@@ -280,11 +309,20 @@ class FeatureSink:
         pipe = self.redis.pipeline(transaction=False)
         now = time.time_ns()
         for c in closed:
-            pipe.xadd(CLOSED_STREAM, {
-                "symbol": c.bar.symbol, "interval": c.bar.interval, "open_time_ns": c.bar.open_time_ns,
-                "feature_time_ns": c.bar.close_time_ns, "close_receive_time_ns": c.close_receive_time_ns,
-                "published_ns": now, "has_features": int(c.features is not None),
-            }, maxlen=CLOSED_STREAM_MAXLEN, approximate=True)
+            pipe.xadd(
+                CLOSED_STREAM,
+                {
+                    "symbol": c.bar.symbol,
+                    "interval": c.bar.interval,
+                    "open_time_ns": c.bar.open_time_ns,
+                    "feature_time_ns": c.bar.close_time_ns,
+                    "close_receive_time_ns": c.close_receive_time_ns,
+                    "published_ns": now,
+                    "has_features": int(c.features is not None),
+                },
+                maxlen=CLOSED_STREAM_MAXLEN,
+                approximate=True,
+            )
         pipe.execute()
 
     def _write_offline(self, rows: list[ClosedBar]) -> None:
@@ -297,8 +335,10 @@ class FeatureSink:
             # on the next try; a bug (ProgrammingError, DataError) still raises
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
-            raise TransientError(f"PostgreSQL unavailable, {len(rows)} feature rows not written: "
-                                 f"{type(exc).__name__}: {exc}".strip()) from exc
+            raise TransientError(
+                f"PostgreSQL unavailable, {len(rows)} feature rows not written: "
+                f"{type(exc).__name__}: {exc}".strip()
+            ) from exc
 
     def _upsert(self, rows: list[ClosedBar]) -> None:
         from hft.features.offline import upsert_features
@@ -322,7 +362,9 @@ class FeatureSink:
         now = time.time_ns()
         n = 0
         for b in bars:
-            fields: dict[str | bytes, str | int | float] = {k: v for k, v in b.as_dict().items() if k != "symbol"}
+            fields: dict[str | bytes, str | int | float] = {
+                k: v for k, v in b.as_dict().items() if k != "symbol"
+            }
             fields["updated_ns"] = now
             pipe.hset(PARTIAL_KEY.format(symbol=b.symbol), mapping=fields)  # type: ignore[arg-type]
             n += 1

@@ -92,16 +92,38 @@ class FeatureState:
     def update(self, bar: Bar | Mapping[str, Any]) -> dict[str, float] | None:
         """Fold one closed bar (a :class:`Bar` or a mapping with bar columns and ``open_time_ns``)."""
         if isinstance(bar, Bar):
-            return self.update_values(bar.open_time_ns, bar.high, bar.low, bar.close, bar.volume,
-                                      float(bar.trade_count), bar.buy_volume, bar.vwap)
-        return self.update_values(int(bar["open_time_ns"]), float(bar["high"]), float(bar["low"]),
-                                  float(bar["close"]), float(bar["volume"]),
-                                  float(bar.get("trade_count", math.nan)), float(bar.get("buy_volume", math.nan)),
-                                  float(bar.get("vwap", math.nan)))
+            return self.update_values(
+                bar.open_time_ns,
+                bar.high,
+                bar.low,
+                bar.close,
+                bar.volume,
+                float(bar.trade_count),
+                bar.buy_volume,
+                bar.vwap,
+            )
+        return self.update_values(
+            int(bar["open_time_ns"]),
+            float(bar["high"]),
+            float(bar["low"]),
+            float(bar["close"]),
+            float(bar["volume"]),
+            float(bar.get("trade_count", math.nan)),
+            float(bar.get("buy_volume", math.nan)),
+            float(bar.get("vwap", math.nan)),
+        )
 
-    def update_values(self, open_time_ns: int, high: float, low: float, close: float, volume: float,
-                      trade_count: float = math.nan, buy_volume: float = math.nan,
-                      vwap: float = math.nan) -> dict[str, float] | None:
+    def update_values(
+        self,
+        open_time_ns: int,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        trade_count: float = math.nan,
+        buy_volume: float = math.nan,
+        vwap: float = math.nan,
+    ) -> dict[str, float] | None:
         """Fold one closed bar given as values; see :meth:`update`."""
         i = self.n
         self.n += 1
@@ -137,8 +159,17 @@ class FeatureState:
             return None
         return self._features(open_time_ns, high, low, close, volume, trade_count, buy_volume, vwap)
 
-    def _features(self, open_time_ns: int, high: float, low: float, close: float, volume: float,
-                  trade_count: float, buy_volume: float, vwap: float) -> dict[str, float]:
+    def _features(
+        self,
+        open_time_ns: int,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        trade_count: float,
+        buy_volume: float,
+        vwap: float,
+    ) -> dict[str, float]:
         f: dict[str, float] = {}
         logc = self._logc
         for k in S.RETURN_LAGS:
@@ -158,7 +189,7 @@ class FeatureState:
         f["macd"] = macd / close
         f["macd_signal"] = self._signal / close
         f["macd_hist"] = (macd - self._signal) / close
-        m, sd = _mean_std(closes[-S.BB_WINDOW:], 0)
+        m, sd = _mean_std(closes[-S.BB_WINDOW :], 0)
         if sd > 0:
             lower = m - S.BB_K * sd
             f[f"bb_pos_{S.BB_WINDOW}"] = (close - lower) / (2.0 * S.BB_K * sd)
@@ -188,12 +219,16 @@ def fold_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd.Da
     state = FeatureState(spec)
     t = _open_ns(b)
     cols = [b[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume")]
-    extra = [b[c].to_numpy(dtype="float64") for c in ("trade_count", "buy_volume", "vwap")] if spec.uses_trades \
+    extra = (
+        [b[c].to_numpy(dtype="float64") for c in ("trade_count", "buy_volume", "vwap")]
+        if spec.uses_trades
         else [np.full(len(b), math.nan)] * 3
+    )
     out = np.full((len(b), spec.n_features), math.nan)
     for i in range(len(b)):
-        row = state.update_values(int(t[i]), cols[0][i], cols[1][i], cols[2][i], cols[3][i],
-                                  extra[0][i], extra[1][i], extra[2][i])
+        row = state.update_values(
+            int(t[i]), cols[0][i], cols[1][i], cols[2][i], cols[3][i], extra[0][i], extra[1][i], extra[2][i]
+        )
         if row is not None:
             out[i] = list(row.values())
     return pd.DataFrame(out, index=b.index, columns=list(spec.names))
@@ -207,8 +242,9 @@ def fold_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd.Da
 def _checked(bars: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     b = normalize_bars(bars)
     if spec.uses_trades and not has_trade_columns(b):
-        raise ValueError(f"spec {spec.version} needs trade-derived bar columns; use FEATURE_SPEC_OHLCV "
-                         "for OHLCV-only bars")
+        raise ValueError(
+            f"spec {spec.version} needs trade-derived bar columns; use FEATURE_SPEC_OHLCV for OHLCV-only bars"
+        )
     if not b.index.is_monotonic_increasing or b.index.has_duplicates:
         raise ValueError("bars must be sorted by open time without duplicates")
     return b
@@ -240,8 +276,8 @@ def _rolling_mean_std(x: FloatArray, n: int, ddof: int) -> tuple[FloatArray, Flo
         w = sliding_window_view(x, n)
         m = _sequential_sum(w) / n
         dev = w - m[:, None]
-        mean[n - 1:] = m
-        std[n - 1:] = np.sqrt(_sequential_sum(dev * dev) / (n - ddof))
+        mean[n - 1 :] = m
+        std[n - 1 :] = np.sqrt(_sequential_sum(dev * dev) / (n - ddof))
     return mean, std
 
 
@@ -303,8 +339,9 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd
         al[1:] = _ema(loss[1:], S.wilder_alpha(S.RSI_PERIOD))
     gl = ag + al
     with np.errstate(divide="ignore", invalid="ignore"):
-        f[f"rsi_{S.RSI_PERIOD}"] = np.where(gl > 0, 100.0 * ag / np.where(gl > 0, gl, 1.0),
-                                            np.where(np.isnan(gl), math.nan, 50.0))
+        f[f"rsi_{S.RSI_PERIOD}"] = np.where(
+            gl > 0, 100.0 * ag / np.where(gl > 0, gl, 1.0), np.where(np.isnan(gl), math.nan, 50.0)
+        )
     ema_fast = _ema(c, S.ema_alpha(S.EMA_FAST))
     ema_slow = _ema(c, S.ema_alpha(S.EMA_SLOW))
     f[f"ema_dist_{S.EMA_FAST}"] = c / ema_fast - 1.0
@@ -345,9 +382,12 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd
         vw = b["vwap"].to_numpy(dtype="float64")
         with np.errstate(divide="ignore", invalid="ignore"):
             f["buy_imbalance"] = np.where(v > 0, (2.0 * bv - v) / np.where(v > 0, v, 1.0), bv * 0.0)
-            f["vwap_dist"] = np.where(vw > 0, c / np.where(vw > 0, vw, 1.0) - 1.0, np.where(np.isnan(vw), vw, 0.0))
+            f["vwap_dist"] = np.where(
+                vw > 0, c / np.where(vw > 0, vw, 1.0) - 1.0, np.where(np.isnan(vw), vw, 0.0)
+            )
         f[f"trade_count_z_{S.TRADE_COUNT_Z_WINDOW}"] = _zscore(
-            b["trade_count"].to_numpy(dtype="float64"), S.TRADE_COUNT_Z_WINDOW)
+            b["trade_count"].to_numpy(dtype="float64"), S.TRADE_COUNT_Z_WINDOW
+        )
     out = pd.DataFrame({name: f[name] for name in spec.names}, index=b.index)
     for name, w in spec.warmup.items():
         if w:

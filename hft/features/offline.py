@@ -18,8 +18,10 @@ import pandas as pd
 from hft.features.bars import interval_ns
 from hft.features.spec import ALL_FEATURES
 
-_STAGING = ("CREATE TEMP TABLE IF NOT EXISTS bar_features_staging (LIKE features.bar_features INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS")
+_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS bar_features_staging (LIKE features.bar_features INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+)
 _COLS = ("symbol", "interval", "event_timestamp", "open_time", "feature_version", *ALL_FEATURES)
 _UPSERT = f"""
 INSERT INTO features.bar_features ({", ".join(_COLS)}, created)
@@ -43,26 +45,41 @@ def upsert_features(conn: Any, symbol: str, interval: str, features: pd.DataFram
     step = pd.Timedelta(interval_ns(interval), unit="ns")
     opens = pd.DatetimeIndex(features.index)
     closes = opens + step
-    cols = {c: (features[c].to_numpy(dtype="float64") if c in features.columns else np.full(len(features), np.nan))
-            for c in ALL_FEATURES}
+    cols = {
+        c: (
+            features[c].to_numpy(dtype="float64") if c in features.columns else np.full(len(features), np.nan)
+        )
+        for c in ALL_FEATURES
+    }
     with conn.cursor() as cur:
         cur.execute(_STAGING)
         with cur.copy(f"COPY bar_features_staging ({', '.join(_COLS)}) FROM STDIN") as cp:
             for i in range(len(features)):
-                cp.write_row((symbol, interval, closes[i].to_pydatetime(), opens[i].to_pydatetime(), version,
-                              *(_cell(cols[c][i]) for c in ALL_FEATURES)))
+                cp.write_row(
+                    (
+                        symbol,
+                        interval,
+                        closes[i].to_pydatetime(),
+                        opens[i].to_pydatetime(),
+                        version,
+                        *(_cell(cols[c][i]) for c in ALL_FEATURES),
+                    )
+                )
         cur.execute(_UPSERT)
         n = int(max(cur.rowcount, 0))
     conn.commit()
     return n
 
 
-def read_features(conn: Any, symbol: str, interval: str, start: datetime | None = None,
-                  end: datetime | None = None) -> pd.DataFrame:
+def read_features(
+    conn: Any, symbol: str, interval: str, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
     """Feature rows of one symbol and interval with event_timestamp in [start, end), indexed by open time."""
-    sql = (f"SELECT open_time, event_timestamp, feature_version, {', '.join(ALL_FEATURES)} FROM features.bar_features "
-           "WHERE symbol = %s AND interval = %s AND event_timestamp >= %s AND event_timestamp < %s "
-           "ORDER BY event_timestamp")
+    sql = (
+        f"SELECT open_time, event_timestamp, feature_version, {', '.join(ALL_FEATURES)} FROM features.bar_features "
+        "WHERE symbol = %s AND interval = %s AND event_timestamp >= %s AND event_timestamp < %s "
+        "ORDER BY event_timestamp"
+    )
     lo = start or datetime.fromisoformat("1970-01-01T00:00:00+00:00")
     hi = end or datetime.fromisoformat("9999-01-01T00:00:00+00:00")
     with conn.cursor() as cur:

@@ -39,7 +39,9 @@ class _Base:
         try:
             self.view = self.store.get_feature_view(FEATURE_VIEW)
         except FeatureViewNotFoundException as exc:
-            raise ConfigurationError("Feast registry has no bar_features view: run `hft features apply`") from exc
+            raise ConfigurationError(
+                "Feast registry has no bar_features view: run `hft features apply`"
+            ) from exc
         self.config = self.store.config
         self.online: Any = RedisOnlineStore()
         self._keys: dict[str, EntityKey] = {}
@@ -94,12 +96,15 @@ class OnlineFeatures(_Base):
 class OnlineWriter(_Base):
     """Write bar feature rows to the online store (Feast's Redis layout)."""
 
-    def write(self, symbol: str, feature_time: datetime, features: dict[str, float],
-              created: datetime | None = None) -> None:
+    def write(
+        self, symbol: str, feature_time: datetime, features: dict[str, float], created: datetime | None = None
+    ) -> None:
         """Write one row; features missing from the dict or NaN are stored as null."""
         self.write_many([(symbol, feature_time, features)], created)
 
-    def write_many(self, rows: list[tuple[str, datetime, dict[str, float]]], created: datetime | None = None) -> None:
+    def write_many(
+        self, rows: list[tuple[str, datetime, dict[str, float]]], created: datetime | None = None
+    ) -> None:
         """Write several rows in one Redis pipeline (Feast keeps the newest per symbol)."""
         from feast.protos.feast.types.Value_pb2 import Value
 

@@ -79,7 +79,11 @@ def _ohlcv_warmup() -> dict[str, int]:
 
 
 def _trade_warmup() -> dict[str, int]:
-    return {"buy_imbalance": 0, "vwap_dist": 0, f"trade_count_z_{TRADE_COUNT_Z_WINDOW}": TRADE_COUNT_Z_WINDOW - 1}
+    return {
+        "buy_imbalance": 0,
+        "vwap_dist": 0,
+        f"trade_count_z_{TRADE_COUNT_Z_WINDOW}": TRADE_COUNT_Z_WINDOW - 1,
+    }
 
 
 OHLCV_FEATURES: tuple[str, ...] = tuple(_ohlcv_warmup())
@@ -127,7 +131,8 @@ FEATURE_SPEC_OHLCV = FeatureSpec("bar_features_ohlcv_v1", OHLCV_FEATURES, uses_t
 FEATURE_SPEC_FULL = FeatureSpec("bar_features_v1", ALL_FEATURES, uses_trades=True)
 FEATURE_SPEC = FEATURE_SPEC_FULL
 SPECS: MappingProxyType[str, FeatureSpec] = MappingProxyType(
-    {s.version: s for s in (FEATURE_SPEC_OHLCV, FEATURE_SPEC_FULL)})
+    {s.version: s for s in (FEATURE_SPEC_OHLCV, FEATURE_SPEC_FULL)}
+)
 
 
 def get_spec(version: str) -> FeatureSpec:

@@ -97,7 +97,9 @@ def feature_store(settings: Settings) -> FeatureStore:
 
 def declarations(interval: str) -> dict[str, Any]:
     """The Feast objects declared in ``feature_repo/bar_features.py`` for a bar interval."""
-    spec = importlib.util.spec_from_file_location("hft_feature_repo_bar_features", REPO_DIR / "bar_features.py")
+    spec = importlib.util.spec_from_file_location(
+        "hft_feature_repo_bar_features", REPO_DIR / "bar_features.py"
+    )
     if spec is None or spec.loader is None:
         raise FileNotFoundError(REPO_DIR / "bar_features.py")
     module = importlib.util.module_from_spec(spec)

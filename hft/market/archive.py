@@ -35,7 +35,16 @@ from hft.market.ticks import epoch_to_ns
 
 Progress = Callable[[str, int, int | None], None]  # (file name, bytes so far, total or None)
 TRADE_COLUMNS = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"]
-AGG_TRADE_COLUMNS = ["agg_id", "price", "qty", "first_id", "last_id", "time", "is_buyer_maker", "is_best_match"]
+AGG_TRADE_COLUMNS = [
+    "agg_id",
+    "price",
+    "qty",
+    "first_id",
+    "last_id",
+    "time",
+    "is_buyer_maker",
+    "is_best_match",
+]
 
 
 class ArchiveError(RuntimeError):
@@ -54,9 +63,9 @@ class ChecksumError(ArchiveError):
 class ArchiveFile:
     """One file of the archive."""
 
-    kind: str              # klines, trades, aggTrades
+    kind: str  # klines, trades, aggTrades
     symbol: str
-    day: str               # YYYY-MM (monthly) or YYYY-MM-DD (daily)
+    day: str  # YYYY-MM (monthly) or YYYY-MM-DD (daily)
     interval: str | None = None
     market: str = "spot"
 
@@ -82,8 +91,15 @@ class ArchiveFile:
         return "/".join([*parts, self.name])
 
 
-def plan_files(kind: str, symbol: str, start: date, end: date, interval: str | None = None,
-               market: str = "spot", period: str = "auto") -> list[ArchiveFile]:
+def plan_files(
+    kind: str,
+    symbol: str,
+    start: date,
+    end: date,
+    interval: str | None = None,
+    market: str = "spot",
+    period: str = "auto",
+) -> list[ArchiveFile]:
     """Files covering ``start..end`` (inclusive): whole months monthly, the rest daily (``auto``)."""
     if end < start:
         raise ValueError("end before start")
@@ -124,8 +140,9 @@ def parse_checksum(text: str, name: str) -> str:
 class Archive:
     """Fetch archive files from a base URL into a local cache, verified."""
 
-    def __init__(self, base_url: str, cache_dir: Path, progress: Progress | None = None,
-                 timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, cache_dir: Path, progress: Progress | None = None, timeout_s: float = 60.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.cache_dir = Path(cache_dir)
         self.progress = progress
@@ -172,8 +189,12 @@ class Archive:
         """Return the local path of a verified zip, downloading it when not cached."""
         dest = self.cached_path(f)
         sums = dest.with_name(dest.name + ".CHECKSUM")
-        if (dest.exists() and sums.exists() and not refresh
-                and sha256_of(dest) == parse_checksum(sums.read_text(), f.name)):
+        if (
+            dest.exists()
+            and sums.exists()
+            and not refresh
+            and sha256_of(dest) == parse_checksum(sums.read_text(), f.name)
+        ):
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
@@ -184,8 +205,10 @@ class Archive:
             expected = parse_checksum(tmp_sum.read_text(), f.name)
             actual = sha256_of(tmp_zip)
             if actual != expected:
-                raise ChecksumError(f"{f.name}: sha256 {actual} does not match its CHECKSUM {expected}; "
-                                    "file refused (corrupted or truncated download)")
+                raise ChecksumError(
+                    f"{f.name}: sha256 {actual} does not match its CHECKSUM {expected}; "
+                    "file refused (corrupted or truncated download)"
+                )
             tmp_zip.replace(dest)
             tmp_sum.replace(sums)
         return dest

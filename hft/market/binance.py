@@ -101,17 +101,42 @@ def parse_event(message: bytes | str | dict[str, Any]) -> Event:
     kind = d.get("e")
     try:
         if kind == "trade":
-            return Trade(str(d["s"]), int(d["t"]), str(d["p"]), str(d["q"]), int(d["T"]), int(d["E"]),
-                         bool(d["m"]), bool(d.get("M", True)))
+            return Trade(
+                str(d["s"]),
+                int(d["t"]),
+                str(d["p"]),
+                str(d["q"]),
+                int(d["T"]),
+                int(d["E"]),
+                bool(d["m"]),
+                bool(d.get("M", True)),
+            )
         if kind == "aggTrade":
-            return AggTrade(str(d["s"]), int(d["a"]), str(d["p"]), str(d["q"]), int(d["f"]), int(d["l"]),
-                            int(d["T"]), int(d["E"]), bool(d["m"]))
+            return AggTrade(
+                str(d["s"]),
+                int(d["a"]),
+                str(d["p"]),
+                str(d["q"]),
+                int(d["f"]),
+                int(d["l"]),
+                int(d["T"]),
+                int(d["E"]),
+                bool(d["m"]),
+            )
         if kind == "depthUpdate":
-            return DepthUpdate(str(d["s"]), int(d["U"]), int(d["u"]), _levels(d["b"]), _levels(d["a"]),
-                               int(d["E"]))
+            return DepthUpdate(
+                str(d["s"]), int(d["U"]), int(d["u"]), _levels(d["b"]), _levels(d["a"]), int(d["E"])
+            )
         if kind is None and {"u", "s", "b", "B", "a", "A"} <= d.keys():
-            return BookTicker(str(d["s"]), int(d["u"]), str(d["b"]), str(d["B"]), str(d["a"]), str(d["A"]),
-                              int(d["E"]) if "E" in d else None)
+            return BookTicker(
+                str(d["s"]),
+                int(d["u"]),
+                str(d["b"]),
+                str(d["B"]),
+                str(d["a"]),
+                str(d["A"]),
+                int(d["E"]) if "E" in d else None,
+            )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedMessage(f"bad {kind or 'event'} fields: {exc!r}", stream) from exc
     raise MalformedMessage(f"unknown event type {kind!r}", stream)
@@ -119,18 +144,42 @@ def parse_event(message: bytes | str | dict[str, Any]) -> Event:
 
 def trade_to_json(t: Trade) -> dict[str, Any]:
     """Return the ``trade`` event dict Binance sends for this trade."""
-    return {"e": "trade", "E": t.event_time_ms, "s": t.symbol, "t": t.trade_id, "p": t.price, "q": t.quantity,
-            "T": t.trade_time_ms, "m": t.buyer_is_maker, "M": t.best_match}
+    return {
+        "e": "trade",
+        "E": t.event_time_ms,
+        "s": t.symbol,
+        "t": t.trade_id,
+        "p": t.price,
+        "q": t.quantity,
+        "T": t.trade_time_ms,
+        "m": t.buyer_is_maker,
+        "M": t.best_match,
+    }
 
 
 def trade_to_rest(t: Trade) -> dict[str, Any]:
     """Return the ``/api/v3/trades`` row of this trade."""
     quote = f"{float(t.price) * float(t.quantity):.8f}"
-    return {"id": t.trade_id, "price": t.price, "qty": t.quantity, "quoteQty": quote, "time": t.trade_time_ms,
-            "isBuyerMaker": t.buyer_is_maker, "isBestMatch": t.best_match}
+    return {
+        "id": t.trade_id,
+        "price": t.price,
+        "qty": t.quantity,
+        "quoteQty": quote,
+        "time": t.trade_time_ms,
+        "isBuyerMaker": t.buyer_is_maker,
+        "isBestMatch": t.best_match,
+    }
 
 
 def trade_to_agg_rest(t: Trade) -> dict[str, Any]:
     """Return the ``/api/v3/aggTrades`` row of this trade (one trade per aggregate)."""
-    return {"a": t.trade_id, "p": t.price, "q": t.quantity, "f": t.trade_id, "l": t.trade_id,
-            "T": t.trade_time_ms, "m": t.buyer_is_maker, "M": t.best_match}
+    return {
+        "a": t.trade_id,
+        "p": t.price,
+        "q": t.quantity,
+        "f": t.trade_id,
+        "l": t.trade_id,
+        "T": t.trade_time_ms,
+        "m": t.buyer_is_maker,
+        "M": t.best_match,
+    }

@@ -29,8 +29,14 @@ __all__ = ["KafkaTickSink", "last_trade_ids", "make_producer"]
 class KafkaTickSink:
     """A :class:`hft.market.stream.TickSink` that sends to Kafka."""
 
-    def __init__(self, producer: Producer, topic: str, dlq_topic: str, latency_every: int = 50,
-                 on_latency: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        dlq_topic: str,
+        latency_every: int = 50,
+        on_latency: Callable[[float], None] | None = None,
+    ) -> None:
         self.producer = producer
         self.topic = topic
         self.dlq_topic = dlq_topic
@@ -48,8 +54,11 @@ class KafkaTickSink:
         """Send one tick (asynchronously; delivery reports are served by the next calls)."""
         value = tick.SerializeToString()
         self.sent += 1
-        cb = self._on_sampled if self.on_latency is not None and self.sent % self.latency_every == 0 \
+        cb = (
+            self._on_sampled
+            if self.on_latency is not None and self.sent % self.latency_every == 0
             else self._on_delivery
+        )
         while True:
             try:
                 self._produce(self.topic, value, tick.symbol.encode(), on_delivery=cb)
@@ -74,8 +83,12 @@ class KafkaTickSink:
         """Send one refused input with its reason to the dead-letter topic."""
         self.dead += 1
         log.warning("dead letter (%s): %r", reason, raw[:200])
-        self._produce(self.dlq_topic, dead_letter_bytes(reason, raw, receive_time_ns, stream),
-                      stream.encode() or None, on_delivery=self._on_dead_delivery)
+        self._produce(
+            self.dlq_topic,
+            dead_letter_bytes(reason, raw, receive_time_ns, stream),
+            stream.encode() or None,
+            on_delivery=self._on_dead_delivery,
+        )
         self._poll(0)
 
     def _on_dead_delivery(self, err: KafkaError | None, _msg: Message) -> None:
@@ -97,8 +110,9 @@ class KafkaTickSink:
         return int(self.producer.flush(timeout_s))
 
 
-def last_trade_ids(settings: Settings, topic: str, symbols: list[str], tail: int = 2000,
-                   timeout_s: float = 20.0) -> dict[str, int]:
+def last_trade_ids(
+    settings: Settings, topic: str, symbols: list[str], tail: int = 2000, timeout_s: float = 20.0
+) -> dict[str, int]:
     """The highest trade id per symbol among the last ``tail`` messages of each partition.
 
     What the producer already delivered before a crash or restart: the stream client resumes

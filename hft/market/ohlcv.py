@@ -22,8 +22,18 @@ import pandas as pd
 
 OHLCV = ["open", "high", "low", "close", "volume"]
 KLINE_COLUMNS = [
-    "open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
-    "taker_buy_volume", "taker_buy_quote_volume", "ignore",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
 ]
 OPTIONAL = ["quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume"]
 _MICROS_THRESHOLD = 10**14  # epoch ms stay below 1e14 until the year 5138
@@ -57,15 +67,23 @@ def read_ohlcv_csv(source: str | Path | bytes, symbol: str | None = None) -> pd.
     if has_header:
         df = pd.read_csv(buf, compression=compression)
         df.columns = [c.strip().lower() for c in df.columns]
-        rename = {"timestamp": "open_time", "date": "open_time", "number_of_trades": "count", "trades": "count",
-                  "quote_asset_volume": "quote_volume", "taker_buy_base_asset_volume": "taker_buy_volume",
-                  "taker_buy_quote_asset_volume": "taker_buy_quote_volume"}
+        rename = {
+            "timestamp": "open_time",
+            "date": "open_time",
+            "number_of_trades": "count",
+            "trades": "count",
+            "quote_asset_volume": "quote_volume",
+            "taker_buy_base_asset_volume": "taker_buy_volume",
+            "taker_buy_quote_asset_volume": "taker_buy_quote_volume",
+        }
         df = df.rename(columns={k: v for k, v in rename.items() if k in df.columns and v not in df.columns})
     else:
         df = pd.read_csv(buf, header=None, compression=compression)
         if df.shape[1] < 6:
             raise OHLCVFormatError(f"headerless kline file needs >= 6 columns, found {df.shape[1]}")
-        df.columns = KLINE_COLUMNS[: df.shape[1]] + [f"extra_{i}" for i in range(df.shape[1] - len(KLINE_COLUMNS))]
+        df.columns = KLINE_COLUMNS[: df.shape[1]] + [
+            f"extra_{i}" for i in range(df.shape[1] - len(KLINE_COLUMNS))
+        ]
     missing = [c for c in ["open_time", *OHLCV] if c not in df.columns]
     if missing:
         raise OHLCVFormatError(f"missing columns {missing}; found {list(df.columns)}")
@@ -77,7 +95,9 @@ def read_ohlcv_csv(source: str | Path | bytes, symbol: str | None = None) -> pd.
     out = df[keep].astype("float64")
     out.index = index.rename("open_time")
     out = out[~out.index.duplicated(keep="first")].sort_index()
-    bad = (out["high"] < out[["open", "close"]].max(axis=1)) | (out["low"] > out[["open", "close"]].min(axis=1))
+    bad = (out["high"] < out[["open", "close"]].max(axis=1)) | (
+        out["low"] > out[["open", "close"]].min(axis=1)
+    )
     if bool(bad.any()):
         raise OHLCVFormatError(f"{int(bad.sum())} rows with inconsistent OHLC, first at {out.index[bad][0]}")
     if symbol:

@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -105,9 +106,17 @@ def _receive_ns(token: str) -> int:
     return value * 1_000_000
 
 
-def _trade_from_data(d: dict[str, object]) -> Trade:
-    return Trade(str(d["s"]), int(d["t"]), str(d["p"]), str(d["q"]), int(d["T"]),  # type: ignore[call-overload]
-                 int(d["E"]), bool(d["m"]), bool(d.get("M", True)))  # type: ignore[call-overload]
+def _trade_from_data(d: dict[str, Any]) -> Trade:
+    return Trade(
+        str(d["s"]),
+        int(d["t"]),
+        str(d["p"]),
+        str(d["q"]),
+        int(d["T"]),
+        int(d["E"]),
+        bool(d["m"]),
+        bool(d.get("M", True)),
+    )
 
 
 def read_capture(path: str | Path, streams: Iterable[str] | None = None) -> Iterator[Frame]:
@@ -120,10 +129,10 @@ def read_capture(path: str | Path, streams: Iterable[str] | None = None) -> Iter
                 continue  # the REST depth snapshot line of the first file
             raw = body.encode()
             cut = raw.find(b',"data":')
-            stream = raw[11:cut - 1].decode()
+            stream = raw[11 : cut - 1].decode()
             if wanted is not None and stream not in wanted:
                 continue
-            data = raw[cut + 8:-1]
+            data = raw[cut + 8 : -1]
             trade = _trade_from_data(_decode.decode(data)) if stream.endswith("@trade") else None
             yield Frame(_receive_ns(ts), stream, data, trade)
 
@@ -145,8 +154,9 @@ def _check_trade_order(frames: list[Frame]) -> None:
         if f.trade is not None:
             prev = last.get(f.trade.symbol)
             if prev is not None and f.trade.trade_id <= prev:
-                raise ValueError(f"trade ids go backwards in the recording: {f.trade.symbol} {prev} -> "
-                                 f"{f.trade.trade_id}")
+                raise ValueError(
+                    f"trade ids go backwards in the recording: {f.trade.symbol} {prev} -> {f.trade.trade_id}"
+                )
             last[f.trade.symbol] = f.trade.trade_id
 
 
@@ -159,8 +169,18 @@ def read_trade_file(path: str | Path, symbol: str) -> list[Trade]:
                 continue  # header
             t_ns = epoch_to_ns(int(row[4]))
             best = row[6].strip().lower() == "true" if len(row) > 6 else True
-            trades.append(Trade(symbol, int(row[0]), row[1], row[2], t_ns // 1_000_000, t_ns // 1_000_000,
-                                row[5].strip().lower() == "true", best))
+            trades.append(
+                Trade(
+                    symbol,
+                    int(row[0]),
+                    row[1],
+                    row[2],
+                    t_ns // 1_000_000,
+                    t_ns // 1_000_000,
+                    row[5].strip().lower() == "true",
+                    best,
+                )
+            )
     trades.sort(key=lambda t: t.trade_id)
     return trades
 
@@ -168,8 +188,11 @@ def read_trade_file(path: str | Path, symbol: str) -> list[Trade]:
 def trades_timeline(trades_by_symbol: dict[str, list[Trade]]) -> Timeline:
     """Build a timeline from trade lists, paced and interleaved by trade time."""
     frames = [
-        Frame(t.trade_time_ms * 1_000_000, f"{t.symbol.lower()}@trade", msgspec.json.encode(trade_event(t)), t)
-        for trades in trades_by_symbol.values() for t in trades
+        Frame(
+            t.trade_time_ms * 1_000_000, f"{t.symbol.lower()}@trade", msgspec.json.encode(trade_event(t)), t
+        )
+        for trades in trades_by_symbol.values()
+        for t in trades
     ]
     frames.sort(key=lambda f: (f.time_ns, f.trade.trade_id if f.trade else 0))
     return Timeline(frames, sorted(trades_by_symbol))
@@ -177,8 +200,17 @@ def trades_timeline(trades_by_symbol: dict[str, list[Trade]]) -> Timeline:
 
 def trade_event(t: Trade) -> dict[str, object]:
     """The ``trade`` event JSON object of a trade."""
-    return {"e": "trade", "E": t.event_time_ms, "s": t.symbol, "t": t.trade_id, "p": t.price, "q": t.quantity,
-            "T": t.trade_time_ms, "m": t.buyer_is_maker, "M": t.best_match}
+    return {
+        "e": "trade",
+        "E": t.event_time_ms,
+        "s": t.symbol,
+        "t": t.trade_id,
+        "p": t.price,
+        "q": t.quantity,
+        "T": t.trade_time_ms,
+        "m": t.buyer_is_maker,
+        "M": t.best_match,
+    }
 
 
 def default_capture_paths(data_dir: str | Path, symbols: Iterable[str]) -> list[Path]:
@@ -236,8 +268,12 @@ def shifted(trade: Trade, passes: int, id_span: dict[str, tuple[int, int]], peri
         return trade
     lo, hi = id_span[trade.symbol]
     dt = passes * period_ms
-    return replace(trade, trade_id=trade.trade_id + passes * (hi - lo + 1),
-                   trade_time_ms=trade.trade_time_ms + dt, event_time_ms=trade.event_time_ms + dt)
+    return replace(
+        trade,
+        trade_id=trade.trade_id + passes * (hi - lo + 1),
+        trade_time_ms=trade.trade_time_ms + dt,
+        event_time_ms=trade.event_time_ms + dt,
+    )
 
 
 def expected_trades(timeline: Timeline, passes: int = 1) -> list[Trade]:

@@ -23,8 +23,14 @@ log = logging.getLogger("hft.market.rest")
 class BinanceRest:
     """The REST endpoints gap fill and backfill need (``/api/v3/...``)."""
 
-    def __init__(self, base_url: str, weight_budget: int = 5000, timeout_s: float = 10.0, retries: int = 5,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        weight_budget: int = 5000,
+        timeout_s: float = 10.0,
+        retries: int = 5,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.weight_budget = weight_budget
         self.retries = retries
@@ -42,7 +48,9 @@ class BinanceRest:
         for attempt in range(self.retries + 1):
             if self.used_weight >= self.weight_budget:
                 wait = 60 - time.time() % 60 + 0.5
-                log.warning("REST weight %d >= budget %d: waiting %.1f s", self.used_weight, self.weight_budget, wait)
+                log.warning(
+                    "REST weight %d >= budget %d: waiting %.1f s", self.used_weight, self.weight_budget, wait
+                )
                 await asyncio.sleep(wait)
                 self.used_weight = 0
             try:
@@ -72,9 +80,13 @@ class BinanceRest:
             return resp.json()
         raise TransientError(f"REST {path}: still rate limited after {self.retries} retries")
 
-    async def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    async def historical_trades(
+        self, symbol: str, from_id: int | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         """Trades from ``from_id`` on (``/api/v3/historicalTrades``)."""
-        rows: list[dict[str, Any]] = await self.get("historicalTrades", symbol=symbol, fromId=from_id, limit=limit)
+        rows: list[dict[str, Any]] = await self.get(
+            "historicalTrades", symbol=symbol, fromId=from_id, limit=limit
+        )
         return rows
 
     async def recent_trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -82,18 +94,32 @@ class BinanceRest:
         rows: list[dict[str, Any]] = await self.get("trades", symbol=symbol, limit=limit)
         return rows
 
-    async def agg_trades(self, symbol: str, from_id: int | None = None, start_ms: int | None = None,
-                         end_ms: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    async def agg_trades(
+        self,
+        symbol: str,
+        from_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
         """Aggregate trades by id or time (``/api/v3/aggTrades``)."""
-        rows: list[dict[str, Any]] = await self.get("aggTrades", symbol=symbol, fromId=from_id, startTime=start_ms,
-                                                    endTime=end_ms, limit=limit)
+        rows: list[dict[str, Any]] = await self.get(
+            "aggTrades", symbol=symbol, fromId=from_id, startTime=start_ms, endTime=end_ms, limit=limit
+        )
         return rows
 
-    async def klines(self, symbol: str, interval: str, start_ms: int | None = None, end_ms: int | None = None,
-                     limit: int = 1000) -> list[list[Any]]:
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[list[Any]]:
         """Klines (``/api/v3/klines``), Binance's 12-column rows."""
-        rows: list[list[Any]] = await self.get("klines", symbol=symbol, interval=interval, startTime=start_ms,
-                                               endTime=end_ms, limit=limit)
+        rows: list[list[Any]] = await self.get(
+            "klines", symbol=symbol, interval=interval, startTime=start_ms, endTime=end_ms, limit=limit
+        )
         return rows
 
     async def exchange_info(self) -> dict[str, Any]:

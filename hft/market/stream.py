@@ -64,7 +64,9 @@ class StreamStats:
     last_trade_id: dict[str, int] = field(default_factory=dict)
 
 
-def backoff_delays(base_s: float = 0.5, cap_s: float = 30.0, rng: random.Random | None = None) -> Callable[[int], float]:
+def backoff_delays(
+    base_s: float = 0.5, cap_s: float = 30.0, rng: random.Random | None = None
+) -> Callable[[int], float]:
     """Full-jitter exponential backoff: attempt n waits uniform(0, min(cap, base * 2**n))."""
     r = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -77,11 +79,23 @@ def backoff_delays(base_s: float = 0.5, cap_s: float = 30.0, rng: random.Random 
 class TradeStream:
     """Every trade of ``symbols`` from a Binance-compatible WebSocket + REST endpoint, once."""
 
-    def __init__(self, ws_url: str, rest: BinanceRest, symbols: list[str], sink: TickSink, *,
-                 venue: str = "binance-spot", clock_ns: Callable[[], int] = time.time_ns,
-                 max_session_s: float = 23.5 * 3600, backoff: Callable[[int], float] | None = None,
-                 last_ids: dict[str, int] | None = None, rest_page: int = 1000,
-                 idle_check_s: float = 5.0, max_fill: int = 1_000_000, reset_below: int = 50_000) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        rest: BinanceRest,
+        symbols: list[str],
+        sink: TickSink,
+        *,
+        venue: str = "binance-spot",
+        clock_ns: Callable[[], int] = time.time_ns,
+        max_session_s: float = 23.5 * 3600,
+        backoff: Callable[[int], float] | None = None,
+        last_ids: dict[str, int] | None = None,
+        rest_page: int = 1000,
+        idle_check_s: float = 5.0,
+        max_fill: int = 1_000_000,
+        reset_below: int = 50_000,
+    ) -> None:
         self.ws_url = ws_url.rstrip("/")
         self.rest = rest
         self.symbols = [s.upper() for s in symbols]
@@ -112,8 +126,15 @@ class TradeStream:
         attempt = 0
         while not stop.is_set():
             try:
-                async with connect(self.url, compression=None, max_queue=4096, open_timeout=10,
-                                   ping_interval=20, ping_timeout=20, close_timeout=2) as ws:
+                async with connect(
+                    self.url,
+                    compression=None,
+                    max_queue=4096,
+                    open_timeout=10,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=2,
+                ) as ws:
                     self.connected.set()
                     planned = await self._session(ws, stop)
                     attempt = 0
@@ -202,7 +223,9 @@ class TradeStream:
         if last is not None:
             if tid <= last - self.reset_below:
                 # Binance ids never go back this far: the venue restarted (a replay exchange)
-                log.warning("%s trade ids went back from %d to %d: venue restarted; following it", sym, last, tid)
+                log.warning(
+                    "%s trade ids went back from %d to %d: venue restarted; following it", sym, last, tid
+                )
                 last = None
             elif tid <= last:
                 self.stats.duplicates += 1
@@ -247,8 +270,13 @@ class TradeStream:
                 if tick.trade_id != self.last.get(symbol, tick.trade_id - 1) + 1:
                     break  # REST itself skipped ids: stop; the gap stays visible
                 if got >= self.max_fill:
-                    log.error("%s: more than %d trades missing from %d on; giving up the fill and "
-                              "following the live stream", symbol, self.max_fill, from_id)
+                    log.error(
+                        "%s: more than %d trades missing from %d on; giving up the fill and "
+                        "following the live stream",
+                        symbol,
+                        self.max_fill,
+                        from_id,
+                    )
                     self.stats.gaps_unfilled += 1
                     self.last.pop(symbol, None)
                     return got

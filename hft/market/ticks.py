@@ -85,9 +85,16 @@ def _build(tr: _Trade, receive_time_ns: int, venue: str) -> Tick:
     if not (price > 0 and qty >= 0) or tr.t < 0:
         raise MalformedMessage(f"out-of-range trade {tr.t}: price={tr.p} qty={tr.q}")
     return Tick(
-        symbol=tr.s, trade_id=tr.t, price=price, quantity=qty, buyer_is_maker=tr.m,
-        trade_time_ns=epoch_to_ns(tr.T), event_time_ns=epoch_to_ns(tr.E), receive_time_ns=receive_time_ns,
-        source=SOURCE_STREAM, venue=venue,
+        symbol=tr.s,
+        trade_id=tr.t,
+        price=price,
+        quantity=qty,
+        buyer_is_maker=tr.m,
+        trade_time_ns=epoch_to_ns(tr.T),
+        event_time_ns=epoch_to_ns(tr.E),
+        receive_time_ns=receive_time_ns,
+        source=SOURCE_STREAM,
+        venue=venue,
     )
 
 
@@ -126,8 +133,9 @@ def tick_from_trade(data: dict[str, Any], receive_time_ns: int, venue: str = "bi
     return _build(tr, receive_time_ns, venue)
 
 
-def tick_from_rest_trade(row: dict[str, Any], symbol: str, receive_time_ns: int,
-                         venue: str = "binance-spot") -> Tick:
+def tick_from_rest_trade(
+    row: dict[str, Any], symbol: str, receive_time_ns: int, venue: str = "binance-spot"
+) -> Tick:
     """Build a Tick from a REST ``/api/v3/trades`` or ``historicalTrades`` row (gap fill).
 
     REST rows carry no event time: ``event_time_ns`` is the trade time and ``source`` is
@@ -136,9 +144,16 @@ def tick_from_rest_trade(row: dict[str, Any], symbol: str, receive_time_ns: int,
     try:
         trade_ns = epoch_to_ns(int(row["time"]))
         return Tick(
-            symbol=symbol, trade_id=int(row["id"]), price=float(row["price"]), quantity=float(row["qty"]),
-            buyer_is_maker=bool(row["isBuyerMaker"]), trade_time_ns=trade_ns, event_time_ns=trade_ns,
-            receive_time_ns=receive_time_ns, source=SOURCE_REST_GAP_FILL, venue=venue,
+            symbol=symbol,
+            trade_id=int(row["id"]),
+            price=float(row["price"]),
+            quantity=float(row["qty"]),
+            buyer_is_maker=bool(row["isBuyerMaker"]),
+            trade_time_ns=trade_ns,
+            event_time_ns=trade_ns,
+            receive_time_ns=receive_time_ns,
+            source=SOURCE_REST_GAP_FILL,
+            venue=venue,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedMessage(f"not a valid REST trade row: {exc!r}") from exc
@@ -160,7 +175,9 @@ def decode_tick(data: bytes) -> Tick:
 def dead_letter_bytes(reason: str, raw: bytes | str, receive_time_ns: int, stream: str = "") -> bytes:
     """Serialize a DeadLetter holding the raw input and why it was refused."""
     body = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-    out: bytes = DeadLetter(reason=reason, raw=body, receive_time_ns=receive_time_ns, stream=stream).SerializeToString()
+    out: bytes = DeadLetter(
+        reason=reason, raw=body, receive_time_ns=receive_time_ns, stream=stream
+    ).SerializeToString()
     return out
 
 

@@ -46,8 +46,13 @@ def default_feature_set(version: str | None = None) -> FeatureSet:
         return compute_features(bars, spec)[list(names)]
 
     baseline = tuple(n for n in names if n.startswith(_BASELINE_PREFIXES))
-    return FeatureSet(names=names, version=spec.version, warmup_bars=spec.warmup_bars, compute=_compute,
-                      baseline_names=baseline)
+    return FeatureSet(
+        names=names,
+        version=spec.version,
+        warmup_bars=spec.warmup_bars,
+        compute=_compute,
+        baseline_names=baseline,
+    )
 
 
 @dataclass
@@ -137,23 +142,35 @@ def build_dataset(
         breaks = np.ones(len(idx), dtype=bool)
         breaks[1:] = np.diff(times) != step.value
         run_first = np.maximum.accumulate(np.where(breaks, np.arange(len(idx)), 0)) + offset
-        parts.append({
-            "X": feats.to_numpy(dtype=np.float32)[idx],
-            "y": label.to_numpy()[idx],
-            "times": times,
-            "symbols": np.full(len(idx), symbol, dtype=object),
-            "fwd": fwd.to_numpy()[idx],
-            "prev": np.where(past.to_numpy()[idx] > 0, 1.0, 0.0),
-            "run": run_first.astype(np.int64),
-        })
+        parts.append(
+            {
+                "X": feats.to_numpy(dtype=np.float32)[idx],
+                "y": label.to_numpy()[idx],
+                "times": times,
+                "symbols": np.full(len(idx), symbol, dtype=object),
+                "fwd": fwd.to_numpy()[idx],
+                "prev": np.where(past.to_numpy()[idx] > 0, 1.0, 0.0),
+                "run": run_first.astype(np.int64),
+            }
+        )
         offset += len(idx)
     if not parts:
         raise ConfigurationError("no rows with complete features in the requested range")
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return Dataset(X=cat["X"], y=cat["y"].astype(np.float64), times=cat["times"], symbols=cat["symbols"],
-                   fwd_ret=cat["fwd"].astype(np.float64), prev_dir=cat["prev"], run_start=cat["run"],
-                   feature_names=features.names, feature_version=features.version, interval=interval,
-                   horizon=horizon, baseline_names=features.baseline_names)
+    return Dataset(
+        X=cat["X"],
+        y=cat["y"].astype(np.float64),
+        times=cat["times"],
+        symbols=cat["symbols"],
+        fwd_ret=cat["fwd"].astype(np.float64),
+        prev_dir=cat["prev"],
+        run_start=cat["run"],
+        feature_names=features.names,
+        feature_version=features.version,
+        interval=interval,
+        horizon=horizon,
+        baseline_names=features.baseline_names,
+    )
 
 
 def load_bars(data: str | Path, symbols: list[str], interval: str) -> dict[str, pd.DataFrame]:
@@ -168,12 +185,15 @@ def load_bars(data: str | Path, symbols: list[str], interval: str) -> dict[str, 
     if text.startswith(("http://", "https://", "file://")):
         raise ConfigurationError(
             "archive URLs are read by hft.market's archive reader; download the klines first "
-            "or pass a CSV file or directory")
+            "or pass a CSV file or directory"
+        )
     path = Path(text).expanduser()
     if path.is_dir():
         out = {}
         for sym in symbols:
-            found = sorted(path.glob(f"{sym}_{interval}_*.csv*")) or sorted(path.glob(f"*/{sym}_{interval}_*.csv*"))
+            found = sorted(path.glob(f"{sym}_{interval}_*.csv*")) or sorted(
+                path.glob(f"*/{sym}_{interval}_*.csv*")
+            )
             # prefer the longest history when several files exist (ohlcv over klines excerpts)
             found.sort(key=lambda p: p.stat().st_size, reverse=True)
             if not found:
@@ -184,7 +204,9 @@ def load_bars(data: str | Path, symbols: list[str], interval: str) -> dict[str, 
         raise ConfigurationError(f"data not found: {path}")
     guessed = symbol_from_filename(path)
     if len(symbols) > 1:
-        raise ConfigurationError(f"{path} is one file but {len(symbols)} symbols were asked for; pass a directory")
+        raise ConfigurationError(
+            f"{path} is one file but {len(symbols)} symbols were asked for; pass a directory"
+        )
     sym = symbols[0] if symbols else (guessed or "UNKNOWN")
     if guessed and symbols and guessed != symbols[0]:
         raise ConfigurationError(f"{path} holds {guessed}, not {symbols[0]}")

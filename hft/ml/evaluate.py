@@ -39,8 +39,13 @@ def _utc(value: str | None, end_of_day: bool = False) -> pd.Timestamp | None:
 
 
 def score(
-    settings: Settings, ens: Ensemble, bars: dict[str, pd.DataFrame], interval: str,
-    start: pd.Timestamp | None, end: pd.Timestamp | None, n_boot: int = 200,
+    settings: Settings,
+    ens: Ensemble,
+    bars: dict[str, pd.DataFrame],
+    interval: str,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    n_boot: int = 200,
 ) -> dict[str, Any]:
     """Metrics, bootstrap intervals and the cost-aware backtest of ``ens`` on decisions in [start, end].
 
@@ -55,8 +60,9 @@ def score(
         step = interval_timedelta(interval)
         first = start - step * (features.warmup_bars + ens.seq_len + 8)
         bars = {sym: b[b.index >= first] for sym, b in bars.items()}
-    ds = build_dataset(bars, features, interval, horizon=settings.label_horizon,
-                       dead_zone_bps=settings.label_dead_zone_bps)
+    ds = build_dataset(
+        bars, features, interval, horizon=settings.label_horizon, dead_zone_bps=settings.label_dead_zone_bps
+    )
     rows = ds.labeled()
     rows = rows[ds.window_ok(ens.seq_len)[rows]]
     t = ds.times[rows]
@@ -69,7 +75,9 @@ def score(
     if len(rows) == 0:
         raise ConfigurationError("no labelled decisions in the requested range")
     p = ens.predict_rows(ds.X, rows)
-    rep = model_report(ds.y[rows], p, ds.fwd_ret[rows], ds.times[rows], M.Costs.from_settings(settings), n_boot)
+    rep = model_report(
+        ds.y[rows], p, ds.fwd_ret[rows], ds.times[rows], M.Costs.from_settings(settings), n_boot
+    )
     rep["n"] = len(rows)
     rep["first_decision"] = str(pd.Timestamp(int(ds.times[rows].min()), tz="UTC"))
     rep["last_decision"] = str(pd.Timestamp(int(ds.times[rows].max()), tz="UTC"))
@@ -79,7 +87,11 @@ def score(
 
 
 def evaluate(
-    settings: Settings, model_uri: str, data: str | Path, start: str | None, end: str | None = None,
+    settings: Settings,
+    model_uri: str,
+    data: str | Path,
+    start: str | None,
+    end: str | None = None,
     symbols: list[str] | None = None,
 ) -> dict[str, Any]:
     """Load a model (``models:/name@alias``, ``models:/name/version`` or ``runs:/...``) and score it."""

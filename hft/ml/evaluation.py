@@ -13,8 +13,15 @@ from hft.ml.dataset import Dataset
 from hft.ml.models import COMPONENTS, FitConfig, fit_ensemble, fit_lightgbm
 
 BASELINES = ("majority", "persistence", "logistic", "lightgbm_plain")
-PLAIN_LIGHTGBM = {"num_leaves": 31, "learning_rate": 0.05, "min_data_in_leaf": 100, "feature_fraction": 1.0,
-                  "bagging_fraction": 1.0, "lambda_l2": 0.0, "num_boost_round": 200}
+PLAIN_LIGHTGBM = {
+    "num_leaves": 31,
+    "learning_rate": 0.05,
+    "min_data_in_leaf": 100,
+    "feature_fraction": 1.0,
+    "bagging_fraction": 1.0,
+    "lambda_l2": 0.0,
+    "num_boost_round": 200,
+}
 
 
 @dataclass
@@ -28,7 +35,9 @@ class WalkForwardConfig:
     n_boot: int = 200
 
 
-def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray, cfg: FitConfig) -> dict[str, np.ndarray]:
+def baseline_predictions(
+    ds: Dataset, train: np.ndarray, test: np.ndarray, cfg: FitConfig
+) -> dict[str, np.ndarray]:
     """Probabilities of the four baselines on ``test``, each fitted on ``train`` only."""
     from sklearn.linear_model import LogisticRegression
 
@@ -52,8 +61,15 @@ def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray, cfg: 
     return out
 
 
-def model_report(y: np.ndarray, p: np.ndarray, fwd: np.ndarray, times: np.ndarray, costs: M.Costs,
-                 n_boot: int, seed: int = 0) -> dict[str, Any]:
+def model_report(
+    y: np.ndarray,
+    p: np.ndarray,
+    fwd: np.ndarray,
+    times: np.ndarray,
+    costs: M.Costs,
+    n_boot: int,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Classification metrics with bootstrap intervals and the cost-aware backtest for one model."""
     rep: dict[str, Any] = M.classification(y, p)
     if n_boot:
@@ -78,12 +94,20 @@ class WalkForwardResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready report (no arrays of predictions)."""
-        return {"folds": self.folds, "overall": self.overall, "calibration": self.calibration,
-                "seconds": self.seconds}
+        return {
+            "folds": self.folds,
+            "overall": self.overall,
+            "calibration": self.calibration,
+            "seconds": self.seconds,
+        }
 
 
 def walk_forward_report(
-    ds: Dataset, params: dict[str, dict[str, Any]], fit_cfg: FitConfig, wf: WalkForwardConfig, costs: M.Costs,
+    ds: Dataset,
+    params: dict[str, dict[str, Any]],
+    fit_cfg: FitConfig,
+    wf: WalkForwardConfig,
+    costs: M.Costs,
 ) -> WalkForwardResult:
     """Fit the ensemble and the baselines fold by fold; score every model out of sample."""
     from hft.ml.dataset import interval_timedelta
@@ -95,13 +119,25 @@ def walk_forward_report(
     seq_len = int(params["lstm"]["seq_len"])
     rows = ds.labeled()
     rows = rows[ds.window_ok(seq_len)[rows]]
-    folds = walk_forward(ds.times, rows, wf.n_folds, wf.test_fraction, horizon_ns, embargo_ns, wf.max_train_rows)
+    folds = walk_forward(
+        ds.times, rows, wf.n_folds, wf.test_fraction, horizon_ns, embargo_ns, wf.max_train_rows
+    )
     result = WalkForwardResult()
     preds: dict[str, list[np.ndarray]] = {}
     all_test = []
     for fold in folds:
-        ens, timings = fit_ensemble(ds.X, ds.y, ds.times, fold.train, ds.feature_names, ds.feature_version, params,
-                                    fit_cfg, horizon_ns, embargo_ns)
+        ens, timings = fit_ensemble(
+            ds.X,
+            ds.y,
+            ds.times,
+            fold.train,
+            ds.feature_names,
+            ds.feature_version,
+            params,
+            fit_cfg,
+            horizon_ns,
+            embargo_ns,
+        )
         logits = ens.component_logits(ds.X, ens.scale(ds.X), fold.test)
         fold_preds = {"ensemble": ens.combine(logits)}
         for i, name in enumerate(COMPONENTS):
@@ -109,9 +145,14 @@ def walk_forward_report(
         fold_preds.update(baseline_predictions(ds, fold.train, fold.test, fit_cfg))
         y, fwd, t = ds.y[fold.test], ds.fwd_ret[fold.test], ds.times[fold.test]
         fold_rep: dict[str, Any] = {
-            "fold": fold.index, "train_rows": len(fold.train), "test_rows": len(fold.test),
-            "train_start": int(ds.times[fold.train].min()), "train_end": int(ds.times[fold.train].max()),
-            "test_start": fold.test_start, "test_end": fold.test_end, "fit_seconds": timings,
+            "fold": fold.index,
+            "train_rows": len(fold.train),
+            "test_rows": len(fold.test),
+            "train_start": int(ds.times[fold.train].min()),
+            "train_end": int(ds.times[fold.train].max()),
+            "test_start": fold.test_start,
+            "test_end": fold.test_end,
+            "fit_seconds": timings,
             "stack_weights": dict(zip(COMPONENTS, ens.stack_coef.tolist(), strict=True)),
             "models": {name: model_report(y, p, fwd, t, costs, n_boot=0) for name, p in fold_preds.items()},
         }

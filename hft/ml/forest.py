@@ -67,20 +67,47 @@ class CompiledForest:
 
     def save(self, path: Path) -> None:
         """Write the arrays to one ``.npz`` file."""
-        np.savez(path, feature=self.feature, threshold=self.threshold, left=self.left, right=self.right,
-                 default_left=self.default_left, value=self.value, roots=self.roots,
-                 meta=np.array(json.dumps({"depth": self.depth, "strict": self.strict, "average": self.average,
-                                           "offset": self.offset, "f32": self.float32_thresholds})))
+        np.savez(
+            path,
+            feature=self.feature,
+            threshold=self.threshold,
+            left=self.left,
+            right=self.right,
+            default_left=self.default_left,
+            value=self.value,
+            roots=self.roots,
+            meta=np.array(
+                json.dumps(
+                    {
+                        "depth": self.depth,
+                        "strict": self.strict,
+                        "average": self.average,
+                        "offset": self.offset,
+                        "f32": self.float32_thresholds,
+                    }
+                )
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path) -> CompiledForest:
         """Read a forest written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return cls(feature=z["feature"], threshold=z["threshold"], left=z["left"], right=z["right"],
-                       default_left=z["default_left"], value=z["value"], roots=z["roots"], depth=int(meta["depth"]),
-                       strict=bool(meta["strict"]), average=bool(meta["average"]), offset=float(meta["offset"]),
-                       float32_thresholds=bool(meta["f32"]))
+            return cls(
+                feature=z["feature"],
+                threshold=z["threshold"],
+                left=z["left"],
+                right=z["right"],
+                default_left=z["default_left"],
+                value=z["value"],
+                roots=z["roots"],
+                depth=int(meta["depth"]),
+                strict=bool(meta["strict"]),
+                average=bool(meta["average"]),
+                offset=float(meta["offset"]),
+                float32_thresholds=bool(meta["f32"]),
+            )
 
 
 def _assemble(trees: list[dict[str, np.ndarray]], strict: bool, average: bool, f32: bool) -> CompiledForest:
@@ -104,9 +131,18 @@ def _assemble(trees: list[dict[str, np.ndarray]], strict: bool, average: bool, f
         offset += n
     dtype = np.float32 if f32 else np.float64
     return CompiledForest(
-        feature=np.concatenate(feats), threshold=np.concatenate(thrs).astype(dtype), left=np.concatenate(lefts),
-        right=np.concatenate(rights), default_left=np.concatenate(dls), value=np.concatenate(vals),
-        roots=np.array(roots, dtype=np.int64), depth=depth, strict=strict, average=average, float32_thresholds=f32)
+        feature=np.concatenate(feats),
+        threshold=np.concatenate(thrs).astype(dtype),
+        left=np.concatenate(lefts),
+        right=np.concatenate(rights),
+        default_left=np.concatenate(dls),
+        value=np.concatenate(vals),
+        roots=np.array(roots, dtype=np.int64),
+        depth=depth,
+        strict=strict,
+        average=average,
+        float32_thresholds=f32,
+    )
 
 
 def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
@@ -127,9 +163,16 @@ def compile_sklearn_forest(model: Any) -> CompiledForest:
         tr = est.tree_
         v = tr.value[:, 0, :]
         p1 = v[:, pos] / np.maximum(v.sum(axis=1), 1e-12)
-        trees.append({"left": tr.children_left, "right": tr.children_right, "feature": tr.feature,
-                      "threshold": tr.threshold, "value": p1,
-                      "default_left": np.zeros(len(p1), dtype=bool)})
+        trees.append(
+            {
+                "left": tr.children_left,
+                "right": tr.children_right,
+                "feature": tr.feature,
+                "threshold": tr.threshold,
+                "value": p1,
+                "default_left": np.zeros(len(p1), dtype=bool),
+            }
+        )
     return _assemble(trees, strict=False, average=True, f32=False)
 
 
@@ -141,11 +184,16 @@ def compile_xgboost(booster: Any, probe: np.ndarray) -> CompiledForest:
     trees: list[dict[str, np.ndarray]] = []
     for t in model["learner"]["gradient_booster"]["model"]["trees"]:
         left = np.asarray(t["left_children"], dtype=np.int64)
-        trees.append({"left": left, "right": np.asarray(t["right_children"], dtype=np.int64),
-                      "feature": np.asarray(t["split_indices"], dtype=np.int64),
-                      "threshold": np.asarray(t["split_conditions"], dtype=np.float32),
-                      "value": np.asarray(t["split_conditions"], dtype=np.float64),
-                      "default_left": np.asarray(t["default_left"], dtype=bool)})
+        trees.append(
+            {
+                "left": left,
+                "right": np.asarray(t["right_children"], dtype=np.int64),
+                "feature": np.asarray(t["split_indices"], dtype=np.int64),
+                "threshold": np.asarray(t["split_conditions"], dtype=np.float32),
+                "value": np.asarray(t["split_conditions"], dtype=np.float64),
+                "default_left": np.asarray(t["default_left"], dtype=bool),
+            }
+        )
     forest = _assemble(trees, strict=True, average=False, f32=True)
     probe = np.asarray(probe[:1], dtype=np.float32)
     native = float(booster.predict(xgb.DMatrix(probe), output_margin=True)[0])

@@ -102,14 +102,16 @@ class Costs:
     @classmethod
     def from_settings(cls, settings: Any) -> Costs:
         """Taker fees (the bot sends market orders), slippage, thresholds and notional from settings."""
-        return cls(fee_bps=float(settings.taker_fee_bps), slippage_bps=float(settings.slippage_bps),
-                   buy_threshold=float(settings.buy_threshold), sell_threshold=float(settings.sell_threshold),
-                   notional=float(settings.order_notional))
+        return cls(
+            fee_bps=float(settings.taker_fee_bps),
+            slippage_bps=float(settings.slippage_bps),
+            buy_threshold=float(settings.buy_threshold),
+            sell_threshold=float(settings.sell_threshold),
+            notional=float(settings.order_notional),
+        )
 
 
-def backtest(
-    p: np.ndarray, fwd_ret: np.ndarray, times: np.ndarray, costs: Costs
-) -> dict[str, Any]:
+def backtest(p: np.ndarray, fwd_ret: np.ndarray, times: np.ndarray, costs: Costs) -> dict[str, Any]:
     """Trade only confident signals: long when p >= buy, short when p <= sell, each held h bars.
 
     Every trade pays the round-trip costs. PnL is in quote currency at ``costs.notional`` per

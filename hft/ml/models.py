@@ -22,10 +22,24 @@ COMPONENTS = ("xgboost", "lightgbm", "random_forest", "lstm")
 _CLIP = 10.0  # z-scores beyond this are outliers the LSTM should not chase
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "xgboost": {"max_depth": 4, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8,
-                "min_child_weight": 50.0, "lambda": 5.0, "num_boost_round": 400},
-    "lightgbm": {"num_leaves": 15, "learning_rate": 0.05, "min_data_in_leaf": 400, "feature_fraction": 0.8,
-                 "bagging_fraction": 0.8, "lambda_l2": 5.0, "num_boost_round": 400},
+    "xgboost": {
+        "max_depth": 4,
+        "eta": 0.05,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 50.0,
+        "lambda": 5.0,
+        "num_boost_round": 400,
+    },
+    "lightgbm": {
+        "num_leaves": 15,
+        "learning_rate": 0.05,
+        "min_data_in_leaf": 400,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "lambda_l2": 5.0,
+        "num_boost_round": 400,
+    },
     "random_forest": {"n_estimators": 60, "max_depth": 8, "min_samples_leaf": 200, "max_features": 0.5},
     "lstm": {"seq_len": 16, "hidden": 16, "lr": 3e-3, "weight_decay": 1e-4, "max_epochs": 6, "batch": 512},
 }
@@ -77,7 +91,12 @@ def make_lstm(n_features: int, hidden: int) -> Any:
 
 
 def fit_lstm(
-    Z: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, es_rows: np.ndarray, params: dict[str, Any], cfg: FitConfig
+    Z: np.ndarray,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    es_rows: np.ndarray,
+    params: dict[str, Any],
+    cfg: FitConfig,
 ) -> Any:
     """Train the LSTM on windows ending at ``fit_rows``; keep the epoch with the best early-stop loss."""
     import torch
@@ -87,9 +106,11 @@ def fit_lstm(
     L = int(params["seq_len"])
     rng = np.random.default_rng(cfg.seed)
     if len(fit_rows) > cfg.lstm_max_rows:
-        fit_rows = fit_rows[-cfg.lstm_max_rows:]  # the most recent history matters most
+        fit_rows = fit_rows[-cfg.lstm_max_rows :]  # the most recent history matters most
     net = make_lstm(Z.shape[1], int(params["hidden"]))
-    opt = torch.optim.Adam(net.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"]))
+    opt = torch.optim.Adam(
+        net.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+    )
     loss_fn = torch.nn.BCEWithLogitsLoss()
     Xe = torch.from_numpy(windows(Z, es_rows, L))
     ye = torch.from_numpy(y[es_rows].astype(np.float32))
@@ -100,7 +121,7 @@ def fit_lstm(
         net.train()
         order = rng.permutation(fit_rows)
         for i in range(0, len(order), batch):
-            rows = order[i:i + batch]
+            rows = order[i : i + batch]
             xb = torch.from_numpy(windows(Z, rows, L))
             yb = torch.from_numpy(y[rows].astype(np.float32))
             opt.zero_grad()
@@ -132,18 +153,26 @@ def lstm_logits(net: Any, Z: np.ndarray, rows: np.ndarray, seq_len: int, chunk: 
     out = []
     with torch.inference_mode():
         for i in range(0, len(rows), chunk):
-            out.append(net(torch.from_numpy(windows(Z, rows[i:i + chunk], seq_len))).numpy())
+            out.append(net(torch.from_numpy(windows(Z, rows[i : i + chunk], seq_len))).numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
-def fit_xgboost(X: np.ndarray, y: np.ndarray, fit: np.ndarray, es: np.ndarray, params: dict[str, Any],
-                cfg: FitConfig) -> Any:
+def fit_xgboost(
+    X: np.ndarray, y: np.ndarray, fit: np.ndarray, es: np.ndarray, params: dict[str, Any], cfg: FitConfig
+) -> Any:
     """Train an XGBoost booster (hist) with early stopping on ``es``."""
     import xgboost as xgb
 
     p = {k: v for k, v in params.items() if k != "num_boost_round"}
-    p.update({"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-              "nthread": cfg.threads, "seed": cfg.seed})
+    p.update(
+        {
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "tree_method": "hist",
+            "nthread": cfg.threads,
+            "seed": cfg.seed,
+        }
+    )
     dfit = xgb.DMatrix(X[fit], label=y[fit])
     des = xgb.DMatrix(X[es], label=y[es])
     deadline = time.monotonic() + cfg.model_seconds
@@ -152,20 +181,42 @@ def fit_xgboost(X: np.ndarray, y: np.ndarray, fit: np.ndarray, es: np.ndarray, p
         def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
             return time.monotonic() > deadline
 
-    booster = xgb.train(p, dfit, int(params["num_boost_round"]), evals=[(des, "es")],
-                        early_stopping_rounds=30, verbose_eval=False, callbacks=[_Deadline()])
+    booster = xgb.train(
+        p,
+        dfit,
+        int(params["num_boost_round"]),
+        evals=[(des, "es")],
+        early_stopping_rounds=30,
+        verbose_eval=False,
+        callbacks=[_Deadline()],
+    )
     # keep only the trees up to the best iteration so the compiled copy matches
     return booster[: booster.best_iteration + 1]
 
 
-def fit_lightgbm(X: np.ndarray, y: np.ndarray, fit: np.ndarray, es: np.ndarray | None, params: dict[str, Any],
-                 cfg: FitConfig) -> Any:
+def fit_lightgbm(
+    X: np.ndarray,
+    y: np.ndarray,
+    fit: np.ndarray,
+    es: np.ndarray | None,
+    params: dict[str, Any],
+    cfg: FitConfig,
+) -> Any:
     """Train a LightGBM booster; with ``es`` it early-stops and is cut at the best iteration."""
     import lightgbm as lgb
 
     p = {k: v for k, v in params.items() if k != "num_boost_round"}
-    p.update({"objective": "binary", "verbose": -1, "num_threads": cfg.threads, "seed": cfg.seed,
-              "deterministic": True, "force_row_wise": True, "bagging_freq": 1 if p.get("bagging_fraction", 1) < 1 else 0})
+    p.update(
+        {
+            "objective": "binary",
+            "verbose": -1,
+            "num_threads": cfg.threads,
+            "seed": cfg.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "bagging_freq": 1 if p.get("bagging_fraction", 1) < 1 else 0,
+        }
+    )
     deadline = time.monotonic() + cfg.model_seconds
 
     def _deadline(env: Any) -> None:
@@ -176,22 +227,34 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, fit: np.ndarray, es: np.ndarray |
     if es is None:
         return lgb.train(p, dfit, int(params["num_boost_round"]), callbacks=[_deadline])
     des = lgb.Dataset(X[es], label=y[es], reference=dfit)
-    booster = lgb.train(p, dfit, int(params["num_boost_round"]), valid_sets=[des],
-                        callbacks=[lgb.early_stopping(30, verbose=False), _deadline])
+    booster = lgb.train(
+        p,
+        dfit,
+        int(params["num_boost_round"]),
+        valid_sets=[des],
+        callbacks=[lgb.early_stopping(30, verbose=False), _deadline],
+    )
     booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
     return booster
 
 
-def fit_random_forest(X: np.ndarray, y: np.ndarray, fit: np.ndarray, params: dict[str, Any], cfg: FitConfig) -> Any:
+def fit_random_forest(
+    X: np.ndarray, y: np.ndarray, fit: np.ndarray, params: dict[str, Any], cfg: FitConfig
+) -> Any:
     """Train a lean random forest (shallow, big leaves, row-capped), ten trees at a time until done or capped."""
     from sklearn.ensemble import RandomForestClassifier
 
-    rows = fit[-cfg.rf_max_rows:] if len(fit) > cfg.rf_max_rows else fit
+    rows = fit[-cfg.rf_max_rows :] if len(fit) > cfg.rf_max_rows else fit
     target = int(params["n_estimators"])
-    rf = RandomForestClassifier(n_estimators=min(10, target), max_depth=int(params["max_depth"]),
-                                min_samples_leaf=int(params["min_samples_leaf"]),
-                                max_features=float(params["max_features"]), n_jobs=cfg.threads,
-                                random_state=cfg.seed, warm_start=True)
+    rf = RandomForestClassifier(
+        n_estimators=min(10, target),
+        max_depth=int(params["max_depth"]),
+        min_samples_leaf=int(params["min_samples_leaf"]),
+        max_features=float(params["max_features"]),
+        n_jobs=cfg.threads,
+        random_state=cfg.seed,
+        warm_start=True,
+    )
     deadline = time.monotonic() + cfg.model_seconds
     rf.fit(X[rows], y[rows])
     while rf.n_estimators < target and time.monotonic() < deadline:
@@ -262,10 +325,16 @@ class Ensemble:
         self.lgb.save_model(str(path / "lightgbm.txt"))
         torch.save(self.lstm.state_dict(), path / "lstm.pt")
         meta = {
-            "feature_names": list(self.feature_names), "feature_version": self.feature_version,
-            "seq_len": self.seq_len, "scaler_mean": self.scaler_mean.tolist(), "scaler_std": self.scaler_std.tolist(),
-            "lstm_hidden": self.lstm_hidden, "stack_coef": self.stack_coef.tolist(),
-            "stack_intercept": self.stack_intercept, "components": list(COMPONENTS), "params": self.params,
+            "feature_names": list(self.feature_names),
+            "feature_version": self.feature_version,
+            "seq_len": self.seq_len,
+            "scaler_mean": self.scaler_mean.tolist(),
+            "scaler_std": self.scaler_std.tolist(),
+            "lstm_hidden": self.lstm_hidden,
+            "stack_coef": self.stack_coef.tolist(),
+            "stack_intercept": self.stack_intercept,
+            "components": list(COMPONENTS),
+            "params": self.params,
         }
         (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
 
@@ -281,17 +350,25 @@ class Ensemble:
         net.load_state_dict(torch.load(path / "lstm.pt", weights_only=True))
         net.eval()
         return cls(
-            feature_names=names, feature_version=str(meta["feature_version"]), seq_len=int(meta["seq_len"]),
-            scaler_mean=np.asarray(meta["scaler_mean"]), scaler_std=np.asarray(meta["scaler_std"]),
+            feature_names=names,
+            feature_version=str(meta["feature_version"]),
+            seq_len=int(meta["seq_len"]),
+            scaler_mean=np.asarray(meta["scaler_mean"]),
+            scaler_std=np.asarray(meta["scaler_std"]),
             xgb=CompiledForest.load(path / "xgboost_compiled.npz"),
             lgb=lgb.Booster(model_file=str(path / "lightgbm.txt")),
-            rf=CompiledForest.load(path / "random_forest_compiled.npz"), lstm=net,
-            lstm_hidden=int(meta["lstm_hidden"]), stack_coef=np.asarray(meta["stack_coef"]),
-            stack_intercept=float(meta["stack_intercept"]), params=meta.get("params", {}))
+            rf=CompiledForest.load(path / "random_forest_compiled.npz"),
+            lstm=net,
+            lstm_hidden=int(meta["lstm_hidden"]),
+            stack_coef=np.asarray(meta["stack_coef"]),
+            stack_intercept=float(meta["stack_intercept"]),
+            params=meta.get("params", {}),
+        )
 
 
-def split_validation(times: np.ndarray, rows: np.ndarray, horizon_ns: int, embargo_ns: int,
-                     val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_validation(
+    times: np.ndarray, rows: np.ndarray, horizon_ns: int, embargo_ns: int, val_fraction: float = 0.2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training rows → (fit, early-stop, stack) slices in time order, purged at each cut."""
     from hft.ml.splits import validation_split
 
@@ -301,8 +378,16 @@ def split_validation(times: np.ndarray, rows: np.ndarray, horizon_ns: int, embar
 
 
 def fit_ensemble(
-    X: np.ndarray, y: np.ndarray, times: np.ndarray, rows: np.ndarray, feature_names: tuple[str, ...],
-    feature_version: str, params: dict[str, dict[str, Any]], cfg: FitConfig, horizon_ns: int, embargo_ns: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    times: np.ndarray,
+    rows: np.ndarray,
+    feature_names: tuple[str, ...],
+    feature_version: str,
+    params: dict[str, dict[str, Any]],
+    cfg: FitConfig,
+    horizon_ns: int,
+    embargo_ns: int,
 ) -> tuple[Ensemble, dict[str, float]]:
     """Fit the four models and the stacker on training ``rows`` (all labelled, windows complete).
 
@@ -327,8 +412,20 @@ def fit_ensemble(
     rf_c = compile_sklearn_forest(rf)
     timings["random_forest"] = time.monotonic() - t
     t = time.monotonic()
-    scaler = Ensemble(feature_names, feature_version, int(params["lstm"]["seq_len"]), mean, std, xgb_c, lgbm, rf_c,
-                      None, int(params["lstm"]["hidden"]), np.zeros(4), 0.0)
+    scaler = Ensemble(
+        feature_names,
+        feature_version,
+        int(params["lstm"]["seq_len"]),
+        mean,
+        std,
+        xgb_c,
+        lgbm,
+        rf_c,
+        None,
+        int(params["lstm"]["hidden"]),
+        np.zeros(4),
+        0.0,
+    )
     Z = scaler.scale(X)
     net = fit_lstm(Z, y, fit, es, params["lstm"], cfg)
     scaler.lstm = net
@@ -341,8 +438,14 @@ def fit_ensemble(
     scaler.stack_intercept = float(lr.intercept_[0])
     scaler.params = params
     scaler.importance = {
-        "xgboost": {feature_names[int(k[1:])]: float(v) for k, v in booster.get_score(importance_type="gain").items()},
-        "lightgbm": dict(zip(feature_names, lgbm.feature_importance("gain").astype(float).tolist(), strict=True)),
-        "random_forest": dict(zip(feature_names, rf.feature_importances_.astype(float).tolist(), strict=True)),
+        "xgboost": {
+            feature_names[int(k[1:])]: float(v) for k, v in booster.get_score(importance_type="gain").items()
+        },
+        "lightgbm": dict(
+            zip(feature_names, lgbm.feature_importance("gain").astype(float).tolist(), strict=True)
+        ),
+        "random_forest": dict(
+            zip(feature_names, rf.feature_importances_.astype(float).tolist(), strict=True)
+        ),
     }
     return scaler, timings

@@ -48,16 +48,22 @@ def _alias(client: Any, name: str, alias: str) -> Any | None:
         return None
 
 
-def decide(challenger: dict[str, float], champion: dict[str, float] | None, baselines: dict[str, float],
-           margin: float) -> tuple[bool, str]:
+def decide(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    baselines: dict[str, float],
+    margin: float,
+) -> tuple[bool, str]:
     """The gate itself, on plain numbers (unit-testable)."""
     auc = challenger["roc_auc"]
     if champion is None:
         best_name = max(baselines, key=lambda k: baselines[k])
         best = baselines[best_name]
         if auc >= best + margin:
-            return True, (f"no champion yet; challenger AUC {auc:.4f} beats best trivial baseline "
-                          f"{best_name} {best:.4f} by >= {margin}")
+            return True, (
+                f"no champion yet; challenger AUC {auc:.4f} beats best trivial baseline "
+                f"{best_name} {best:.4f} by >= {margin}"
+            )
         return False, f"no champion yet; challenger AUC {auc:.4f} < {best_name} {best:.4f} + margin {margin}"
     c_auc, c_pnl = champion["roc_auc"], champion["net_pnl_after_fees"]
     pnl = challenger["net_pnl_after_fees"]
@@ -65,8 +71,9 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, base
         return False, f"challenger AUC {auc:.4f} < champion {c_auc:.4f} + margin {margin}"
     if pnl < c_pnl:
         return False, f"challenger net PnL after fees {pnl:.2f} < champion {c_pnl:.2f}"
-    return True, (f"challenger AUC {auc:.4f} >= champion {c_auc:.4f} + {margin} and net PnL {pnl:.2f} >= "
-                  f"{c_pnl:.2f}")
+    return True, (
+        f"challenger AUC {auc:.4f} >= champion {c_auc:.4f} + {margin} and net PnL {pnl:.2f} >= {c_pnl:.2f}"
+    )
 
 
 def promote(settings: Settings, model_name: str | None = None) -> PromotionDecision:
@@ -85,14 +92,23 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
     if chal is None:
         return PromotionDecision(False, f"{name} has no challenger", name)
     champ = _alias(client, name, "champion")
-    decision = PromotionDecision(False, "", name, challenger_version=str(chal.version),
-                                 champion_version=str(champ.version) if champ else None)
+    decision = PromotionDecision(
+        False,
+        "",
+        name,
+        challenger_version=str(chal.version),
+        champion_version=str(champ.version) if champ else None,
+    )
     if champ is not None and str(champ.version) == str(chal.version):
         decision.reason = f"version {chal.version} is already champion"
         return decision
     m = client.get_run(chal.run_id).data.metrics
-    decision.challenger = {"roc_auc": m["gate.roc_auc"], "accuracy": m["gate.accuracy"],
-                           "net_pnl_after_fees": m["gate.net_pnl_after_fees"], "trades": m["gate.trades"]}
+    decision.challenger = {
+        "roc_auc": m["gate.roc_auc"],
+        "accuracy": m["gate.accuracy"],
+        "net_pnl_after_fees": m["gate.net_pnl_after_fees"],
+        "trades": m["gate.trades"],
+    }
     decision.baselines = {b: m[f"gate.{b}.roc_auc"] for b in ("majority", "persistence")}
     start, end = int(m["gate.window_start_ns"]), int(m["gate.window_end_ns"])
     champ_numbers = None
@@ -101,17 +117,28 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
         tags = chal.tags
         ens, _ = load_ensemble(settings, f"models:/{name}/{champ.version}")
         bars = load_bars(tags["data"], tags["symbols"].split(","), tags["interval"])
-        rep = score(settings, ens, bars, tags["interval"], pd.Timestamp(start - 1, tz="UTC"),
-                    pd.Timestamp(end - 1, tz="UTC"), n_boot=0)
-        champ_numbers = {"roc_auc": rep["roc_auc"], "accuracy": rep["accuracy"],
-                         "net_pnl_after_fees": rep["backtest"]["net_pnl_after_fees"],
-                         "trades": float(rep["backtest"]["trades"])}
+        rep = score(
+            settings,
+            ens,
+            bars,
+            tags["interval"],
+            pd.Timestamp(start - 1, tz="UTC"),
+            pd.Timestamp(end - 1, tz="UTC"),
+            n_boot=0,
+        )
+        champ_numbers = {
+            "roc_auc": rep["roc_auc"],
+            "accuracy": rep["accuracy"],
+            "net_pnl_after_fees": rep["backtest"]["net_pnl_after_fees"],
+            "trades": float(rep["backtest"]["trades"]),
+        }
         decision.champion = champ_numbers
         champ_end = champ.tags.get("train_end")
         if champ_end and pd.Timestamp(champ_end) > pd.Timestamp(start, tz="UTC"):
             note = " (the champion trained on part of this window: the comparison favours it)"
-    decision.promoted, decision.reason = decide(decision.challenger, champ_numbers, decision.baselines,
-                                                settings.promotion_margin_auc)
+    decision.promoted, decision.reason = decide(
+        decision.challenger, champ_numbers, decision.baselines, settings.promotion_margin_auc
+    )
     decision.reason += note
     if decision.promoted:
         client.set_registered_model_alias(name, "champion", str(chal.version))
@@ -128,16 +155,22 @@ def _log_decision(settings: Settings, d: PromotionDecision, start: int, end: int
     mlflow.set_experiment(f"{d.model_name}-promotions")
     with mlflow.start_run(run_name=f"promote-v{d.challenger_version}"):
         mlflow.set_tags({"kind": "promotion", "promoted": str(d.promoted), "reason": d.reason[:5000]})
-        mlflow.log_params({"challenger_version": d.challenger_version, "champion_version": d.champion_version,
-                           "margin_auc": settings.promotion_margin_auc,
-                           "window_start": str(pd.Timestamp(start, tz="UTC")),
-                           "window_end": str(pd.Timestamp(end, tz="UTC"))})
+        mlflow.log_params(
+            {
+                "challenger_version": d.challenger_version,
+                "champion_version": d.champion_version,
+                "margin_auc": settings.promotion_margin_auc,
+                "window_start": str(pd.Timestamp(start, tz="UTC")),
+                "window_end": str(pd.Timestamp(end, tz="UTC")),
+            }
+        )
         metrics = {f"challenger.{k}": v for k, v in d.challenger.items()}
         metrics.update({f"champion.{k}": v for k, v in d.champion.items()})
         metrics.update({f"baseline.{k}.roc_auc": v for k, v in d.baselines.items()})
         metrics["promoted"] = float(d.promoted)
         mlflow.log_metrics(metrics)
     if d.challenger_version:
-        client.set_model_version_tag(d.model_name, d.challenger_version, "promotion_decision",
-                                     "promoted" if d.promoted else "rejected")
+        client.set_model_version_tag(
+            d.model_name, d.challenger_version, "promotion_decision", "promoted" if d.promoted else "rejected"
+        )
         client.set_model_version_tag(d.model_name, d.challenger_version, "promotion_reason", d.reason[:5000])

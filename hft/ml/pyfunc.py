@@ -20,6 +20,8 @@ class EnsemblePythonModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-
         """Load the ensemble natively from the logged artifact directory."""
         self._ensemble = Ensemble.load(Path(context.artifacts[ARTIFACT_KEY]))
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         """Probability of an up move for each row."""
         return predict_frame(self._ensemble, model_input)

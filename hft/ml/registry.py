@@ -82,7 +82,7 @@ def resolve(settings: Settings, uri: str) -> tuple[str, str, str]:
     client = _client(settings)
     if not uri.startswith("models:/"):
         raise ValueError(f"not a registry URI: {uri}")
-    ref = uri[len("models:/"):]
+    ref = uri[len("models:/") :]
     if "@" in ref:
         name, alias = ref.split("@", 1)
         mv = client.get_model_version_by_alias(name, alias)
@@ -149,9 +149,15 @@ def load_serving_model(settings: Settings, alias: str = "champion", name: str | 
     ens, info = load_ensemble(settings, f"models:/{model_name}@{alias}")
     # one-row inference: intra-op threads only add synchronisation cost
     torch.set_num_threads(1)
-    return ServingModel(name=model_name, version=info["version"], feature_version=ens.feature_version,
-                        feature_names=ens.feature_names, sequence_length=ens.seq_len, ensemble=ens,
-                        run_id=info.get("run_id", ""))
+    return ServingModel(
+        name=model_name,
+        version=info["version"],
+        feature_version=ens.feature_version,
+        feature_names=ens.feature_names,
+        sequence_length=ens.seq_len,
+        ensemble=ens,
+        run_id=info.get("run_id", ""),
+    )
 
 
 def log_ensemble(ens: Ensemble, example: pd.DataFrame, registered_name: str) -> Any:
@@ -169,11 +175,18 @@ def log_ensemble(ens: Ensemble, example: pd.DataFrame, registered_name: str) -> 
         signature = infer_signature(example, output)
         versions = _library_versions()
         return mlflow.pyfunc.log_model(
-            name=MODEL_NAME_IN_RUN, python_model=EnsemblePythonModel(), artifacts={ARTIFACT_KEY: str(path)},
-            signature=signature, input_example=example, registered_model_name=registered_name,
+            name=MODEL_NAME_IN_RUN,
+            python_model=EnsemblePythonModel(),
+            artifacts={ARTIFACT_KEY: str(path)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_name,
             pip_requirements=[f"{k}=={v}" for k, v in versions.items()],
-            metadata={"feature_version": ens.feature_version, "sequence_length": ens.seq_len,
-                      "components": list(COMPONENTS)},
+            metadata={
+                "feature_version": ens.feature_version,
+                "sequence_length": ens.seq_len,
+                "components": list(COMPONENTS),
+            },
         )
 
 

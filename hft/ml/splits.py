@@ -24,7 +24,9 @@ class Fold:
     test_end: int  # ns, exclusive
 
 
-def purged_before(times: np.ndarray, rows: np.ndarray, cut: int, horizon_ns: int, embargo_ns: int) -> np.ndarray:
+def purged_before(
+    times: np.ndarray, rows: np.ndarray, cut: int, horizon_ns: int, embargo_ns: int
+) -> np.ndarray:
     """Rows whose label is settled before ``cut`` and that lie outside the embargo before it."""
     t = times[rows]
     ok = (t + horizon_ns < cut) & (t < cut - embargo_ns)

@@ -57,8 +57,14 @@ class TrainPlan:
         fits = (n_folds + 1) * 4 + n_folds  # four models per fold and final fit, plus the plain baseline
         per_model = float(np.clip(0.6 * s / fits, 2.0, 60.0))
         max_rows = int(np.clip(s * 300, 20_000, 150_000))
-        fit = FitConfig(seed=seed, threads=threads, lstm_seconds=per_model, model_seconds=per_model,
-                        rf_max_rows=min(60_000, max_rows), lstm_max_rows=min(60_000, max_rows))
+        fit = FitConfig(
+            seed=seed,
+            threads=threads,
+            lstm_seconds=per_model,
+            model_seconds=per_model,
+            rf_max_rows=min(60_000, max_rows),
+            lstm_max_rows=min(60_000, max_rows),
+        )
         wf = WalkForwardConfig(n_folds=n_folds, test_fraction=0.25, embargo_bars=4, max_train_rows=max_rows)
         return cls(tune_seconds=0.3 * s, fit=fit, wf=wf, tune_max_rows=max_rows // 2)
 
@@ -79,8 +85,9 @@ class TrainResult:
 def git_commit() -> str:
     """The repository's HEAD commit (``unknown`` outside a checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -94,9 +101,18 @@ def _ts(value: str | None) -> pd.Timestamp | None:
 
 
 def train(
-    settings: Settings, symbols: list[str], interval: str, data: str | Path, start: str | None, end: str | None,
-    budget_minutes: float, storage: str | None, study_prefix: str, features: FeatureSet | None = None,
-    bars: dict[str, pd.DataFrame] | None = None, plan: TrainPlan | None = None,
+    settings: Settings,
+    symbols: list[str],
+    interval: str,
+    data: str | Path,
+    start: str | None,
+    end: str | None,
+    budget_minutes: float,
+    storage: str | None,
+    study_prefix: str,
+    features: FeatureSet | None = None,
+    bars: dict[str, pd.DataFrame] | None = None,
+    plan: TrainPlan | None = None,
 ) -> TrainResult:
     """Build the dataset, tune, evaluate walk-forward against the baselines, and fit the final ensemble."""
     from hft.ml.tuning import tune
@@ -111,21 +127,38 @@ def train(
     end_ts = _ts(end)
     if end_ts is not None and len(str(end)) <= 10:
         end_ts = end_ts + pd.Timedelta(days=1)
-    ds = build_dataset(bars, features, interval, horizon=settings.label_horizon,
-                       dead_zone_bps=settings.label_dead_zone_bps, start=_ts(start), end=end_ts)
+    ds = build_dataset(
+        bars,
+        features,
+        interval,
+        horizon=settings.label_horizon,
+        dead_zone_bps=settings.label_dead_zone_bps,
+        start=_ts(start),
+        end=end_ts,
+    )
     timings["dataset_s"] = time.monotonic() - started
     step = interval_timedelta(interval).value
     horizon_ns, embargo_ns = ds.horizon * step, plan.wf.embargo_bars * step
     labeled = ds.labeled()
-    first_test = int(ds.times[labeled].min() + (ds.times[labeled].max() - ds.times[labeled].min())
-                     * (1 - plan.wf.test_fraction))
+    first_test = int(
+        ds.times[labeled].min()
+        + (ds.times[labeled].max() - ds.times[labeled].min()) * (1 - plan.wf.test_fraction)
+    )
     from hft.ml.splits import purged_before
 
     dev = purged_before(ds.times, labeled, first_test, horizon_ns, embargo_ns)
     t = time.monotonic()
-    params, tuning = tune(ds, dev, plan.tune_seconds, plan.fit, storage, study_prefix,
-                          embargo_bars=plan.wf.embargo_bars, n_folds=1 if plan.tune_seconds < 60 else 2,
-                          max_rows=plan.tune_max_rows)
+    params, tuning = tune(
+        ds,
+        dev,
+        plan.tune_seconds,
+        plan.fit,
+        storage,
+        study_prefix,
+        embargo_bars=plan.wf.embargo_bars,
+        n_folds=1 if plan.tune_seconds < 60 else 2,
+        max_rows=plan.tune_max_rows,
+    )
     timings["tune_s"] = time.monotonic() - t
     t = time.monotonic()
     report = walk_forward_report(ds, params, plan.fit, plan.wf, M.Costs.from_settings(settings))
@@ -135,23 +168,42 @@ def train(
     rows = labeled[ds.window_ok(seq_len)[labeled]]
     rows = rows[np.argsort(ds.times[rows], kind="stable")]
     if plan.wf.max_train_rows and len(rows) > plan.wf.max_train_rows:
-        rows = rows[-plan.wf.max_train_rows:]
-    ensemble, _ = fit_ensemble(ds.X, ds.y, ds.times, rows, ds.feature_names, ds.feature_version, params,
-                               plan.fit, horizon_ns, embargo_ns)
+        rows = rows[-plan.wf.max_train_rows :]
+    ensemble, _ = fit_ensemble(
+        ds.X,
+        ds.y,
+        ds.times,
+        rows,
+        ds.feature_names,
+        ds.feature_version,
+        params,
+        plan.fit,
+        horizon_ns,
+        embargo_ns,
+    )
     timings["final_fit_s"] = time.monotonic() - t
     timings["total_s"] = time.monotonic() - started
     info = {
-        "symbols": sorted(bars), "interval": interval, "data": str(data), "start": start, "end": end,
-        "rows": len(ds), "labeled_rows": len(labeled), "final_train_rows": len(rows),
+        "symbols": sorted(bars),
+        "interval": interval,
+        "data": str(data),
+        "start": start,
+        "end": end,
+        "rows": len(ds),
+        "labeled_rows": len(labeled),
+        "final_train_rows": len(rows),
         "data_first_decision": str(pd.Timestamp(int(ds.times.min()), tz="UTC")),
         "data_last_decision": str(pd.Timestamp(int(ds.times.max()), tz="UTC")),
         "final_train_start": str(pd.Timestamp(int(ds.times[rows].min()), tz="UTC")),
         "final_train_end": str(pd.Timestamp(int(ds.times[rows].max()), tz="UTC")),
-        "feature_version": ds.feature_version, "horizon": ds.horizon, "budget_minutes": budget_minutes,
+        "feature_version": ds.feature_version,
+        "horizon": ds.horizon,
+        "budget_minutes": budget_minutes,
         "git_commit": commit,
     }
-    return TrainResult(ensemble=ensemble, report=report, tuning=tuning, params=params, dataset=ds, info=info,
-                       timings=timings)
+    return TrainResult(
+        ensemble=ensemble, report=report, tuning=tuning, params=params, dataset=ds, info=info, timings=timings
+    )
 
 
 def gate_metrics(result: TrainResult) -> dict[str, float]:
@@ -159,8 +211,10 @@ def gate_metrics(result: TrainResult) -> dict[str, float]:
     last = result.report.folds[-1]
     m = last["models"]
     out = {
-        "gate.window_start_ns": float(last["test_start"]), "gate.window_end_ns": float(last["test_end"]),
-        "gate.roc_auc": m["ensemble"]["roc_auc"], "gate.accuracy": m["ensemble"]["accuracy"],
+        "gate.window_start_ns": float(last["test_start"]),
+        "gate.window_end_ns": float(last["test_end"]),
+        "gate.roc_auc": m["ensemble"]["roc_auc"],
+        "gate.accuracy": m["ensemble"]["accuracy"],
         "gate.log_loss": m["ensemble"]["log_loss"],
         "gate.net_pnl_after_fees": m["ensemble"]["backtest"]["net_pnl_after_fees"],
         "gate.trades": float(m["ensemble"]["backtest"]["trades"]),
@@ -244,10 +298,18 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
     with mlflow.start_run(run_name=f"train-{'+'.join(info['symbols'])}-{info['interval']}") as run:
         mlflow.set_tags({"git_commit": commit, "feature_version": ds.feature_version, "kind": "train"})
         params: dict[str, Any] = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in info.items()}
-        params.update({"git_commit": commit, "n_features": len(ds.feature_names), "seed": 42,
-                       "taker_fee_bps": settings.taker_fee_bps, "slippage_bps": settings.slippage_bps,
-                       "buy_threshold": settings.buy_threshold, "sell_threshold": settings.sell_threshold,
-                       "label_dead_zone_bps": settings.label_dead_zone_bps})
+        params.update(
+            {
+                "git_commit": commit,
+                "n_features": len(ds.feature_names),
+                "seed": 42,
+                "taker_fee_bps": settings.taker_fee_bps,
+                "slippage_bps": settings.slippage_bps,
+                "buy_threshold": settings.buy_threshold,
+                "sell_threshold": settings.sell_threshold,
+                "label_dead_zone_bps": settings.label_dead_zone_bps,
+            }
+        )
         for model, p in result.params.items():
             for k, v in p.items():
                 params[f"{model}.{k}"] = v
@@ -259,8 +321,14 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
                 mlflow.log_metric(f"fold.{model}.accuracy", rep["accuracy"], step=fold["fold"])
         mlflow.log_dict(result.report.summary(), "walk_forward_report.json")
         mlflow.log_dict(result.tuning, "tuning.json")
-        mlflow.log_dict({"feature_names": list(ds.feature_names), "feature_version": ds.feature_version,
-                         "baseline_features": list(ds.baseline_names)}, "features.json")
+        mlflow.log_dict(
+            {
+                "feature_names": list(ds.feature_names),
+                "feature_version": ds.feature_version,
+                "baseline_features": list(ds.baseline_names),
+            },
+            "features.json",
+        )
         for path, fig in _plots(result).items():
             mlflow.log_figure(fig, path)
             plt.close(fig)
@@ -275,13 +343,23 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
         run_id = run.info.run_id
     set_alias(settings, model_name, "challenger", version)
     gate = gate_metrics(result)
-    version_tags(settings, model_name, version, {
-        "feature_version": ds.feature_version, "sequence_length": str(result.ensemble.seq_len),
-        "symbols": ",".join(info["symbols"]), "interval": info["interval"], "data": info["data"],
-        "train_end": info["final_train_end"], "git_commit": commit, "run_id": run_id,
-        "gate_window_start_ns": str(int(gate["gate.window_start_ns"])),
-        "gate_window_end_ns": str(int(gate["gate.window_end_ns"])),
-    })
+    version_tags(
+        settings,
+        model_name,
+        version,
+        {
+            "feature_version": ds.feature_version,
+            "sequence_length": str(result.ensemble.seq_len),
+            "symbols": ",".join(info["symbols"]),
+            "interval": info["interval"],
+            "data": info["data"],
+            "train_end": info["final_train_end"],
+            "git_commit": commit,
+            "run_id": run_id,
+            "gate_window_start_ns": str(int(gate["gate.window_start_ns"])),
+            "gate_window_end_ns": str(int(gate["gate.window_end_ns"])),
+        },
+    )
     return f"models:/{model_name}/{version}"
 
 
@@ -296,8 +374,14 @@ def _input_example(result: TrainResult) -> pd.DataFrame:
 
 
 def train_and_register(
-    settings: Settings, symbols: list[str], interval: str, data: str | Path, start: str | None, end: str | None,
-    budget_minutes: float, model_name: str | None = None,
+    settings: Settings,
+    symbols: list[str],
+    interval: str,
+    data: str | Path,
+    start: str | None,
+    end: str | None,
+    budget_minutes: float,
+    model_name: str | None = None,
 ) -> str:
     """Train on ``data`` for ``symbols`` (pooled), log and register; return ``models:/NAME/VERSION``.
 
@@ -306,8 +390,18 @@ def train_and_register(
     name = model_name or settings.model_name
     features = default_feature_set()
     prefix = f"{name}-{interval}-{features.version}"
-    result = train(settings, symbols, interval, data, start, end, budget_minutes, settings.optuna_url, prefix,
-                   features=features)
+    result = train(
+        settings,
+        symbols,
+        interval,
+        data,
+        start,
+        end,
+        budget_minutes,
+        settings.optuna_url,
+        prefix,
+        features=features,
+    )
     uri = log_and_register(settings, result, name)
     log.info("registered %s in %.0f s", uri, result.timings["total_s"])
     return uri

@@ -36,37 +36,54 @@ SHARES = {"xgboost": 0.25, "lightgbm": 0.25, "random_forest": 0.2, "lstm": 0.3}
 def suggest(trial: Any, model: str) -> dict[str, Any]:
     """Sample one model's hyper-parameters (search spaces kept small and sane for noisy targets)."""
     if model == "xgboost":
-        return {"max_depth": trial.suggest_int("max_depth", 2, 6),
-                "eta": trial.suggest_float("eta", 0.01, 0.2, log=True),
-                "subsample": trial.suggest_float("subsample", 0.5, 1.0),
-                "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
-                "min_child_weight": trial.suggest_float("min_child_weight", 5.0, 500.0, log=True),
-                "lambda": trial.suggest_float("lambda", 0.1, 50.0, log=True),
-                "num_boost_round": 400}
+        return {
+            "max_depth": trial.suggest_int("max_depth", 2, 6),
+            "eta": trial.suggest_float("eta", 0.01, 0.2, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+            "min_child_weight": trial.suggest_float("min_child_weight", 5.0, 500.0, log=True),
+            "lambda": trial.suggest_float("lambda", 0.1, 50.0, log=True),
+            "num_boost_round": 400,
+        }
     if model == "lightgbm":
-        return {"num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
-                "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-                "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 50, 2000, log=True),
-                "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
-                "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-                "lambda_l2": trial.suggest_float("lambda_l2", 0.01, 50.0, log=True),
-                "num_boost_round": 400}
+        return {
+            "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+            "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 50, 2000, log=True),
+            "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+            "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+            "lambda_l2": trial.suggest_float("lambda_l2", 0.01, 50.0, log=True),
+            "num_boost_round": 400,
+        }
     if model == "random_forest":
-        return {"n_estimators": trial.suggest_int("n_estimators", 30, 120, step=10),
-                "max_depth": trial.suggest_int("max_depth", 4, 10),
-                "min_samples_leaf": trial.suggest_int("min_samples_leaf", 50, 1000, log=True),
-                "max_features": trial.suggest_float("max_features", 0.2, 0.8)}
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 30, 120, step=10),
+            "max_depth": trial.suggest_int("max_depth", 4, 10),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 50, 1000, log=True),
+            "max_features": trial.suggest_float("max_features", 0.2, 0.8),
+        }
     if model == "lstm":
-        return {"seq_len": trial.suggest_categorical("seq_len", [8, 16, 32]),
-                "hidden": trial.suggest_categorical("hidden", [8, 16, 24]),
-                "lr": trial.suggest_float("lr", 5e-4, 1e-2, log=True),
-                "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
-                "max_epochs": 6, "batch": 512}
+        return {
+            "seq_len": trial.suggest_categorical("seq_len", [8, 16, 32]),
+            "hidden": trial.suggest_categorical("hidden", [8, 16, 24]),
+            "lr": trial.suggest_float("lr", 5e-4, 1e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+            "max_epochs": 6,
+            "batch": 512,
+        }
     raise ValueError(model)
 
 
-def score_model(model: str, params: dict[str, Any], ds: Dataset, train: np.ndarray, test: np.ndarray,
-                cfg: FitConfig, horizon_ns: int, embargo_ns: int) -> float:
+def score_model(
+    model: str,
+    params: dict[str, Any],
+    ds: Dataset,
+    train: np.ndarray,
+    test: np.ndarray,
+    cfg: FitConfig,
+    horizon_ns: int,
+    embargo_ns: int,
+) -> float:
     """Fit one model on ``train`` (with its own early-stop slice) and return ROC-AUC on ``test``."""
     fit, es, _ = split_validation(ds.times, train, horizon_ns, embargo_ns)
     X, y = ds.X, ds.y
@@ -90,8 +107,15 @@ def score_model(model: str, params: dict[str, Any], ds: Dataset, train: np.ndarr
 
 
 def tune(
-    ds: Dataset, dev_rows: np.ndarray, seconds: float, cfg: FitConfig, storage: str | None, study_prefix: str,
-    embargo_bars: int = 4, n_folds: int = 2, max_rows: int = 60_000,
+    ds: Dataset,
+    dev_rows: np.ndarray,
+    seconds: float,
+    cfg: FitConfig,
+    storage: str | None,
+    study_prefix: str,
+    embargo_bars: int = 4,
+    n_folds: int = 2,
+    max_rows: int = 60_000,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Tune each model within ``seconds`` in all; return the best params and a summary per study.
 
@@ -110,12 +134,21 @@ def tune(
         rows = dev_rows[ds.window_ok(seq_len)[dev_rows]]
         folds = walk_forward(ds.times, rows, n_folds, 0.3, horizon_ns, embargo_ns, max_rows)
         study = optuna.create_study(
-            study_name=f"{study_prefix}-{model}", storage=storage, load_if_exists=True, direction="maximize",
+            study_name=f"{study_prefix}-{model}",
+            storage=storage,
+            load_if_exists=True,
+            direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+        )
         if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-            study.enqueue_trial({k: v for k, v in DEFAULT_PARAMS[model].items()
-                                 if k not in ("num_boost_round", "max_epochs", "batch")})
+            study.enqueue_trial(
+                {
+                    k: v
+                    for k, v in DEFAULT_PARAMS[model].items()
+                    if k not in ("num_boost_round", "max_epochs", "batch")
+                }
+            )
 
         def objective(trial: Any, model: str = model, folds: list[Any] = folds) -> float:
             p = suggest(trial, model)
@@ -139,11 +172,21 @@ def tune(
         if done:
             best = study.best_trial
             params[model].update(best.params)
-            summary[model] = {"best_auc": float(best.value or float("nan")), "trials": len(study.trials),
-                              "complete": len(done), "best_params": best.params,
-                              "seconds": time.monotonic() - started, "study": study.study_name}
+            summary[model] = {
+                "best_auc": float(best.value or float("nan")),
+                "trials": len(study.trials),
+                "complete": len(done),
+                "best_params": best.params,
+                "seconds": time.monotonic() - started,
+                "study": study.study_name,
+            }
         else:
-            summary[model] = {"best_auc": float("nan"), "trials": len(study.trials), "complete": 0,
-                              "seconds": time.monotonic() - started, "study": study.study_name}
+            summary[model] = {
+                "best_auc": float("nan"),
+                "trials": len(study.trials),
+                "complete": 0,
+                "seconds": time.monotonic() - started,
+                "study": study.study_name,
+            }
         log.info("tuned %s: %s", model, summary[model])
     return params, summary

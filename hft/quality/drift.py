@@ -29,8 +29,9 @@ def reference_edges(values: np.ndarray, bins: int = 10) -> list[float]:
 def bin_shares(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """Return the share of finite values in each bin defined by the inner ``edges``."""
     finite = values[np.isfinite(values)]
-    counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=float), finite, side="right"),
-                         minlength=len(edges) + 1).astype(float)
+    counts = np.bincount(
+        np.searchsorted(np.asarray(edges, dtype=float), finite, side="right"), minlength=len(edges) + 1
+    ).astype(float)
     total = counts.sum()
     return counts / total if total else counts
 
@@ -42,19 +43,28 @@ def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
-def reference_profile(reference: pd.DataFrame, names: Sequence[str], bins: int = 10) -> dict[str, dict[str, object]]:
+def reference_profile(
+    reference: pd.DataFrame, names: Sequence[str], bins: int = 10
+) -> dict[str, dict[str, object]]:
     """Return, per feature, the bin edges and shares of the reference sample (JSON-serialisable)."""
     profile: dict[str, dict[str, object]] = {}
     for name in names:
         values = reference[name].to_numpy(dtype=float)
         edges = reference_edges(values, bins)
-        profile[name] = {"edges": edges, "shares": bin_shares(values, edges).tolist(),
-                         "rows": int(np.isfinite(values).sum())}
+        profile[name] = {
+            "edges": edges,
+            "shares": bin_shares(values, edges).tolist(),
+            "rows": int(np.isfinite(values).sum()),
+        }
     return profile
 
 
-def drift_frame(profile: Mapping[str, Mapping[str, object]], current: pd.DataFrame, names: Sequence[str],
-                threshold: float | Mapping[str, float]) -> pd.DataFrame:
+def drift_frame(
+    profile: Mapping[str, Mapping[str, object]],
+    current: pd.DataFrame,
+    names: Sequence[str],
+    threshold: float | Mapping[str, float],
+) -> pd.DataFrame:
     """Return one row per feature: PSI of ``current`` against ``profile`` and its threshold.
 
     PSI is NaN where the reference or the current sample has no finite value (the suite
@@ -73,4 +83,6 @@ def drift_frame(profile: Mapping[str, Mapping[str, object]], current: pd.DataFra
         limit = threshold.get(name, np.inf) if isinstance(threshold, Mapping) else threshold
         rows.append((name, name, value, float(limit), ref_rows, cur_rows))
     frame = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
-    return frame.astype({"psi": "float64", "threshold": "float64", "reference_rows": "int64", "current_rows": "int64"})
+    return frame.astype(
+        {"psi": "float64", "threshold": "float64", "reference_rows": "int64", "current_rows": "int64"}
+    )

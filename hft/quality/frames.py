@@ -19,7 +19,18 @@ import numpy as np
 import pandas as pd
 
 TICK_COLUMNS = ["key", "symbol", "trade_id", "price", "quantity", "trade_time_ms", "id_step", "time_step_ms"]
-BAR_COLUMNS = ["key", "symbol", "interval", "open_time_ms", "open", "high", "low", "close", "volume", "missing"]
+BAR_COLUMNS = [
+    "key",
+    "symbol",
+    "interval",
+    "open_time_ms",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "missing",
+]
 FEATURE_COLUMNS = ["key", "symbol", "event_time_ms", "feature", "value", "lower", "upper"]
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -74,8 +85,9 @@ def tick_frame(ticks: pd.DataFrame) -> pd.DataFrame:
     return df[TICK_COLUMNS]
 
 
-def expected_open_times(start: datetime, end: datetime, interval: str,
-                        halts: Sequence[tuple[pd.Timestamp, pd.Timestamp]] = ()) -> pd.DatetimeIndex:
+def expected_open_times(
+    start: datetime, end: datetime, interval: str, halts: Sequence[tuple[pd.Timestamp, pd.Timestamp]] = ()
+) -> pd.DatetimeIndex:
     """Return the open times of every bar expected in [start, end), known halts left out."""
     step = interval_delta(interval)
     first = pd.Timestamp(start).tz_convert("UTC").ceil(step)
@@ -86,8 +98,14 @@ def expected_open_times(start: datetime, end: datetime, interval: str,
     return grid[keep]
 
 
-def bar_frame(bars: pd.DataFrame, symbols: Sequence[str], interval: str, start: datetime, end: datetime,
-              halts: Sequence[tuple[pd.Timestamp, pd.Timestamp]] = ()) -> pd.DataFrame:
+def bar_frame(
+    bars: pd.DataFrame,
+    symbols: Sequence[str],
+    interval: str,
+    start: datetime,
+    end: datetime,
+    halts: Sequence[tuple[pd.Timestamp, pd.Timestamp]] = (),
+) -> pd.DataFrame:
     """Return the bars frame on the grid of expected bars (``missing=True`` where one is absent).
 
     ``bars`` holds ``symbol, open_time`` (aware timestamps), ``open, high, low, close,
@@ -97,16 +115,16 @@ def bar_frame(bars: pd.DataFrame, symbols: Sequence[str], interval: str, start: 
     present = bars[["symbol", "open_time", "open", "high", "low", "close", "volume"]].copy()
     present["open_time"] = pd.to_datetime(present["open_time"], utc=True)
     grid = expected_open_times(start, end, interval, halts)
-    expected = pd.DataFrame(
-        [(s, t) for s in symbols for t in grid], columns=["symbol", "open_time"]
-    ).astype({"open_time": present["open_time"].dtype if len(present) else "datetime64[ns, UTC]"})
+    expected = pd.DataFrame([(s, t) for s in symbols for t in grid], columns=["symbol", "open_time"]).astype(
+        {"open_time": present["open_time"].dtype if len(present) else "datetime64[ns, UTC]"}
+    )
     expected["open_time"] = pd.to_datetime(expected["open_time"], utc=True)
     merged = expected.merge(present, on=["symbol", "open_time"], how="outer", indicator=True)
     merged["missing"] = merged["_merge"] == "left_only"
     merged = merged.drop(columns="_merge").sort_values(["symbol", "open_time"]).reset_index(drop=True)
     merged["interval"] = interval
     merged["open_time_ms"] = merged["open_time"].map(to_ms).astype("int64")
-    merged["key"] = (merged["symbol"] + " " + interval + " " + merged["open_time_ms"].map(ms_label))
+    merged["key"] = merged["symbol"] + " " + interval + " " + merged["open_time_ms"].map(ms_label)
     for col in ("open", "high", "low", "close", "volume"):
         merged[col] = merged[col].astype("float64")
     return merged[BAR_COLUMNS]
@@ -120,20 +138,30 @@ def range_for(feature: str, ranges: Mapping[str, Sequence[float | None]]) -> tup
     return -np.inf, np.inf
 
 
-def feature_frame(features: pd.DataFrame, names: Sequence[str],
-                  ranges: Mapping[str, Sequence[float | None]]) -> pd.DataFrame:
+def feature_frame(
+    features: pd.DataFrame, names: Sequence[str], ranges: Mapping[str, Sequence[float | None]]
+) -> pd.DataFrame:
     """Return features in long form (one row per bar and feature) with declared ranges.
 
     ``features`` holds ``symbol, event_timestamp`` and one column per name, warm-up rows
     already left out by the caller.
     """
     if len(features) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-            FEATURE_COLUMNS, ["object", "object", "int64", "object", "float64", "float64", "float64"], strict=True)})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=t)
+                for c, t in zip(
+                    FEATURE_COLUMNS,
+                    ["object", "object", "int64", "object", "float64", "float64", "float64"],
+                    strict=True,
+                )
+            }
+        )
     wide = features[["symbol", "event_timestamp", *names]].copy()
     wide["event_time_ms"] = pd.to_datetime(wide["event_timestamp"], utc=True).map(to_ms).astype("int64")
     long = wide.drop(columns="event_timestamp").melt(
-        id_vars=["symbol", "event_time_ms"], value_vars=list(names), var_name="feature", value_name="value")
+        id_vars=["symbol", "event_time_ms"], value_vars=list(names), var_name="feature", value_name="value"
+    )
     long["value"] = long["value"].astype("float64")
     bounds = {name: range_for(name, ranges) for name in names}
     long["lower"] = long["feature"].map(lambda n: bounds[n][0]).astype("float64")

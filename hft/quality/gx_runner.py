@@ -53,9 +53,16 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
-        return {"description": self.description, "expectation": self.expectation, "success": self.success,
-                "unexpected_count": self.unexpected_count, "examples": list(self.examples),
-                "observed": self.observed, "error": self.error, "severity": self.severity}
+        return {
+            "description": self.description,
+            "expectation": self.expectation,
+            "success": self.success,
+            "unexpected_count": self.unexpected_count,
+            "examples": list(self.examples),
+            "observed": self.observed,
+            "error": self.error,
+            "severity": self.severity,
+        }
 
 
 def data_docs_dir(settings: Settings) -> Path:
@@ -94,9 +101,12 @@ def _context(root: Path, docs: Path) -> Any:
     ctx = gx.get_context(mode="file", project_root_dir=str(root))
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     sites = ctx.variables.data_docs_sites or {}
-    site: Any = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)}}
+    site: Any = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+    }
     if "local_site" in sites:
         ctx.delete_data_docs_site("local_site")  # one site, outside the GX project folder
     if SITE_NAME in sites:
@@ -122,10 +132,16 @@ def _checkpoint(ctx: Any, name: str) -> Any:
     except KeyError:
         batch = asset.add_batch_definition_whole_dataframe("partition")
     definition = ctx.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    return ctx.checkpoints.add_or_update(gx.Checkpoint(
-        name=name, validation_definitions=[definition], actions=spec.get("actions", []),
-        result_format=spec.get("result_format", "SUMMARY")))
+        gx.ValidationDefinition(name=name, data=batch, suite=suite)
+    )
+    return ctx.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            actions=spec.get("actions", []),
+            result_format=spec.get("result_format", "SUMMARY"),
+        )
+    )
 
 
 def _text(value: Any) -> str:
@@ -144,15 +160,23 @@ def _result(er: Any) -> CheckResult:
     column = config.kwargs.get("column") or config.kwargs.get("column_A") or ""
     return CheckResult(
         description=config.description or f"{config.type} {column}".strip(),
-        expectation=config.type, success=bool(er.success),
-        unexpected_count=int(result.get("unexpected_count") or 0), examples=examples,
-        observed=_text(result.get("observed_value")), error=str(error)[:300],
-        severity=str(getattr(config, "severity", None) or "critical").lower().split(".")[-1])
+        expectation=config.type,
+        success=bool(er.success),
+        unexpected_count=int(result.get("unexpected_count") or 0),
+        examples=examples,
+        observed=_text(result.get("observed_value")),
+        error=str(error)[:300],
+        severity=str(getattr(config, "severity", None) or "critical").lower().split(".")[-1],
+    )
 
 
-def run_checkpoint(settings: Settings, name: str, frame: pd.DataFrame,
-                   parameters: Mapping[str, Any] | None = None,
-                   run_name: str | None = None) -> tuple[list[CheckResult], list[str]]:
+def run_checkpoint(
+    settings: Settings,
+    name: str,
+    frame: pd.DataFrame,
+    parameters: Mapping[str, Any] | None = None,
+    run_name: str | None = None,
+) -> tuple[list[CheckResult], list[str]]:
     """Validate ``frame`` with the checkpoint ``name`` and update the data docs.
 
     Return each check's outcome and the data docs page of each validation result.
@@ -162,9 +186,11 @@ def run_checkpoint(settings: Settings, name: str, frame: pd.DataFrame,
     with _locked(settings) as root:
         ctx = _context(root, data_docs_dir(settings))
         checkpoint = _checkpoint(ctx, name)
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame},
-                                 expectation_parameters=dict(parameters or {}),
-                                 run_id=RunIdentifier(run_name=run_name) if run_name else None)
+        outcome = checkpoint.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=dict(parameters or {}),
+            run_id=RunIdentifier(run_name=run_name) if run_name else None,
+        )
         pages: list[str] = []
         for identifier in outcome.run_results:
             for site in ctx.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME):

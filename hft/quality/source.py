@@ -25,19 +25,31 @@ def _query(settings: Settings, sql: str, params: Sequence[object]) -> pd.DataFra
 
 def load_ticks(settings: Settings, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
     """Return ``symbol, trade_id, price, quantity, trade_time_ms`` of the partition's ticks."""
-    sql = ("SELECT symbol, trade_id, price, quantity, "
-           "(extract(epoch FROM trade_time) * 1000)::bigint AS trade_time_ms "
-           "FROM market.ticks WHERE symbol = ANY(%s) AND trade_time >= %s AND trade_time < %s")
+    sql = (
+        "SELECT symbol, trade_id, price, quantity, "
+        "(extract(epoch FROM trade_time) * 1000)::bigint AS trade_time_ms "
+        "FROM market.ticks WHERE symbol = ANY(%s) AND trade_time >= %s AND trade_time < %s"
+    )
     df = _query(settings, sql, (list(symbols), start, end))
-    return df.astype({"symbol": "object", "trade_id": "int64", "price": "float64", "quantity": "float64",
-                      "trade_time_ms": "int64"})
+    return df.astype(
+        {
+            "symbol": "object",
+            "trade_id": "int64",
+            "price": "float64",
+            "quantity": "float64",
+            "trade_time_ms": "int64",
+        }
+    )
 
 
-def load_bars(settings: Settings, symbols: Sequence[str], interval: str, start: datetime,
-              end: datetime) -> pd.DataFrame:
+def load_bars(
+    settings: Settings, symbols: Sequence[str], interval: str, start: datetime, end: datetime
+) -> pd.DataFrame:
     """Return ``symbol, open_time, open, high, low, close, volume`` of the partition's bars."""
-    sql = ("SELECT symbol, open_time, open, high, low, close, volume FROM market.bars "
-           "WHERE symbol = ANY(%s) AND interval = %s AND open_time >= %s AND open_time < %s")
+    sql = (
+        "SELECT symbol, open_time, open, high, low, close, volume FROM market.bars "
+        "WHERE symbol = ANY(%s) AND interval = %s AND open_time >= %s AND open_time < %s"
+    )
     df = _query(settings, sql, (list(symbols), interval, start, end))
     df["open_time"] = pd.to_datetime(df["open_time"], utc=True)
     return df
@@ -45,14 +57,22 @@ def load_bars(settings: Settings, symbols: Sequence[str], interval: str, start: 
 
 def first_bar_times(settings: Settings, symbols: Sequence[str], interval: str) -> dict[str, pd.Timestamp]:
     """Return the open time of each symbol's first stored bar (where feature warm-up starts)."""
-    sql = ("SELECT symbol, min(open_time) AS first FROM market.bars WHERE symbol = ANY(%s) AND interval = %s "
-           "GROUP BY symbol")
+    sql = (
+        "SELECT symbol, min(open_time) AS first FROM market.bars WHERE symbol = ANY(%s) AND interval = %s "
+        "GROUP BY symbol"
+    )
     df = _query(settings, sql, (list(symbols), interval))
     return {str(r.symbol): pd.Timestamp(r.first).tz_convert("UTC") for r in df.itertuples()}
 
 
-def load_features(settings: Settings, symbols: Sequence[str], interval: str, names: Sequence[str],
-                  start: datetime, end: datetime) -> pd.DataFrame:
+def load_features(
+    settings: Settings,
+    symbols: Sequence[str],
+    interval: str,
+    names: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> pd.DataFrame:
     """Return ``symbol, event_timestamp, bar_source`` and the named features of bars opened in [start, end)."""
     from psycopg import sql as psql
 

@@ -87,12 +87,21 @@ class ValidationSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (the line written to validation_runs.jsonl)."""
-        return {"kind": self.kind, "start": self.start.isoformat(), "end": self.end.isoformat(),
-                "success": self.success, "rows": self.rows, "failed": [c.description for c in self.failed],
-                "warnings": [c.description for c in self.warnings],
-                "checks": [c.to_dict() for c in self.checks], "data_docs": self.data_docs,
-                "pages": list(self.pages), "finished_at": self.finished_at.isoformat(), "notes": list(self.notes),
-                "summary": self.text()}
+        return {
+            "kind": self.kind,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "success": self.success,
+            "rows": self.rows,
+            "failed": [c.description for c in self.failed],
+            "warnings": [c.description for c in self.warnings],
+            "checks": [c.to_dict() for c in self.checks],
+            "data_docs": self.data_docs,
+            "pages": list(self.pages),
+            "finished_at": self.finished_at.isoformat(),
+            "notes": list(self.notes),
+            "summary": self.text(),
+        }
 
 
 def _label(ts: datetime) -> str:
@@ -143,13 +152,27 @@ def read_runs(settings: Settings, limit: int = 50, kind: str | None = None) -> l
     return out
 
 
-def _finish(settings: Settings, kind: str, start: datetime, end: datetime, rows: int,
-            results: Sequence[tuple[list[CheckResult], list[str]]], notes: Sequence[str] = ()) -> ValidationSummary:
+def _finish(
+    settings: Settings,
+    kind: str,
+    start: datetime,
+    end: datetime,
+    rows: int,
+    results: Sequence[tuple[list[CheckResult], list[str]]],
+    notes: Sequence[str] = (),
+) -> ValidationSummary:
     checks = tuple(c for part, _ in results for c in part)
     pages = tuple(p for _, part in results for p in part)
-    summary = ValidationSummary(kind=kind, start=start, end=end, rows=rows, checks=checks,
-                                data_docs=(data_docs_dir(settings) / "index.html").as_uri(), pages=pages,
-                                notes=tuple(notes))
+    summary = ValidationSummary(
+        kind=kind,
+        start=start,
+        end=end,
+        rows=rows,
+        checks=checks,
+        data_docs=(data_docs_dir(settings) / "index.html").as_uri(),
+        pages=pages,
+        notes=tuple(notes),
+    )
     record(settings, summary)
     return summary
 
@@ -161,18 +184,26 @@ def _run_name(kind: str, start: datetime, end: datetime) -> str:
 # ---- ticks ------------------------------------------------------------------------------------
 
 
-def validate_ticks_frame(settings: Settings, ticks: pd.DataFrame, start: datetime, end: datetime,
-                         clock: Clock = utc_now) -> ValidationSummary:
+def validate_ticks_frame(
+    settings: Settings, ticks: pd.DataFrame, start: datetime, end: datetime, clock: Clock = utc_now
+) -> ValidationSummary:
     """Validate ticks (``symbol, trade_id, price, quantity, trade_time_ms``) of [start, end)."""
     start, end = _aware(start), _aware(end)
     frame = frames.tick_frame(ticks)
     latest = frames.to_ms(clock() + FUTURE_TOLERANCE)
-    result = run_checkpoint(settings, "ticks", frame, {"latest_allowed_ms": latest}, _run_name("ticks", start, end))
+    result = run_checkpoint(
+        settings, "ticks", frame, {"latest_allowed_ms": latest}, _run_name("ticks", start, end)
+    )
     return _finish(settings, "ticks", start, end, len(frame), [result])
 
 
-def validate_ticks(settings: Settings, start: datetime, end: datetime, symbols: Sequence[str] | None = None,
-                   clock: Clock = utc_now) -> ValidationSummary:
+def validate_ticks(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    symbols: Sequence[str] | None = None,
+    clock: Clock = utc_now,
+) -> ValidationSummary:
     """Validate the ticks of [start, end) in market.ticks."""
     from hft.quality.source import load_ticks
 
@@ -183,19 +214,31 @@ def validate_ticks(settings: Settings, start: datetime, end: datetime, symbols: 
 # ---- bars -------------------------------------------------------------------------------------
 
 
-def validate_bars_frame(settings: Settings, bars: pd.DataFrame, start: datetime, end: datetime,
-                        symbols: Sequence[str] | None = None, interval: str | None = None) -> ValidationSummary:
+def validate_bars_frame(
+    settings: Settings,
+    bars: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    symbols: Sequence[str] | None = None,
+    interval: str | None = None,
+) -> ValidationSummary:
     """Validate bars (``symbol, open_time, open, high, low, close, volume``) of [start, end)."""
     start, end = _aware(start), _aware(end)
     halts = frames.parse_halts(settings.exchange_halts)
-    frame = frames.bar_frame(bars, list(symbols or settings.symbols), interval or settings.bar_interval,
-                             start, end, halts)
+    frame = frames.bar_frame(
+        bars, list(symbols or settings.symbols), interval or settings.bar_interval, start, end, halts
+    )
     result = run_checkpoint(settings, "bars", frame, run_name=_run_name("bars", start, end))
     return _finish(settings, "bars", start, end, int((~frame["missing"]).sum()), [result])
 
 
-def validate_bars(settings: Settings, start: datetime, end: datetime, symbols: Sequence[str] | None = None,
-                  interval: str | None = None) -> ValidationSummary:
+def validate_bars(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    symbols: Sequence[str] | None = None,
+    interval: str | None = None,
+) -> ValidationSummary:
     """Validate the bars of [start, end) in market.bars (every expected bar present, OHLC consistent)."""
     from hft.quality.source import load_bars
 
@@ -214,8 +257,9 @@ def feature_ranges() -> dict[str, list[float | None]]:
     return ranges
 
 
-def drop_warmup(long: pd.DataFrame, first_bar: Mapping[str, pd.Timestamp], warmup: Mapping[str, int],
-                interval: str) -> pd.DataFrame:
+def drop_warmup(
+    long: pd.DataFrame, first_bar: Mapping[str, pd.Timestamp], warmup: Mapping[str, int], interval: str
+) -> pd.DataFrame:
     """Leave out long-form feature rows inside their feature's warm-up (NaN there is expected).
 
     Bar index i (from the symbol's first stored bar) closes at first + (i + 1) · interval; a
@@ -228,8 +272,12 @@ def drop_warmup(long: pd.DataFrame, first_bar: Mapping[str, pd.Timestamp], warmu
     return long[~(index < needed)].reset_index(drop=True)
 
 
-def reference_profile(settings: Settings, names: Sequence[str], interval: str,
-                      reference: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
+def reference_profile(
+    settings: Settings,
+    names: Sequence[str],
+    interval: str,
+    reference: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
     """Return the training reference profile (bin edges and shares per feature).
 
     The reference is features.bar_features over the training window (``settings.train_start``
@@ -239,14 +287,22 @@ def reference_profile(settings: Settings, names: Sequence[str], interval: str,
     from hft.quality.drift import reference_profile as profile_of
     from hft.quality.source import load_features
 
-    lo, hi = reference or (datetime.fromisoformat(settings.train_start).replace(tzinfo=UTC),
-                           datetime.fromisoformat(settings.train_end).replace(tzinfo=UTC) + timedelta(days=1))
+    lo, hi = reference or (
+        datetime.fromisoformat(settings.train_start).replace(tzinfo=UTC),
+        datetime.fromisoformat(settings.train_end).replace(tzinfo=UTC) + timedelta(days=1),
+    )
     return profile_of(load_features(settings, settings.symbols, interval, names, lo, hi), names)
 
 
-def validate_features(settings: Settings, start: datetime, end: datetime, symbols: Sequence[str] | None = None,
-                      interval: str | None = None, reference: tuple[datetime, datetime] | None = None,
-                      drift_window: timedelta | None = None) -> ValidationSummary:
+def validate_features(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    symbols: Sequence[str] | None = None,
+    interval: str | None = None,
+    reference: tuple[datetime, datetime] | None = None,
+    drift_window: timedelta | None = None,
+) -> ValidationSummary:
     """Validate features.bar_features of [start, end): ranges, no NaN after warm-up, and PSI drift.
 
     Drift compares the trailing ``drift_window`` (``settings.drift_window_days``) ending at
@@ -270,9 +326,13 @@ def validate_features(settings: Settings, start: datetime, end: datetime, symbol
     ohlcv = [n for n in names if n in OHLCV_FEATURES]
     trade = [n for n in names if n in TRADE_FEATURES]
     # trade-derived features exist only for bars built from ticks; kline bars leave them NULL
-    long = pd.concat([frames.feature_frame(partition, ohlcv, ranges),
-                      frames.feature_frame(partition[partition["bar_source"] == "ticks"], trade, ranges)],
-                     ignore_index=True)
+    long = pd.concat(
+        [
+            frames.feature_frame(partition, ohlcv, ranges),
+            frames.feature_frame(partition[partition["bar_source"] == "ticks"], trade, ranges),
+        ],
+        ignore_index=True,
+    )
     long = drop_warmup(long, first_bar_times(settings, syms, iv), FEATURE_SPEC.warmup, iv)
     result = run_checkpoint(settings, "features", long, run_name=_run_name("features", start, end))
     # the training reference is kline history: drift is measured on the OHLCV features
@@ -283,21 +343,32 @@ def validate_features(settings: Settings, start: datetime, end: datetime, symbol
     span = f"{_label(end - window)} → {_label(end)}"
     if min(ref_rows, cur_rows) < MIN_DRIFT_ROWS:
         # PSI over a handful of bars measures sampling noise, not drift
-        notes = [f"drift not checked: {cur_rows} bars in {span} and {ref_rows} in the training reference "
-                 f"(at least {MIN_DRIFT_ROWS} each needed)"]
+        notes = [
+            f"drift not checked: {cur_rows} bars in {span} and {ref_rows} in the training reference "
+            f"(at least {MIN_DRIFT_ROWS} each needed)"
+        ]
     else:
         drift = drift_frame(profile, current, ohlcv, settings.psi_threshold)
-        results.append(run_checkpoint(settings, "feature_drift", drift, run_name=_run_name("drift", start, end)))
-        notes = [f"PSI over {span} vs training reference: " + ", ".join(
-            f"{r.feature} {r.psi:.3f}" for r in drift.itertuples() if r.psi == r.psi)]
+        results.append(
+            run_checkpoint(settings, "feature_drift", drift, run_name=_run_name("drift", start, end))
+        )
+        notes = [
+            f"PSI over {span} vs training reference: "
+            + ", ".join(f"{r.feature} {r.psi:.3f}" for r in drift.itertuples() if r.psi == r.psi)
+        ]
     return _finish(settings, "features", start, end, len(partition), results, notes)
 
 
 VALIDATORS: dict[str, Callable[..., ValidationSummary]] = {
-    "ticks": validate_ticks, "bars": validate_bars, "features": validate_features}
+    "ticks": validate_ticks,
+    "bars": validate_bars,
+    "features": validate_features,
+}
 
 
-def validate(settings: Settings, kind: str, start: datetime, end: datetime, **kwargs: Any) -> ValidationSummary:
+def validate(
+    settings: Settings, kind: str, start: datetime, end: datetime, **kwargs: Any
+) -> ValidationSummary:
     """Validate one partition of ``kind`` (ticks, bars or features)."""
     if kind not in VALIDATORS:
         raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")

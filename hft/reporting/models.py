@@ -61,11 +61,17 @@ WF_COLUMNS = ("roc_auc", "accuracy", "log_loss", "brier", "bt.net_pnl_after_fees
 
 def metric_table(view: ModelsView, prefix: str = "gate.") -> list[dict[str, Any]]:
     """Rows ``{metric, champion, challenger}`` of the promotion gate's metrics (``gate.*``)."""
-    names = sorted({m for v in view.versions.values() for m in v.metrics if m.startswith(prefix)}
-                   - {f"{prefix}window_start_ns", f"{prefix}window_end_ns"})
-    return [{"metric": n.removeprefix(prefix),
-             **{a: view.versions[a].metrics.get(n) if a in view.versions else None for a in ALIASES}}
-            for n in names]
+    names = sorted(
+        {m for v in view.versions.values() for m in v.metrics if m.startswith(prefix)}
+        - {f"{prefix}window_start_ns", f"{prefix}window_end_ns"}
+    )
+    return [
+        {
+            "metric": n.removeprefix(prefix),
+            **{a: view.versions[a].metrics.get(n) if a in view.versions else None for a in ALIASES},
+        }
+        for n in names
+    ]
 
 
 def walk_forward_table(version: ModelVersionView) -> list[dict[str, Any]]:
@@ -128,25 +134,41 @@ def models_view(settings: Settings, model_name: str | None = None, newest: int =
         data = (run or {}).get("data", {})
         exp = (run or {}).get("info", {}).get("experiment_id", "")
         versions[alias] = ModelVersionView(
-            alias=alias, name=name, version=str(mv["version"]), run_id=run_id,
-            created=_ts(int(mv.get("creation_timestamp", 0))), updated=_ts(int(mv.get("last_updated_timestamp", 0))),
+            alias=alias,
+            name=name,
+            version=str(mv["version"]),
+            run_id=run_id,
+            created=_ts(int(mv.get("creation_timestamp", 0))),
+            updated=_ts(int(mv.get("last_updated_timestamp", 0))),
             metrics={k: float(v) for k, v in _pairs(data.get("metrics")).items() if v is not None},
             params={k: str(v) for k, v in _pairs(data.get("params")).items()},
             tags={**_pairs(data.get("tags")), **_pairs(mv.get("tags"))},
             version_url=f"{base}/#/models/{quote(name)}/versions/{mv['version']}",
             run_url=f"{base}/#/experiments/{exp}/runs/{run_id}" if run else "",
         )
-    found = api.get("model-versions/search", {"filter": f"name='{name}'", "max_results": newest,
-                                               "order_by": "version_number DESC"}) or {}
+    found = (
+        api.get(
+            "model-versions/search",
+            {"filter": f"name='{name}'", "max_results": newest, "order_by": "version_number DESC"},
+        )
+        or {}
+    )
     by_version = {v: a for a, v in aliases.items()}
-    latest = [{"version": str(mv["version"]), "created": _ts(int(mv.get("creation_timestamp", 0))),
-               "aliases": by_version.get(str(mv["version"]), ""), "run_id": mv.get("run_id", "")}
-              for mv in found.get("model_versions", [])]
+    latest = [
+        {
+            "version": str(mv["version"]),
+            "created": _ts(int(mv.get("creation_timestamp", 0))),
+            "aliases": by_version.get(str(mv["version"]), ""),
+            "run_id": mv.get("run_id", ""),
+        }
+        for mv in found.get("model_versions", [])
+    ]
     last_retrain = max((r["created"] for r in latest), default=None)
     champ = versions.get("champion")
     last_promotion = None
     if champ is not None:
         promoted = next((v for k, v in champ.tags.items() if "promoted_at" in k), None)
         last_promotion = datetime.fromisoformat(promoted) if promoted else champ.updated
-    return ModelsView(name, versions, latest, last_retrain, last_promotion,
-                      registry_url=f"{base}/#/models/{quote(name)}")
+    return ModelsView(
+        name, versions, latest, last_retrain, last_promotion, registry_url=f"{base}/#/models/{quote(name)}"
+    )

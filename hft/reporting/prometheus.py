@@ -76,11 +76,16 @@ class PrometheusClient:
         """Evaluate a range query between ``start`` and ``end``."""
         from datetime import UTC
 
-        data = self._get("/api/v1/query_range",
-                         {"query": expr, "start": start.timestamp(), "end": end.timestamp(), "step": step_s})
+        data = self._get(
+            "/api/v1/query_range",
+            {"query": expr, "start": start.timestamp(), "end": end.timestamp(), "step": step_s},
+        )
         return [
-            Series(r["metric"], [datetime.fromtimestamp(float(t), UTC) for t, _ in r["values"]],
-                   [float(v) for _, v in r["values"]])
+            Series(
+                r["metric"],
+                [datetime.fromtimestamp(float(t), UTC) for t, _ in r["values"]],
+                [float(v) for _, v in r["values"]],
+            )
             for r in data["result"]
         ]
 
@@ -88,9 +93,16 @@ class PrometheusClient:
         """Active scrape targets with their health."""
         data = self._get("/api/v1/targets", {"state": "active"})
         return sorted(
-            (Target(t["labels"].get("job", "?"), t.get("scrapeUrl", ""), t.get("health", "unknown"),
-                    t.get("lastError", ""), t.get("lastScrape", ""))
-             for t in data["activeTargets"]),
+            (
+                Target(
+                    t["labels"].get("job", "?"),
+                    t.get("scrapeUrl", ""),
+                    t.get("health", "unknown"),
+                    t.get("lastError", ""),
+                    t.get("lastScrape", ""),
+                )
+                for t in data["activeTargets"]
+            ),
             key=lambda t: t.job,
         )
 
@@ -121,38 +133,84 @@ class Panel:
 
 # The names the processes define (streamers/, api/, workers/) come first; looser patterns after.
 PANELS: tuple[Panel, ...] = (
-    Panel("tick_to_signal_p50", "Tick-to-signal latency p50", "ms",
-          (r"^trading_bot_tick_to_signal_seconds_bucket$", r"tick_to_signal.*_bucket$"),
-          "1000 * histogram_quantile(0.5, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
-    Panel("tick_to_signal_p99", "Tick-to-signal latency p99", "ms",
-          (r"^trading_bot_tick_to_signal_seconds_bucket$", r"tick_to_signal.*_bucket$"),
-          "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
-    Panel("tick_to_feature_p99", "Tick-to-feature latency p99", "ms",
-          (r"^feature_calculator_tick_to_feature_seconds_bucket$", r"tick_to_feature.*_bucket$"),
-          "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
-    Panel("api_latency_p99", "API request latency p99", "ms",
-          (r"^hft_api_request_seconds_bucket$",),
-          "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))", histogram=True),
-    Panel("throughput", "Ticks per second by stage", "1/s",
-          (r"^(exchange_trades_published|market_producer_ticks_out|tick_ingestor_rows_written|"
-           r"feature_calculator_ticks)_total$",),
-          "sum by (job) (rate({metric}[1m]))"),
-    Panel("lag", "Consumer lag", "messages",
-          (r"^(tick_ingestor|feature_calculator)_consumer_lag$", r"consumer_?lag", r"^kafka_consumergroup_lag$"),
-          "sum by (job) ({metric})"),
-    Panel("errors", "Errors and dead letters per second", "1/s",
-          (r"^(market_producer_dead_lettered|market_producer_send_errors|tick_ingestor_dead_lettered|"
-           r"tick_ingestor_commit_failures|hft_api_errors|trading_bot_predict_errors|hft_dashboard_errors)_total$",),
-          "sum by (job) (rate({metric}[1m]))"),
-    Panel("orders", "Order outcomes per second", "1/s",
-          (r"^hft_worker_orders_total$",),
-          "sum by (outcome) (rate({metric}[1m]))"),
-    Panel("memory", "Resident memory by process", "MiB",
-          (r"^process_resident_memory_bytes$",),
-          "{metric} / 1048576"),
-    Panel("cpu", "CPU by process", "cores",
-          (r"^process_cpu_seconds_total$",),
-          "rate({metric}[1m])"),
+    Panel(
+        "tick_to_signal_p50",
+        "Tick-to-signal latency p50",
+        "ms",
+        (r"^trading_bot_tick_to_signal_seconds_bucket$", r"tick_to_signal.*_bucket$"),
+        "1000 * histogram_quantile(0.5, sum by (le) (rate({metric}_bucket[1m])))",
+        histogram=True,
+    ),
+    Panel(
+        "tick_to_signal_p99",
+        "Tick-to-signal latency p99",
+        "ms",
+        (r"^trading_bot_tick_to_signal_seconds_bucket$", r"tick_to_signal.*_bucket$"),
+        "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))",
+        histogram=True,
+    ),
+    Panel(
+        "tick_to_feature_p99",
+        "Tick-to-feature latency p99",
+        "ms",
+        (r"^feature_calculator_tick_to_feature_seconds_bucket$", r"tick_to_feature.*_bucket$"),
+        "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))",
+        histogram=True,
+    ),
+    Panel(
+        "api_latency_p99",
+        "API request latency p99",
+        "ms",
+        (r"^hft_api_request_seconds_bucket$",),
+        "1000 * histogram_quantile(0.99, sum by (le) (rate({metric}_bucket[1m])))",
+        histogram=True,
+    ),
+    Panel(
+        "throughput",
+        "Ticks per second by stage",
+        "1/s",
+        (
+            r"^(exchange_trades_published|market_producer_ticks_out|tick_ingestor_rows_written|"
+            r"feature_calculator_ticks)_total$",
+        ),
+        "sum by (job) (rate({metric}[1m]))",
+    ),
+    Panel(
+        "lag",
+        "Consumer lag",
+        "messages",
+        (
+            r"^(tick_ingestor|feature_calculator)_consumer_lag$",
+            r"consumer_?lag",
+            r"^kafka_consumergroup_lag$",
+        ),
+        "sum by (job) ({metric})",
+    ),
+    Panel(
+        "errors",
+        "Errors and dead letters per second",
+        "1/s",
+        (
+            r"^(market_producer_dead_lettered|market_producer_send_errors|tick_ingestor_dead_lettered|"
+            r"tick_ingestor_commit_failures|hft_api_errors|trading_bot_predict_errors|hft_dashboard_errors)_total$",
+        ),
+        "sum by (job) (rate({metric}[1m]))",
+    ),
+    Panel(
+        "orders",
+        "Order outcomes per second",
+        "1/s",
+        (r"^hft_worker_orders_total$",),
+        "sum by (outcome) (rate({metric}[1m]))",
+    ),
+    Panel(
+        "memory",
+        "Resident memory by process",
+        "MiB",
+        (r"^process_resident_memory_bytes$",),
+        "{metric} / 1048576",
+    ),
+    Panel("cpu", "CPU by process", "cores", (r"^process_cpu_seconds_total$",), "rate({metric}[1m])"),
 )
 
 

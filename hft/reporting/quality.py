@@ -66,11 +66,18 @@ def summarize(settings: Settings, row: dict[str, Any]) -> SuiteResult:
     checks = row.get("checks") or []
     pages = [p for p in (_relative_page(settings, str(u)) for u in row.get("pages") or []) if p]
     return SuiteResult(
-        kind=str(row.get("kind", "?")), success=bool(row.get("success")), rows=int(row.get("rows") or 0),
-        checks=len(checks), passed=sum(1 for c in checks if c.get("success")),
-        start=_time(row.get("start")), end=_time(row.get("end")), finished_at=_time(row.get("finished_at")),
-        failed=[str(f) for f in row.get("failed") or []], warnings=[str(w) for w in row.get("warnings") or []],
-        pages=pages, summary=str(row.get("summary", "")),
+        kind=str(row.get("kind", "?")),
+        success=bool(row.get("success")),
+        rows=int(row.get("rows") or 0),
+        checks=len(checks),
+        passed=sum(1 for c in checks if c.get("success")),
+        start=_time(row.get("start")),
+        end=_time(row.get("end")),
+        finished_at=_time(row.get("finished_at")),
+        failed=[str(f) for f in row.get("failed") or []],
+        warnings=[str(w) for w in row.get("warnings") or []],
+        pages=pages,
+        summary=str(row.get("summary", "")),
     )
 
 

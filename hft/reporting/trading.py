@@ -22,8 +22,23 @@ from hft.trading.reports import current_marks
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-FILL_COLUMNS = ("fill_time", "symbol", "side", "quantity", "price", "market_price", "slippage_bps", "fee",
-                "fee_bps", "liquidity", "realized_pnl", "price_source", "trade_id", "intent_id", "order_id")
+FILL_COLUMNS = (
+    "fill_time",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "market_price",
+    "slippage_bps",
+    "fee",
+    "fee_bps",
+    "liquidity",
+    "realized_pnl",
+    "price_source",
+    "trade_id",
+    "intent_id",
+    "order_id",
+)
 
 
 def _read(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -33,8 +48,9 @@ def _read(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.
         return pd.read_sql(text(sql), conn, params=params or {})
 
 
-def load_fills(engine: Engine, symbol: str | None = None, side: str | None = None,
-               limit: int | None = None) -> pd.DataFrame:
+def load_fills(
+    engine: Engine, symbol: str | None = None, side: str | None = None, limit: int | None = None
+) -> pd.DataFrame:
     """Fills, newest first, optionally for one symbol and side."""
     where, params = _filters(symbol, side)
     sql = f"SELECT {', '.join(FILL_COLUMNS)} FROM trading.fills{where} ORDER BY fill_time DESC, id DESC"
@@ -44,8 +60,13 @@ def load_fills(engine: Engine, symbol: str | None = None, side: str | None = Non
     return _read(engine, sql, params)
 
 
-def load_orders(engine: Engine, symbol: str | None = None, side: str | None = None,
-                status: str | None = None, limit: int = 500) -> pd.DataFrame:
+def load_orders(
+    engine: Engine,
+    symbol: str | None = None,
+    side: str | None = None,
+    status: str | None = None,
+    limit: int = 500,
+) -> pd.DataFrame:
     """Orders with their intent's probability and their fill (price, fee), newest first."""
     where, params = _filters(symbol, side, prefix="o.")
     if status:
@@ -109,8 +130,17 @@ def trading_overview(engine: Engine, settings: Settings, as_of: datetime) -> Tra
     rows = []
     for sym, pos in sorted(held.items()):
         mark = marks.get(sym, pos.avg_price)
-        rows.append({"symbol": sym, "quantity": pos.quantity, "avg_price": pos.avg_price, "mark": mark,
-                     "unrealized_pnl": pos.unrealized(mark), "realized_pnl": pos.realized_pnl, "fees": pos.fees})
+        rows.append(
+            {
+                "symbol": sym,
+                "quantity": pos.quantity,
+                "avg_price": pos.avg_price,
+                "mark": mark,
+                "unrealized_pnl": pos.unrealized(mark),
+                "realized_pnl": pos.realized_pnl,
+                "fees": pos.fees,
+            }
+        )
     columns = ["symbol", "quantity", "avg_price", "mark", "unrealized_pnl", "realized_pnl", "fees"]
     return TradingOverview(kpis, equity, pd.DataFrame(rows, columns=columns), bot.state.value, bot.reason)
 
@@ -121,8 +151,12 @@ def kill_switch(settings: Settings, halt: bool, reason: str = "dashboard") -> di
         raise ConfigurationError("HFT_API_KEY is not set: the kill switch needs the API key")
     path = "/bot/halt" if halt else "/bot/resume"
     try:
-        resp = httpx.post(f"{settings.api_base_url}{path}", json={"reason": reason},
-                          headers={"X-API-Key": settings.api_key.get_secret_value()}, timeout=5.0)
+        resp = httpx.post(
+            f"{settings.api_base_url}{path}",
+            json={"reason": reason},
+            headers={"X-API-Key": settings.api_key.get_secret_value()},
+            timeout=5.0,
+        )
     except httpx.HTTPError as exc:
         raise TransientError(f"API unreachable at {settings.api_base_url}: {exc}") from exc
     if resp.status_code >= 400:

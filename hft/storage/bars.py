@@ -17,15 +17,33 @@ import numpy as np
 import pandas as pd
 
 INTERVALS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1), "3m": timedelta(minutes=3), "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15), "30m": timedelta(minutes=30), "1h": timedelta(hours=1),
-    "2h": timedelta(hours=2), "4h": timedelta(hours=4), "1d": timedelta(days=1),
+    "1m": timedelta(minutes=1),
+    "3m": timedelta(minutes=3),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "30m": timedelta(minutes=30),
+    "1h": timedelta(hours=1),
+    "2h": timedelta(hours=2),
+    "4h": timedelta(hours=4),
+    "1d": timedelta(days=1),
 }
 TICK_INTERVALS = ("1m", "15m")  # the intervals the tick ingestor maintains
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-BAR_COLUMNS = ["open_time", "close_time", "open", "high", "low", "close", "volume", "trade_count", "buy_volume",
-               "quote_volume", "vwap", "source"]
+BAR_COLUMNS = [
+    "open_time",
+    "close_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "trade_count",
+    "buy_volume",
+    "quote_volume",
+    "vwap",
+    "source",
+]
 
 _SET_BAR = """open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
     volume = excluded.volume, trade_count = excluded.trade_count, buy_volume = excluded.buy_volume,
@@ -53,8 +71,11 @@ def bucket_start(ts: datetime, interval: str) -> datetime:
 
 
 def _ticks_to_bars_sql(timescale: bool) -> str:
-    bucket = ("time_bucket(%(step)s::interval, trade_time)" if timescale
-              else "date_bin(%(step)s::interval, trade_time, TIMESTAMPTZ '2000-01-01 00:00:00+00')")
+    bucket = (
+        "time_bucket(%(step)s::interval, trade_time)"
+        if timescale
+        else "date_bin(%(step)s::interval, trade_time, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+    )
     return f"""
 INSERT INTO market.bars AS b (symbol, interval, open_time, close_time, open, high, low, close, volume,
                               trade_count, buy_volume, quote_volume, vwap, source, updated_at)
@@ -82,20 +103,26 @@ class TouchedRange:
     hi: datetime
 
 
-def touched_ranges(span_by_symbol: dict[str, tuple[datetime, datetime]],
-                   intervals: Iterable[str] = TICK_INTERVALS) -> list[TouchedRange]:
+def touched_ranges(
+    span_by_symbol: dict[str, tuple[datetime, datetime]], intervals: Iterable[str] = TICK_INTERVALS
+) -> list[TouchedRange]:
     """Bucket ranges to recompute for each symbol's (min, max) trade time in a batch."""
     out = []
     for symbol, (first, last) in sorted(span_by_symbol.items()):
         for iv in intervals:
-            out.append(TouchedRange(symbol, iv, bucket_start(first, iv), bucket_start(last, iv) + interval_delta(iv)))
+            out.append(
+                TouchedRange(symbol, iv, bucket_start(first, iv), bucket_start(last, iv) + interval_delta(iv))
+            )
     return out
 
 
 def _rollup_sql(timescale: bool) -> str:
     """Bars of a longer interval from the ``ticks`` bars of a shorter one (same sums, fewer rows)."""
-    bucket = ("time_bucket(%(step)s::interval, open_time)" if timescale
-              else "date_bin(%(step)s::interval, open_time, TIMESTAMPTZ '2000-01-01 00:00:00+00')")
+    bucket = (
+        "time_bucket(%(step)s::interval, open_time)"
+        if timescale
+        else "date_bin(%(step)s::interval, open_time, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+    )
     return f"""
 INSERT INTO market.bars AS b (symbol, interval, open_time, close_time, open, high, low, close, volume,
                               trade_count, buy_volume, quote_volume, vwap, source, updated_at)
@@ -111,8 +138,10 @@ WHERE b.source = 'ticks'
 """
 
 
-_HAS_KLINES = ("SELECT EXISTS (SELECT 1 FROM market.bars WHERE symbol = %(symbol)s AND interval = %(base)s "
-               "AND open_time >= %(lo)s AND open_time < %(hi)s AND source <> 'ticks')")
+_HAS_KLINES = (
+    "SELECT EXISTS (SELECT 1 FROM market.bars WHERE symbol = %(symbol)s AND interval = %(base)s "
+    "AND open_time >= %(lo)s AND open_time < %(hi)s AND source <> 'ticks')"
+)
 
 
 def rebuild_from_ticks(cur: Any, ranges: Iterable[TouchedRange], timescale: bool) -> int:
@@ -134,8 +163,14 @@ def rebuild_from_ticks(cur: Any, ranges: Iterable[TouchedRange], timescale: bool
         base = rs[0]
         for r in rs:
             step = interval_delta(r.interval)
-            params = {"interval": r.interval, "step": step, "symbol": symbol, "lo": r.lo, "hi": r.hi,
-                      "base": base.interval}
+            params = {
+                "interval": r.interval,
+                "step": step,
+                "symbol": symbol,
+                "lo": r.lo,
+                "hi": r.hi,
+                "base": base.interval,
+            }
             sql = from_ticks
             if r is not base and step % interval_delta(base.interval) == timedelta(0):
                 cur.execute(_HAS_KLINES, params)
@@ -180,8 +215,14 @@ def _opt(df: pd.DataFrame, col: str) -> list[Any]:
     return [None if np.isnan(v) else float(v) for v in values]
 
 
-def upsert_klines(conn: Any, df: pd.DataFrame, symbol: str, interval: str, chunk_rows: int = 20_000,
-                  progress: Callable[[int], None] | None = None) -> int:
+def upsert_klines(
+    conn: Any,
+    df: pd.DataFrame,
+    symbol: str,
+    interval: str,
+    chunk_rows: int = 20_000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Write klines (a :func:`hft.market.ohlcv.read_ohlcv_csv` frame) into ``market.bars``.
 
     COPY into a staging table, then one upsert per chunk, each chunk its own transaction (a
@@ -202,8 +243,19 @@ def upsert_klines(conn: Any, df: pd.DataFrame, symbol: str, interval: str, chunk
             end = min(start + chunk_rows, len(df))
             with cur.copy("COPY kline_staging FROM STDIN") as cp:
                 for i in range(start, end):
-                    cp.write_row((int(open_us[i]), cols["open"][i], cols["high"][i], cols["low"][i],
-                                  cols["close"][i], cols["volume"][i], trade_count[i], buy[i], quote[i]))
+                    cp.write_row(
+                        (
+                            int(open_us[i]),
+                            cols["open"][i],
+                            cols["high"][i],
+                            cols["low"][i],
+                            cols["close"][i],
+                            cols["volume"][i],
+                            trade_count[i],
+                            buy[i],
+                            quote[i],
+                        )
+                    )
             cur.execute(_KLINE_UPSERT, {"symbol": symbol, "interval": interval, "step": step})
             changed += max(cur.rowcount, 0)
             conn.commit()
@@ -223,12 +275,15 @@ def infer_interval(index: pd.DatetimeIndex) -> str:
     raise ValueError(f"bar spacing {spacing} matches no interval: pass --interval")
 
 
-def read_bars(conn: Any, symbol: str, interval: str, start: datetime | None = None,
-              end: datetime | None = None) -> pd.DataFrame:
+def read_bars(
+    conn: Any, symbol: str, interval: str, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
     """Bars of one symbol and interval, indexed by open time, [start, end) on open time."""
-    sql = ("SELECT open_time, close_time, open, high, low, close, volume, trade_count, buy_volume, "
-           "quote_volume, vwap, source FROM market.bars WHERE symbol = %s AND interval = %s "
-           "AND open_time >= %s AND open_time < %s ORDER BY open_time")
+    sql = (
+        "SELECT open_time, close_time, open, high, low, close, volume, trade_count, buy_volume, "
+        "quote_volume, vwap, source FROM market.bars WHERE symbol = %s AND interval = %s "
+        "AND open_time >= %s AND open_time < %s ORDER BY open_time"
+    )
     lo = start or datetime(1970, 1, 1, tzinfo=UTC)
     hi = end or datetime(9999, 1, 1, tzinfo=UTC)
     with conn.cursor() as cur:

@@ -49,9 +49,11 @@ class Backend:
         """One line for logs and ``hft db info``."""
         if not self.timescale:
             return f"PostgreSQL {self.server_version} (native partitioning + BRIN, bars by the ingestor)"
-        return (f"PostgreSQL {self.server_version} + TimescaleDB {self.timescale_version} "
-                f"(license {self.license}: hypertables + time_bucket"
-                f"{', compression' if self.compression else ', no compression/continuous aggregates'})")
+        return (
+            f"PostgreSQL {self.server_version} + TimescaleDB {self.timescale_version} "
+            f"(license {self.license}: hypertables + time_bucket"
+            f"{', compression' if self.compression else ', no compression/continuous aggregates'})"
+        )
 
 
 def sqlalchemy_url(settings: Settings) -> str:
@@ -68,7 +70,9 @@ def libpq_url(settings: Settings) -> str:
     """libpq connection string (``postgresql://...``) of the market database, for psycopg."""
     from sqlalchemy.engine import make_url
 
-    return make_url(settings.database_url()).set(drivername="postgresql").render_as_string(hide_password=False)
+    return (
+        make_url(settings.database_url()).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
 
 
 def engine(settings: Settings) -> Engine:
@@ -149,6 +153,7 @@ def migrate_when_ready(settings: Settings, stop: threading.Event) -> None:
 
 def detect_backend(conn: Any) -> Backend:
     """Inspect one connection (SQLAlchemy or psycopg): is TimescaleDB installed, under which license."""
+
     def scalar(sql: str) -> Any:
         if hasattr(conn, "exec_driver_sql"):
             return conn.exec_driver_sql(sql).scalar()
@@ -160,12 +165,17 @@ def detect_backend(conn: Any) -> Backend:
     if ts_version is None:
         return Backend(server_version=version, timescale=False)
     license_ = scalar("SHOW timescaledb.license")
-    return Backend(server_version=version, timescale=True, timescale_version=str(ts_version),
-                   license=str(license_) if license_ else None)
+    return Backend(
+        server_version=version,
+        timescale=True,
+        timescale_version=str(ts_version),
+        license=str(license_) if license_ else None,
+    )
 
 
 def timescale_available(conn: Any) -> bool:
     """True when the server can create the extension: packaged and preloaded."""
+
     def scalar(sql: str) -> Any:
         if hasattr(conn, "exec_driver_sql"):
             return conn.exec_driver_sql(sql).scalar()

@@ -117,10 +117,19 @@ def read_klines(source: str, symbol: str | None = None, interval: str | None = N
         yield KlineFile(name, frame, sym.upper(), iv)
 
 
-def load_klines(settings: Settings, kf: KlineFile, progress: Callable[[int], None] | None = None) -> LoadResult:
+def load_klines(
+    settings: Settings, kf: KlineFile, progress: Callable[[int], None] | None = None
+) -> LoadResult:
     """Upsert one kline file into market.bars (idempotent)."""
     with db.connect(settings) as conn:
         changed = bars.upsert_klines(conn, kf.frame, kf.symbol, kf.interval, progress=progress)
     idx = kf.frame.index
-    return LoadResult(kf.name, kf.symbol, kf.interval, len(kf.frame), changed,
-                      idx[0] if len(idx) else None, idx[-1] if len(idx) else None)
+    return LoadResult(
+        kf.name,
+        kf.symbol,
+        kf.interval,
+        len(kf.frame),
+        changed,
+        idx[0] if len(idx) else None,
+        idx[-1] if len(idx) else None,
+    )

@@ -25,8 +25,12 @@ from hft.storage import db
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_SOURCES = {Tick.SOURCE_UNSPECIFIED: "unspecified", Tick.SOURCE_STREAM: "stream",
-            Tick.SOURCE_REST_GAP_FILL: "rest_gap_fill", Tick.SOURCE_ARCHIVE: "archive"}
+_SOURCES = {
+    Tick.SOURCE_UNSPECIFIED: "unspecified",
+    Tick.SOURCE_STREAM: "stream",
+    Tick.SOURCE_REST_GAP_FILL: "rest_gap_fill",
+    Tick.SOURCE_ARCHIVE: "archive",
+}
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS tick_staging (
@@ -46,8 +50,10 @@ SELECT symbol, trade_id, price, quantity, buyer_is_maker,
 FROM tick_staging
 ON CONFLICT DO NOTHING
 """
-_COPY = ("COPY tick_staging (symbol, trade_id, price, quantity, buyer_is_maker, trade_time_ns, event_time_ns, "
-         "receive_time_ns, source, venue) FROM STDIN")
+_COPY = (
+    "COPY tick_staging (symbol, trade_id, price, quantity, buyer_is_maker, trade_time_ns, event_time_ns, "
+    "receive_time_ns, source, venue) FROM STDIN"
+)
 
 
 @dataclass(frozen=True)
@@ -159,21 +165,35 @@ class TickWriter:
                 with cur.copy(_COPY) as cp:
                     sources = _SOURCES
                     for t in ticks:
-                        cp.write_row((t.symbol, t.trade_id, t.price, t.quantity, t.buyer_is_maker, t.trade_time_ns,
-                                      t.event_time_ns, t.receive_time_ns, sources.get(t.source, "unspecified"),
-                                      t.venue))
+                        cp.write_row(
+                            (
+                                t.symbol,
+                                t.trade_id,
+                                t.price,
+                                t.quantity,
+                                t.buyer_is_maker,
+                                t.trade_time_ns,
+                                t.event_time_ns,
+                                t.receive_time_ns,
+                                sources.get(t.source, "unspecified"),
+                                t.venue,
+                            )
+                        )
                 cur.execute(_INSERT)
                 inserted = max(cur.rowcount, 0)
                 n_bars = 0
                 if inserted and self.intervals:
                     span_dt = {sym: (_ns_to_dt(a), _ns_to_dt(b)) for sym, (a, b) in spans.items()}
                     n_bars = bars_mod.rebuild_from_ticks(
-                        cur, bars_mod.touched_ranges(span_dt, self.intervals), bool(self._timescale))
+                        cur, bars_mod.touched_ranges(span_dt, self.intervals), bool(self._timescale)
+                    )
             conn.commit()
         except psycopg.Error as exc:
             # the connection may be broken (server restart) or the transaction aborted: start fresh
             self.close()
-            raise TransientError(f"tick batch of {len(ticks)} not written: {type(exc).__name__}: {exc}".strip()) from exc
+            raise TransientError(
+                f"tick batch of {len(ticks)} not written: {type(exc).__name__}: {exc}".strip()
+            ) from exc
         return WriteResult(len(ticks), inserted, n_bars, time.perf_counter() - t0)
 
 
@@ -224,5 +244,7 @@ def count_ticks(settings: Settings, symbols: Iterable[str] | None = None) -> int
         if symbols is None:
             row = conn.execute("SELECT count(*) FROM market.ticks").fetchone()
         else:
-            row = conn.execute("SELECT count(*) FROM market.ticks WHERE symbol = ANY(%s)", (list(symbols),)).fetchone()
+            row = conn.execute(
+                "SELECT count(*) FROM market.ticks WHERE symbol = ANY(%s)", (list(symbols),)
+            ).fetchone()
     return int(row[0]) if row else 0

@@ -33,8 +33,9 @@ class BarEvent:
     receive_time_ns: int | None = None
 
 
-def bar_event_from_stream(fields: dict[bytes, bytes], close: Callable[[str, str, datetime], float | None]
-                          ) -> BarEvent | None:
+def bar_event_from_stream(
+    fields: dict[bytes, bytes], close: Callable[[str, str, datetime], float | None]
+) -> BarEvent | None:
     """Turn an ``hft:bars:closed`` stream entry into a BarEvent (None when it has no features).
 
     ``close(symbol, interval, open_time)`` finds the bar's close price (the entry carries times only).
@@ -103,20 +104,35 @@ class TradingBot:
                     if t is not None:
                         marks[sym] = t.price
             pnl_today = store.daily_pnl(conn, day_start, marks)
-            decision = decide(symbol=bar.symbol, signal=signal, prob_up=prob, price=bar.close, position_qty=qty,
-                              state=state.state, last_intent_at=last, now=now, daily_pnl=pnl_today,
-                              limits=self.limits)
+            decision = decide(
+                symbol=bar.symbol,
+                signal=signal,
+                prob_up=prob,
+                price=bar.close,
+                position_qty=qty,
+                state=state.state,
+                last_intent_at=last,
+                now=now,
+                daily_pnl=pnl_today,
+                limits=self.limits,
+            )
             if decision.state is not state.state:
                 store.set_bot_state(conn, decision.state, decision.reason, "bot", now)
                 log.warning("bot state %s -> %s (%s)", state.state, decision.state, decision.reason)
             if decision.intent is not None:
                 feature_time = prediction.get("feature_time")
-                intent_id = str(store.insert_intent(
-                    conn, decision.intent, model_name=str(prediction.get("model_name", "")),
-                    model_version=str(prediction.get("model_version", "")),
-                    feature_time=datetime.fromisoformat(feature_time) if isinstance(feature_time, str) else None,
-                    tick_receive_ns=bar.receive_time_ns,
-                ))
+                intent_id = str(
+                    store.insert_intent(
+                        conn,
+                        decision.intent,
+                        model_name=str(prediction.get("model_name", "")),
+                        model_version=str(prediction.get("model_version", "")),
+                        feature_time=datetime.fromisoformat(feature_time)
+                        if isinstance(feature_time, str)
+                        else None,
+                        tick_receive_ns=bar.receive_time_ns,
+                    )
+                )
         if intent_id is not None:
             self.enqueue(intent_id)  # after commit: the worker must find the row
         return StepResult(prediction, signal, decision, intent_id, latency)

@@ -27,7 +27,9 @@ def current_marks(engine: Engine, symbols: list[str]) -> dict[str, float]:
     return marks
 
 
-def pnl_report(engine: Engine, *, starting_cash: float, marks: Mapping[str, float], now: datetime) -> dict[str, Any]:
+def pnl_report(
+    engine: Engine, *, starting_cash: float, marks: Mapping[str, float], now: datetime
+) -> dict[str, Any]:
     """Compute the book's metrics over all fills and store them as a ``pnl`` report."""
     with engine.begin() as conn:
         fills = store.load_fills(conn)
@@ -47,8 +49,12 @@ def _equity_png(curve: list[EquityPoint], title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
     try:
         if curve:
-            ax.step(mdates.date2num([p.time for p in curve]),  # type: ignore[no-untyped-call]
-                    [p.equity for p in curve], where="post", color="#1f77b4")
+            ax.step(
+                mdates.date2num([p.time for p in curve]),  # type: ignore[no-untyped-call]
+                [p.equity for p in curve],
+                where="post",
+                color="#1f77b4",
+            )
         else:
             ax.text(0.5, 0.5, "no fills", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title)
@@ -64,7 +70,12 @@ def _equity_png(curve: list[EquityPoint], title: str) -> bytes:
 
 
 def daily_report(
-    engine: Engine, *, day: datetime, starting_cash: float, marks: Mapping[str, float], out_dir: Path,
+    engine: Engine,
+    *,
+    day: datetime,
+    starting_cash: float,
+    marks: Mapping[str, float],
+    out_dir: Path,
     now: datetime,
 ) -> tuple[dict[str, Any], Path]:
     """Write ``out_dir/daily-YYYY-MM-DD.html`` (+ its PNG) for the UTC day and store the metrics."""
@@ -75,9 +86,15 @@ def daily_report(
     day_fills = [f for f in all_fills if f.time >= start]
     # The book carries positions across days: metrics are of the whole book as of the day's end,
     # with the day's own activity beside them.
-    metrics: dict[str, Any] = dict(report(all_fills, starting_cash=starting_cash, marks=marks, as_of=min(end, now)))
-    metrics.update(day=start.date().isoformat(), day_fills=len(day_fills),
-                   day_fees=sum(f.fill.fee for f in day_fills), day_turnover=sum(f.fill.notional for f in day_fills))
+    metrics: dict[str, Any] = dict(
+        report(all_fills, starting_cash=starting_cash, marks=marks, as_of=min(end, now))
+    )
+    metrics.update(
+        day=start.date().isoformat(),
+        day_fills=len(day_fills),
+        day_fees=sum(f.fill.fee for f in day_fills),
+        day_turnover=sum(f.fill.notional for f in day_fills),
+    )
     curve, _, _, _ = replay_fills(all_fills, starting_cash)
     label = start.date().isoformat()
     png = _equity_png([p for p in curve if p.time >= start] or curve[-1:], f"equity {label} (UTC)")

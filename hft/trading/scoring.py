@@ -159,7 +159,9 @@ class Scorer:
         token = self._probe(symbol) if self._probe is not None else None
         if token is not None and win is not None and win.token == token and win.prob is not None and win.rows:
             # the row has not changed since it was scored: one small read instead of the whole row
-            return Score(symbol, win.prob, model.name, str(model.version), model.feature_version, win.rows[-1][0])
+            return Score(
+                symbol, win.prob, model.name, str(model.version), model.feature_version, win.rows[-1][0]
+            )
         return self._score_row(active, symbol, win, token)
 
     def score_cached(self, symbol: str) -> Score | None:
@@ -247,11 +249,15 @@ def champion_version(settings: Any, alias: str = "champion") -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri).get_model_version_by_alias(
-            settings.model_name, alias
-        )
+        mv = MlflowClient(
+            tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri
+        ).get_model_version_by_alias(settings.model_name, alias)
     except MlflowException as exc:
-        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        if getattr(exc, "error_code", "") in (
+            "RESOURCE_DOES_NOT_EXIST",
+            "INVALID_PARAMETER_VALUE",
+            "NOT_FOUND",
+        ):
             return None
         raise
     return str(mv.version)
@@ -316,6 +322,9 @@ def offline_history(settings: Any) -> HistoryLoader:
         with connect(settings) as conn:
             df = read_features(conn, symbol, settings.bar_interval, before - step * (2 * n + 2), before)
         df = df.tail(n)
-        return [(ts.to_pydatetime(), row) for ts, row in zip(df["event_timestamp"], df.to_dict("records"), strict=True)]
+        return [
+            (ts.to_pydatetime(), row)
+            for ts, row in zip(df["event_timestamp"], df.to_dict("records"), strict=True)
+        ]
 
     return load

@@ -43,7 +43,8 @@ class BotState:
 def get_bot_state(conn: Connection) -> BotState:
     """Read the bot's state (ACTIVE when never set)."""
     row = conn.execute(
-        text("SELECT state, reason, updated_at, updated_by FROM trading.bot_state WHERE id = :id"), {"id": BOT_ID}
+        text("SELECT state, reason, updated_at, updated_by FROM trading.bot_state WHERE id = :id"),
+        {"id": BOT_ID},
     ).first()
     if row is None:
         return BotState(TradingState.ACTIVE, "never set", datetime.fromtimestamp(0, UTC), "")
@@ -84,9 +85,19 @@ def insert_intent(
             "model_version, feature_time, decided_at, tick_receive_ns) VALUES (:id, :symbol, :side, :qty, "
             ":ref, :prob, :mname, :mver, :ftime, :decided, :recv)"
         ),
-        {"id": intent_id, "symbol": intent.symbol, "side": intent.side.value, "qty": intent.quantity,
-         "ref": intent.ref_price, "prob": intent.prob_up, "mname": model_name, "mver": model_version,
-         "ftime": feature_time, "decided": intent.decided_at, "recv": tick_receive_ns},
+        {
+            "id": intent_id,
+            "symbol": intent.symbol,
+            "side": intent.side.value,
+            "qty": intent.quantity,
+            "ref": intent.ref_price,
+            "prob": intent.prob_up,
+            "mname": model_name,
+            "mver": model_version,
+            "ftime": feature_time,
+            "decided": intent.decided_at,
+            "recv": tick_receive_ns,
+        },
     )
     return intent_id
 
@@ -101,14 +112,18 @@ def last_intent_at(conn: Connection, symbol: str) -> datetime | None:
 
 def position_qty(conn: Connection, symbol: str) -> float:
     """Quantity held of ``symbol`` (0.0 when none)."""
-    value = conn.execute(text("SELECT quantity FROM trading.positions WHERE symbol = :s"), {"s": symbol}).scalar()
+    value = conn.execute(
+        text("SELECT quantity FROM trading.positions WHERE symbol = :s"), {"s": symbol}
+    ).scalar()
     return float(value) if value is not None else 0.0
 
 
 def pending_intent_ids(conn: Connection, older_than: datetime) -> list[str]:
     """Ids of intents still pending that were decided before ``older_than`` (to resend)."""
     rows = conn.execute(
-        text("SELECT id FROM trading.intents WHERE status = 'pending' AND decided_at < :t ORDER BY decided_at"),
+        text(
+            "SELECT id FROM trading.intents WHERE status = 'pending' AND decided_at < :t ORDER BY decided_at"
+        ),
         {"t": older_than},
     )
     return [str(r.id) for r in rows]
@@ -183,7 +198,9 @@ class ExecutionResult:
 
 def _ensure_account(conn: Connection, starting_cash: float) -> None:
     conn.execute(
-        text("INSERT INTO trading.account (id, cash, starting_cash) VALUES (:id, :c, :c) ON CONFLICT (id) DO NOTHING"),
+        text(
+            "INSERT INTO trading.account (id, cash, starting_cash) VALUES (:id, :c, :c) ON CONFLICT (id) DO NOTHING"
+        ),
         {"id": ACCOUNT_ID, "c": starting_cash},
     )
 
@@ -198,7 +215,9 @@ def execute_intent(engine: Engine, intent_id: str, params: FillParams, now: date
     """
     with engine.begin() as conn:
         row = conn.execute(
-            text("SELECT id, symbol, side, quantity, decided_at, status FROM trading.intents WHERE id = :id FOR UPDATE"),
+            text(
+                "SELECT id, symbol, side, quantity, decided_at, status FROM trading.intents WHERE id = :id FOR UPDATE"
+            ),
             {"id": intent_id},
         ).first()
         if row is None:
@@ -218,23 +237,45 @@ def execute_intent(engine: Engine, intent_id: str, params: FillParams, now: date
                 )
                 return ExecutionResult(intent_id, "rejected")
         side = Signal(row.side)
-        fill = simulate_fill(side, float(row.quantity), trade.price, slippage_bps=params.slippage_bps,
-                             fee_bps=params.taker_fee_bps)
+        fill = simulate_fill(
+            side,
+            float(row.quantity),
+            trade.price,
+            slippage_bps=params.slippage_bps,
+            fee_bps=params.taker_fee_bps,
+        )
         fill_time = max(fill_at, trade.trade_time)
         order_id = conn.execute(
             text(
                 "INSERT INTO trading.orders (intent_id, symbol, side, quantity, status, submitted_at, filled_at) "
                 "VALUES (:iid, :s, :side, :q, 'filled', :sub, :filled) RETURNING id"
             ),
-            {"iid": intent_id, "s": row.symbol, "side": side.value, "q": fill.quantity, "sub": row.decided_at,
-             "filled": fill_time},
+            {
+                "iid": intent_id,
+                "s": row.symbol,
+                "side": side.value,
+                "q": fill.quantity,
+                "sub": row.decided_at,
+                "filled": fill_time,
+            },
         ).scalar_one()
         prow = conn.execute(
-            text("SELECT quantity, avg_price, realized_pnl, fees FROM trading.positions WHERE symbol = :s FOR UPDATE"),
+            text(
+                "SELECT quantity, avg_price, realized_pnl, fees FROM trading.positions WHERE symbol = :s FOR UPDATE"
+            ),
             {"s": row.symbol},
         ).first()
-        pos = Position(row.symbol) if prow is None else Position(
-            row.symbol, float(prow.quantity), float(prow.avg_price), float(prow.realized_pnl), float(prow.fees))
+        pos = (
+            Position(row.symbol)
+            if prow is None
+            else Position(
+                row.symbol,
+                float(prow.quantity),
+                float(prow.avg_price),
+                float(prow.realized_pnl),
+                float(prow.fees),
+            )
+        )
         new_pos, realized = apply_fill(pos, fill)
         conn.execute(
             text(
@@ -242,10 +283,23 @@ def execute_intent(engine: Engine, intent_id: str, params: FillParams, now: date
                 "slippage_bps, fee, fee_bps, liquidity, fill_time, price_source, trade_id, realized_pnl) VALUES "
                 "(:oid, :iid, :s, :side, :q, :p, :mp, :slip, :fee, :fbps, :liq, :t, :src, :tid, :rpnl)"
             ),
-            {"oid": order_id, "iid": intent_id, "s": row.symbol, "side": side.value, "q": fill.quantity,
-             "p": fill.price, "mp": fill.market_price, "slip": params.slippage_bps, "fee": fill.fee,
-             "fbps": fill.fee_bps, "liq": fill.liquidity, "t": fill_time, "src": trade.source,
-             "tid": trade.trade_id, "rpnl": realized},
+            {
+                "oid": order_id,
+                "iid": intent_id,
+                "s": row.symbol,
+                "side": side.value,
+                "q": fill.quantity,
+                "p": fill.price,
+                "mp": fill.market_price,
+                "slip": params.slippage_bps,
+                "fee": fill.fee,
+                "fbps": fill.fee_bps,
+                "liq": fill.liquidity,
+                "t": fill_time,
+                "src": trade.source,
+                "tid": trade.trade_id,
+                "rpnl": realized,
+            },
         )
         conn.execute(
             text(
@@ -254,16 +308,25 @@ def execute_intent(engine: Engine, intent_id: str, params: FillParams, now: date
                 "avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl, fees = EXCLUDED.fees, "
                 "updated_at = EXCLUDED.updated_at"
             ),
-            {"s": row.symbol, "q": new_pos.quantity, "avg": new_pos.avg_price, "r": new_pos.realized_pnl,
-             "f": new_pos.fees, "t": fill_time},
+            {
+                "s": row.symbol,
+                "q": new_pos.quantity,
+                "avg": new_pos.avg_price,
+                "r": new_pos.realized_pnl,
+                "f": new_pos.fees,
+                "t": fill_time,
+            },
         )
         _ensure_account(conn, params.starting_cash)
         conn.execute(
-            text("UPDATE trading.account SET cash = cash + :d, fees_paid = fees_paid + :f, updated_at = :t WHERE id = :id"),
+            text(
+                "UPDATE trading.account SET cash = cash + :d, fees_paid = fees_paid + :f, updated_at = :t WHERE id = :id"
+            ),
             {"d": fill.cash_delta, "f": fill.fee, "t": fill_time, "id": ACCOUNT_ID},
         )
         conn.execute(
-            text("UPDATE trading.intents SET status = 'filled', status_reason = '' WHERE id = :id"), {"id": intent_id}
+            text("UPDATE trading.intents SET status = 'filled', status_reason = '' WHERE id = :id"),
+            {"id": intent_id},
         )
     return ExecutionResult(intent_id, "filled", fill.price, fill.quantity, fill.fee)
 
@@ -273,7 +336,9 @@ def execute_intent(engine: Engine, intent_id: str, params: FillParams, now: date
 # --------------------------------------------------------------------------------------------
 
 
-def load_fills(conn: Connection, start: datetime | None = None, end: datetime | None = None) -> list[TimedFill]:
+def load_fills(
+    conn: Connection, start: datetime | None = None, end: datetime | None = None
+) -> list[TimedFill]:
     """Fills in ``[start, end)`` (all when unbounded), oldest first."""
     rows = conn.execute(
         text(
@@ -284,8 +349,19 @@ def load_fills(conn: Connection, start: datetime | None = None, end: datetime | 
         {"a": start, "b": end},
     )
     return [
-        TimedFill(r.symbol, r.fill_time, Fill(Signal(r.side), float(r.quantity), float(r.price),
-                                              float(r.market_price), float(r.fee), float(r.fee_bps), r.liquidity))
+        TimedFill(
+            r.symbol,
+            r.fill_time,
+            Fill(
+                Signal(r.side),
+                float(r.quantity),
+                float(r.price),
+                float(r.market_price),
+                float(r.fee),
+                float(r.fee_bps),
+                r.liquidity,
+            ),
+        )
         for r in rows
     ]
 
@@ -293,8 +369,12 @@ def load_fills(conn: Connection, start: datetime | None = None, end: datetime | 
 def positions(conn: Connection) -> dict[str, Position]:
     """Every stored position."""
     rows = conn.execute(text("SELECT symbol, quantity, avg_price, realized_pnl, fees FROM trading.positions"))
-    return {r.symbol: Position(r.symbol, float(r.quantity), float(r.avg_price), float(r.realized_pnl), float(r.fees))
-            for r in rows}
+    return {
+        r.symbol: Position(
+            r.symbol, float(r.quantity), float(r.avg_price), float(r.realized_pnl), float(r.fees)
+        )
+        for r in rows
+    }
 
 
 def daily_pnl(conn: Connection, day_start: datetime, marks: Mapping[str, float]) -> float:
@@ -308,7 +388,12 @@ def daily_pnl(conn: Connection, day_start: datetime, marks: Mapping[str, float])
 
 
 def insert_report(
-    conn: Connection, kind: str, start: datetime, end: datetime, metrics: Mapping[str, Any], html_path: str | None
+    conn: Connection,
+    kind: str,
+    start: datetime,
+    end: datetime,
+    metrics: Mapping[str, Any],
+    html_path: str | None,
 ) -> None:
     """Store a report (a daily report replaces the one of the same day)."""
     params = {"k": kind, "a": start, "b": end, "m": json.dumps(dict(metrics), default=str), "h": html_path}
@@ -324,8 +409,10 @@ def insert_report(
         )
     else:
         conn.execute(
-            text("INSERT INTO trading.reports (kind, period_start, period_end, metrics, html_path) VALUES "
-                 "(:k, :a, :b, CAST(:m AS jsonb), :h)"),
+            text(
+                "INSERT INTO trading.reports (kind, period_start, period_end, metrics, html_path) VALUES "
+                "(:k, :a, :b, CAST(:m AS jsonb), :h)"
+            ),
             params,
         )
 

@@ -58,16 +58,22 @@ def test_kafka_is_apache_kafka_and_round_trips_through_a_consumer_group(stack, s
             got.append(m.value())
             last[(m.topic(), m.partition())] = m.offset() + 1
     commit(consumer, last)
-    committed = {(c.topic, c.partition): c.offset for c in consumer.committed(
-        [TopicPartition(t, p) for t, p in last], timeout=10)}
+    committed = {
+        (c.topic, c.partition): c.offset
+        for c in consumer.committed([TopicPartition(t, p) for t, p in last], timeout=10)
+    }
     consumer.close()
     assert sorted(got) == sorted(v for _, v in sent)
     assert committed == last
     # kcat (librdkafka's CLI) sees the broker as Apache Kafka 4, KRaft
     import subprocess
 
-    out = subprocess.run(["kcat", "-b", stack_settings.kafka_bootstrap_servers(), "-L", "-t", topic],
-                         capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["kcat", "-b", stack_settings.kafka_bootstrap_servers(), "-L", "-t", topic],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     assert "4 partitions" in out, out
 
 
@@ -122,7 +128,9 @@ def test_mlflow_registers_a_model_and_resolves_an_alias(stack, stack_settings) -
     X = np.random.default_rng(0).normal(size=(40, 3))
     y = (X[:, 0] > 0).astype(int)
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="model", registered_model_name=name)
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit(X, y), name="model", registered_model_name=name
+        )
     client = MlflowClient(stack_settings.mlflow_uri)
     version = info.registered_model_version
     client.set_registered_model_alias(name, "champion", version)

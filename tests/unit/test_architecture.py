@@ -63,7 +63,9 @@ def test_no_production_code_imports_the_dev_stack() -> None:
             tree = ast.parse(path.read_text(), filename=str(path))
             mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
             mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-            assert not {m for m in mods if m.startswith(("hft.devstack", "hft.stack"))}, f"{path} imports the dev stack"
+            assert not {m for m in mods if m.startswith(("hft.devstack", "hft.stack"))}, (
+                f"{path} imports the dev stack"
+            )
 
 
 def test_feast_does_not_drag_torch_into_a_process() -> None:
@@ -71,7 +73,11 @@ def test_feast_does_not_drag_torch_into_a_process() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, hft; from hft.features.store import feature_store; import feast; "
-            "from feast.infra.offline_stores import offline_store; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import sys, hft; from hft.features.store import feature_store; import feast; "
+        "from feast.infra.offline_stores import offline_store; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -20,7 +20,9 @@ time.sleep(30)
 
 
 def test_sigusr1_dumps_every_thread_s_stack_and_the_process_goes_on() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"

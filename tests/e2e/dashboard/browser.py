@@ -9,8 +9,15 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--no-first-run", "--hide-scrollbars", "--window-size=1440,1100"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1440,1100",
+]
 
 
 def chromium() -> str | None:
@@ -23,9 +30,18 @@ def _run(url: str, action: list[str], budget_ms: int, timeout: float) -> subproc
     assert binary, "chromium missing (apt-get install chromium)"
     with tempfile.TemporaryDirectory(prefix="hft-chromium-") as profile:
         return subprocess.run(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
-             *action, url],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={budget_ms}",
+                *action,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 

@@ -78,8 +78,14 @@ def _load_history(settings: Settings) -> None:
             upsert_klines(conn, df, sym, "15m")
     for sym in settings.symbols:
         # bars opening before 00:00: the 00:00 bar never closes within the capture
-        backfill(settings, sym, "15m", datetime(2024, 8, 1, tzinfo=UTC), datetime(2024, 8, 9, tzinfo=UTC),
-                 materialize=False)
+        backfill(
+            settings,
+            sym,
+            "15m",
+            datetime(2024, 8, 1, tzinfo=UTC),
+            datetime(2024, 8, 9, tzinfo=UTC),
+            materialize=False,
+        )
 
 
 def _ensure_model(settings: Settings) -> None:
@@ -91,11 +97,24 @@ def _ensure_model(settings: Settings) -> None:
         from hft.ml.train import TrainPlan, log_and_register, train
 
         # seconds of tuning and LSTM time: the page needs a registered model, not a good one
-        plan = TrainPlan(tune_seconds=2, fit=FitConfig(threads=1, lstm_seconds=2, rf_max_rows=3000,
-                                                       lstm_max_rows=3000),
-                         wf=WalkForwardConfig(n_folds=2, max_train_rows=4000, n_boot=20), tune_max_rows=2000)
-        result = train(settings, list(settings.symbols), "15m", settings.data_dir / "klines_15m", "2024-07-01",
-                       "2024-08-07", 0.5, None, f"e2e-dashboard-{time.time_ns()}", plan=plan)
+        plan = TrainPlan(
+            tune_seconds=2,
+            fit=FitConfig(threads=1, lstm_seconds=2, rf_max_rows=3000, lstm_max_rows=3000),
+            wf=WalkForwardConfig(n_folds=2, max_train_rows=4000, n_boot=20),
+            tune_max_rows=2000,
+        )
+        result = train(
+            settings,
+            list(settings.symbols),
+            "15m",
+            settings.data_dir / "klines_15m",
+            "2024-07-01",
+            "2024-08-07",
+            0.5,
+            None,
+            f"e2e-dashboard-{time.time_ns()}",
+            plan=plan,
+        )
         log_and_register(settings, result, settings.model_name)
     # No `hft promote` here: the gate scores both versions (tens of seconds) and a seconds-long
     # model rarely passes it; the page shows the challenger and "none" for a missing champion.
@@ -111,27 +130,41 @@ def _trade_replayed_bars(settings: Settings) -> int:
 
     eng = engine(settings)
     with eng.connect() as conn:
-        done = conn.execute(text("SELECT count(*) FROM trading.fills WHERE fill_time >= :a AND fill_time < :b"),
-                            {"a": CAPTURE_START, "b": CAPTURE_END}).scalar_one()
+        done = conn.execute(
+            text("SELECT count(*) FROM trading.fills WHERE fill_time >= :a AND fill_time < :b"),
+            {"a": CAPTURE_START, "b": CAPTURE_END},
+        ).scalar_one()
         if done:  # a kept stack (HFT_TEST_KEEP_STACK=1) already traded this replay: the bot would cool down
             return int(done)
         last_trade = conn.execute(text("SELECT max(trade_time) FROM market.ticks")).scalar_one()
-        bars = conn.execute(text(
-            "SELECT symbol, close, close_time FROM market.bars WHERE interval = '1m' AND source = 'ticks' "
-            "AND close_time <= :last ORDER BY close_time, symbol"), {"last": last_trade}).all()
+        bars = conn.execute(
+            text(
+                "SELECT symbol, close, close_time FROM market.bars WHERE interval = '1m' AND source = 'ticks' "
+                "AND close_time <= :last ORDER BY close_time, symbol"
+            ),
+            {"last": last_trade},
+        ).all()
     assert len(bars) >= 10, f"only {len(bars)} closed 1m bars from the replay"
     flips: dict[str, int] = {}
     state: dict[str, datetime] = {}
 
     def predict(symbol: str) -> dict[str, Any]:
         n = flips[symbol] = flips.get(symbol, 0) + 1
-        return {"prob_up": 0.9 if n % 2 else 0.1, "model_name": "e2e-scripted", "model_version": "alternating",
-                "feature_time": state["now"].isoformat()}
+        return {
+            "prob_up": 0.9 if n % 2 else 0.1,
+            "model_name": "e2e-scripted",
+            "model_version": "alternating",
+            "feature_time": state["now"].isoformat(),
+        }
 
     sent: list[str] = []
-    bot = TradingBot(settings, eng, predict, lambda iid: (sent.append(iid),
-                                                          celery_app.send_task("orders.simulate", args=[iid])),
-                     clock_ns=lambda: int(state["now"].timestamp() * 1e9))
+    bot = TradingBot(
+        settings,
+        eng,
+        predict,
+        lambda iid: (sent.append(iid), celery_app.send_task("orders.simulate", args=[iid])),
+        clock_ns=lambda: int(state["now"].timestamp() * 1e9),
+    )
     for symbol, close, close_time in bars:
         state["now"] = close_time + timedelta(milliseconds=3)
         bot.on_bar(BarEvent(symbol, float(close), close_time))
@@ -139,7 +172,12 @@ def _trade_replayed_bars(settings: Settings) -> int:
 
     def settled() -> bool:
         with eng.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM trading.intents WHERE status = 'pending'")).scalar_one() == 0
+            return (
+                conn.execute(
+                    text("SELECT count(*) FROM trading.intents WHERE status = 'pending'")
+                ).scalar_one()
+                == 0
+            )
 
     _wait(settled, "the worker filling every intent", 60)
     return len(sent)
@@ -162,8 +200,9 @@ def _validate(settings: Settings) -> None:
     from hft.quality.validate import validate_bars, validate_ticks
 
     validate_ticks(settings, CAPTURE_START, CAPTURE_END, settings.symbols)
-    validate_bars(settings, datetime(2024, 8, 1, tzinfo=UTC), datetime(2024, 8, 9, tzinfo=UTC),
-                  settings.symbols, "15m")
+    validate_bars(
+        settings, datetime(2024, 8, 1, tzinfo=UTC), datetime(2024, 8, 9, tzinfo=UTC), settings.symbols, "15m"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,14 +213,25 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     from hft.storage import db
     from hft.storage.ticks import count_ticks
 
-    env = {"HFT_MARKET": "replay", "HFT_REPLAY_SPEED": "max", "HFT_REPLAY_LOOP": "false", "HFT_API_KEY": API_KEY,
-           "HFT_DASHBOARD_REFRESH_S": "60"}
+    env = {
+        "HFT_MARKET": "replay",
+        "HFT_REPLAY_SPEED": "max",
+        "HFT_REPLAY_LOOP": "false",
+        "HFT_API_KEY": API_KEY,
+        "HFT_DASHBOARD_REFRESH_S": "60",
+    }
     old = {k: os.environ.get(k) for k in env}
     # refresh once a minute: chromium's virtual time would otherwise replay every refresh of its budget
     os.environ.update(env)  # the supervisor's children inherit it
-    settings = Settings(home=stack_settings.home, port_base=stack_settings.port_base,
-                        data_dir=stack_settings.data_dir, market="replay", replay_speed="max", replay_loop=False,
-                        api_key=API_KEY)
+    settings = Settings(
+        home=stack_settings.home,
+        port_base=stack_settings.port_base,
+        data_dir=stack_settings.data_dir,
+        market="replay",
+        replay_speed="max",
+        replay_loop=False,
+        api_key=API_KEY,
+    )
     sup = Supervisor(settings, PROCESSES)
     sup.stop()  # a supervisor left by an earlier test has the wrong environment
     # supervisord stops answering before it lets go of its HTTP port; a new one would fail to bind
@@ -201,8 +251,12 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     timings["model_s"] = time.monotonic() - t
     t = time.monotonic()
     # writes are idempotent (unique trade ids), so a rerun on a kept stack finds the same count
-    _wait(lambda: count_ticks(settings, settings.symbols) >= expected,
-          f"{expected} replayed trades in market.ticks", 120, 1.0)
+    _wait(
+        lambda: count_ticks(settings, settings.symbols) >= expected,
+        f"{expected} replayed trades in market.ticks",
+        120,
+        1.0,
+    )
     timings["replay_ingest_s"] = time.monotonic() - t
     t = time.monotonic()
     intents = _trade_replayed_bars(settings)
@@ -214,8 +268,15 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     _wait(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, "dashboard up", 30)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "timings.txt").write_text("\n".join(f"{k} {v:.1f}" for k, v in timings.items()) + "\n")
-    yield {"url": url, "settings": settings, "jobs": [*list(PROCESSES), "kafka"], "intents": intents,
-           "expected_ticks": expected, "artifacts": ARTIFACTS, "timings": timings}
+    yield {
+        "url": url,
+        "settings": settings,
+        "jobs": [*list(PROCESSES), "kafka"],
+        "intents": intents,
+        "expected_ticks": expected,
+        "artifacts": ARTIFACTS,
+        "timings": timings,
+    }
     if os.environ.get("HFT_TEST_KEEP_STACK") != "1":
         sup.stop()
     for k, v in old.items():

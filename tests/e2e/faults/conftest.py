@@ -38,15 +38,24 @@ from tests.integration.serving.conftest import (  # noqa: F401 - pytest fixtures
 SUPERVISED = ["market-producer", "tick-ingestor", "feature-calculator", "worker"]
 SERVING = ["api", "trading-bot"]
 # the bot buys on every closed bar (thresholds 0/0, no cooldown), so intents flow during the faults
-SERVING_ENV = {"HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_BUY_THRESHOLD": "0",
-               "HFT_SELL_THRESHOLD": "0", "HFT_COOLDOWN_S": "0", "HFT_MAX_POSITION_NOTIONAL": "1e12"}
-HEARTBEATS = {"market-producer": "market_producer_heartbeat_timestamp_seconds",
-              "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
-              "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds"}
+SERVING_ENV = {
+    "HFT_MODEL_NAME": TEST_MODEL,
+    "HFT_API_KEY": API_KEY,
+    "HFT_BUY_THRESHOLD": "0",
+    "HFT_SELL_THRESHOLD": "0",
+    "HFT_COOLDOWN_S": "0",
+    "HFT_MAX_POSITION_NOTIONAL": "1e12",
+}
+HEARTBEATS = {
+    "market-producer": "market_producer_heartbeat_timestamp_seconds",
+    "tick-ingestor": "tick_ingestor_heartbeat_timestamp_seconds",
+    "feature-calculator": "feature_calculator_heartbeat_timestamp_seconds",
+}
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 120, interval: float = 0.3,
-               fail: bool = True) -> bool:
+def wait_until(
+    check: Callable[[], bool], what: str, timeout: float = 120, interval: float = 0.3, fail: bool = True
+) -> bool:
     """Poll until ``check`` is true; on timeout fail the test naming ``what`` (or return False)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,27 +91,39 @@ def check_end_state(st: Streaming, features_every_bar: bool = False) -> None:
         want = [t.trade_id for t in trades]
         assert len(ids) == len(set(ids)), f"{sym}: {len(ids) - len(set(ids))} trades stored more than once"
         missing = sorted(set(want) - set(ids))
-        assert not missing, (f"{sym}: {len(missing)} of {len(want)} replayed trades not stored, "
-                             f"first {missing[:10]}\n{st.diagnose('tick-ingestor')}")
+        assert not missing, (
+            f"{sym}: {len(missing)} of {len(want)} replayed trades not stored, "
+            f"first {missing[:10]}\n{st.diagnose('tick-ingestor')}"
+        )
         assert len(ids) == len(want)
     # every bar the replay closed was closed by the calculator; each one with features has its row
     with db.connect(st.settings, autocommit=True) as conn:
-        rows = {(r[0], int(r[1])) for r in conn.execute(
-            "SELECT symbol, (extract(epoch FROM event_timestamp) * 1e9)::bigint - %s FROM features.bar_features "
-            "WHERE symbol = ANY(%s) AND interval = '1m'", (MINUTE_NS, st.rig.symbols))}
+        rows = {
+            (r[0], int(r[1]))
+            for r in conn.execute(
+                "SELECT symbol, (extract(epoch FROM event_timestamp) * 1e9)::bigint - %s FROM features.bar_features "
+                "WHERE symbol = ANY(%s) AND interval = '1m'",
+                (MINUTE_NS, st.rig.symbols),
+            )
+        }
     for sym, trades in st.trades.items():
         want_bars = closed_buckets(trades)
         got = {ot for (s, ot) in st.bars.seen if s == sym}
-        assert want_bars <= got, (f"{sym}: bars never closed: {sorted(want_bars - got)[:5]}\n"
-                                  f"{st.diagnose('feature-calculator')}")
+        assert want_bars <= got, (
+            f"{sym}: bars never closed: {sorted(want_bars - got)[:5]}\n{st.diagnose('feature-calculator')}"
+        )
         with_features = {ot for (s, ot), has in st.bars.seen.items() if s == sym and has}
         assert {ot for (s, ot) in rows if s == sym} >= with_features, f"{sym}: features rows missing"
         if features_every_bar:  # warmed up from history: every closed bar has its features
-            assert with_features >= want_bars, f"{sym}: bars closed without features: {sorted(want_bars - with_features)[:5]}"
+            assert with_features >= want_bars, (
+                f"{sym}: bars closed without features: {sorted(want_bars - with_features)[:5]}"
+            )
     # no order intent filled twice
     with db.connect(st.settings, autocommit=True) as conn:
-        twice = conn.execute("SELECT count(*) FROM (SELECT intent_id FROM trading.fills GROUP BY intent_id "
-                             "HAVING count(*) > 1) x").fetchone()
+        twice = conn.execute(
+            "SELECT count(*) FROM (SELECT intent_id FROM trading.fills GROUP BY intent_id "
+            "HAVING count(*) > 1) x"
+        ).fetchone()
     assert twice is not None
     assert twice[0] == 0, f"{twice[0]} order intents filled more than once"
 
@@ -215,8 +236,12 @@ class Streaming:
             path = logs / f"{name}.log"
             tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(no log)"]
             out.append(f"--- {name} (pid {self.pid(name)}), last {lines} log lines ---\n" + "\n".join(tail))
-        groups = [ln for path in sorted(logs.glob("kafka*.log"))
-                  for ln in path.read_text(errors="replace").splitlines() if "GroupCoordinator" in ln]
+        groups = [
+            ln
+            for path in sorted(logs.glob("kafka*.log"))
+            for ln in path.read_text(errors="replace").splitlines()
+            if "GroupCoordinator" in ln
+        ]
         out.append("--- Kafka: last 40 consumer-group events ---\n" + "\n".join(groups[-40:]))
         return "\n".join(out)
 
@@ -230,8 +255,12 @@ class Streaming:
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         s = self.settings
-        req = urllib.request.Request(f"http://{s.bind_host}:{s.port('exchange')}{path}", method="POST",
-                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://{s.bind_host}:{s.port('exchange')}{path}",
+            method="POST",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=5) as r:  # our own localhost exchange
             return dict(json.loads(r.read()))
 
@@ -247,14 +276,22 @@ class Streaming:
     def intents(self) -> list[tuple[str, str]]:
         """(id, status) of every order intent on the replayed symbols."""
         with db.connect(self.settings, autocommit=True) as conn:
-            return [(str(r[0]), r[1]) for r in conn.execute(
-                "SELECT id, status FROM trading.intents WHERE symbol = ANY(%s)", (self.rig.symbols,))]
+            return [
+                (str(r[0]), r[1])
+                for r in conn.execute(
+                    "SELECT id, status FROM trading.intents WHERE symbol = ANY(%s)", (self.rig.symbols,)
+                )
+            ]
 
     def stored_ids(self, symbol: str) -> list[int]:
         """Trade ids in market.ticks for one symbol (with repeats, if any)."""
         with db.connect(self.settings, autocommit=True) as conn:
-            return [r[0] for r in conn.execute("SELECT trade_id FROM market.ticks WHERE symbol = %s "
-                                               "ORDER BY trade_id", (symbol,))]
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT trade_id FROM market.ticks WHERE symbol = %s ORDER BY trade_id", (symbol,)
+                )
+            ]
 
     def stored_count(self) -> int:
         """Rows in market.ticks for the replayed symbols (0 while the database is down)."""
@@ -267,14 +304,21 @@ class Streaming:
 
 
 @pytest.fixture
-def streaming(stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
-              tmp_path: Path) -> Iterator[Callable[..., Streaming]]:
+def streaming(
+    stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[..., Streaming]]:
     """Start the replay exchange and the supervised streamers on fresh symbols; stop and clean up after."""
     started: list[Streaming] = []
 
-    def start(speed: str, n_trades: int | None = None, names: list[str] | None = None,
-              env: dict[str, str] | None = None, warm: bool = False, rate: float | None = None,
-              market_speed: float = 1.0) -> Streaming:
+    def start(
+        speed: str,
+        n_trades: int | None = None,
+        names: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        warm: bool = False,
+        rate: float | None = None,
+        market_speed: float = 1.0,
+    ) -> Streaming:
         """Replay at ``speed``; with the serving processes in ``names`` (or ``warm``), the calculator
         warms up from real 1m klines (re-timed to end where the replay starts) so closed bars have
         features. ``rate``/``market_speed``: evenly spaced trades (see ``replay_trades``)."""
@@ -282,7 +326,9 @@ def streaming(stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch:
         symbols = bench_symbols()
         rig = Rig(stack_settings, symbols, bar_interval="1m")
         start_ms = time.time_ns() // 1_000_000
-        trades = replay_trades(data_dir, symbols, n_trades, start_ms=start_ms, rate=rate, market_speed=market_speed)
+        trades = replay_trades(
+            data_dir, symbols, n_trades, start_ms=start_ms, rate=rate, market_speed=market_speed
+        )
         write_trade_files(trades, rig.source_dir)
         if warm or set(SERVING) & set(names or SUPERVISED):
             seed_history(rig, data_dir, start_ms)
@@ -294,8 +340,9 @@ def streaming(stack: Any, stack_settings: Settings, data_dir: Path, monkeypatch:
         monkeypatch.setenv("HFT_LOG_LEVEL", "INFO")
         for k, v in (env or {}).items():
             monkeypatch.setenv(k, v)
-        sup_settings = stack_settings.model_copy(update={"market": "replay", "symbols": rig.symbols,
-                                                         "bar_interval": "1m"})
+        sup_settings = stack_settings.model_copy(
+            update={"market": "replay", "symbols": rig.symbols, "bar_interval": "1m"}
+        )
         sup = Supervisor(sup_settings, names=names or SUPERVISED)
         bars = ClosedBars(stack_settings, rig.symbols).start()
         st = Streaming(rig, sup, trades, bars)

@@ -53,8 +53,10 @@ def _finish(st: Streaming, n: int, bars: bool = True) -> None:
 def _report(st: Streaming, what: str) -> None:
     stored = {sym: len(st.stored_ids(sym)) for sym in st.rig.symbols}
     sent = {sym: len(t) for sym, t in st.trades.items()}
-    print(f"\n{what}: replayed {sent}, stored {stored}, bars closed {len(st.bars.seen)} "
-          f"(with features {sum(st.bars.seen.values())})")
+    print(
+        f"\n{what}: replayed {sent}, stored {stored}, bars closed {len(st.bars.seen)} "
+        f"(with features {sum(st.bars.seen.values())})"
+    )
 
 
 def test_a_broker_sigkill_and_restart_loses_and_duplicates_nothing(streaming: Any) -> None:
@@ -78,7 +80,9 @@ def test_a_broker_sigkill_and_restart_loses_and_duplicates_nothing(streaming: An
 @pytest.fixture
 def kafka3(stack_settings: Settings) -> Iterator[KafkaCluster]:
     """A three-node KRaft cluster of its own (the session stack's Kafka is a single node)."""
-    s = Settings(home=stack_settings.home_dir / "kafka3", port_base=stack_settings.port_base + 300, kafka_brokers=3)
+    s = Settings(
+        home=stack_settings.home_dir / "kafka3", port_base=stack_settings.port_base + 300, kafka_brokers=3
+    )
     cluster = KafkaCluster(s)
     cluster.start()
     yield cluster
@@ -86,11 +90,15 @@ def kafka3(stack_settings: Settings) -> Iterator[KafkaCluster]:
     shutil.rmtree(s.home_dir / "kafka", ignore_errors=True)
 
 
-def test_b_the_busiest_partition_s_leader_dies_on_a_three_node_cluster(streaming: Any, kafka3: KafkaCluster) -> None:
+def test_b_the_busiest_partition_s_leader_dies_on_a_three_node_cluster(
+    streaming: Any, kafka3: KafkaCluster
+) -> None:
     from confluent_kafka.admin import AdminClient
 
     boot = kafka3.s.kafka_bootstrap_servers()
-    st: Streaming = streaming("x6", n_trades=15_000, names=STREAMERS, warm=True, env={"HFT_KAFKA_BOOTSTRAP": boot})
+    st: Streaming = streaming(
+        "x6", n_trades=15_000, names=STREAMERS, warm=True, env={"HFT_KAFKA_BOOTSTRAP": boot}
+    )
     n = sum(len(v) for v in st.trades.values())
     wait_until(lambda: st.stored_count() > 500, "ticks to flow into market.ticks", timeout=180)
     topic = st.settings.topic_ticks
@@ -136,12 +144,21 @@ def test_c_a_tick_ingestor_stopped_for_ten_market_minutes_catches_up_losing_noth
     wait_until(lambda: st.stored_count() >= n, f"{n} trades in market.ticks", timeout=300, fail=False)
     catch_up_s = time.monotonic() - t0
     with db.connect(st.settings, autocommit=True) as conn:
-        rows = {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in conn.execute(
-            "SELECT symbol, count(*), count(DISTINCT trade_id), min(trade_id), max(trade_id) FROM market.ticks "
-            "WHERE symbol = ANY(%s) GROUP BY symbol", (st.rig.symbols,))}
-    print(f"\ningestor stopped at {stopped_at} stored; {published} published; caught up "
-          f"{n - stopped_at} in {catch_up_s:.1f}s; per symbol (rows, distinct, min id, max id): {rows}")
+        rows = {
+            r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4]))
+            for r in conn.execute(
+                "SELECT symbol, count(*), count(DISTINCT trade_id), min(trade_id), max(trade_id) FROM market.ticks "
+                "WHERE symbol = ANY(%s) GROUP BY symbol",
+                (st.rig.symbols,),
+            )
+        }
+    print(
+        f"\ningestor stopped at {stopped_at} stored; {published} published; caught up "
+        f"{n - stopped_at} in {catch_up_s:.1f}s; per symbol (rows, distinct, min id, max id): {rows}"
+    )
     for sym, trades in st.trades.items():
         ids = [t.trade_id for t in trades]
         want = (len(ids), len(set(ids)), min(ids), max(ids))
-        assert rows.get(sym) == want, f"{sym}: stored {rows.get(sym)}, replayed {want}\n{st.diagnose('tick-ingestor')}"
+        assert rows.get(sym) == want, (
+            f"{sym}: stored {rows.get(sym)}, replayed {want}\n{st.diagnose('tick-ingestor')}"
+        )

@@ -35,8 +35,10 @@ from .conftest import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
+
 def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(
-        streaming: Any, registered_model: dict[str, str], clean_book: Any) -> None:
+    streaming: Any, registered_model: dict[str, str], clean_book: Any
+) -> None:
     # one pass of the recording (~34,000 trades) in ~130 s; 1m bars close every 12 s
     st: Streaming = streaming("x5", names=SUPERVISED + SERVING, env=SERVING_ENV)
     n = sum(len(v) for v in st.trades.values())
@@ -55,8 +57,9 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(
     st.faults(drop_every=0, malformed_every=0)
     # the last drop_every drop may have just closed the connection: drop once the producer is back
     # (a reconnect takes its backoff); a producer that never reconnects fails here
-    wait_until(lambda: st.drop()["dropped"] >= 1, "the market producer's WebSocket to drop", timeout=30,
-               interval=0.5)
+    wait_until(
+        lambda: st.drop()["dropped"] >= 1, "the market producer's WebSocket to drop", timeout=30, interval=0.5
+    )
     replaying("websocket")
 
     # 2. Redis restart (right after a bar closed, so the announcement stream is read up to it)
@@ -92,8 +95,9 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(
     assert st.rig.metrics("market-producer"), "the market producer serves /metrics again"
     # the serving side came back too: the API is ready again and the bot's intents were filled
     wait_until(st.api_ready, "the model server's /ready to answer 200 again", timeout=120)
-    wait_until(lambda: any(status == "filled" for _, status in st.intents()), "a filled order intent",
-               timeout=60)
+    wait_until(
+        lambda: any(status == "filled" for _, status in st.intents()), "a filled order intent", timeout=60
+    )
     assert st.rig.metrics("trading-bot"), "the trading bot serves /metrics again"
     # the faults hit a running replay (on a slow machine the replay could end first: then this says so)
     assert all(during.values()), f"faults after the replay ended: {[k for k, v in during.items() if not v]}"

@@ -47,7 +47,9 @@ def _wait(check: Any, what: str, timeout: float) -> None:
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _seed_warmup(settings: Settings, data_dir: Path, names: dict[str, str], end: pd.Timestamp, n: int) -> None:
+def _seed_warmup(
+    settings: Settings, data_dir: Path, names: dict[str, str], end: pd.Timestamp, n: int
+) -> None:
     from hft.market.ohlcv import read_ohlcv_csv
     from hft.storage.bars import upsert_klines
     from hft.storage.db import connect
@@ -61,13 +63,22 @@ def _seed_warmup(settings: Settings, data_dir: Path, names: dict[str, str], end:
 
 def _intents(engine: Engine, symbols: list[str], status: str | None = None) -> list[Any]:
     with engine.connect() as conn:
-        return list(conn.execute(text(
-            "SELECT id, status, decided_at FROM trading.intents WHERE symbol = ANY(:s) "
-            "AND (CAST(:st AS text) IS NULL OR status = :st) ORDER BY decided_at"), {"s": symbols, "st": status}))
+        return list(
+            conn.execute(
+                text(
+                    "SELECT id, status, decided_at FROM trading.intents WHERE symbol = ANY(:s) "
+                    "AND (CAST(:st AS text) IS NULL OR status = :st) ORDER BY decided_at"
+                ),
+                {"s": symbols, "st": status},
+            )
+        )
 
 
 def test_replayed_ticks_lead_to_fills_once_pnl_and_halt(
-    clean_book: Engine, registered_model: dict[str, str], celery_worker: Any, stack_settings: Settings,
+    clean_book: Engine,
+    registered_model: dict[str, str],
+    celery_worker: Any,
+    stack_settings: Settings,
     data_dir: Path,
 ) -> None:
     from hft.features.spec import FEATURE_SPEC
@@ -75,24 +86,60 @@ def test_replayed_ticks_lead_to_fills_once_pnl_and_halt(
     names = bench_symbols()
     rig = Rig(stack_settings, names, bar_interval="1m")
     start_ms = (time.time_ns() // 60_000_000_000 + 1) * 60_000  # next whole minute
-    _seed_warmup(stack_settings, data_dir, names, pd.Timestamp(start_ms, unit="ms", tz="UTC"),
-                 FEATURE_SPEC.warmup_bars + 20)
-    write_trade_files(replay_trades(stack_settings.data_dir, names, n=RATE * SECONDS, start_ms=start_ms, rate=RATE,
-                                    market_speed=MARKET_SPEED), rig.source_dir)
+    _seed_warmup(
+        stack_settings,
+        data_dir,
+        names,
+        pd.Timestamp(start_ms, unit="ms", tz="UTC"),
+        FEATURE_SPEC.warmup_bars + 20,
+    )
+    write_trade_files(
+        replay_trades(
+            stack_settings.data_dir,
+            names,
+            n=RATE * SECONDS,
+            start_ms=start_ms,
+            rate=RATE,
+            market_speed=MARKET_SPEED,
+        ),
+        rig.source_dir,
+    )
     api_port = _free_port()
     api_url = f"http://{stack_settings.bind_host}:{api_port}"
-    serving_env = {"HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_API_URL": api_url,
-                   "HFT_BUY_THRESHOLD": "0", "HFT_SELL_THRESHOLD": "0", "HFT_COOLDOWN_S": "0",
-                   "HFT_MAX_POSITION_NOTIONAL": "1e12", "HFT_LOG_LEVEL": "INFO"}
+    serving_env = {
+        "HFT_MODEL_NAME": TEST_MODEL,
+        "HFT_API_KEY": API_KEY,
+        "HFT_API_URL": api_url,
+        "HFT_BUY_THRESHOLD": "0",
+        "HFT_SELL_THRESHOLD": "0",
+        "HFT_COOLDOWN_S": "0",
+        "HFT_MAX_POSITION_NOTIONAL": "1e12",
+        "HFT_LOG_LEVEL": "INFO",
+    }
     rig.extra_env.update(serving_env)
     hft = str(Path(sys.executable).with_name("hft"))
     logs = stack_settings.home_dir / "logs"
     api_log = (logs / "e2e-api.log").open("ab")
     api = subprocess.Popen(
-        [str(Path(sys.executable).with_name("uvicorn")), "api.app:create_app", "--factory", "--host",
-         stack_settings.bind_host, "--port", str(api_port), "--workers", "1", "--no-access-log"],
-        env=rig.env(), stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(Path(sys.executable).with_name("uvicorn")),
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            stack_settings.bind_host,
+            "--port",
+            str(api_port),
+            "--workers",
+            "1",
+            "--no-access-log",
+        ],
+        env=rig.env(),
+        stdout=api_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+
         def api_up() -> bool:
             if api.poll() is not None:
                 pytest.fail("the API exited: see e2e-api.log")
@@ -105,8 +152,12 @@ def test_replayed_ticks_lead_to_fills_once_pnl_and_halt(
         rig.start("exchange", "--speed", f"x{MARKET_SPEED:g}")
         for name in ("tick-ingestor", "feature-calculator", "market-producer"):
             rig.start(name)
-        bot = Proc("trading-bot", [sys.executable, "-m", "streamers.trading_bot"], rig.env(),
-                   logs / "e2e-trading-bot.log").start()
+        bot = Proc(
+            "trading-bot",
+            [sys.executable, "-m", "streamers.trading_bot"],
+            rig.env(),
+            logs / "e2e-trading-bot.log",
+        ).start()
         rig.procs["trading-bot"] = bot  # stopped with the others
         rig.wait_ready(["exchange", "tick-ingestor", "feature-calculator", "market-producer"], timeout=180)
         symbols = rig.symbols
@@ -114,12 +165,22 @@ def test_replayed_ticks_lead_to_fills_once_pnl_and_halt(
         # 1. replayed ticks -> closed bars -> /predict -> intents -> fills with fees
         _wait(lambda: len(_intents(clean_book, symbols, "filled")) >= 3, "three filled intents", 180)
         with clean_book.connect() as conn:
-            fills = list(conn.execute(text(
-                "SELECT f.intent_id, f.fee, f.price, f.market_price, f.fill_time, i.decided_at, i.model_version "
-                "FROM trading.fills f JOIN trading.intents i ON i.id = f.intent_id WHERE f.symbol = ANY(:s)"),
-                {"s": symbols}))
-            positions = {r.symbol: r.quantity for r in conn.execute(
-                text("SELECT symbol, quantity FROM trading.positions WHERE symbol = ANY(:s)"), {"s": symbols})}
+            fills = list(
+                conn.execute(
+                    text(
+                        "SELECT f.intent_id, f.fee, f.price, f.market_price, f.fill_time, i.decided_at, i.model_version "
+                        "FROM trading.fills f JOIN trading.intents i ON i.id = f.intent_id WHERE f.symbol = ANY(:s)"
+                    ),
+                    {"s": symbols},
+                )
+            )
+            positions = {
+                r.symbol: r.quantity
+                for r in conn.execute(
+                    text("SELECT symbol, quantity FROM trading.positions WHERE symbol = ANY(:s)"),
+                    {"s": symbols},
+                )
+            }
         assert all(f.fee > 0 for f in fills)
         assert all(f.price > f.market_price for f in fills)  # buys slip up
         assert all(f.fill_time > f.decided_at for f in fills)
@@ -130,9 +191,13 @@ def test_replayed_ticks_lead_to_fills_once_pnl_and_halt(
         again = [celery_worker.send_task("orders.simulate", args=[str(f.intent_id)]) for f in fills]
         assert {r.get(timeout=60)["outcome"] for r in again} == {"already"}
         with clean_book.connect() as conn:
-            per_intent = conn.execute(text(
-                "SELECT max(n) FROM (SELECT count(*) AS n FROM trading.fills WHERE symbol = ANY(:s) "
-                "GROUP BY intent_id) c"), {"s": symbols}).scalar_one()
+            per_intent = conn.execute(
+                text(
+                    "SELECT max(n) FROM (SELECT count(*) AS n FROM trading.fills WHERE symbol = ANY(:s) "
+                    "GROUP BY intent_id) c"
+                ),
+                {"s": symbols},
+            ).scalar_one()
         assert per_intent == 1
 
         # 3. a PnL report in PostgreSQL
@@ -148,7 +213,9 @@ def test_replayed_ticks_lead_to_fills_once_pnl_and_halt(
         time.sleep(3 * 60 / MARKET_SPEED)
         assert len(_intents(clean_book, symbols)) == count_after_one_bar, "intents after the halt"
         assert time.monotonic() - halted_at < 60
-        metrics = httpx.get(f"http://{stack_settings.bind_host}:{stack_settings.port('metrics_trading_bot')}/metrics")
+        metrics = httpx.get(
+            f"http://{stack_settings.bind_host}:{stack_settings.port('metrics_trading_bot')}/metrics"
+        )
         assert 'trading_bot_decisions_total{reason="halted"}' in metrics.text
         assert "trading_bot_tick_to_signal_seconds_count" in metrics.text
     finally:

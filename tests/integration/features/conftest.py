@@ -15,8 +15,10 @@ import pytest
 from hft.config import Settings
 from hft.market.ohlcv import read_ohlcv_csv
 
-SYMBOLS = {"FTBTC": "klines_15m/BTCUSDT_15m_klines_2024-01-01_2024-07-11.csv.gz",  # with trade columns
-           "FTETH": "klines_15m/ETHUSDT_15m_ohlcv_2023-01-01_2025-08-31.csv.gz"}   # OHLCV only
+SYMBOLS = {
+    "FTBTC": "klines_15m/BTCUSDT_15m_klines_2024-01-01_2024-07-11.csv.gz",  # with trade columns
+    "FTETH": "klines_15m/ETHUSDT_15m_ohlcv_2023-01-01_2025-08-31.csv.gz",
+}  # OHLCV only
 START = pd.Timestamp("2024-02-01", tz="UTC")
 N_BARS = 1500  # bars loaded per symbol from START (warm-up is 524)
 
@@ -58,7 +60,9 @@ def clear_symbols(settings: Settings) -> None:
 
 
 @pytest.fixture
-def loaded_bars(feature_settings: Settings, kline_bars: dict[str, pd.DataFrame]) -> Iterator[dict[str, pd.DataFrame]]:
+def loaded_bars(
+    feature_settings: Settings, kline_bars: dict[str, pd.DataFrame]
+) -> Iterator[dict[str, pd.DataFrame]]:
     """market.bars filled with the test symbols' klines (storage's own kline writer)."""
     from hft.storage import db
     from hft.storage.bars import upsert_klines

@@ -26,10 +26,16 @@ from tests.unit.features.conftest import read_trades
 pytestmark = pytest.mark.integration
 
 T0 = pd.Timestamp("2025-06-01 00:00", tz="UTC")  # open time of the first streamed bar
-PAIRS = {"FTBTC": ("klines_1m/BTCUSDT_1m_ohlcv_2025-05-20_2025-08-18.csv.gz",
-                   "trades/spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz"),
-         "FTETH": ("klines_1m/ETHUSDT_1m_ohlcv_2025-05-20_2025-08-18.csv.gz",
-                   "trades/spot_ETHUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz")}
+PAIRS = {
+    "FTBTC": (
+        "klines_1m/BTCUSDT_1m_ohlcv_2025-05-20_2025-08-18.csv.gz",
+        "trades/spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
+    ),
+    "FTETH": (
+        "klines_1m/ETHUSDT_1m_ohlcv_2025-05-20_2025-08-18.csv.gz",
+        "trades/spot_ETHUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
+    ),
+}
 HISTORY = 700  # stored 1m bars before T0 (warm-up needs 524)
 
 
@@ -40,21 +46,36 @@ def _ticks(data_dir: Path, symbol: str, trades_rel: str, received: int) -> list[
     first = int(tr["trade_time_ns"].iloc[0])
     shift = T0.value - (first - first % 60_000_000_000)
     now = received
-    return [Tick(symbol=symbol, trade_id=int(i), price=float(p), quantity=float(q), buyer_is_maker=bool(m),
-                 trade_time_ns=int(t) + shift, event_time_ns=int(t) + shift, receive_time_ns=now,
-                 source=Tick.SOURCE_STREAM, venue="replay")
-            for i, t, p, q, m in tr[["trade_id", "trade_time_ns", "price", "quantity", "buyer_is_maker"]]
-            .itertuples(index=False)]
+    return [
+        Tick(
+            symbol=symbol,
+            trade_id=int(i),
+            price=float(p),
+            quantity=float(q),
+            buyer_is_maker=bool(m),
+            trade_time_ns=int(t) + shift,
+            event_time_ns=int(t) + shift,
+            receive_time_ns=now,
+            source=Tick.SOURCE_STREAM,
+            venue="replay",
+        )
+        for i, t, p, q, m in tr[
+            ["trade_id", "trade_time_ns", "price", "quantity", "buyer_is_maker"]
+        ].itertuples(index=False)
+    ]
 
 
 @pytest.fixture
 def replay_settings(feature_settings: Settings) -> Settings:
     """The test stack with 1m bars and a topic of its own (other tests share the broker)."""
-    return feature_settings.model_copy(update={"bar_interval": "1m", "topic_ticks": f"ft_ticks_{uuid.uuid4().hex[:8]}"})
+    return feature_settings.model_copy(
+        update={"bar_interval": "1m", "topic_ticks": f"ft_ticks_{uuid.uuid4().hex[:8]}"}
+    )
 
 
 def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
-        replay_settings: Settings, data_dir: Path) -> None:
+    replay_settings: Settings, data_dir: Path
+) -> None:
     import redis
 
     from hft.features.calculator import CLOSED_STREAM, read_partial
@@ -117,12 +138,20 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
             bars = read_bars(conn, sym, "1m")
             streamed = read_features(conn, sym, "1m", start=T0.to_pydatetime())
             bars = bars.assign(vwap=bars["vwap"].astype("float64"))
-            batch = compute_features(bars.drop(columns=["close_time", "source"]).astype("float64"), FEATURE_SPEC_FULL)
+            batch = compute_features(
+                bars.drop(columns=["close_time", "source"]).astype("float64"), FEATURE_SPEC_FULL
+            )
             assert len(streamed) == (bars.index >= T0).sum() >= 10
             # every streamed bar equals the batch over market.bars (NaN where both are absent)
             for n in names:
-                np.testing.assert_allclose(streamed[n].to_numpy(), batch.loc[streamed.index, n].to_numpy(),
-                                           rtol=0, atol=1e-9, equal_nan=True, err_msg=f"{sym} {n}")
+                np.testing.assert_allclose(
+                    streamed[n].to_numpy(),
+                    batch.loc[streamed.index, n].to_numpy(),
+                    rtol=0,
+                    atol=1e-9,
+                    equal_nan=True,
+                    err_msg=f"{sym} {n}",
+                )
             got = online.latest(sym)
             assert got is not None
             feature_time, values = got
@@ -148,7 +177,8 @@ def _partition(key: str, partitions: int = 4) -> int:
 
 
 def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
-        replay_settings: Settings, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    replay_settings: Settings, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A symbol that stops trading gets its last bar closed by the clock once its own partition is
     read to the end, not only when the whole topic goes idle (finding 6: its open bar pinned the
     committed offsets, so every restart re-read the topic from it)."""
@@ -163,21 +193,28 @@ def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
     quiet = next(f"FTQUIET{i}" for i in range(100) if _partition(f"FTQUIET{i}") != _partition("FTBUSY"))
     busy = "FTBUSY"
     received = time.time_ns()
-    q_ticks = [t for t in _ticks(data_dir, quiet, PAIRS["FTBTC"][1], received)
-               if t.trade_time_ns < T0.value + 30_000_000_000]  # type: ignore[attr-defined]  # its first 30 s only
+    q_ticks = [
+        t
+        for t in _ticks(data_dir, quiet, PAIRS["FTBTC"][1], received)
+        if t.trade_time_ns < T0.value + 30_000_000_000
+    ]  # type: ignore[attr-defined]  # its first 30 s only
     b_ticks = _ticks(data_dir, busy, PAIRS["FTETH"][1], received)  # 11 minutes of trades
     send_ticks(s, [*q_ticks, *b_ticks])
     last_q = max(t.trade_time_ns for t in q_ticks)  # type: ignore[attr-defined]
     monkeypatch.setattr(fc, "QUIET_CHECK_S", 0.0)
     # the wall clock maps to 2 minutes after the quiet symbol's first bar opened: that bar is over
-    calc = fc.Calculator(s, batch_max=100,
-                         clock=lambda: received + (T0 + pd.Timedelta(minutes=2)).value - last_q)
+    calc = fc.Calculator(
+        s, batch_max=100, clock=lambda: received + (T0 + pd.Timedelta(minutes=2)).value - last_q
+    )
     r = redis.Redis.from_url(s.redis_dsn)
-    start_id = (r.xinfo_stream(CLOSED_STREAM)["last-generated-id"] if r.exists(CLOSED_STREAM) else b"0-0")
+    start_id = r.xinfo_stream(CLOSED_STREAM)["last-generated-id"] if r.exists(CLOSED_STREAM) else b"0-0"
 
     def announced(sym: str) -> list[dict[bytes, bytes]]:
-        return [f for _id, f in r.xrange(CLOSED_STREAM, min=f"({start_id.decode()}", max="+")
-                if f[b"symbol"] == sym.encode()]
+        return [
+            f
+            for _id, f in r.xrange(CLOSED_STREAM, min=f"({start_id.decode()}", max="+")
+            if f[b"symbol"] == sym.encode()
+        ]
 
     try:
         busy_backlog_then = None

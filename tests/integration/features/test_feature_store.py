@@ -21,11 +21,14 @@ END = START + 1500 * STEP
 def _backfill(settings: Settings, symbol: str, materialize: bool = False) -> int:
     from hft.features.backfill import backfill
 
-    return backfill(settings, symbol, "15m", START.to_pydatetime(), END.to_pydatetime(), materialize=materialize)
+    return backfill(
+        settings, symbol, "15m", START.to_pydatetime(), END.to_pydatetime(), materialize=materialize
+    )
 
 
 def test_backfill_upserts_one_partition_with_the_batch_features(
-        feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]) -> None:
+    feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]
+) -> None:
     from hft.features.offline import read_features
     from hft.storage import db
 
@@ -36,11 +39,15 @@ def test_backfill_upserts_one_partition_with_the_batch_features(
         stored = read_features(conn, "FTBTC", "15m")
     assert len(stored) == n
     assert (stored["event_timestamp"] == stored.index + STEP).all()
-    expected = compute_features(loaded_bars["FTBTC"], FEATURE_SPEC_FULL).iloc[FEATURE_SPEC_FULL.warmup_bars:]
-    np.testing.assert_allclose(stored[list(FEATURE_SPEC_FULL.names)].to_numpy(), expected.to_numpy(), atol=1e-12)
+    expected = compute_features(loaded_bars["FTBTC"], FEATURE_SPEC_FULL).iloc[FEATURE_SPEC_FULL.warmup_bars :]
+    np.testing.assert_allclose(
+        stored[list(FEATURE_SPEC_FULL.names)].to_numpy(), expected.to_numpy(), atol=1e-12
+    )
 
 
-def test_ohlcv_bars_give_absent_trade_features(feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]) -> None:
+def test_ohlcv_bars_give_absent_trade_features(
+    feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]
+) -> None:
     from hft.features.offline import read_features
     from hft.storage import db
 
@@ -53,7 +60,8 @@ def test_ohlcv_bars_give_absent_trade_features(feature_settings: Settings, loade
 
 
 def test_historical_features_never_use_a_bar_that_closed_after_the_timestamp(
-        feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]) -> None:
+    feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]
+) -> None:
     from hft.features.store import apply, feature_store
     from hft.storage import db
     from hft.storage.bars import upsert_klines
@@ -64,7 +72,9 @@ def test_historical_features_never_use_a_bar_that_closed_after_the_timestamp(
     service = store.get_feature_service(FEATURE_SPEC_FULL.version)
     cut = START + 1000 * STEP  # open time of the first bar that will be changed
     # timestamps: exactly at a close, just before one, mid-bar; all before `cut` closes
-    ts = sorted([cut - STEP * 10, cut - pd.Timedelta(seconds=1), cut - STEP * 3 + pd.Timedelta(minutes=7), cut])
+    ts = sorted(
+        [cut - STEP * 10, cut - pd.Timedelta(seconds=1), cut - STEP * 3 + pd.Timedelta(minutes=7), cut]
+    )
     entity_df = pd.DataFrame({"symbol": "FTBTC", "event_timestamp": ts})
 
     def hist() -> pd.DataFrame:
@@ -94,7 +104,8 @@ def test_historical_features_never_use_a_bar_that_closed_after_the_timestamp(
 
 
 def test_materialize_makes_the_last_row_the_online_one(
-        feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]) -> None:
+    feature_settings: Settings, loaded_bars: dict[str, pd.DataFrame]
+) -> None:
     from hft.features.online import OnlineFeatures
     from hft.features.store import apply
 

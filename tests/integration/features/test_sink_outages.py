@@ -26,8 +26,20 @@ def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature
 
     minute = 60_000_000_000
     open_ns = (time.time_ns() // minute - 1) * minute
-    bar = Bar(SYMBOL, "1m", open_ns, open_ns + minute, 100.0, 101.0, 99.5, 100.5, volume=2.0, trade_count=3,
-              buy_volume=1.0, quote_volume=201.0)
+    bar = Bar(
+        SYMBOL,
+        "1m",
+        open_ns,
+        open_ns + minute,
+        100.0,
+        101.0,
+        99.5,
+        100.5,
+        volume=2.0,
+        trade_count=3,
+        buy_volume=1.0,
+        quote_volume=201.0,
+    )
     closed = ClosedBar(bar, None, time.time_ns())  # a warm-up bar: announced, no feature row
     sink = FeatureSink(feature_settings)
     stack = Stack(feature_settings)
@@ -57,7 +69,8 @@ def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature
 
 
 def test_sink_reports_a_postgres_restart_as_transient_and_writes_the_row_once_it_is_back(
-        feature_settings: Settings) -> None:
+    feature_settings: Settings,
+) -> None:
     """A restarted PostgreSQL drops the sink's connection (AdminShutdown on the next use). Before,
     that escaped ``write`` and crashed the calculator, and the crash path committed offsets past
     the announced bar whose offline row was never written (a fault test caught it in CI)."""
@@ -71,8 +84,20 @@ def test_sink_reports_a_postgres_restart_as_transient_and_writes_the_row_once_it
     symbol = "FTPGOUT"
     minute = 60_000_000_000
     open_ns = (time.time_ns() // minute - 1) * minute
-    bar = Bar(symbol, "1m", open_ns, open_ns + minute, 100.0, 101.0, 99.5, 100.5, volume=2.0, trade_count=3,
-              buy_volume=1.0, quote_volume=201.0)
+    bar = Bar(
+        symbol,
+        "1m",
+        open_ns,
+        open_ns + minute,
+        100.0,
+        101.0,
+        99.5,
+        100.5,
+        volume=2.0,
+        trade_count=3,
+        buy_volume=1.0,
+        quote_volume=201.0,
+    )
     closed = ClosedBar(bar, dict.fromkeys(ALL_FEATURES, 0.25), time.time_ns())
     with db.connect(feature_settings, autocommit=True) as conn:
         conn.execute("DELETE FROM features.bar_features WHERE symbol = %s", (symbol,))

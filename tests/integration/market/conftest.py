@@ -52,13 +52,27 @@ def market(stack: object, stack_settings: Settings, tmp_path: Path) -> Market:
     run = uuid.uuid4().hex[:8]
     topic, dlq = f"market_ticks_t{run}", f"market_ticks_t{run}.dlq"
     base = stack_settings.port_base + 200
-    env = {**child_env(), "HFT_HOME": str(stack_settings.home_dir), "HFT_PORT_BASE": str(base),
-           "HFT_MARKET": "replay", "HFT_TOPIC_TICKS": topic, "HFT_TOPIC_DLQ": dlq,
-           "HFT_DATA_DIR": str(stack_settings.data_dir), "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT"]',
-           # the stack's Kafka, whose ports derive from the stack's own port base
-           "HFT_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap_servers()}
-    s = Settings(home=stack_settings.home_dir, port_base=base, data_dir=stack_settings.data_dir, market="replay",
-                 topic_ticks=topic, topic_dlq=dlq, kafka_bootstrap=stack_settings.kafka_bootstrap_servers())
+    env = {
+        **child_env(),
+        "HFT_HOME": str(stack_settings.home_dir),
+        "HFT_PORT_BASE": str(base),
+        "HFT_MARKET": "replay",
+        "HFT_TOPIC_TICKS": topic,
+        "HFT_TOPIC_DLQ": dlq,
+        "HFT_DATA_DIR": str(stack_settings.data_dir),
+        "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT"]',
+        # the stack's Kafka, whose ports derive from the stack's own port base
+        "HFT_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap_servers(),
+    }
+    s = Settings(
+        home=stack_settings.home_dir,
+        port_base=base,
+        data_dir=stack_settings.data_dir,
+        market="replay",
+        topic_ticks=topic,
+        topic_dlq=dlq,
+        kafka_bootstrap=stack_settings.kafka_bootstrap_servers(),
+    )
     return Market(s, env, topic, dlq, tmp_path)
 
 
@@ -78,8 +92,13 @@ def start_exchange(market: Market) -> Iterator[Callable[..., subprocess.Popen[by
 
     def start(*flags: str) -> subprocess.Popen[bytes]:
         log = open(market.logs / "exchange.log", "wb")  # noqa: SIM115 - lives as long as the process
-        p = subprocess.Popen([HFT, "exchange", "--metrics-port", "0", *flags], env=market.env, cwd=REPO_ROOT,
-                             stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [HFT, "exchange", "--metrics-port", "0", *flags],
+            env=market.env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(p)
 
         def up() -> bool:
@@ -105,8 +124,13 @@ def start_producer(market: Market) -> Iterator[Callable[[], subprocess.Popen[byt
 
     def start() -> subprocess.Popen[bytes]:
         log = open(market.logs / "producer.log", "wb")  # noqa: SIM115 - lives as long as the process
-        p = subprocess.Popen([sys.executable, "-m", "streamers.market_producer"], env=market.env, cwd=REPO_ROOT,
-                             stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "streamers.market_producer"],
+            env=market.env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(p)
         return p
 
@@ -125,8 +149,9 @@ def _end(p: subprocess.Popen[bytes]) -> None:
             p.wait(10)
 
 
-def read_topic(settings: Settings, topic: str, until: int, timeout: float = 90, settle_s: float = 1.5
-               ) -> list[tuple[bytes, bytes]]:
+def read_topic(
+    settings: Settings, topic: str, until: int, timeout: float = 90, settle_s: float = 1.5
+) -> list[tuple[bytes, bytes]]:
     """(key, value) of every message of a topic; stop once ``until`` arrived and nothing more comes."""
     from confluent_kafka import TopicPartition
 

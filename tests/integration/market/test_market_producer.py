@@ -32,8 +32,10 @@ N_FAULT_RUN = 8000
 @pytest.fixture(scope="module")
 def captured(data_dir: Path) -> list[tuple[str, int, int, int]]:
     """(symbol, trade id, trade time ms, event time ms) of every captured trade, in replay order."""
-    return [(t.symbol, t.trade_id, t.trade_time_ms, t.event_time_ms)
-            for t in load_capture_trades(default_capture_paths(data_dir, SYMBOLS))]
+    return [
+        (t.symbol, t.trade_id, t.trade_time_ms, t.event_time_ms)
+        for t in load_capture_trades(default_capture_paths(data_dir, SYMBOLS))
+    ]
 
 
 def _by_symbol(ticks: list[Tick]) -> dict[str, list[int]]:
@@ -56,8 +58,11 @@ def _metric(url: str, name: str) -> float:
 
 
 def test_replay_puts_exactly_the_captured_trades_into_kafka(
-        market: Market, start_exchange: Callable[..., subprocess.Popen[bytes]],
-        start_producer: Callable[[], subprocess.Popen[bytes]], captured: list[tuple[str, int, int, int]]) -> None:
+    market: Market,
+    start_exchange: Callable[..., subprocess.Popen[bytes]],
+    start_producer: Callable[[], subprocess.Popen[bytes]],
+    captured: list[tuple[str, int, int, int]],
+) -> None:
     start_exchange("--speed", "max")
     producer = start_producer()
     ticks = decode_ticks(read_topic(market.settings, market.topic, until=len(captured)))
@@ -78,11 +83,24 @@ def test_replay_puts_exactly_the_captured_trades_into_kafka(
 
 
 def test_drops_and_skips_still_give_every_trade_exactly_once(
-        market: Market, start_exchange: Callable[..., subprocess.Popen[bytes]],
-        start_producer: Callable[[], subprocess.Popen[bytes]], captured: list[tuple[str, int, int, int]]) -> None:
+    market: Market,
+    start_exchange: Callable[..., subprocess.Popen[bytes]],
+    start_producer: Callable[[], subprocess.Popen[bytes]],
+    captured: list[tuple[str, int, int, int]],
+) -> None:
     captured = captured[:N_FAULT_RUN]  # the first trades keep the test short on a busy machine
-    start_exchange("--speed", "max", "--max-trades", str(N_FAULT_RUN), "--drop-every", "1500",
-                   "--skip-every", "700", "--skip", "2")
+    start_exchange(
+        "--speed",
+        "max",
+        "--max-trades",
+        str(N_FAULT_RUN),
+        "--drop-every",
+        "1500",
+        "--skip-every",
+        "700",
+        "--skip",
+        "2",
+    )
     # malformed frames switched on at run time through the control endpoint
     r = httpx.post(f"{market.exchange_url}/control/faults", json={"malformed_every": 1100}, timeout=5)
     assert r.json() == {"drop_every": 1500, "skip_every": 700, "skip": 2, "malformed_every": 1100}
@@ -107,8 +125,11 @@ def test_drops_and_skips_still_give_every_trade_exactly_once(
 
 
 def test_sigterm_flushes_every_tick_and_kcat_with_the_proto_alone_decodes_them(
-        market: Market, start_exchange: Callable[..., subprocess.Popen[bytes]],
-        start_producer: Callable[[], subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    market: Market,
+    start_exchange: Callable[..., subprocess.Popen[bytes]],
+    start_producer: Callable[[], subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
     start_exchange("--speed", "max", "--max-trades", "8000")
     producer = start_producer()
     deadline = time.monotonic() + 60
@@ -132,19 +153,69 @@ def test_sigterm_flushes_every_tick_and_kcat_with_the_proto_alone_decodes_them(
     proto = tmp_path / "market.proto"
     proto.write_text((REPO_ROOT / "hft" / "schema" / "market.proto").read_text())
     bootstrap = market.settings.kafka_bootstrap_servers()
-    listing = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", market.topic, "-o", "beginning",
-                              "-e", "-q", "-f", "%k %p %o\n"], capture_output=True, timeout=30, check=True)
+    listing = subprocess.run(
+        [
+            "kcat",
+            "-C",
+            "-b",
+            bootstrap,
+            "-t",
+            market.topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k %p %o\n",
+        ],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
     firsts: dict[str, tuple[int, int]] = {}
     for line in listing.stdout.decode().splitlines():
         key, part, offset = line.split()
         firsts.setdefault(key, (int(part), int(offset)))
     assert set(firsts) == set(SYMBOLS)
     for sym, (part, offset) in firsts.items():
-        raw = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", market.topic, "-p", str(part), "-o", str(offset),
-                              "-c", "1", "-e", "-q", "-f", "%s"], capture_output=True, timeout=30, check=True).stdout
-        decoded = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "--decode=hft.market.v1.Tick",
-                                  f"-I{tmp_path}", str(proto)], input=raw, capture_output=True, timeout=30,
-                                 check=False, cwd=tmp_path)
+        raw = subprocess.run(
+            [
+                "kcat",
+                "-C",
+                "-b",
+                bootstrap,
+                "-t",
+                market.topic,
+                "-p",
+                str(part),
+                "-o",
+                str(offset),
+                "-c",
+                "1",
+                "-e",
+                "-q",
+                "-f",
+                "%s",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        decoded = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                "--decode=hft.market.v1.Tick",
+                f"-I{tmp_path}",
+                str(proto),
+            ],
+            input=raw,
+            capture_output=True,
+            timeout=30,
+            check=False,
+            cwd=tmp_path,
+        )
         assert decoded.returncode == 0, decoded.stderr.decode()
         fields = dict(line.split(": ", 1) for line in decoded.stdout.decode().splitlines())
         assert fields["symbol"] == f'"{sym}"'
@@ -157,8 +228,11 @@ def test_sigterm_flushes_every_tick_and_kcat_with_the_proto_alone_decodes_them(
 
 
 def test_killed_producer_resumes_from_the_topic_without_loss_or_duplicates(
-        market: Market, start_exchange: Callable[..., subprocess.Popen[bytes]],
-        start_producer: Callable[[], subprocess.Popen[bytes]], captured: list[tuple[str, int, int, int]]) -> None:
+    market: Market,
+    start_exchange: Callable[..., subprocess.Popen[bytes]],
+    start_producer: Callable[[], subprocess.Popen[bytes]],
+    captured: list[tuple[str, int, int, int]],
+) -> None:
     n = 6000
     start_exchange("--speed", "x20", "--max-trades", str(n))  # the market goes on while the producer is down
     first = start_producer()

@@ -30,9 +30,33 @@ def trained(stack: object, stack_settings: Settings, data_dir: Path) -> tuple[st
     name = f"test-ens-{uuid.uuid4().hex[:8]}"
     data = data_dir / "klines_15m" / "BTCUSDT_15m_ohlcv_2023-01-01_2025-08-31.csv.gz"
     out = subprocess.run(
-        [sys.executable, "-m", "hft.cli", "train", "--symbol", "BTCUSDT", "--interval", "15m", "--data", str(data),
-         "--start", "2025-07-01", "--end", "2025-08-31", "--budget-minutes", "0.1", "--model-name", name],
-        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, env=os.environ.copy(), check=False)
+        [
+            sys.executable,
+            "-m",
+            "hft.cli",
+            "train",
+            "--symbol",
+            "BTCUSDT",
+            "--interval",
+            "15m",
+            "--data",
+            str(data),
+            "--start",
+            "2025-07-01",
+            "--end",
+            "2025-08-31",
+            "--budget-minutes",
+            "0.1",
+            "--model-name",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     m = re.fullmatch(rf"models:/{name}/(\d+)", last)
@@ -40,7 +64,9 @@ def trained(stack: object, stack_settings: Settings, data_dir: Path) -> tuple[st
     return name, m.group(1), data
 
 
-def test_train_logs_report_and_registers_challenger(trained: tuple[str, str, Path], stack_settings: Settings) -> None:
+def test_train_logs_report_and_registers_challenger(
+    trained: tuple[str, str, Path], stack_settings: Settings
+) -> None:
     from mlflow import MlflowClient
 
     name, version, _ = trained
@@ -52,15 +78,26 @@ def test_train_logs_report_and_registers_challenger(trained: tuple[str, str, Pat
     assert len(run.data.params["git_commit"]) == 40
     assert run.data.params["start"] == "2025-07-01"
     assert run.data.params["end"] == "2025-08-31"
-    for model in ("ensemble", "xgboost", "lightgbm", "random_forest", "lstm",
-                  "majority", "persistence", "logistic", "lightgbm_plain"):
+    for model in (
+        "ensemble",
+        "xgboost",
+        "lightgbm",
+        "random_forest",
+        "lstm",
+        "majority",
+        "persistence",
+        "logistic",
+        "lightgbm_plain",
+    ):
         assert 0.3 < run.data.metrics[f"wf.{model}.roc_auc"] < 0.7
     m = run.data.metrics
     assert m["wf.ensemble.accuracy_ci95_lo"] <= m["wf.ensemble.accuracy"] <= m["wf.ensemble.accuracy_ci95_hi"]
     assert "wf.ensemble.bt.net_pnl_after_fees" in m
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/calibration.png", "plots/equity.png", "plots/feature_importance.png"} <= arts
-    report = json.loads(Path(client.download_artifacts(run.info.run_id, "walk_forward_report.json")).read_text())
+    report = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "walk_forward_report.json")).read_text()
+    )
     folds = report["folds"]
     assert len(folds) >= 2
     for a, b in itertools.pairwise(folds):
@@ -72,7 +109,9 @@ def test_train_logs_report_and_registers_challenger(trained: tuple[str, str, Pat
     assert all(s["complete"] >= 1 for s in studies.values())
 
 
-def test_serving_model_matches_the_pyfunc_model(trained: tuple[str, str, Path], stack_settings: Settings) -> None:
+def test_serving_model_matches_the_pyfunc_model(
+    trained: tuple[str, str, Path], stack_settings: Settings
+) -> None:
     import mlflow
 
     from hft.market.ohlcv import read_ohlcv_csv
@@ -91,7 +130,7 @@ def test_serving_model_matches_the_pyfunc_model(trained: tuple[str, str, Path], 
     via_mlflow = np.asarray(pyfunc.predict(frame))
     native = sm.predict_proba_frame(frame)
     np.testing.assert_allclose(native, via_mlflow, atol=1e-9, equal_nan=True)
-    one = sm.predict_proba_window(ds.X[-sm.sequence_length:])
+    one = sm.predict_proba_window(ds.X[-sm.sequence_length :])
     assert abs(one - native[-1]) < 1e-6
     assert 0 < one < 1
 
@@ -100,12 +139,41 @@ def test_evaluate_writes_every_field(trained: tuple[str, str, Path], tmp_path: P
     name, _version, data = trained
     out = tmp_path / "metrics.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "hft.cli", "evaluate", "--model", f"models:/{name}@challenger", "--data", str(data),
-         "--start", "2025-08-20", "--end", "2025-08-31", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=os.environ.copy(), check=False)
+        [
+            sys.executable,
+            "-m",
+            "hft.cli",
+            "evaluate",
+            "--model",
+            f"models:/{name}@challenger",
+            "--data",
+            str(data),
+            "--start",
+            "2025-08-20",
+            "--end",
+            "2025-08-31",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = json.loads(out.read_text())
-    for key in ("n", "accuracy", "accuracy_ci95", "balanced_accuracy", "roc_auc", "log_loss", "brier", "base_rate"):
+    for key in (
+        "n",
+        "accuracy",
+        "accuracy_ci95",
+        "balanced_accuracy",
+        "roc_auc",
+        "log_loss",
+        "brier",
+        "base_rate",
+    ):
         assert key in rep
     assert set(rep["backtest"]) >= {"trades", "net_pnl_after_fees", "sharpe", "max_drawdown"}
     assert 11 * 96 - 40 < rep["n"] <= 12 * 96  # decisions from 2025-08-20 through 2025-08-31 only
@@ -114,7 +182,9 @@ def test_evaluate_writes_every_field(trained: tuple[str, str, Path], tmp_path: P
     assert lo <= rep["accuracy"] <= hi
 
 
-def test_promote_decides_and_logs_either_way(trained: tuple[str, str, Path], stack_settings: Settings) -> None:
+def test_promote_decides_and_logs_either_way(
+    trained: tuple[str, str, Path], stack_settings: Settings
+) -> None:
     from mlflow import MlflowClient
 
     from hft.ml.promote import promote
@@ -123,7 +193,8 @@ def test_promote_decides_and_logs_either_way(trained: tuple[str, str, Path], sta
     d = promote(stack_settings, name)
     client = MlflowClient(tracking_uri=stack_settings.mlflow_uri)
     assert client.get_model_version(name, version).tags["promotion_decision"] == (
-        "promoted" if d.promoted else "rejected")
+        "promoted" if d.promoted else "rejected"
+    )
     if d.promoted:
         assert str(client.get_model_version_by_alias(name, "champion").version) == version
         again = promote(stack_settings, name)
@@ -135,7 +206,8 @@ def test_promote_decides_and_logs_either_way(trained: tuple[str, str, Path], sta
 
 
 def test_evaluate_reproduces_the_gate_metrics_of_the_logged_fold_model(
-        trained: tuple[str, str, Path], stack_settings: Settings) -> None:
+    trained: tuple[str, str, Path], stack_settings: Settings
+) -> None:
     from mlflow import MlflowClient
 
     from hft.ml.evaluate import evaluate

@@ -38,7 +38,9 @@ def load_klines(settings: Settings, data_dir: Path, start: str = KLINES_START, e
     n = 0
     with db.connect(settings) as conn:
         for sym in ("BTCUSDT", "ETHUSDT"):
-            df = read_ohlcv_csv(data_dir / "klines_15m" / f"{sym}_15m_ohlcv_2023-01-01_2025-08-31.csv.gz", symbol=sym)
+            df = read_ohlcv_csv(
+                data_dir / "klines_15m" / f"{sym}_15m_ohlcv_2023-01-01_2025-08-31.csv.gz", symbol=sym
+            )
             n += upsert_klines(conn, df.loc[start:end], sym, "15m")
     return n
 
@@ -53,10 +55,20 @@ def load_ticks(settings: Settings, data_dir: Path) -> int:
     ticks = []
     for sym, name in TRADE_FILES.items():
         for t in read_trade_file(data_dir / "trades" / name, sym):
-            ticks.append(Tick(symbol=sym, trade_id=t.trade_id, price=float(t.price), quantity=float(t.quantity),
-                              buyer_is_maker=t.buyer_is_maker, trade_time_ns=t.trade_time_ms * 1_000_000,
-                              event_time_ns=t.event_time_ms * 1_000_000, receive_time_ns=received,
-                              source=Tick.SOURCE_ARCHIVE, venue="binance-spot"))
+            ticks.append(
+                Tick(
+                    symbol=sym,
+                    trade_id=t.trade_id,
+                    price=float(t.price),
+                    quantity=float(t.quantity),
+                    buyer_is_maker=t.buyer_is_maker,
+                    trade_time_ns=t.trade_time_ms * 1_000_000,
+                    event_time_ns=t.event_time_ms * 1_000_000,
+                    receive_time_ns=received,
+                    source=Tick.SOURCE_ARCHIVE,
+                    venue="binance-spot",
+                )
+            )
     writer = TickWriter(settings)
     try:
         return writer.write(ticks).inserted
@@ -64,7 +76,9 @@ def load_ticks(settings: Settings, data_dir: Path) -> int:
         writer.close()
 
 
-def backfill_history(settings: Settings, start: str = FEATURES_START, end: str = GOOD_PARTITION["start"]) -> int:
+def backfill_history(
+    settings: Settings, start: str = FEATURES_START, end: str = GOOD_PARTITION["start"]
+) -> int:
     """Backfill features before the tested partition (the drift check's reference and window)."""
     from datetime import datetime
 
@@ -96,8 +110,12 @@ def dag_test(market_data: Settings) -> DagTest:
     """Run ``airflow dags test DAG_ID -c CONF`` against the test stack; return the finished process."""
     from hft.airflow_env import run_airflow
 
-    def run(dag_id: str, conf: dict[str, object] | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        dag_id: str,
+        conf: dict[str, object] | None = None,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         args = ["dags", "test", dag_id]
         if conf:
             args += ["-c", json.dumps(conf)]

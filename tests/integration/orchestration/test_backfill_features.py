@@ -16,8 +16,9 @@ from tests.integration.orchestration.conftest import GOOD_PARTITION, DagTest
 pytestmark = pytest.mark.integration
 
 
-def test_backfill_features_upserts_materializes_and_validates_partition(dag_test: DagTest,
-                                                                        market_data: Settings) -> None:
+def test_backfill_features_upserts_materializes_and_validates_partition(
+    dag_test: DagTest, market_data: Settings
+) -> None:
     from hft.features.online import OnlineFeatures
     from hft.quality.validate import read_runs
     from hft.storage import db
@@ -29,7 +30,7 @@ def test_backfill_features_upserts_materializes_and_validates_partition(dag_test
         rows = conn.execute(
             "SELECT symbol, count(*), count(rsi_14) FROM features.bar_features WHERE interval = '15m' "
             "AND event_timestamp > %s AND event_timestamp <= %s GROUP BY symbol ORDER BY symbol",
-            (datetime.fromisoformat(GOOD_PARTITION["start"]), datetime.fromisoformat(GOOD_PARTITION["end"]))
+            (datetime.fromisoformat(GOOD_PARTITION["start"]), datetime.fromisoformat(GOOD_PARTITION["end"])),
         ).fetchall()
     # four 15m bars per symbol close inside the hour, every one past the warm-up
     assert rows == [("BTCUSDT", 4, 4), ("ETHUSDT", 4, 4)]

@@ -33,23 +33,38 @@ def _register_variant(settings: Settings, name: str, base_version: str, **metric
     with mlflow.start_run(run_name=f"variant-of-v{base_version}") as run:
         mlflow.log_metrics({**logged, **metrics})
     # MLflow 3: a version's source is a logged model, named again by its id
-    version = client.create_model_version(name, source=base.source, run_id=run.info.run_id, tags=base.tags,
-                                          model_id=getattr(base, "model_id", None) or base.source.rsplit("/", 1)[-1])
+    version = client.create_model_version(
+        name,
+        source=base.source,
+        run_id=run.info.run_id,
+        tags=base.tags,
+        model_id=getattr(base, "model_id", None) or base.source.rsplit("/", 1)[-1],
+    )
     client.set_registered_model_alias(name, "challenger", str(version.version))
     return str(version.version)
 
 
 def test_retrain_registers_challenger_and_promote_gate_refuses_worse_accepts_better(
-        dag_test: DagTest, market_data: Settings, data_dir: Path) -> None:
+    dag_test: DagTest, market_data: Settings, data_dir: Path
+) -> None:
     from mlflow import MlflowClient
 
     name = f"orchestration-test-{uuid.uuid4().hex[:8]}"
     env = {"HFT_MODEL_NAME": name}
     client = MlflowClient(tracking_uri=market_data.mlflow_uri)
 
-    proc = dag_test("retrain_models", {"budget_minutes": 0.5, "start": "2025-07-01", "end": "2025-08-31",
-                                       "symbols": ["BTCUSDT"], "data": str(data_dir / "klines_15m")},
-                    timeout=600, env=env)
+    proc = dag_test(
+        "retrain_models",
+        {
+            "budget_minutes": 0.5,
+            "start": "2025-07-01",
+            "end": "2025-08-31",
+            "symbols": ["BTCUSDT"],
+            "data": str(data_dir / "klines_15m"),
+        },
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     first = client.get_model_version_by_alias(name, "challenger")
     assert f"registered challenger models:/{name}/{first.version}" in proc.stdout + proc.stderr
@@ -63,8 +78,9 @@ def test_retrain_registers_challenger_and_promote_gate_refuses_worse_accepts_bet
     assert client.get_model_version_by_alias(name, "champion").version == first.version
     assert client.get_model_version_by_alias(name, "challenger").version == worse
 
-    better = _register_variant(market_data, name, str(first.version),
-                               **{"gate.roc_auc": 0.99, "gate.net_pnl_after_fees": 1e9})
+    better = _register_variant(
+        market_data, name, str(first.version), **{"gate.roc_auc": 0.99, "gate.net_pnl_after_fees": 1e9}
+    )
     proc = dag_test("promote_model", env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]

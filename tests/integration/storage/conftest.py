@@ -69,8 +69,10 @@ def produce(settings: Settings, ticks: list[Tick], chunk: int = 0, pause_s: floa
 def count_rows(settings: Settings, symbols: list[str]) -> tuple[int, int]:
     """(rows, distinct (symbol, trade_id)) in market.ticks for these symbols."""
     with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM market.ticks "
-                           "WHERE symbol = ANY(%s)", (symbols,)).fetchone()
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM market.ticks WHERE symbol = ANY(%s)",
+            (symbols,),
+        ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -78,8 +80,12 @@ def count_rows(settings: Settings, symbols: list[str]) -> tuple[int, int]:
 def stored_ids(settings: Settings, symbol: str) -> list[int]:
     """Trade ids stored for one symbol, ascending."""
     with db.connect(settings, autocommit=True) as conn:
-        return [r[0] for r in conn.execute("SELECT trade_id FROM market.ticks WHERE symbol = %s ORDER BY trade_id",
-                                           (symbol,))]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT trade_id FROM market.ticks WHERE symbol = %s ORDER BY trade_id", (symbol,)
+            )
+        ]
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 90, interval: float = 0.2) -> None:
@@ -123,11 +129,22 @@ class IngestorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IngestorProcess:
-        env = {**child_env(), "HFT_HOME": str(self.settings.home_dir), "HFT_PORT_BASE": str(self.settings.port_base),
-               "HFT_TIMESCALE": "1" if self.settings.timescale else "0", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **child_env(),
+            "HFT_HOME": str(self.settings.home_dir),
+            "HFT_PORT_BASE": str(self.settings.port_base),
+            "HFT_TIMESCALE": "1" if self.settings.timescale else "0",
+            "PYTHONUNBUFFERED": "1",
+        }
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamers.tick_ingestor", *self.args], cwd=REPO_ROOT,
-                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamers.tick_ingestor", *self.args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def kill(self, sig: int) -> int:

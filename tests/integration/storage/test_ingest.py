@@ -31,25 +31,42 @@ pytestmark = pytest.mark.integration
 
 def pandas_bars(ticks: list[Any], interval: str) -> pd.DataFrame:
     """Bars of one symbol from the replayed ticks with a plain pandas resample (the reference)."""
-    df = pd.DataFrame({
-        "trade_id": [t.trade_id for t in ticks], "price": [t.price for t in ticks],
-        "quantity": [t.quantity for t in ticks], "maker": [t.buyer_is_maker for t in ticks],
-        "time": pd.to_datetime([t.trade_time_ns for t in ticks], unit="ns", utc=True),
-    }).sort_values("trade_id").set_index("time")
+    df = (
+        pd.DataFrame(
+            {
+                "trade_id": [t.trade_id for t in ticks],
+                "price": [t.price for t in ticks],
+                "quantity": [t.quantity for t in ticks],
+                "maker": [t.buyer_is_maker for t in ticks],
+                "time": pd.to_datetime([t.trade_time_ns for t in ticks], unit="ns", utc=True),
+            }
+        )
+        .sort_values("trade_id")
+        .set_index("time")
+    )
     df["notional"] = df["price"] * df["quantity"]
     df["buy"] = df["quantity"].where(~df["maker"], 0.0)
     g = df.resample(bars.interval_delta(interval), origin="epoch", label="left", closed="left")
-    out = pd.DataFrame({"open": g["price"].first(), "high": g["price"].max(), "low": g["price"].min(),
-                        "close": g["price"].last(), "volume": g["quantity"].sum(),
-                        "trade_count": g["price"].count(), "buy_volume": g["buy"].sum(),
-                        "quote_volume": g["notional"].sum()})
+    out = pd.DataFrame(
+        {
+            "open": g["price"].first(),
+            "high": g["price"].max(),
+            "low": g["price"].min(),
+            "close": g["price"].last(),
+            "volume": g["quantity"].sum(),
+            "trade_count": g["price"].count(),
+            "buy_volume": g["buy"].sum(),
+            "quote_volume": g["notional"].sum(),
+        }
+    )
     out = out[out["trade_count"] > 0]
     out["vwap"] = out["quote_volume"] / out["volume"]
     return out
 
 
 def test_ingest_replay_stores_every_trade_once_and_twice_still_once(
-        store: Settings, data_dir: Path, ingestor: Any, cleanup_symbols: list[str]) -> None:
+    store: Settings, data_dir: Path, ingestor: Any, cleanup_symbols: list[str]
+) -> None:
     btc, eth = unique_symbol("BTCUSDT"), unique_symbol("ETHUSDT")
     cleanup_symbols += [btc, eth]
     ticks = {btc: ticks_from_file(data_dir, "BTC", btc), eth: ticks_from_file(data_dir, "ETH", eth)}
@@ -76,14 +93,19 @@ def test_ingest_replay_stores_every_trade_once_and_twice_still_once(
                 assert (got["source"] == "ticks").all()
                 assert (got["close_time"] - got.index == bars.interval_delta(interval)).all()
                 for col in ["open", "high", "low", "close", "volume", "buy_volume", "quote_volume", "vwap"]:
-                    np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-9,
-                                               err_msg=f"{sym} {interval} {col}")
+                    np.testing.assert_allclose(
+                        got[col].to_numpy(float),
+                        want[col].to_numpy(float),
+                        rtol=1e-9,
+                        err_msg=f"{sym} {interval} {col}",
+                    )
                 assert got["trade_count"].tolist() == want["trade_count"].tolist()
 
 
 @pytest.mark.faults
 def test_ingestor_killed_midstream_restarts_and_stores_every_trade_once(
-        store: Settings, data_dir: Path, ingestor: Any, cleanup_symbols: list[str]) -> None:
+    store: Settings, data_dir: Path, ingestor: Any, cleanup_symbols: list[str]
+) -> None:
     syms = [unique_symbol(s) for s in ("BTCUSDT", "ETHUSDT")]
     cleanup_symbols += syms
     ticks = {s: ticks_from_file(data_dir, key, s) for s, key in zip(syms, ["BTC", "ETH"], strict=True)}
@@ -105,7 +127,8 @@ def test_ingestor_killed_midstream_restarts_and_stores_every_trade_once(
 
 @pytest.mark.faults
 def test_postgres_restart_midstream_ends_with_every_trade_once(
-        stack: Any, store: Settings, data_dir: Path, ingestor: Any, cleanup_symbols: list[str]) -> None:
+    stack: Any, store: Settings, data_dir: Path, ingestor: Any, cleanup_symbols: list[str]
+) -> None:
     sym = unique_symbol("BTCUSDT")
     cleanup_symbols.append(sym)
     ticks = ticks_from_file(data_dir, "UBTC", sym)
@@ -118,8 +141,11 @@ def test_postgres_restart_midstream_ends_with_every_trade_once(
     assert stopped_at is None  # the server really is down
     stack.start_postgres()
     sender.join(timeout=120)
-    wait_until(lambda: count_rows(store, [sym])[0] >= len(ticks), f"all {len(ticks)} ticks after the restart",
-               timeout=120)
+    wait_until(
+        lambda: count_rows(store, [sym])[0] >= len(ticks),
+        f"all {len(ticks)} ticks after the restart",
+        timeout=120,
+    )
     wait_until(group_caught_up(store), "the ingestor to commit")
     assert count_rows(store, [sym]) == (len(ticks), len(ticks))
     assert stored_ids(store, sym) == sorted(t.trade_id for t in ticks)

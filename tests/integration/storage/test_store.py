@@ -29,9 +29,10 @@ def test_migrate_concurrently_is_idempotent(store: Settings) -> None:
     assert len(set(revisions)) == 1
     assert revisions[0]
     with db.connect(store, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass('market.ticks'), to_regclass('market.bars'), "
-                           "(SELECT count(*) FROM pg_namespace WHERE nspname IN ('market', 'features', 'trading'))"
-                           ).fetchone()
+        row = conn.execute(
+            "SELECT to_regclass('market.ticks'), to_regclass('market.bars'), "
+            "(SELECT count(*) FROM pg_namespace WHERE nspname IN ('market', 'features', 'trading'))"
+        ).fetchone()
     assert row is not None
     assert row[0]
     assert row[1]
@@ -44,18 +45,23 @@ def test_backend_matches_the_server(store: Settings) -> None:
         if store.timescale:
             assert backend.timescale
             assert backend.license in ("apache", "timescale")
-            hyper = conn.execute("SELECT count(*) FROM timescaledb_information.hypertables "
-                                 "WHERE hypertable_schema = 'market'").fetchone()
+            hyper = conn.execute(
+                "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = 'market'"
+            ).fetchone()
             assert hyper is not None
             assert hyper[0] == 2
         else:
             assert not backend.timescale
-            kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = 'market.ticks'::regclass").fetchone()
+            kind = conn.execute(
+                "SELECT relkind FROM pg_class WHERE oid = 'market.ticks'::regclass"
+            ).fetchone()
             assert kind is not None
             assert kind[0] == "p"
 
 
-def test_data_load_twice_writes_each_kline_once(store: Settings, data_dir: Path, cleanup_symbols: list[str]) -> None:
+def test_data_load_twice_writes_each_kline_once(
+    store: Settings, data_dir: Path, cleanup_symbols: list[str]
+) -> None:
     sym = unique_symbol("BTCUSDT")
     cleanup_symbols.append(sym)
     path = data_dir / KLINES
@@ -84,14 +90,26 @@ def test_tick_bars_never_overwrite_kline_bars(store: Settings, cleanup_symbols: 
     sym = unique_symbol("BTCUSDT")
     cleanup_symbols.append(sym)
     open_time = pd.Timestamp("2024-08-09 00:00", tz="UTC")
-    kline = pd.DataFrame({"open": [100.0], "high": [110.0], "low": [90.0], "close": [105.0], "volume": [7.0]},
-                         index=pd.DatetimeIndex([open_time], name="open_time"))
+    kline = pd.DataFrame(
+        {"open": [100.0], "high": [110.0], "low": [90.0], "close": [105.0], "volume": [7.0]},
+        index=pd.DatetimeIndex([open_time], name="open_time"),
+    )
     with db.connect(store) as conn:
         bars.upsert_klines(conn, kline, sym, "15m")
     base = int(open_time.timestamp()) * 10**9
-    ticks = [Tick(symbol=sym, trade_id=i, price=200.0 + i, quantity=1.0, trade_time_ns=base + i * 10**9,
-                  event_time_ns=base + i * 10**9, receive_time_ns=base + i * 10**9 + 5, venue="test")
-             for i in range(1, 4)]
+    ticks = [
+        Tick(
+            symbol=sym,
+            trade_id=i,
+            price=200.0 + i,
+            quantity=1.0,
+            trade_time_ns=base + i * 10**9,
+            event_time_ns=base + i * 10**9,
+            receive_time_ns=base + i * 10**9 + 5,
+            venue="test",
+        )
+        for i in range(1, 4)
+    ]
     writer = TickWriter(store)
     try:
         result = writer.write(ticks)

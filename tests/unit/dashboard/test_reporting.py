@@ -15,23 +15,37 @@ from hft.reporting import models, prometheus, quality
 def test_panel_picks_the_histogram_the_bot_defines() -> None:
     names = ["up", "trading_bot_tick_to_signal_seconds_bucket", "trading_bot_tick_to_signal_seconds_count"]
     panel = next(p for p in prometheus.PANELS if p.key == "tick_to_signal_p99")
-    assert prometheus.panel_exprs(panel, names) == [(
-        "trading_bot_tick_to_signal_seconds",
-        "1000 * histogram_quantile(0.99, sum by (le) (rate(trading_bot_tick_to_signal_seconds_bucket[1m])))")]
+    assert prometheus.panel_exprs(panel, names) == [
+        (
+            "trading_bot_tick_to_signal_seconds",
+            "1000 * histogram_quantile(0.99, sum by (le) (rate(trading_bot_tick_to_signal_seconds_bucket[1m])))",
+        )
+    ]
 
 
 def test_panel_queries_each_stage_counter_and_says_none_when_absent() -> None:
     throughput = next(p for p in prometheus.PANELS if p.key == "throughput")
-    exprs = prometheus.panel_exprs(throughput, ["market_producer_ticks_out_total", "tick_ingestor_rows_written_total",
-                                                "tick_ingestor_rows_written_created"])
-    assert exprs == [("market_producer_ticks_out_total", "sum by (job) (rate(market_producer_ticks_out_total[1m]))"),
-                     ("tick_ingestor_rows_written_total", "sum by (job) (rate(tick_ingestor_rows_written_total[1m]))")]
+    exprs = prometheus.panel_exprs(
+        throughput,
+        [
+            "market_producer_ticks_out_total",
+            "tick_ingestor_rows_written_total",
+            "tick_ingestor_rows_written_created",
+        ],
+    )
+    assert exprs == [
+        ("market_producer_ticks_out_total", "sum by (job) (rate(market_producer_ticks_out_total[1m]))"),
+        ("tick_ingestor_rows_written_total", "sum by (job) (rate(tick_ingestor_rows_written_total[1m]))"),
+    ]
     assert prometheus.panel_exprs(throughput, ["up"]) == []
 
 
 def test_prometheus_url_prefers_the_setting() -> None:
     assert prometheus.prometheus_url(Settings(port_base=30000)) == "http://127.0.0.1:30004"
-    assert prometheus.prometheus_url(Settings(prometheus_url="http://prometheus:9090")) == "http://prometheus:9090"
+    assert (
+        prometheus.prometheus_url(Settings(prometheus_url="http://prometheus:9090"))
+        == "http://prometheus:9090"
+    )
 
 
 def _version(alias: str, metrics: dict[str, float]) -> models.ModelVersionView:
@@ -40,9 +54,17 @@ def _version(alias: str, metrics: dict[str, float]) -> models.ModelVersionView:
 
 
 def test_walk_forward_table_lists_models_then_baselines() -> None:
-    v = _version("challenger", {"wf.persistence.roc_auc": 0.51, "wf.ensemble.roc_auc": 0.55,
-                                "wf.lstm.accuracy": 0.52, "wf.ensemble.bt.sharpe": 1.5, "fold.lstm.roc_auc": 0.4,
-                                "wf.ensemble.n": 100})
+    v = _version(
+        "challenger",
+        {
+            "wf.persistence.roc_auc": 0.51,
+            "wf.ensemble.roc_auc": 0.55,
+            "wf.lstm.accuracy": 0.52,
+            "wf.ensemble.bt.sharpe": 1.5,
+            "fold.lstm.roc_auc": 0.4,
+            "wf.ensemble.n": 100,
+        },
+    )
     rows = models.walk_forward_table(v)
     assert [r["model"] for r in rows] == ["ensemble", "lstm", "persistence"]
     assert rows[0] == {"model": "ensemble", "kind": "model", "roc_auc": 0.55, "bt.sharpe": 1.5}
@@ -50,25 +72,41 @@ def test_walk_forward_table_lists_models_then_baselines() -> None:
 
 
 def test_gate_table_compares_champion_and_challenger() -> None:
-    view = models.ModelsView("m", {"champion": _version("champion", {"gate.roc_auc": 0.53}),
-                                   "challenger": _version("challenger", {"gate.roc_auc": 0.55,
-                                                                         "gate.window_start_ns": 1.0})})
+    view = models.ModelsView(
+        "m",
+        {
+            "champion": _version("champion", {"gate.roc_auc": 0.53}),
+            "challenger": _version("challenger", {"gate.roc_auc": 0.55, "gate.window_start_ns": 1.0}),
+        },
+    )
     assert models.metric_table(view) == [{"metric": "roc_auc", "champion": 0.53, "challenger": 0.55}]
 
 
 def test_public_mlflow_url_is_what_the_browser_can_reach() -> None:
-    assert models.public_mlflow_url(Settings(mlflow_tracking_uri="http://mlflow:5000",
-                                             mlflow_public_url="http://127.0.0.1:5000/")) == "http://127.0.0.1:5000"
+    assert (
+        models.public_mlflow_url(
+            Settings(mlflow_tracking_uri="http://mlflow:5000", mlflow_public_url="http://127.0.0.1:5000/")
+        )
+        == "http://127.0.0.1:5000"
+    )
     assert models.public_mlflow_url(Settings(port_base=30000)) == "http://127.0.0.1:30003"
 
 
 def test_validation_summary_keeps_failures_and_relative_docs_pages(tmp_path: Path) -> None:
     s = Settings(home=tmp_path)
     docs = tmp_path / "data_docs" / "validations" / "ticks" / "run.html"
-    row = {"kind": "ticks", "success": False, "rows": 10, "start": "2024-08-08T23:54:00+00:00",
-           "end": "2024-08-09T00:06:00+00:00", "finished_at": "2026-11-24T15:00:00+00:00",
-           "failed": ["trade ids unique"], "checks": [{"success": True}, {"success": False}],
-           "pages": [docs.as_uri()], "summary": "ticks: FAILED"}
+    row = {
+        "kind": "ticks",
+        "success": False,
+        "rows": 10,
+        "start": "2024-08-08T23:54:00+00:00",
+        "end": "2024-08-09T00:06:00+00:00",
+        "finished_at": "2026-11-24T15:00:00+00:00",
+        "failed": ["trade ids unique"],
+        "checks": [{"success": True}, {"success": False}],
+        "pages": [docs.as_uri()],
+        "summary": "ticks: FAILED",
+    }
     res = quality.summarize(s, row)
     assert (res.kind, res.success, res.checks, res.passed) == ("ticks", False, 2, 1)
     assert res.failed == ["trade ids unique"]
@@ -81,8 +119,11 @@ def test_latest_results_takes_the_newest_run_of_each_kind(tmp_path: Path) -> Non
     s = Settings(home=tmp_path)
     path = runs_file(s)
     path.parent.mkdir(parents=True)
-    rows = [{"kind": "ticks", "success": False, "rows": 1}, {"kind": "bars", "success": True, "rows": 2},
-            {"kind": "ticks", "success": True, "rows": 3}]
+    rows = [
+        {"kind": "ticks", "success": False, "rows": 1},
+        {"kind": "bars", "success": True, "rows": 2},
+        {"kind": "ticks", "success": True, "rows": 3},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     got = {r.kind: (r.success, r.rows) for r in quality.latest_results(s)}
     assert got == {"bars": (True, 2), "ticks": (True, 3)}
@@ -111,13 +152,20 @@ def test_app_serves_metrics_health_and_its_layout(client) -> None:  # type: igno
 
 
 def test_a_page_whose_data_source_is_down_shows_an_error_box(client) -> None:  # type: ignore[no-untyped-def]
-    body = {"output": "..system-error.children...sys-targets.children...sys-graphs.children..."
-                      "sys-missing.children..",
-            "outputs": [{"id": i, "property": "children"} for i in
-                        ("system-error", "sys-targets", "sys-graphs", "sys-missing")],
-            "inputs": [{"id": "tick", "property": "n_intervals", "value": 1},
-                       {"id": "sys-window", "property": "value", "value": 15}],
-            "changedPropIds": ["tick.n_intervals"], "state": []}
+    body = {
+        "output": "..system-error.children...sys-targets.children...sys-graphs.children..."
+        "sys-missing.children..",
+        "outputs": [
+            {"id": i, "property": "children"}
+            for i in ("system-error", "sys-targets", "sys-graphs", "sys-missing")
+        ],
+        "inputs": [
+            {"id": "tick", "property": "n_intervals", "value": 1},
+            {"id": "sys-window", "property": "value", "value": 15},
+        ],
+        "changedPropIds": ["tick.n_intervals"],
+        "state": [],
+    }
     resp = client.post("/_dash-update-component", json=body)
     assert resp.status_code == 200
     payload = resp.get_json()["response"]

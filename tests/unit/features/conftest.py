@@ -33,13 +33,15 @@ def read_trades(path: Path) -> pd.DataFrame:
     (``id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]``) with pandas.
     """
     df = pd.read_csv(path)
-    return pd.DataFrame({
-        "trade_id": df["id"].astype("int64"),
-        "trade_time_ns": df["time"].astype("int64") * 1_000_000,
-        "price": df["price"].astype("float64"),
-        "quantity": df["qty"].astype("float64"),
-        "buyer_is_maker": df["is_buyer_maker"].astype(str).str.lower().eq("true"),
-    })
+    return pd.DataFrame(
+        {
+            "trade_id": df["id"].astype("int64"),
+            "trade_time_ns": df["time"].astype("int64") * 1_000_000,
+            "price": df["price"].astype("float64"),
+            "quantity": df["qty"].astype("float64"),
+            "buyer_is_maker": df["is_buyer_maker"].astype(str).str.lower().eq("true"),
+        }
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,20 @@ from hft.features import Bar, BarBuilder, bars_from_trades
 from hft.features.bars import BAR_COLUMNS, bars_to_frame, interval_ns
 from tests.unit.features.conftest import read_trades
 
-TRADE_FILES = ["spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
-               "spot_ETHUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
-               "spot_BTCUSDT_trades_2023-04-05T0000Z.csv.gz"]
+TRADE_FILES = [
+    "spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
+    "spot_ETHUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
+    "spot_BTCUSDT_trades_2023-04-05T0000Z.csv.gz",
+]
 S = 1_000_000_000
 
 
 def _stream(trades: pd.DataFrame, interval: str) -> list[Bar]:
     builder = BarBuilder("X", interval)
     closed: list[Bar] = []
-    for t, p, q, m in trades[["trade_time_ns", "price", "quantity", "buyer_is_maker"]].itertuples(index=False):
+    for t, p, q, m in trades[["trade_time_ns", "price", "quantity", "buyer_is_maker"]].itertuples(
+        index=False
+    ):
         out = builder.add(int(t), float(p), float(q), bool(m))
         assert out is not None
         closed += out

@@ -28,19 +28,30 @@ def test_warm_up_then_stream_equals_batch_over_history_plus_streamed_bars(data_d
     trades = read_trades(data_dir / TRADES)
     first_open = int(trades["trade_time_ns"].iloc[0]) // MIN * MIN
     history = _history(data_dir, first_open)
-    calc = FeatureCalculator("1m", FEATURE_SPEC_FULL,
-                             loader=lambda sym, iv, before, n: history[history.index < before].iloc[-n:])
+    calc = FeatureCalculator(
+        "1m", FEATURE_SPEC_FULL, loader=lambda sym, iv, before, n: history[history.index < before].iloc[-n:]
+    )
     closed = []
-    for tid, t, p, q, m in trades[["trade_id", "trade_time_ns", "price", "quantity", "buyer_is_maker"]].itertuples(
-            index=False):
-        out = calc.on_tick(Tick(symbol="ETHUSDT", trade_id=int(tid), price=float(p), quantity=float(q),
-                                buyer_is_maker=bool(m), trade_time_ns=int(t), receive_time_ns=int(t) + 5_000_000))
+    for tid, t, p, q, m in trades[
+        ["trade_id", "trade_time_ns", "price", "quantity", "buyer_is_maker"]
+    ].itertuples(index=False):
+        out = calc.on_tick(
+            Tick(
+                symbol="ETHUSDT",
+                trade_id=int(tid),
+                price=float(p),
+                quantity=float(q),
+                buyer_is_maker=bool(m),
+                trade_time_ns=int(t),
+                receive_time_ns=int(t) + 5_000_000,
+            )
+        )
         assert out is not None
         closed += out
     assert calc.symbols["ETHUSDT"].warmed_bars == FEATURE_SPEC_FULL.warmup_bars
     streamed_bars = bars_from_trades(trades, "1m").iloc[:-1]  # the last bar is still open
     assert len(closed) == len(streamed_bars) >= 10
-    batch = compute_features(pd.concat([history, streamed_bars]), FEATURE_SPEC_FULL).iloc[-len(closed):]
+    batch = compute_features(pd.concat([history, streamed_bars]), FEATURE_SPEC_FULL).iloc[-len(closed) :]
     stream = np.array([[c.features[n] for n in FEATURE_SPEC_FULL.names] for c in closed if c.features])
     np.testing.assert_allclose(stream, batch.to_numpy(), rtol=0, atol=1e-9, equal_nan=True)
     assert [c.feature_time for c in closed] == list(streamed_bars.index + pd.Timedelta(minutes=1))
@@ -56,8 +67,9 @@ def test_warm_up_then_stream_equals_batch_over_history_plus_streamed_bars(data_d
     assert empty[0].bar.close == last[0].bar.close
 
 
-def test_a_hole_between_history_and_stream_is_not_filled_with_empty_bars(data_dir: Path,
-                                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_a_hole_between_history_and_stream_is_not_filled_with_empty_bars(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     sf = SymbolFeatures("ETHUSDT", "1m", FEATURE_SPEC_FULL, 0)
     first_open = 1_700_000_000 * 10**9 // MIN * MIN
     sf.warm(_history(data_dir, first_open - 30 * MIN), first_open)

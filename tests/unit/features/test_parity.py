@@ -20,7 +20,9 @@ CASES.append(("BTCUSDT-15m-full", FULL_KLINES, FEATURE_SPEC_FULL))
 
 
 @pytest.mark.parametrize(("name", "rel", "spec"), CASES, ids=[c[0] for c in CASES])
-def test_stream_state_equals_batch_on_real_bars(data_dir: Path, name: str, rel: str, spec: FeatureSpec) -> None:
+def test_stream_state_equals_batch_on_real_bars(
+    data_dir: Path, name: str, rel: str, spec: FeatureSpec
+) -> None:
     bars = load_klines(data_dir, rel)
     batch = compute_features(bars, spec)
     stream = fold_features(bars, spec)
@@ -31,7 +33,9 @@ def test_stream_state_equals_batch_on_real_bars(data_dir: Path, name: str, rel: 
     assert not np.isnan(s).any()
     diff = np.abs(b - s)
     worst = np.unravel_index(diff.argmax(), diff.shape)
-    assert diff.max() <= 1e-9, f"{name}: {spec.names[worst[1]]} differs by {diff.max()} at {batch.index[w + worst[0]]}"
+    assert diff.max() <= 1e-9, (
+        f"{name}: {spec.names[worst[1]]} differs by {diff.max()} at {batch.index[w + worst[0]]}"
+    )
     # before warm-up the stream says nothing
     assert stream.iloc[:w].isna().all().all()
 
@@ -43,8 +47,9 @@ def test_stream_equals_batch_when_klines_without_trade_columns_precede_trade_bar
     batch = compute_features(bars, FEATURE_SPEC_FULL)
     stream = fold_features(bars, FEATURE_SPEC_FULL)
     w = FEATURE_SPEC_FULL.warmup_bars
-    np.testing.assert_allclose(stream.iloc[w:].to_numpy(), batch.iloc[w:].to_numpy(), rtol=0, atol=1e-9,
-                               equal_nan=True)
+    np.testing.assert_allclose(
+        stream.iloc[w:].to_numpy(), batch.iloc[w:].to_numpy(), rtol=0, atol=1e-9, equal_nan=True
+    )
     # trade features are absent while the bars lack them, present afterwards
     assert batch["buy_imbalance"].iloc[w:1000].isna().all()
     assert batch["trade_count_z_20"].iloc[w:1019].isna().all()

@@ -51,7 +51,7 @@ def test_features_after_warmup_do_not_depend_on_where_the_series_starts(btc_15m:
     long = compute_features(btc_15m.iloc[:6000], spec)
     short = compute_features(btc_15m.iloc[3000:6000], spec)
     w = spec.warmup_bars
-    diff = (long.iloc[3000 + w:] - short.iloc[w:]).abs().to_numpy().max()
+    diff = (long.iloc[3000 + w :] - short.iloc[w:]).abs().to_numpy().max()
     assert diff < 1e-9
 
 
@@ -69,8 +69,8 @@ def test_features_are_scale_free(btc_15m: pd.DataFrame) -> None:
     scaled = bars.copy()
     scaled[["open", "high", "low", "close"]] *= 0.037
     scaled["volume"] *= 250.0
-    a = compute_features(bars, FEATURE_SPEC_OHLCV).iloc[FEATURE_SPEC_OHLCV.warmup_bars:]
-    b = compute_features(scaled, FEATURE_SPEC_OHLCV).iloc[FEATURE_SPEC_OHLCV.warmup_bars:]
+    a = compute_features(bars, FEATURE_SPEC_OHLCV).iloc[FEATURE_SPEC_OHLCV.warmup_bars :]
+    b = compute_features(scaled, FEATURE_SPEC_OHLCV).iloc[FEATURE_SPEC_OHLCV.warmup_bars :]
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-7, atol=1e-9)
 
 
@@ -78,10 +78,21 @@ def test_indicators_match_textbook_values_on_a_small_series() -> None:
     # 30 closes rising by 1 then 10 falling by 1: RSI, SMA and Bollinger by hand
     closes = [100.0 + i for i in range(30)] + [129.0 - i for i in range(1, 11)]
     idx = pd.date_range("2024-01-01", periods=len(closes), freq="15min", tz="UTC", name="open_time")
-    bars = pd.DataFrame({"open": closes, "high": [c + 1 for c in closes], "low": [c - 1 for c in closes],
-                         "close": closes, "volume": [10.0] * len(closes)}, index=idx)
+    bars = pd.DataFrame(
+        {
+            "open": closes,
+            "high": [c + 1 for c in closes],
+            "low": [c - 1 for c in closes],
+            "close": closes,
+            "volume": [10.0] * len(closes),
+        },
+        index=idx,
+    )
     state = FeatureState(FEATURE_SPEC_OHLCV)
-    rows = [state.update({"open_time_ns": t.value, **r}) for t, r in zip(idx, bars.to_dict("records"), strict=True)]
+    rows = [
+        state.update({"open_time_ns": t.value, **r})
+        for t, r in zip(idx, bars.to_dict("records"), strict=True)
+    ]
     assert all(r is None for r in rows)  # 40 bars < warm-up
     feats = compute_features(bars, FEATURE_SPEC_OHLCV)
     last = feats.iloc[-1]
@@ -114,7 +125,9 @@ def test_feature_repo_declares_a_service_per_spec_over_one_view() -> None:
     from hft.features.store import declarations
 
     objs = declarations("15m")
-    assert {"bar_features_v1", "bar_features_ohlcv_v1", "bar_features", "symbol", "bar_features_push"} <= set(objs)
+    assert {"bar_features_v1", "bar_features_ohlcv_v1", "bar_features", "symbol", "bar_features_push"} <= set(
+        objs
+    )
     view = objs["bar_features"]
     assert [f.name for f in view.features] == list(FEATURE_SPEC_FULL.names)
     with pytest.raises(ValueError, match="bad bar interval"):

@@ -33,8 +33,18 @@ def _params() -> dict[str, dict]:
 def fitted() -> tuple[Ensemble, np.ndarray, np.ndarray]:
     X, y, times = synthetic_xy(5000)
     train = np.arange(7, 4000)
-    ens, _ = fit_ensemble(X, y, times, train, NAMES, "test_v1", _params(), FitConfig(threads=1, lstm_seconds=120),
-                          STEP, 2 * STEP)
+    ens, _ = fit_ensemble(
+        X,
+        y,
+        times,
+        train,
+        NAMES,
+        "test_v1",
+        _params(),
+        FitConfig(threads=1, lstm_seconds=120),
+        STEP,
+        2 * STEP,
+    )
     return ens, X, y
 
 
@@ -46,11 +56,13 @@ def test_ensemble_learns_a_real_signal_out_of_sample(fitted: tuple[Ensemble, np.
     assert ((p > 0) & (p < 1)).all()
 
 
-def test_one_window_scores_like_the_batch_and_the_frame(fitted: tuple[Ensemble, np.ndarray, np.ndarray]) -> None:
+def test_one_window_scores_like_the_batch_and_the_frame(
+    fitted: tuple[Ensemble, np.ndarray, np.ndarray],
+) -> None:
     ens, X, _ = fitted
     rows = np.arange(4500, 4520)
     batch = ens.predict_rows(X, rows)
-    single = np.array([ens.predict_window(X[r - ens.seq_len + 1:r + 1]) for r in rows])
+    single = np.array([ens.predict_window(X[r - ens.seq_len + 1 : r + 1]) for r in rows])
     np.testing.assert_allclose(single, batch, atol=1e-6)
     frame = predict_frame(ens, pd.DataFrame(X[4400:4520], columns=list(NAMES)))
     assert np.isnan(frame[: ens.seq_len - 1]).all()
@@ -59,8 +71,9 @@ def test_one_window_scores_like_the_batch_and_the_frame(fitted: tuple[Ensemble, 
         ens.predict_window(X[:3])
 
 
-def test_saved_ensemble_loads_with_identical_predictions(fitted: tuple[Ensemble, np.ndarray, np.ndarray],
-                                                         tmp_path: Path) -> None:
+def test_saved_ensemble_loads_with_identical_predictions(
+    fitted: tuple[Ensemble, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     ens, X, _ = fitted
     ens.save(tmp_path / "e")
     again = Ensemble.load(tmp_path / "e")
@@ -70,10 +83,22 @@ def test_saved_ensemble_loads_with_identical_predictions(fitted: tuple[Ensemble,
     assert again.feature_version == "test_v1"
 
 
-def test_fitting_twice_with_the_same_seed_gives_the_same_model(fitted: tuple[Ensemble, np.ndarray, np.ndarray]) -> None:
+def test_fitting_twice_with_the_same_seed_gives_the_same_model(
+    fitted: tuple[Ensemble, np.ndarray, np.ndarray],
+) -> None:
     ens, X, y = fitted
     times = (np.arange(len(y), dtype=np.int64) + 1) * STEP
-    again, _ = fit_ensemble(X, y, times, np.arange(7, 4000), NAMES, "test_v1", _params(),
-                            FitConfig(threads=1, lstm_seconds=120), STEP, 2 * STEP)
+    again, _ = fit_ensemble(
+        X,
+        y,
+        times,
+        np.arange(7, 4000),
+        NAMES,
+        "test_v1",
+        _params(),
+        FitConfig(threads=1, lstm_seconds=120),
+        STEP,
+        2 * STEP,
+    )
     rows = np.arange(4100, 4300)
     np.testing.assert_allclose(again.predict_rows(X, rows), ens.predict_rows(X, rows), atol=1e-9)

@@ -32,11 +32,18 @@ def test_altering_bars_after_a_decision_time_changes_no_feature_at_that_time(btc
 def test_shuffled_labels_drop_roc_auc_to_one_half(btc_bars: pd.DataFrame) -> None:
     ds = build_dataset({"BTCUSDT": btc_bars}, default_feature_set(), "15m")
     rows = ds.labeled()
-    train, test = rows[: int(len(rows) * 0.7)], rows[int(len(rows) * 0.7) + 8:]
+    train, test = rows[: int(len(rows) * 0.7)], rows[int(len(rows) * 0.7) + 8 :]
     y = ds.y.copy()
     y[train] = np.random.default_rng(0).permutation(y[train])
-    params = {"num_leaves": 15, "learning_rate": 0.05, "min_data_in_leaf": 200, "feature_fraction": 0.8,
-              "bagging_fraction": 0.8, "lambda_l2": 1.0, "num_boost_round": 150}
+    params = {
+        "num_leaves": 15,
+        "learning_rate": 0.05,
+        "min_data_in_leaf": 200,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "lambda_l2": 1.0,
+        "num_boost_round": 150,
+    }
     model = fit_lightgbm(ds.X, y, train, None, params, FitConfig(threads=1))
     auc = roc_auc(ds.y[test], model.predict(ds.X[test]))
     assert abs(auc - 0.5) < 0.03, auc

@@ -13,7 +13,9 @@ def test_airflow_env_points_every_part_at_the_stack(tmp_path: Path) -> None:
     s = Settings(home=tmp_path, port_base=30000)
     env = airflow_env(s, base={"PATH": "/usr/bin"})
     assert env["AIRFLOW_HOME"] == str(tmp_path / "airflow")
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:30000/airflow"
+    assert (
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:30000/airflow"
+    )
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(REPO_ROOT / "plugins")
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:30005/execution/"

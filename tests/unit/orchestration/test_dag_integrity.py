@@ -39,7 +39,12 @@ def test_every_dag_has_tags_docs_and_retries(report: dict) -> None:  # type: ign
 def test_validation_feeds_backfill_and_retraining_feeds_promotion(report: dict) -> None:  # type: ignore[type-arg]
     dags = report["dags"]
     assert dags["validate_market_data"]["schedule"] == "CronDataIntervalTimetable"
-    assert dags["validate_market_data"]["tasks"] == ["partition", "publish", "validate_bars", "validate_ticks"]
+    assert dags["validate_market_data"]["tasks"] == [
+        "partition",
+        "publish",
+        "validate_bars",
+        "validate_ticks",
+    ]
     assert dags["backfill_features"]["schedule"] == "AssetTriggeredTimetable"
     assert dags["promote_model"]["schedule"] == "AssetTriggeredTimetable"
 
@@ -57,14 +62,29 @@ def test_dag_files_use_one_asset_name_between_producer_and_consumer() -> None:
 
 def test_ruff_airflow_rules_are_clean_on_dags() -> None:
     ruff = Path(sys.executable).with_name("ruff")
-    proc = subprocess.run([str(ruff), "check", "dags", "--select", "AIR"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(ruff), "check", "dags", "--select", "AIR"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_dag_files_import_nothing_heavy_at_top_level() -> None:
-    heavy = ("great_expectations", "feast", "mlflow", "torch", "lightgbm", "xgboost", "pandas", "hft.quality",
-             "hft.ml", "hft.features")
+    heavy = (
+        "great_expectations",
+        "feast",
+        "mlflow",
+        "torch",
+        "lightgbm",
+        "xgboost",
+        "pandas",
+        "hft.quality",
+        "hft.ml",
+        "hft.features",
+    )
     for path in (REPO_ROOT / "dags").glob("*.py"):
         top = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
         for line in top:

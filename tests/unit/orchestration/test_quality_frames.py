@@ -16,17 +16,22 @@ from hft.quality import drift, frames
 def btc_trades(data_dir: Path) -> pd.DataFrame:
     from hft.market.replay import read_trade_file
 
-    trades = read_trade_file(data_dir / "trades" / "spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
-                             "BTCUSDT")
-    return pd.DataFrame([(t.symbol, t.trade_id, float(t.price), float(t.quantity), t.trade_time_ms) for t in trades],
-                        columns=["symbol", "trade_id", "price", "quantity", "trade_time_ms"])
+    trades = read_trade_file(
+        data_dir / "trades" / "spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz", "BTCUSDT"
+    )
+    return pd.DataFrame(
+        [(t.symbol, t.trade_id, float(t.price), float(t.quantity), t.trade_time_ms) for t in trades],
+        columns=["symbol", "trade_id", "price", "quantity", "trade_time_ms"],
+    )
 
 
 @pytest.fixture(scope="module")
 def btc_klines(data_dir: Path) -> pd.DataFrame:
     from hft.market.ohlcv import read_ohlcv_csv
 
-    return read_ohlcv_csv(data_dir / "klines_15m" / "BTCUSDT_15m_ohlcv_2023-01-01_2025-08-31.csv.gz", symbol="BTCUSDT")
+    return read_ohlcv_csv(
+        data_dir / "klines_15m" / "BTCUSDT_15m_ohlcv_2023-01-01_2025-08-31.csv.gz", symbol="BTCUSDT"
+    )
 
 
 def test_tick_frame_steps_are_one_on_a_complete_capture(btc_trades: pd.DataFrame) -> None:
@@ -54,7 +59,8 @@ def test_bar_grid_marks_missing_bars_but_not_the_2023_03_24_halt(btc_klines: pd.
     assert not frames.bar_frame(bars, ["BTCUSDT"], "15m", start, end, halts)["missing"].any()
     without_halts = frames.bar_frame(bars, ["BTCUSDT"], "15m", start, end)
     assert without_halts.loc[without_halts["missing"], "key"].tolist() == [
-        f"BTCUSDT 15m 2023-03-24T{t}Z" for t in ("12:45", "13:00", "13:15", "13:30", "13:45")]
+        f"BTCUSDT 15m 2023-03-24T{t}Z" for t in ("12:45", "13:00", "13:15", "13:30", "13:45")
+    ]
     dropped = frames.bar_frame(bars.drop(index=[0]), ["BTCUSDT", "ETHUSDT"], "15m", start, end, halts)
     assert "BTCUSDT 15m 2023-03-24T10:00Z" in set(dropped.loc[dropped["missing"], "key"])
     assert dropped["missing"].sum() == 1 + 19  # one BTC bar, every ETH bar of the grid

@@ -40,12 +40,17 @@ def test_ns_to_datetime_is_exact_at_bucket_edges() -> None:
 def test_months_between_crosses_year_end() -> None:
     a = int(datetime(2024, 12, 31, 23, tzinfo=UTC).timestamp()) * 10**9
     b = int(datetime(2025, 2, 1, tzinfo=UTC).timestamp()) * 10**9
-    assert _months_between(a, b) == [datetime(2024, 12, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC),
-                                     datetime(2025, 2, 1, tzinfo=UTC)]
+    assert _months_between(a, b) == [
+        datetime(2024, 12, 1, tzinfo=UTC),
+        datetime(2025, 1, 1, tzinfo=UTC),
+        datetime(2025, 2, 1, tzinfo=UTC),
+    ]
 
 
 def test_decode_batch_dead_letters_garbage_and_invalid_ticks() -> None:
-    good = Tick(symbol="BTCUSDT", trade_id=1, price=1.0, quantity=2.0, trade_time_ns=10**18).SerializeToString()
+    good = Tick(
+        symbol="BTCUSDT", trade_id=1, price=1.0, quantity=2.0, trade_time_ns=10**18
+    ).SerializeToString()
     no_time = Tick(symbol="BTCUSDT", trade_id=2, price=1.0, quantity=2.0).SerializeToString()
     ticks, bad = decode_batch([good, b"\xff\xff\xff", None, no_time])
     assert [t.trade_id for t in ticks] == [1]
@@ -75,10 +80,12 @@ def test_read_klines_from_a_binance_archive_zip_over_file_url(tmp_path) -> None:
     from hft.storage.history import read_klines
 
     # data.binance.vision kline layout: no header, 12 columns; 2025 files carry µs open times
-    rows = ["1735689600000000,93576.00,93610.93,93537.50,93610.93,8.21827000,1735689659999999,769094.39,1507,"
-            "3.61,337868.57,0",
-            "1735689660000000,93610.93,93652.00,93606.15,93642.01,10.35,1735689719999999,969131.15,1681,5.1,"
-            "477532.98,0"]
+    rows = [
+        "1735689600000000,93576.00,93610.93,93537.50,93610.93,8.21827000,1735689659999999,769094.39,1507,"
+        "3.61,337868.57,0",
+        "1735689660000000,93610.93,93652.00,93606.15,93642.01,10.35,1735689719999999,969131.15,1681,5.1,"
+        "477532.98,0",
+    ]
     path = tmp_path / "BTCUSDT-1m-2025-01.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("BTCUSDT-1m-2025-01.csv", "\n".join(rows) + "\n")

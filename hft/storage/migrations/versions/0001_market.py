@@ -100,7 +100,8 @@ END $$;
 def _timescale_available() -> bool:
     bind = op.get_bind()
     packaged = bind.exec_driver_sql(
-        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").scalar()
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).scalar()
     preload = str(bind.exec_driver_sql("SHOW shared_preload_libraries").scalar() or "")
     return bool(packaged) and "timescaledb" in preload
 
@@ -119,8 +120,10 @@ def upgrade() -> None:
         license_ = str(op.get_bind().exec_driver_sql("SHOW timescaledb.license").scalar())
         if license_ == "timescale":
             # the Apache edition answers "not supported under the current apache license"
-            op.execute("ALTER TABLE market.ticks SET (timescaledb.compress, "
-                       "timescaledb.compress_segmentby = 'symbol', timescaledb.compress_orderby = 'trade_id')")
+            op.execute(
+                "ALTER TABLE market.ticks SET (timescaledb.compress, "
+                "timescaledb.compress_segmentby = 'symbol', timescaledb.compress_orderby = 'trade_id')"
+            )
             op.execute("SELECT add_compression_policy('market.ticks', INTERVAL '7 days')")
     else:
         op.execute(f"CREATE TABLE market.ticks ({TICKS_COLUMNS}) PARTITION BY RANGE (trade_time)")

@@ -22,10 +22,31 @@ branch_labels = None
 depends_on = None
 
 FEATURE_COLUMNS = (
-    "ret_1", "ret_2", "ret_4", "ret_8", "ret_16", "vol_16", "vol_64", "hl_range", "rsi_14", "ema_dist_12",
-    "ema_dist_26", "sma_dist_20", "sma_dist_50", "macd", "macd_signal", "macd_hist", "bb_pos_20",
-    "bb_width_20", "atr_14", "volume_z_20", "hour_sin", "hour_cos",
-    "buy_imbalance", "vwap_dist", "trade_count_z_20",
+    "ret_1",
+    "ret_2",
+    "ret_4",
+    "ret_8",
+    "ret_16",
+    "vol_16",
+    "vol_64",
+    "hl_range",
+    "rsi_14",
+    "ema_dist_12",
+    "ema_dist_26",
+    "sma_dist_20",
+    "sma_dist_50",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_pos_20",
+    "bb_width_20",
+    "atr_14",
+    "volume_z_20",
+    "hour_sin",
+    "hour_cos",
+    "buy_imbalance",
+    "vwap_dist",
+    "trade_count_z_20",
 )
 
 
@@ -46,12 +67,18 @@ CREATE TABLE IF NOT EXISTS features.bar_features (
     CHECK (event_timestamp > open_time)
 )""")
     # Feast's point-in-time join scans by time; the primary key covers per-symbol lookups
-    op.execute("CREATE INDEX IF NOT EXISTS bar_features_event_timestamp ON features.bar_features (event_timestamp)")
-    op.execute("COMMENT ON TABLE features.bar_features IS 'Bar features (hft.features), one row per symbol, "
-               "interval and bar close time (event_timestamp: when the features became known). Written by "
-               "hft features backfill and the feature calculator; read by Feast (offline store).'")
-    op.execute("COMMENT ON COLUMN features.bar_features.created IS 'When this row was written (Feast "
-               "created_timestamp_column: the newest write wins on equal event_timestamp).'")
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS bar_features_event_timestamp ON features.bar_features (event_timestamp)"
+    )
+    op.execute(
+        "COMMENT ON TABLE features.bar_features IS 'Bar features (hft.features), one row per symbol, "
+        "interval and bar close time (event_timestamp: when the features became known). Written by "
+        "hft features backfill and the feature calculator; read by Feast (offline store).'"
+    )
+    op.execute(
+        "COMMENT ON COLUMN features.bar_features.created IS 'When this row was written (Feast "
+        "created_timestamp_column: the newest write wins on equal event_timestamp).'"
+    )
 
 
 def downgrade() -> None:
