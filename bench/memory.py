@@ -30,7 +30,7 @@ def stack_processes(settings: Settings) -> dict[str, list[int]]:
         sup = psutil.Process(int(sup_pid.read_text().strip()))
         roots["supervisord"] = sup.pid
         # program names from supervisord itself: command lines collide (celery rewrites its title)
-        from hft.processes import Supervisor
+        from hft.devstack.supervisor import Supervisor
 
         for line in Supervisor(settings).status().splitlines():
             parts = line.split()

@@ -305,7 +305,7 @@ class Rig:
 
     def up(self, fresh_topics: bool = True) -> None:
         """Start PostgreSQL, Redis and Kafka (with empty market topics by default); migrate."""
-        from hft.stack import Stack
+        from hft.devstack.stack import Stack
         from hft.storage import db
 
         st = Stack(self.settings)
@@ -316,7 +316,7 @@ class Rig:
 
     def down(self) -> None:
         """Stop the processes and the private stack."""
-        from hft.stack import Stack
+        from hft.devstack.stack import Stack
 
         self.stop_all()
         Stack(self.settings).down()

@@ -51,8 +51,8 @@ def stack_settings() -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def stack(stack_settings: Settings) -> Iterator[object]:
     """The embedded stack (PostgreSQL, Redis, broker, MLflow, Prometheus when installed), up for the session."""
-    from hft.processes import Supervisor
-    from hft.stack import Stack
+    from hft.devstack.stack import Stack
+    from hft.devstack.supervisor import Supervisor
 
     st = Stack(stack_settings)
     st.up()

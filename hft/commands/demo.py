@@ -123,8 +123,8 @@ def demo(
     """Bring up the stack, load history, train and promote a first model if needed, start everything."""
     from hft.commands.stack import _print_status
     from hft.config import ConfigurationError, get_settings
-    from hft.processes import Supervisor
-    from hft.stack import Stack
+    from hft.devstack.stack import Stack
+    from hft.devstack.supervisor import Supervisor
 
     s = get_settings()
     console.print(

@@ -45,8 +45,8 @@ def validate(
 @airflow_app.command("standalone")
 def standalone() -> None:
     """Run ``airflow standalone`` in the stack's environment (what ``hft up`` supervises)."""
-    from hft.airflow_env import airflow_env, airflow_home
     from hft.config import get_settings
+    from hft.devstack.airflow import airflow_env, airflow_home
 
     settings = get_settings()
     airflow_home(settings).mkdir(parents=True, exist_ok=True)
@@ -61,8 +61,8 @@ def login() -> None:
     """Print the Airflow URL, the admin user and the generated password (once Airflow has started)."""
     import json
 
-    from hft.airflow_env import admin_passwords_file, airflow_url
     from hft.config import get_settings
+    from hft.devstack.airflow import admin_passwords_file, airflow_url
 
     settings = get_settings()
     path = admin_passwords_file(settings)
@@ -80,8 +80,8 @@ def env() -> None:
     """Print the Airflow environment as shell exports (``eval "$(hft airflow env)"``)."""
     import shlex
 
-    from hft.airflow_env import airflow_env
     from hft.config import get_settings
+    from hft.devstack.airflow import airflow_env
 
     for key, value in sorted(airflow_env(get_settings(), base={}).items()):
         if key != "PATH":
@@ -91,8 +91,8 @@ def env() -> None:
 @airflow_app.command("dags")
 def dags() -> None:
     """Load dags/ into a DagBag and print each DAG with its tags and retries (exit 1 on import errors)."""
-    from hft.airflow_env import dag_integrity
     from hft.config import get_settings
+    from hft.devstack.airflow import dag_integrity
 
     report = dag_integrity(get_settings())
     for dag_id, info in sorted(report["dags"].items()):
@@ -109,8 +109,8 @@ def dags() -> None:
 @airflow_app.command("cli", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def cli(ctx: typer.Context) -> None:
     """Run any ``airflow`` command in the stack's environment (``hft airflow cli dags list``)."""
-    from hft.airflow_env import airflow_env, airflow_home
     from hft.config import get_settings
+    from hft.devstack.airflow import airflow_env, airflow_home
 
     settings = get_settings()
     airflow_home(settings).mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from hft.config import Settings
-    from hft.stack import Stack
+    from hft.devstack.stack import Stack
 
 console = Console()
 stack_app = typer.Typer(
@@ -24,7 +24,7 @@ stack_app = typer.Typer(
 
 def _stack() -> Stack:
     from hft.config import get_settings
-    from hft.stack import Stack
+    from hft.devstack.stack import Stack
 
     return Stack(get_settings())
 
@@ -88,12 +88,12 @@ def stack_logs(
 
 
 def _print_status(st: Stack) -> bool:
-    from hft.processes import Supervisor
+    from hft.devstack.supervisor import Supervisor
 
     table = Table("part", "url", "health", "note")
     ok = True
     for p in st.status():
-        required = p.name != "prometheus" or st.prometheus_available()
+        required = p.name != "prometheus" or st.prometheus.available()
         ok &= p.healthy or not required
         health = (
             "[green]healthy[/green]"
@@ -127,7 +127,7 @@ def up(
 ) -> None:
     """Start the stack and the application processes under supervisord."""
     from hft.config import ConfigurationError
-    from hft.processes import Supervisor
+    from hft.devstack.supervisor import Supervisor
 
     st = _stack()
     try:
@@ -140,7 +140,7 @@ def up(
 
 def down() -> None:
     """Stop the application processes, then the stack."""
-    from hft.processes import Supervisor
+    from hft.devstack.supervisor import Supervisor
 
     st = _stack()
     Supervisor(st.s).stop()
@@ -151,7 +151,7 @@ def down() -> None:
 def run(name: Annotated[str, typer.Argument(help="Process name, e.g. api, worker, tick-ingestor")]) -> None:
     """Run one application process in the foreground (what the supervisor runs)."""
     from hft.config import get_settings
-    from hft.processes import PROCESSES
+    from hft.devstack.supervisor import PROCESSES
 
     specs = {p.name: p for p in PROCESSES}
     if name not in specs:
@@ -159,7 +159,7 @@ def run(name: Annotated[str, typer.Argument(help="Process name, e.g. api, worker
     spec = specs[name]
     cmd = spec.command(get_settings())
     sys.stdout.flush()
-    from hft.stack import child_env
+    from hft.devstack.host import child_env
 
     os.execvpe(cmd[0], cmd, child_env(spec.env))  # noqa: S606 - replaces this process on purpose
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from hft.bus.topics import ensure_topics
 from hft.config import REPO_ROOT, ConfigurationError, Settings
 from hft.devstack.host import find_binary, pid_alive, port_open
+from hft.devstack.service import PartStatus, Service
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +127,15 @@ class Node:
         return self.dir / "server.properties"
 
 
-class KafkaCluster:
-    """Start, stop and inspect the embedded Apache Kafka nodes of one Settings."""
+class KafkaCluster(Service):
+    """Start, stop and inspect the embedded Apache Kafka nodes of one Settings
+    (``HFT_KAFKA_BOOTSTRAP`` names an external cluster instead: only its topics are ensured)."""
+
+    name = "kafka"
+    start_timeout = 90.0
 
     def __init__(self, settings: Settings) -> None:
-        self.s = settings
-        self.host = settings.bind_host
+        super().__init__(settings)
         self.root = settings.home_dir / "kafka"
         self.logs = settings.home_dir / "logs"
         self.pids = settings.home_dir / "pids"
@@ -145,7 +149,7 @@ class KafkaCluster:
             for i in range(1, n + 1)
         ]
 
-    def name(self, node: Node) -> str:
+    def node_name(self, node: Node) -> str:
         """The node's name in pid files and logs: ``kafka`` alone, ``kafka-N`` in a cluster."""
         return "kafka" if self.s.kafka_brokers == 1 else f"kafka-{node.node_id}"
 
@@ -153,10 +157,10 @@ class KafkaCluster:
         return next(n for n in self.nodes if n.node_id == node_id)
 
     def _pidfile(self, node: Node) -> Path:
-        return self.pids / f"{self.name(node)}.pid"
+        return self.pids / f"{self.node_name(node)}.pid"
 
-    def logfile(self, node: Node) -> Path:
-        return self.logs / f"{self.name(node)}.log"
+    def node_log(self, node: Node) -> Path:
+        return self.logs / f"{self.node_name(node)}.log"
 
     def _properties(self, node: Node) -> str:
         voters = ",".join(f"{n.node_id}@{self.host}:{n.controller_port}" for n in self.nodes)
@@ -261,8 +265,19 @@ class KafkaCluster:
     def node_ready(self, node: Node) -> bool:
         return self.alive(node) and port_open(self.host, node.port)
 
-    def start(self, timeout: float = 90) -> None:
+    @property
+    def managed(self) -> bool:
+        return not self.s.kafka_bootstrap
+
+    def log(self) -> Path:
+        return self.node_log(self.nodes[0])
+
+    def start(self, timeout: float | None = None) -> None:
         """Start every node that is not running, wait for the cluster, create the topics."""
+        timeout = timeout or self.start_timeout
+        if not self.managed:
+            ensure_topics(self.s, timeout=timeout)  # an external cluster gets the same topics
+            return
         nodes = [n for n in self.nodes if not self.node_ready(n)]
         if nodes:
             find_binary("java", hint="install OpenJDK 17 (apt-get install openjdk-17-jre-headless)")
@@ -276,12 +291,12 @@ class KafkaCluster:
                     if not self.alive(node):
                         raise ConfigurationError(
                             f"Kafka node {node.node_id} exited during start-up; "
-                            f"see {self.logfile(node)}:\n{_tail(self.logfile(node))}"
+                            f"see {self.node_log(node)}:\n{_tail(self.node_log(node))}"
                         )
                     if time.monotonic() > deadline:
                         raise TimeoutError(
                             f"Kafka node {node.node_id} not listening after {timeout:.0f}s; "
-                            f"see {self.logfile(node)}"
+                            f"see {self.node_log(node)}"
                         )
                     time.sleep(0.2)
         ensure_topics(self.s, timeout=timeout)
@@ -318,7 +333,7 @@ class KafkaCluster:
             "kafka.Kafka",
             str(node.config),
         ]
-        out = self.logfile(node).open("ab")
+        out = self.node_log(node).open("ab")
         proc = subprocess.Popen(
             cmd,
             stdout=out,
@@ -352,11 +367,22 @@ class KafkaCluster:
 
     def stop(self) -> None:
         """Stop every node cleanly (SIGTERM: the broker flushes and hands over its leaderships)."""
+        if not self.managed:
+            return
         for node in reversed(self.nodes):
             self.kill_node(node, signal.SIGTERM)
 
     def healthy(self) -> bool:
+        if not self.managed:
+            host, _, port = self.s.kafka_bootstrap_servers().split(",")[0].rpartition(":")
+            return port_open(host, int(port))
         return all(self.node_ready(n) for n in self.nodes)
+
+    def status(self) -> PartStatus:
+        boot = self.s.kafka_bootstrap_servers()
+        if not self.managed:
+            return PartStatus(self.name, boot, self.healthy(), "external", managed=False)
+        return PartStatus(self.name, boot, self.healthy(), self.detail())
 
     def detail(self) -> str:
         up = sum(self.node_ready(n) for n in self.nodes)

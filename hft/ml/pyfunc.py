@@ -9,8 +9,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from hft.ml.models import Ensemble
-from hft.ml.registry import ARTIFACT_KEY, predict_frame
+from hft.ml.models import ARTIFACT_KEY, Ensemble, predict_frame
 
 
 class EnsemblePythonModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]

@@ -19,33 +19,9 @@ import numpy as np
 import pandas as pd
 
 from hft.config import ConfigurationError, Settings, TransientError
-from hft.ml.models import Ensemble
+from hft.ml.models import ARTIFACT_KEY, Ensemble, predict_frame
 
-ARTIFACT_KEY = "ensemble"
 MODEL_NAME_IN_RUN = "ensemble"  # log_model(name=...)
-
-
-def predict_frame(ens: Ensemble, df: pd.DataFrame) -> np.ndarray:
-    """Probabilities for the rows of a time-ordered feature frame of one symbol.
-
-    Row ``i`` needs ``seq_len`` complete rows ending at ``i``; rows without them get NaN.
-    """
-    missing = [n for n in ens.feature_names if n not in df.columns]
-    if missing:
-        raise ValueError(f"feature frame lacks {missing}")
-    X = df[list(ens.feature_names)].to_numpy(dtype=np.float32)
-    n, L = len(X), ens.seq_len
-    out = np.full(n, np.nan)
-    if n < L:
-        return out
-    complete = ~np.isnan(X).any(axis=1)
-    # a row is usable when the L rows ending at it are all complete
-    run = np.convolve(complete.astype(np.int64), np.ones(L, dtype=np.int64), mode="full")[:n]
-    rows = np.flatnonzero((run == L) & (np.arange(n) >= L - 1))
-    if len(rows):
-        Xf = np.where(np.isnan(X), 0.0, X).astype(np.float32)
-        out[rows] = ens.predict_rows(Xf, rows)
-    return out
 
 
 @dataclass

@@ -14,7 +14,7 @@ def test_stack_status_reports_every_core_part_healthy(stack) -> None:
     parts = {p.name: p for p in stack.status()}
     for name in ("postgres", "redis", "kafka", "mlflow"):
         assert parts[name].healthy, f"{name} unhealthy: {parts[name]}"
-    if stack.prometheus_available():
+    if stack.prometheus.available():
         assert parts["prometheus"].healthy
 
 
@@ -96,9 +96,9 @@ def test_kafka_keeps_messages_and_committed_offsets_across_a_stop_and_a_start(st
     consumer.close()
     cluster_id = (stack_settings.home_dir / "kafka" / "cluster.id").read_text()
 
-    stack.stop_kafka()
+    stack.kafka.stop()
     assert not stack.kafka.healthy()
-    stack.start_kafka()
+    stack.kafka.start()
     assert stack.kafka.healthy()
 
     assert (stack_settings.home_dir / "kafka" / "cluster.id").read_text() == cluster_id

@@ -56,16 +56,108 @@ def test_one_kafka_client_on_every_path() -> None:
             assert "kafka" not in names or path in allowed, f"{path} imports kafka-python"
 
 
-def test_no_production_code_imports_the_dev_stack() -> None:
-    """hft.devstack starts local services for development; a service or library path never needs it."""
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(REPO_ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _hft_imports(path: Path) -> set[str]:
+    """Every ``hft`` module a file imports, at the top or inside a function (``from hft.x import y``
+    counts ``hft.x.y`` when that is a module, else ``hft.x``)."""
+    out: set[str] = set()
+    package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_name(path)
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "hft"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            if base.split(".")[0] != "hft":
+                continue
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                out.add(sub if _module_path(sub) else base)
+    return out
+
+
+def _module_path(name: str) -> Path | None:
+    base = REPO_ROOT.joinpath(*name.split("."))
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.exists():
+            return p
+    return None
+
+
+def _hft_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in (REPO_ROOT / "hft").rglob("*.py"):
+        if "migrations" in path.parts or path.name.endswith("_pb2.py"):
+            continue
+        graph[_module_name(path)] = {m for m in _hft_imports(path) if _module_path(m)}
+    return graph
+
+
+def test_no_import_circles_in_hft() -> None:
+    """The import graph a reader sees is the real one: no module reaches itself again through its
+    imports, those inside functions included (a package's ``__init__`` counts as its own module)."""
+    graph = _hft_graph()
+    assert len(graph) > 50, sorted(graph)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not circles, f"import circles: {circles}"
+
+
+def test_the_import_graph_sees_function_level_imports() -> None:
+    """The circle check above would pass vacuously if it missed imports inside functions."""
+    graph = _hft_graph()
+    assert "hft.devstack.stack" in graph["hft.commands.stack"]  # imported inside a command function
+
+
+def test_only_the_cli_imports_the_dev_stack() -> None:
+    """hft.devstack starts local services for development; a service, DAG or library path never
+    needs it. Inside hft only the package itself and the CLI's commands import it."""
     for folder in (*SERVICES, "dags", "plugins"):
         for path in (REPO_ROOT / folder).rglob("*.py"):
             tree = ast.parse(path.read_text(), filename=str(path))
             mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
             mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-            assert not {m for m in mods if m.startswith(("hft.devstack", "hft.stack"))}, (
-                f"{path} imports the dev stack"
-            )
+            assert not {m for m in mods if m.startswith("hft.devstack")}, f"{path} imports the dev stack"
+    for module, imports in _hft_graph().items():
+        if module.startswith(("hft.devstack", "hft.commands")):
+            continue
+        assert not {m for m in imports if m.startswith("hft.devstack")}, f"{module} imports the dev stack"
 
 
 def test_feast_does_not_drag_torch_into_a_process() -> None:

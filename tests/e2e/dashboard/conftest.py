@@ -187,12 +187,12 @@ def _scrape_started_processes(settings: Settings) -> None:
     """Regenerate the stack's Prometheus config for these settings (replay: the exchange too) and reload."""
     import signal
 
-    from hft.stack import Stack
+    from hft.devstack.stack import Stack
 
     st = Stack(settings)
-    if not st.prometheus_available() or not st.pidfile("prometheus").exists():
+    if not st.prometheus.available() or not st.pidfile("prometheus").exists():
         return
-    st.write_prometheus_config()
+    st.prometheus.write_config()
     os.kill(int(st.pidfile("prometheus").read_text().strip()), signal.SIGHUP)  # Prometheus reloads on HUP
 
 
@@ -208,8 +208,8 @@ def _validate(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, Any]]:
     """Everything above, then the dashboard URL and the jobs Prometheus must see up."""
+    from hft.devstack.supervisor import Supervisor
     from hft.market.replay import load_source
-    from hft.processes import Supervisor
     from hft.storage import db
     from hft.storage.ticks import count_ticks
 

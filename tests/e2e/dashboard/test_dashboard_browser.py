@@ -53,8 +53,8 @@ def _rows(dom: browser.Node, table_id: str) -> int:
 
 
 def test_prometheus_reports_every_started_process_up(dashboard_world: dict[str, Any]) -> None:
+    from hft.devstack.host import wait_for
     from hft.reporting.prometheus import PrometheusClient, prometheus_url
-    from hft.stack import wait_for
 
     s = dashboard_world["settings"]
     client = PrometheusClient(prometheus_url(s))

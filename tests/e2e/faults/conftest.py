@@ -24,7 +24,7 @@ import pytest
 from bench.latency import seed_history
 from bench.pipeline import Rig, bench_symbols, metric, replay_trades, write_trade_files
 from hft.config import Settings
-from hft.processes import Supervisor
+from hft.devstack.supervisor import Supervisor
 from hft.storage import db
 from tests.integration.serving.conftest import (  # noqa: F401 - pytest fixtures by import
     API_KEY,

@@ -28,7 +28,7 @@ import pytest
 from hft.bus.client import partition_for
 from hft.config import Settings
 from hft.devstack.kafka import KafkaCluster
-from hft.stack import Stack
+from hft.devstack.stack import Stack
 from hft.storage import db
 
 from .conftest import Streaming, check_end_state, closed_buckets, wait_until
@@ -69,7 +69,7 @@ def test_a_broker_sigkill_and_restart_loses_and_duplicates_nothing(streaming: An
     stack.kafka.kill_node(node)  # SIGKILL: no flush, no hand-over
     time.sleep(3)
     assert not stack.kafka.healthy()
-    stack.start_kafka()
+    stack.kafka.start()
     assert not st.rig.exchange_status().get("finished", True), "the broker came back after the replay ended"
     wait_until(lambda: st.stored_count() > before + 500, "ticks stored after the broker restart", timeout=120)
     _finish(st, n)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from hft.stack import Stack
+from hft.devstack.stack import Stack
 
 from .conftest import (
     SERVING,
@@ -65,15 +65,15 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(
     # 2. Redis restart (right after a bar closed, so the announcement stream is read up to it)
     wait_for_bar_close(st)
     replaying("redis restart")
-    stack.stop_redis()
+    stack.redis.stop()
     time.sleep(1)
-    stack.start_redis()
+    stack.redis.start()
 
     # 3. PostgreSQL restart
     replaying("postgres restart")
-    stack.stop_postgres()
+    stack.postgres.stop()
     time.sleep(1)
-    stack.start_postgres()
+    stack.postgres.start()
 
     # 4. SIGKILL each process in turn; the supervisor restarts it (not waiting for each one's
     # start-up, which takes tens of seconds on a loaded machine, so every kill hits the replay)

@@ -20,9 +20,9 @@ SYMBOL = "FTOUTAGE"
 def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature_settings: Settings) -> None:
     import redis
 
+    from hft.devstack.stack import Stack
     from hft.features.bars import Bar
     from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY, ClosedBar, FeatureSink
-    from hft.stack import Stack
 
     minute = 60_000_000_000
     open_ns = (time.time_ns() // minute - 1) * minute
@@ -43,7 +43,7 @@ def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature
     closed = ClosedBar(bar, None, time.time_ns())  # a warm-up bar: announced, no feature row
     sink = FeatureSink(feature_settings)
     stack = Stack(feature_settings)
-    stack.stop_redis()
+    stack.redis.stop()
     try:
         with pytest.raises(TransientError, match="Redis unavailable"):
             sink.write_partials([bar])
@@ -52,7 +52,7 @@ def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature
         with pytest.raises(TransientError, match="Redis unavailable"):
             sink.clear_partial(SYMBOL)
     finally:
-        stack.start_redis()
+        stack.redis.start()
     try:
         # the same client reconnects by itself: the retried writes land
         sink.write_partials([bar])
@@ -74,11 +74,11 @@ def test_sink_reports_a_postgres_restart_as_transient_and_writes_the_row_once_it
     """A restarted PostgreSQL drops the sink's connection (AdminShutdown on the next use). Before,
     that escaped ``write`` and crashed the calculator, and the crash path committed offsets past
     the announced bar whose offline row was never written (a fault test caught it in CI)."""
+    from hft.devstack.stack import Stack
     from hft.features.bars import Bar
     from hft.features.calculator import ClosedBar, FeatureSink
     from hft.features.offline import read_features
     from hft.features.spec import ALL_FEATURES
-    from hft.stack import Stack
     from hft.storage import db
 
     symbol = "FTPGOUT"
@@ -103,8 +103,8 @@ def test_sink_reports_a_postgres_restart_as_transient_and_writes_the_row_once_it
         conn.execute("DELETE FROM features.bar_features WHERE symbol = %s", (symbol,))
     sink = FeatureSink(feature_settings)
     stack = Stack(feature_settings)
-    stack.stop_postgres()
-    stack.start_postgres()
+    stack.postgres.stop()
+    stack.postgres.start()
     try:
         with pytest.raises(TransientError, match="PostgreSQL unavailable"):
             sink.write([closed])  # the connection the restart dropped

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from hft.config import REPO_ROOT, Settings
+from hft.devstack.host import child_env
 from hft.market.ticks import DeadLetter, Tick
-from hft.stack import child_env
 
 HFT = str(Path(sys.executable).with_name("hft"))
 

@@ -91,7 +91,7 @@ def backfill_history(
 @pytest.fixture(scope="session")
 def market_data(stack: object, stack_settings: Settings, data_dir: Path) -> Settings:
     """The test stack with schema, the shared bars and ticks, and Airflow's metadata tables."""
-    from hft.airflow_env import migrate_metadata
+    from hft.devstack.airflow import migrate_metadata
     from hft.storage import db
 
     db.migrate(stack_settings)
@@ -108,7 +108,7 @@ DagTest = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture(scope="session")
 def dag_test(market_data: Settings) -> DagTest:
     """Run ``airflow dags test DAG_ID -c CONF`` against the test stack; return the finished process."""
-    from hft.airflow_env import run_airflow
+    from hft.devstack.airflow import run_airflow
 
     def run(
         dag_id: str,

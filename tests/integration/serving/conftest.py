@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from hft.config import Settings
-from hft.stack import child_env
+from hft.devstack.host import child_env
 
 TRADES_FILE = "trades/spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz"
 

@@ -120,10 +120,10 @@ def test_alias_move_switches_version_with_zero_failed_requests(api_server: str, 
 
 @pytest.mark.faults
 def test_redis_down_predict_503_then_recovers(api_server: str, online_rows: Any, stack_settings: Settings) -> None:
-    from hft.stack import Stack
+    from hft.devstack.stack import Stack
 
     st = Stack(stack_settings)
-    st.stop_redis()
+    st.redis.stop()
     try:
         r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10)
         assert r.status_code == 503
@@ -132,7 +132,7 @@ def test_redis_down_predict_503_then_recovers(api_server: str, online_rows: Any,
         assert ready.status_code == 503
         assert any("online store" in reason for reason in ready.json()["reasons"])
     finally:
-        st.start_redis()
+        st.redis.start()
     online_rows["write_latest"]()  # the embedded Redis keeps no data across restarts; the calculator rewrites
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

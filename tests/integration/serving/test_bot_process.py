@@ -23,7 +23,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from hft.config import Settings
-from hft.stack import child_env
+from hft.devstack.host import child_env
 from tests.integration.serving.conftest import TEST_MODEL
 
 pytestmark = pytest.mark.integration

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from hft.config import REPO_ROOT, Settings
+from hft.devstack.host import child_env
 from hft.market.replay import read_trade_file, trade_event
 from hft.market.ticks import tick_from_trade
 from hft.schema.market_pb2 import Tick
-from hft.stack import child_env
 from hft.storage import db
 from tests.kafka_helpers import send_ticks
 

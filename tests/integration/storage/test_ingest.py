@@ -136,10 +136,10 @@ def test_postgres_restart_midstream_ends_with_every_trade_once(
     sender = threading.Thread(target=produce, args=(store, ticks), kwargs={"chunk": 1000, "pause_s": 0.25})
     sender.start()
     wait_until(lambda: count_rows(store, [sym])[0] > 1000, "the first ticks")
-    stack.stop_postgres()
+    stack.postgres.stop()
     stopped_at = count_rows_or_none(store, [sym])
     assert stopped_at is None  # the server really is down
-    stack.start_postgres()
+    stack.postgres.start()
     sender.join(timeout=120)
     wait_until(
         lambda: count_rows(store, [sym])[0] >= len(ticks),

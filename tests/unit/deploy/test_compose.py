@@ -27,7 +27,7 @@ import yaml
 from hft.bus.topics import topic_specs
 from hft.config import REPO_ROOT, Settings
 from hft.devstack.kafka import KafkaCluster
-from hft.processes import PROCESSES, scrape_targets
+from hft.devstack.supervisor import PROCESSES, scrape_targets
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 KAFKA3 = REPO_ROOT / "docker-compose.kafka3.yml"

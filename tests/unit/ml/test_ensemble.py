@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from hft.ml.metrics import roc_auc
-from hft.ml.models import DEFAULT_PARAMS, Ensemble, FitConfig, fit_ensemble
-from hft.ml.registry import predict_frame
+from hft.ml.models import DEFAULT_PARAMS, Ensemble, FitConfig, fit_ensemble, predict_frame
 
 from .conftest import synthetic_xy
 

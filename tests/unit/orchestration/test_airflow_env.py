@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hft.airflow_env import admin_passwords_file, airflow_env
 from hft.config import REPO_ROOT, Settings
-from hft.processes import PROCESSES
+from hft.devstack.airflow import admin_passwords_file, airflow_env
+from hft.devstack.supervisor import PROCESSES
 
 
 def test_airflow_env_points_every_part_at_the_stack(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ EXPECTED = {"validate_market_data", "backfill_features", "retrain_models", "prom
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Load dags/ into a DagBag in a fresh interpreter (Airflow reads its config once per process)."""
-    from hft.airflow_env import dag_integrity
+    from hft.devstack.airflow import dag_integrity
 
     home = tmp_path_factory.mktemp("hft-home")
     return dag_integrity(Settings(home=home, port_base=26500))

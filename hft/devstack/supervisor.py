@@ -8,7 +8,9 @@ and starts supervisord, which restarts any process that crashes.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hft.config import REPO_ROOT, Settings
+from hft.devstack.host import child_env, pid_alive
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ PROCESSES: list[ProcessSpec] = [
         ],
     ),
     ProcessSpec("dashboard", _py("dashboard.app"), "dashboard"),
-    # Airflow's environment (AIRFLOW_HOME, metadata DB, ports) comes from hft.airflow_env; the
+    # Airflow's environment (AIRFLOW_HOME, metadata DB, ports) comes from hft.devstack.airflow; the
     # supervisor stops the whole process group, since standalone's children outlive their parent
     ProcessSpec(
         "airflow",
@@ -220,8 +223,6 @@ class Supervisor:
             return
         if not shutil.which(_bin("supervisord")):
             raise FileNotFoundError("supervisord missing from the environment (make setup)")
-        from hft.stack import child_env
-
         subprocess.run([_bin("supervisord"), "-c", str(self.conf)], check=True, env=child_env())
         deadline = time.monotonic() + 20
         while not self.running() and time.monotonic() < deadline:
@@ -237,11 +238,6 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every program, then supervisord itself; return once its ports are free."""
-        import os
-        import signal
-
-        from hft.devstack.host import pid_alive
-
         pid = self._pid()
         if self.running():
             self._ctl("shutdown")

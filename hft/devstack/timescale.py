@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hft.config import ConfigurationError
-from hft.devstack.host import pid_alive, port_open
+from hft.devstack.host import pid_alive, port_open, wait_for
 
 if TYPE_CHECKING:
-    from hft.stack import Stack
+    from hft.devstack.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ READY_MARK = ".hft-timescale-ready"
 MIRROR = os.environ.get("HFT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
-def root_dir(stack: Stack) -> Path:
+def root_dir(pg: Service) -> Path:
     """The trixie root for this stack (absolute)."""
-    root = stack.s.timescale_root or DEFAULT_ROOT
+    root = pg.s.timescale_root or DEFAULT_ROOT
     return root if root.is_absolute() else (Path.cwd() / root).resolve()
 
 
@@ -128,29 +128,27 @@ def _postgres_ids(root: Path) -> tuple[int, int]:
     raise ConfigurationError(f"no postgres user in {root}/etc/passwd: rebuild the root (delete {root})")
 
 
-def _mount_point(stack: Stack) -> str:
+def _mount_point(pg: Service) -> str:
     """Where this stack's data directory appears inside the root (unique per state dir)."""
-    digest = hashlib.sha1(str(stack.home).encode(), usedforsecurity=False).hexdigest()[:10]
+    digest = hashlib.sha1(str(pg.home).encode(), usedforsecurity=False).hexdigest()[:10]
     return f"/srv/hft/{digest}"
 
 
-def start(stack: Stack, timeout: float) -> None:
+def start(pg: Service, timeout: float) -> None:
     """Start PostgreSQL 17 + TimescaleDB for this stack (build the root first if needed)."""
-    from hft.stack import wait_for
-
     _require_root()
-    port = stack.s.port("postgres")
-    if port_open(stack.host, port) and stack._pg_ready():
+    port = pg.s.port("postgres")
+    if port_open(pg.host, port) and pg.healthy():
         return
-    root = root_dir(stack)
+    root = root_dir(pg)
     ensure_root(root)
     _mount_system(root)
     uid, gid = _postgres_ids(root)
-    data = stack.home / "pg-timescale"
+    data = pg.home / "pg-timescale"
     data.mkdir(parents=True, exist_ok=True)
     os.chown(data, uid, gid)
     data.chmod(0o700)
-    inside = _mount_point(stack)
+    inside = _mount_point(pg)
     mnt = root / inside.lstrip("/")
     mnt.mkdir(parents=True, exist_ok=True)
     if not _mounted(mnt):
@@ -174,8 +172,8 @@ def start(stack: Stack, timeout: float) -> None:
             "initdb (TimescaleDB root)",
             timeout,
         )
-    logf = stack.logfile("postgres")
-    stack._spawn(
+    logf = pg.logfile("postgres")
+    pg.spawn(
         "postgres",
         [
             *user,
@@ -185,7 +183,7 @@ def start(stack: Stack, timeout: float) -> None:
             "-p",
             str(port),
             "-c",
-            f"listen_addresses={stack.host}",
+            f"listen_addresses={pg.host}",
             "-c",
             "unix_socket_directories=",
             "-c",
@@ -205,12 +203,12 @@ def start(stack: Stack, timeout: float) -> None:
         ],
     )
     log.info("TimescaleDB starting on port %d (root %s, log %s)", port, root, logf)
-    wait_for(stack._pg_ready, "TimescaleDB (PostgreSQL 17)", timeout)
+    wait_for(pg.healthy, "TimescaleDB (PostgreSQL 17)", timeout)
 
 
-def stop(stack: Stack, timeout: float = 30) -> None:
+def stop(pg: Service, timeout: float = 30) -> None:
     """Stop this stack's TimescaleDB server (fast shutdown) and unmount its data directory."""
-    pf = stack.pidfile("postgres")
+    pf = pg.pidfile("postgres")
     if pf.exists():
         text = pf.read_text().strip()
         pid = int(text) if text.isdigit() else 0
@@ -227,6 +225,6 @@ def stop(stack: Stack, timeout: float = 30) -> None:
                 time.sleep(1)
         pf.unlink(missing_ok=True)
     if os.geteuid() == 0:
-        mnt = root_dir(stack) / _mount_point(stack).lstrip("/")
+        mnt = root_dir(pg) / _mount_point(pg).lstrip("/")
         if _mounted(mnt):
             subprocess.run(["umount", str(mnt)], capture_output=True, check=False)

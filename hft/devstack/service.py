@@ -1,0 +1,129 @@
+"""What every embedded service is: start, stop, health, status and its log, under ``Settings.home``.
+
+A service module (``postgres``, ``redis``, ``kafka``, ``mlflow``, ``prometheus``) subclasses
+:class:`Service`; :mod:`hft.devstack.stack` lists them in start order. Adding or swapping a
+service is one module and one line in that list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hft.config import Settings
+from hft.devstack.host import child_env, pid_alive
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    """Health of one part of the stack."""
+
+    name: str
+    url: str
+    healthy: bool
+    detail: str = ""
+    managed: bool = True  # False: an external service named in the settings
+
+
+class Service:
+    """One embedded service. Subclasses set ``name`` and implement the four methods below."""
+
+    name = ""
+    start_timeout = 60.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.home = settings.home_dir
+        self.host = settings.bind_host
+
+    # ---- the interface ----------------------------------------------------------------------
+    @property
+    def managed(self) -> bool:
+        """False when the settings name an external service: we neither start nor stop it."""
+        return True
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start it unless it already runs; return once it answers (TimeoutError otherwise)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop what :meth:`start` started (nothing for an external service)."""
+        raise NotImplementedError
+
+    def healthy(self) -> bool:
+        """Whether it answers its readiness check now."""
+        raise NotImplementedError
+
+    def status(self) -> PartStatus:
+        """Its URL, health and a line of detail."""
+        raise NotImplementedError
+
+    def log(self) -> Path:
+        """Its log file under ``Settings.home/logs``."""
+        return self.logfile(self.name)
+
+    # ---- helpers for subclasses -------------------------------------------------------------
+    def dir(self, *parts: str) -> Path:
+        """A directory under ``Settings.home`` (created)."""
+        p = self.home.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def pidfile(self, name: str) -> Path:
+        """Where the pid of a process we started is kept."""
+        return pidfile(self.s, name)
+
+    def logfile(self, name: str) -> Path:
+        """Where a process we started logs."""
+        return logfile(self.s, name)
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
+        """Start a long-lived child in its own session, logging to .hft/logs, and record its pid."""
+        out = self.logfile(name).open("ab")
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env(env),
+            start_new_session=True,
+        )
+        self.pidfile(name).write_text(str(proc.pid))
+        return proc.pid
+
+    def stop_pid(self, name: str, timeout: float = 20.0) -> bool:
+        """SIGTERM the process group of a recorded pid, SIGKILL after ``timeout``; forget the pid."""
+        pf = self.pidfile(name)
+        if not pf.exists():
+            return False
+        pid = int(pf.read_text().strip() or 0)
+        if pid and pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        pf.unlink(missing_ok=True)
+        return True
+
+
+def pidfile(settings: Settings, name: str) -> Path:
+    """``Settings.home/pids/<name>.pid``."""
+    d = settings.home_dir / "pids"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{name}.pid"
+
+
+def logfile(settings: Settings, name: str) -> Path:
+    """``Settings.home/logs/<name>.log``."""
+    d = settings.home_dir / "logs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{name}.log"

@@ -1,0 +1,79 @@
+"""The embedded local stack: PostgreSQL, Redis, Apache Kafka (KRaft), MLflow, Prometheus.
+
+Everything runs as the invoking user (PostgreSQL as ``postgres`` when started by root, since
+``initdb`` refuses root) under ``Settings.home`` on ports derived from ``HFT_PORT_BASE``.
+``up`` is idempotent, ``down`` stops only what ``up`` started (it keeps pid files), and each
+service has a readiness check with a timeout. External services named in the settings
+(``HFT_POSTGRES_URL``, ``HFT_REDIS_URL``, ``HFT_KAFKA_BOOTSTRAP``, ``HFT_MLFLOW_TRACKING_URI``)
+are used instead of starting our own. Each service is one module of this package
+(:class:`hft.devstack.service.Service`); :class:`Stack` lists them in start order.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from hft.config import Settings
+from hft.devstack import service
+from hft.devstack.kafka import KafkaCluster
+from hft.devstack.mlflow import MLflow
+from hft.devstack.postgres import Postgres
+from hft.devstack.prometheus import Prometheus
+from hft.devstack.redis import Redis
+from hft.devstack.service import PartStatus, Service
+
+log = logging.getLogger(__name__)
+
+
+class Stack:
+    """Start, stop and inspect the embedded services of one Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.postgres = Postgres(settings)
+        self.redis = Redis(settings)
+        self.kafka = KafkaCluster(settings)
+        self.mlflow = MLflow(settings)
+        self.prometheus = Prometheus(settings)
+        # start order; stop runs it backwards
+        order: list[Service] = [self.postgres, self.redis, self.kafka, self.mlflow, self.prometheus]
+        self.services = {svc.name: svc for svc in order}
+
+    def service(self, name: str) -> Service:
+        """The service called ``name`` (KeyError naming the known ones otherwise)."""
+        try:
+            return self.services[name]
+        except KeyError:
+            raise KeyError(f"no stack service {name!r}; known: {', '.join(self.services)}") from None
+
+    def pidfile(self, name: str) -> Path:
+        """``Settings.home/pids/<name>.pid`` of a stack service or an application process."""
+        return service.pidfile(self.s, name)
+
+    def logfile(self, name: str) -> Path:
+        """``Settings.home/logs/<name>.log`` of a stack service or an application process."""
+        return self.services[name].log() if name in self.services else service.logfile(self.s, name)
+
+    def up(self, parts: Iterable[str] | None = None, progress: Callable[[str], None] | None = None) -> None:
+        """Start every service (or the named ones) that is not already running, in order."""
+        wanted = set(parts) if parts else set(self.services)
+        for name, svc in self.services.items():
+            if name in wanted:
+                if progress:
+                    progress(name)
+                svc.start()
+
+    def down(self) -> None:
+        """Stop every service that ``up`` started, in reverse order."""
+        for name, svc in reversed(self.services.items()):
+            try:
+                svc.stop()
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("stopping %s failed: %s", name, exc)
+
+    def status(self) -> list[PartStatus]:
+        """Health and URL of each service."""
+        return [svc.status() for svc in self.services.values()]
