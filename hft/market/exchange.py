@@ -13,7 +13,9 @@ envelopes), plus ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` requests. 
 holds (``@bookTicker``, ``@depth@100ms``). REST: ``/api/v3/ping``, ``time``, ``exchangeInfo``,
 ``trades``, ``historicalTrades``, ``aggTrades``, ``klines``, with ``X-MBX-USED-WEIGHT-1M``
 headers and 429 + ``Retry-After`` past the weight limit. Only trades already published by the
-clock are visible: no look-ahead through REST.
+clock are visible: no look-ahead through REST. Integer parameters are checked as Binance does:
+anything but digits answers 400 ``{"code": -1100}``, ``limit`` outside 1..1000 400
+``{"code": -1130}``.
 
 Control: ``GET /control/status``; ``GET|POST /control/faults`` with
 ``{"drop_every": N, "skip_every": N, "skip": K, "malformed_every": M}`` (0 turns a fault off;
@@ -27,6 +29,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -43,15 +46,37 @@ from hft.market.replay import Timeline, loop_period_ms, shifted, trade_event
 log = logging.getLogger("hft.market.exchange")
 
 WEIGHT_LIMIT_1M = 6000
-_WEIGHTS = {"trades": 25, "historicalTrades": 25, "aggTrades": 4, "klines": 2, "exchangeInfo": 20, "ping": 1,
-            "time": 1}
-_INTERVAL_MS = {"1s": 1000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-                "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
-                "12h": 43_200_000, "1d": 86_400_000}
+DEFAULT_LIMIT, MAX_LIMIT = 500, 1000  # ``limit`` of the trade and kline endpoints, as on Binance
+_MAX_LONG = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_WEIGHTS = {
+    "trades": 25,
+    "historicalTrades": 25,
+    "aggTrades": 4,
+    "klines": 2,
+    "exchangeInfo": 20,
+    "ping": 1,
+    "time": 1,
+}
+_INTERVAL_MS = {
+    "1s": 1000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+}
 _MALFORMED = [
-    b'{"stream":"%s","data":{"e":"trade","E":',                   # truncated JSON
+    b'{"stream":"%s","data":{"e":"trade","E":',  # truncated JSON
     b'{"stream":"%s","data":{"e":"trade","s":"BTCUSDT","t":"x"}}',  # wrong types, missing fields
-    b'not json at all: %s',
+    b"not json at all: %s",
     b'{"stream":"%s","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"abc","q":"1","T":1,"m":true}}',
 ]
 
@@ -76,14 +101,23 @@ def normalize_stream(name: str) -> str:
     return f"{sym.lower()}{sep}{rest}"
 
 
+class BadParameter(ValueError):
+    """A query parameter Binance would refuse: answered 400 with its ``{"code", "msg"}``."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
 @dataclass
 class Faults:
     """Fault injection, counted per connection; 0 turns a fault off."""
 
-    drop_every: int = 0        # close the connection after every N-th message sent on it
-    skip_every: int = 0        # every N-th message, silently skip ...
-    skip: int = 1              # ... this many consecutive messages
-    malformed_every: int = 0   # send a malformed frame before every M-th message (extra frame)
+    drop_every: int = 0  # close the connection after every N-th message sent on it
+    skip_every: int = 0  # every N-th message, silently skip ...
+    skip: int = 1  # ... this many consecutive messages
+    malformed_every: int = 0  # send a malformed frame before every M-th message (extra frame)
 
     def update(self, values: dict[str, Any]) -> None:
         """Set faults from a JSON object; refuse unknown keys and negative values."""
@@ -127,31 +161,43 @@ class _Published:
 
     def from_id(self, trade_id: int, limit: int) -> list[Trade]:
         start = max(0, trade_id - self.base_id)
-        return self.trades[start:start + limit]
+        return self.trades[start : start + limit]
 
     def from_time(self, start_ms: int | None, end_ms: int | None, limit: int) -> list[Trade]:
         i = bisect.bisect_left(self.times, start_ms) if start_ms is not None else 0
         j = bisect.bisect_right(self.times, end_ms) if end_ms is not None else len(self.times)
-        return self.trades[i:min(j, i + limit)]
+        return self.trades[i : min(j, i + limit)]
 
 
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.sent = Counter("exchange_messages_sent", "WebSocket messages sent", registry=registry)
-        self.published = Counter("exchange_trades_published", "Trades published by the market clock",
-                                 ["symbol"], registry=registry)
+        self.published = Counter(
+            "exchange_trades_published", "Trades published by the market clock", ["symbol"], registry=registry
+        )
         self.faults = Counter("exchange_faults_injected", "Injected faults", ["kind"], registry=registry)
         self.subscribers = Gauge("exchange_subscribers", "Connected WebSocket clients", registry=registry)
-        self.passes = Gauge("exchange_replay_pass", "Loop pass of the recording (0 = first)", registry=registry)
-        self.rest = Counter("exchange_rest_requests", "REST requests", ["endpoint", "status"], registry=registry)
+        self.passes = Gauge(
+            "exchange_replay_pass", "Loop pass of the recording (0 = first)", registry=registry
+        )
+        self.rest = Counter(
+            "exchange_rest_requests", "REST requests", ["endpoint", "status"], registry=registry
+        )
 
 
 class ReplayExchange:
     """A Binance-compatible market served from a recorded :class:`Timeline`."""
 
-    def __init__(self, timeline: Timeline, speed: float | None = 1.0, loop: bool = False,
-                 faults: Faults | None = None, registry: CollectorRegistry | None = None,
-                 clock_ns: Callable[[], int] = time.monotonic_ns, wall_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        timeline: Timeline,
+        speed: float | None = 1.0,
+        loop: bool = False,
+        faults: Faults | None = None,
+        registry: CollectorRegistry | None = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        wall_ms: Callable[[], int] | None = None,
+    ) -> None:
         if not timeline.frames:
             raise ValueError("empty recording: nothing to replay")
         self.timeline = timeline
@@ -184,14 +230,24 @@ class ReplayExchange:
         frames = self.timeline.frames
         t0 = frames[0].time_ns
         period_ns = self._period_ms * 1_000_000
-        log.info("replay starts: %d frames, %d trades, speed %s, loop %s", len(frames), self._n_trades, "max" if self.speed is None else f"x{self.speed:g}", self.loop)
+        log.info(
+            "replay starts: %d frames, %d trades, speed %s, loop %s",
+            len(frames),
+            self._n_trades,
+            "max" if self.speed is None else f"x{self.speed:g}",
+            self.loop,
+        )
         wall0 = self._clock_ns()
         while True:
             k = self.pass_no
             if k:
-                log.warning("loop pass %d: the recording repeats (same content), trade ids shifted by %s and "
-                            "times by %d ms", k, {s: k * (hi - lo + 1) for s, (lo, hi) in self._span.items()},
-                            k * self._period_ms)
+                log.warning(
+                    "loop pass %d: the recording repeats (same content), trade ids shifted by %s and "
+                    "times by %d ms",
+                    k,
+                    {s: k * (hi - lo + 1) for s, (lo, hi) in self._span.items()},
+                    k * self._period_ms,
+                )
             self.metrics.passes.set(k)
             for i, fr in enumerate(frames):
                 if self.speed is not None:
@@ -221,8 +277,9 @@ class ReplayExchange:
             self.metrics.published.labels(trade.symbol).inc()
             agg = self._by_stream.get(f"{trade.symbol.lower()}@aggTrade")
             if agg:
-                body = msgspec.json.encode({"e": "aggTrade", "E": trade.event_time_ms, "s": trade.symbol,
-                                            **trade_to_agg_rest(trade)})
+                body = msgspec.json.encode(
+                    {"e": "aggTrade", "E": trade.event_time_ms, "s": trade.symbol, **trade_to_agg_rest(trade)}
+                )
                 for sub in list(agg):
                     await self._deliver(sub, f"{trade.symbol.lower()}@aggTrade", body)
         elif k:
@@ -254,7 +311,9 @@ class ReplayExchange:
                 sub.skip_left = max(0, f.skip - 1)
                 self.metrics.faults.labels("skip").inc()
                 return
-            payload = (b'{"stream":"' + stream.encode() + b'","data":' + data + b"}") if sub.combined else data
+            payload = (
+                (b'{"stream":"' + stream.encode() + b'","data":' + data + b"}") if sub.combined else data
+            )
             await sub.ws.send_frame(payload, WSMsgType.TEXT)
             self.metrics.sent.inc()
             if f.drop_every and n % f.drop_every == 0:
@@ -316,8 +375,9 @@ class ReplayExchange:
         elif method == "LIST_SUBSCRIPTIONS":
             await sub.ws.send_str(msgspec.json.encode({"result": sorted(sub.streams), "id": rid}).decode())
         else:
-            await sub.ws.send_str(msgspec.json.encode({"error": {"code": 2, "msg": "Invalid request"},
-                                                       "id": rid}).decode())
+            await sub.ws.send_str(
+                msgspec.json.encode({"error": {"code": 2, "msg": "Invalid request"}, "id": rid}).decode()
+            )
 
     async def _ws_raw(self, request: web.Request) -> web.StreamResponse:
         return await self._ws(request, request.match_info["tail"].split("/"), combined=False)
@@ -329,8 +389,9 @@ class ReplayExchange:
     def _json(self, endpoint: str, body: Any, status: int = 200, weight: int = 0) -> web.Response:
         self.metrics.rest.labels(endpoint, str(status)).inc()
         headers = {"X-MBX-USED-WEIGHT-1M": str(self._weight[1])}
-        return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json",
-                            headers=headers)
+        return web.Response(
+            body=msgspec.json.encode(body), status=status, content_type="application/json", headers=headers
+        )
 
     def _charge(self, endpoint: str) -> web.Response | None:
         minute = self._wall_ms() // 60_000
@@ -350,9 +411,26 @@ class ReplayExchange:
         return sym, self._published[sym]
 
     @staticmethod
-    def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    def _int(
+        request: web.Request, name: str, default: int | None = None, lo: int = 0, hi: int = _MAX_LONG
+    ) -> int | None:
+        """An integer query parameter as Binance checks it: digits only (-1100), within ``lo..hi`` (-1130)."""
         v = request.query.get(name)
-        return int(v) if v not in (None, "") else default
+        if v is None or v == "":
+            return default
+        if not _DIGITS.fullmatch(v):
+            raise BadParameter(
+                -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+            )
+        n = int(v)
+        if not lo <= n <= hi:
+            raise BadParameter(
+                -1130, f"Data sent for parameter '{name}' is not valid; legal range is {lo}..{hi}."
+            )
+        return n
+
+    def _limit(self, request: web.Request) -> int:
+        return self._int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
 
     async def _rest(self, request: web.Request) -> web.Response:
         endpoint = request.match_info["endpoint"]
@@ -361,6 +439,8 @@ class ReplayExchange:
             return limited
         try:
             return self._rest_answer(request, endpoint)
+        except BadParameter as exc:
+            return self._json(endpoint, {"code": exc.code, "msg": exc.msg}, 400)
         except ValueError as exc:
             return self._json(endpoint, {"code": -1100, "msg": f"Illegal parameter: {exc}"}, 400)
 
@@ -379,12 +459,19 @@ class ReplayExchange:
         _, pub = found
         if endpoint == "klines":
             return self._json(endpoint, self._klines(request, pub))
-        limit = min(self._int(request, "limit", 500) or 500, 1000)
+        limit = self._limit(request)
         from_id = self._int(request, "fromId")
         if endpoint == "aggTrades":
             start, end = self._int(request, "startTime"), self._int(request, "endTime")
-            rows = pub.from_id(from_id, limit) if from_id is not None else (
-                pub.from_time(start, end, limit) if start is not None or end is not None else pub.trades[-limit:])
+            rows = (
+                pub.from_id(from_id, limit)
+                if from_id is not None
+                else (
+                    pub.from_time(start, end, limit)
+                    if start is not None or end is not None
+                    else pub.trades[-limit:]
+                )
+            )
             return self._json(endpoint, [trade_to_agg_rest(t) for t in rows])
         if endpoint == "historicalTrades" and from_id is not None:
             return self._json(endpoint, [trade_to_rest(t) for t in pub.from_id(from_id, limit)])
@@ -395,16 +482,29 @@ class ReplayExchange:
         if interval not in _INTERVAL_MS:
             raise ValueError(f"interval {interval!r}")
         step = _INTERVAL_MS[interval]
-        limit = min(self._int(request, "limit", 500) or 500, 1000)
-        trades = pub.from_time(self._int(request, "startTime"), self._int(request, "endTime"), len(pub.trades))
+        limit = self._limit(request)
+        trades = pub.from_time(
+            self._int(request, "startTime"), self._int(request, "endTime"), len(pub.trades)
+        )
         bars: dict[int, list[Any]] = {}
         for t in trades:
             ot = t.trade_time_ms - t.trade_time_ms % step
             p, q = float(t.price), float(t.quantity)
             b = bars.get(ot)
             if b is None:
-                bars[ot] = [ot, p, p, p, p, q, ot + step - 1, p * q, 1, 0.0 if t.buyer_is_maker else q,
-                            0.0 if t.buyer_is_maker else p * q]
+                bars[ot] = [
+                    ot,
+                    p,
+                    p,
+                    p,
+                    p,
+                    q,
+                    ot + step - 1,
+                    p * q,
+                    1,
+                    0.0 if t.buyer_is_maker else q,
+                    0.0 if t.buyer_is_maker else p * q,
+                ]
                 continue
             b[2], b[3], b[4] = max(b[2], p), min(b[3], p), p
             b[5] += q
@@ -415,32 +515,63 @@ class ReplayExchange:
                 b[10] += p * q
         out = []
         for b in list(bars.values())[:limit]:
-            out.append([b[0], f"{b[1]:.8f}", f"{b[2]:.8f}", f"{b[3]:.8f}", f"{b[4]:.8f}", f"{b[5]:.8f}", b[6],
-                        f"{b[7]:.8f}", b[8], f"{b[9]:.8f}", f"{b[10]:.8f}", "0"])
+            out.append(
+                [
+                    b[0],
+                    f"{b[1]:.8f}",
+                    f"{b[2]:.8f}",
+                    f"{b[3]:.8f}",
+                    f"{b[4]:.8f}",
+                    f"{b[5]:.8f}",
+                    b[6],
+                    f"{b[7]:.8f}",
+                    b[8],
+                    f"{b[9]:.8f}",
+                    f"{b[10]:.8f}",
+                    "0",
+                ]
+            )
         return out
 
     def _exchange_info(self) -> dict[str, Any]:
         return {
-            "timezone": "UTC", "serverTime": self._wall_ms(),
-            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                            "limit": WEIGHT_LIMIT_1M}],
-            "symbols": [{"symbol": s, "status": "TRADING", "baseAsset": s[:-4], "quoteAsset": s[-4:]}
-                        for s in self._published],
+            "timezone": "UTC",
+            "serverTime": self._wall_ms(),
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": WEIGHT_LIMIT_1M,
+                }
+            ],
+            "symbols": [
+                {"symbol": s, "status": "TRADING", "baseAsset": s[:-4], "quoteAsset": s[-4:]}
+                for s in self._published
+            ],
         }
 
     # --- control ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Where the replay stands: pass, published trades per symbol, faults, subscribers."""
         return {
-            "speed": "max" if self.speed is None else f"x{self.speed:g}", "loop": self.loop,
-            "started": self.started, "finished": self.finished, "pass": self.pass_no,
-            "frames_total": len(self.timeline.frames), "frames_done": self.frames_done,
-            "subscribers": len(self._subs), "faults": asdict(self.faults),
-            "published": {s: {"count": int(self.metrics.published.labels(s)._value.get()),
-                              "last_id": p.trades[-1].trade_id if p.trades else None}
-                          for s, p in self._published.items()},
-            "recording": {"trades": self._n_trades, "id_span": self._span,
-                          "sources": self.timeline.sources},
+            "speed": "max" if self.speed is None else f"x{self.speed:g}",
+            "loop": self.loop,
+            "started": self.started,
+            "finished": self.finished,
+            "pass": self.pass_no,
+            "frames_total": len(self.timeline.frames),
+            "frames_done": self.frames_done,
+            "subscribers": len(self._subs),
+            "faults": asdict(self.faults),
+            "published": {
+                s: {
+                    "count": int(self.metrics.published.labels(s)._value.get()),
+                    "last_id": p.trades[-1].trade_id if p.trades else None,
+                }
+                for s, p in self._published.items()
+            },
+            "recording": {"trades": self._n_trades, "id_span": self._span, "sources": self.timeline.sources},
         }
 
     async def _status(self, request: web.Request) -> web.Response:
@@ -497,8 +628,9 @@ class ReplayExchange:
             await sub.ws.close(code=1001, message=b"server shutdown")
 
 
-async def serve(exchange: ReplayExchange, host: str, port: int, stop: asyncio.Event,
-                metrics_port: int | None = None) -> None:
+async def serve(
+    exchange: ReplayExchange, host: str, port: int, stop: asyncio.Event, metrics_port: int | None = None
+) -> None:
     """Serve until ``stop`` is set."""
     runner = web.AppRunner(exchange.app(), handle_signals=False, access_log=None)
     await runner.setup()
