@@ -2,7 +2,10 @@
 
 At start it builds the scorer (registry + online store), loads the champion in the
 background and polls the alias every ``settings.model_poll_s`` seconds; ``/ready`` answers
-503 until the model is there. Errors are JSON ``{error, reason}``, never a stack trace.
+503 until the model is there. Errors are JSON ``{error, reason}``: a reason in words, never a
+stack trace nor a driver's message (hosts and ports go to the log only). Request bodies over
+``settings.api_max_body_bytes`` get 413 before they are read in full (:mod:`api.middleware`);
+``/docs`` and ``/redoc`` are served with their assets from the API itself (:mod:`api.docs`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +24,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.docs import add_docs
 from api.metrics import ApiMetrics
+from api.middleware import TOO_LARGE_KIND, BodyLimitMiddleware
 from api.routes import ApiError, router
 from hft import heap
 from hft.config import Settings, get_settings
@@ -29,8 +35,15 @@ from hft.trading.scoring import Scorer
 
 log = logging.getLogger("api")
 
-_KINDS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-          422: "invalid_request", 503: "unavailable"}
+_KINDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: TOO_LARGE_KIND,
+    422: "invalid_request",
+    503: "unavailable",
+}
 
 
 class _LatencyMiddleware:
@@ -66,6 +79,42 @@ class _LatencyMiddleware:
 def _error(status: int, kind: str, reason: str, metrics: ApiMetrics) -> JSONResponse:
     metrics.errors.labels(kind).inc()
     return JSONResponse({"error": kind, "reason": reason}, status_code=status)
+
+
+def _json_reason(error: dict[str, Any], doc: object) -> str:
+    """``request body is not valid JSON: Expecting value at line 1 column 11`` from FastAPI's json_invalid error."""
+    what = str(error.get("ctx", {}).get("error") or "cannot be decoded")
+    loc = error.get("loc", ())
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    if pos is None or not isinstance(doc, str):
+        return f"request body is not valid JSON: {what}"
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - doc.rfind("\n", 0, pos)
+    return f"request body is not valid JSON: {what} at line {line} column {column}"
+
+
+def validation_reason(exc: RequestValidationError) -> str:
+    """The reason of a 422, in words: what is wrong where (at most five problems)."""
+    parts = []
+    for e in exc.errors()[:5]:
+        if e.get("type") == "json_invalid":
+            parts.append(_json_reason(e, exc.body))
+            continue
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def body_error_reason(cause: BaseException) -> str:
+    """Why FastAPI could not read a body it was told is JSON (its own 400 says only that it could not)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"request body is not UTF-8 text: byte 0x{cause.object[cause.start]:02x} at offset {cause.start} "
+            f"cannot be decoded as {cause.encoding}"
+        )
+    if isinstance(cause, RecursionError):
+        return "request body is nested too deeply to parse"
+    return f"request body could not be read ({type(cause).__name__})"
 
 
 def _redis_ping(settings: Settings) -> Callable[[], None]:
@@ -118,6 +167,8 @@ def create_app(
         version="1",
         description="Scores the latest online features with the champion model. Errors: JSON {error, reason}.",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs with local assets instead of a CDN's
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -131,6 +182,13 @@ def create_app(
     app.state.known_feature_version = _known_feature_version
     app.state.ping_online_store = _redis_ping(settings)
     app.include_router(router)
+    add_docs(app)
+    # the limit sits inside the latency middleware, so refused requests are timed and counted too
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api_max_body_bytes,
+        on_reject=metrics.errors.labels(TOO_LARGE_KIND).inc,
+    )
     app.add_middleware(_LatencyMiddleware, metrics=metrics)
 
     @app.exception_handler(ApiError)
@@ -139,15 +197,14 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, _KINDS.get(exc.status_code, "http_error"), str(exc.detail), metrics)
+        reason = str(exc.detail)
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body
+            reason = body_error_reason(exc.__cause__)
+        return _error(exc.status_code, _KINDS.get(exc.status_code, "http_error"), reason, metrics)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for e in exc.errors()[:5]:
-            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
-        return _error(422, "invalid_request", "; ".join(parts) or "invalid request", metrics)
+        return _error(422, "invalid_request", validation_reason(exc), metrics)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -173,8 +230,11 @@ async def _poll_alias(app: FastAPI) -> None:
             try:
                 scorer = await asyncio.to_thread(_build_scorer, settings)
             except Exception as exc:  # the server stays up; /ready says why and the next round retries
-                app.state.scorer_error = f"{type(exc).__name__}: {exc}"
-                log.error("cannot build the scorer: %s", app.state.scorer_error)
+                # the message (a registry or Redis URL, host, port) goes to the log, not to clients
+                app.state.scorer_error = (
+                    f"it could not be built ({type(exc).__name__}); the server log has the details"
+                )
+                log.error("cannot build the scorer: %s: %s", type(exc).__name__, exc)
             else:
                 app.state.scorer, app.state.scorer_error = scorer, None
         if scorer is not None:

@@ -39,10 +39,19 @@ class ApiMetrics:
         reg = CollectorRegistry()
         return cls(
             registry=reg,
-            latency=Histogram("hft_api_request_seconds", "Request latency by route", ["route", "method"],
-                              buckets=LATENCY_BUCKETS, registry=reg),
+            latency=Histogram(
+                "hft_api_request_seconds",
+                "Request latency by route",
+                ["route", "method"],
+                buckets=LATENCY_BUCKETS,
+                registry=reg,
+            ),
             errors=Counter("hft_api_errors", "Error responses by kind", ["kind"], registry=reg),
-            model_version=Gauge("hft_api_model_version", "Registry version of the model serving now",
-                                ["model_name"], registry=reg),
+            model_version=Gauge(
+                "hft_api_model_version",
+                "Registry version of the model serving now",
+                ["model_name"],
+                registry=reg,
+            ),
             reloads=Counter("hft_api_model_reloads", "Model swaps after the alias moved", registry=reg),
         )

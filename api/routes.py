@@ -1,8 +1,15 @@
-"""Routes: thin wrappers over :class:`hft.trading.scoring.Scorer`."""
+"""Routes: thin wrappers over :class:`hft.trading.scoring.Scorer`.
+
+Every status a route answers is listed in its ``responses`` (the OpenAPI spec is what clients
+and schemathesis check against). Reasons are in words: a driver's message (hosts, ports, URLs)
+goes to the log, never into a response.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -28,17 +35,32 @@ from hft.config import TransientError
 from hft.trading.scoring import (
     FeatureMismatchError,
     ModelUnavailableError,
+    Scorer,
     ServingModel,
     UnknownSymbolError,
     describe,
 )
 from hft.trading.strategy import signal_from_prob
 
-router = APIRouter()
+log = logging.getLogger("api")
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody},
+_WHY = {
+    400: "The body is not text the JSON parser can read (not UTF-8)",
+    401: "Missing or wrong X-API-Key (always 401 when the server has no HFT_API_KEY)",
+    404: "Unknown symbol, or no online features for it",
+    413: "Request body larger than HFT_API_MAX_BODY_BYTES (refused before it is read in full)",
+    422: "Invalid request: malformed JSON, wrong or missing fields, or rows that do not fit the model",
+    503: "A dependency is unavailable: scorer, model, online store or trading database",
 }
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses: an :class:`ErrorBody` and what the status means here."""
+    return {status: {"model": ErrorBody, "description": _WHY[status]} for status in statuses}
+
+
+# 413 on every route: the body limit applies to any request with a body
+router = APIRouter(responses=errors(413))
 # what the online store raises when Redis is down (Feast's Redis store raises redis-py errors)
 STORE_DOWN = (RedisError, OSError, TransientError)
 
@@ -53,6 +75,23 @@ class ApiError(HTTPException):
 
 def _info(model: ServingModel) -> ModelInfo:
     return ModelInfo(**describe(model), alias="champion")
+
+
+_NO_ALIAS = "no model version holds the alias"
+
+
+def reload_error(scorer: Scorer) -> str | None:
+    """The scorer's last reload error fit for a client: its kind, not its message (that is in the log).
+
+    ``Scorer.last_reload_error`` is ``"<ExceptionType>: <message>"``, and the message of a registry
+    or network error names hosts and ports.
+    """
+    err = scorer.last_reload_error
+    if err is None or err == _NO_ALIAS:
+        return err
+    kind = err.partition(":")[0]
+    kind = kind if kind.isidentifier() else "error"
+    return f"loading the champion from the model registry failed ({kind}); the server log has the details"
 
 
 @router.get("/health", response_model=Health, tags=["ops"])
@@ -70,7 +109,7 @@ def ready(request: Request, settings: SettingsDep) -> JSONResponse:
     if scorer is None:
         reasons.append(f"scorer unavailable: {request.app.state.scorer_error}")
     elif model is None:
-        reasons.append(f"no champion model loaded ({scorer.last_reload_error or 'loading'})")
+        reasons.append(f"no champion model loaded ({reload_error(scorer) or 'loading'})")
     if model is not None:
         expected = request.app.state.feature_version
         if expected is not None and model.feature_version != expected:
@@ -91,17 +130,24 @@ def metrics(m: MetricsDep) -> Response:
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/model", response_model=ModelInfo, responses=_ERRORS, tags=["model"])
+@router.get("/model", response_model=ModelInfo, responses=errors(503), tags=["model"])
 def model(scorer: ScorerDep) -> ModelInfo:
     """The model serving now."""
     current = scorer.model
     if current is None:
-        raise ApiError(503, "model_unavailable", f"no champion model loaded ({scorer.last_reload_error or 'loading'})")
+        raise ApiError(
+            503, "model_unavailable", f"no champion model loaded ({reload_error(scorer) or 'loading'})"
+        )
     return _info(current)
 
 
-@router.post("/model/reload", response_model=ReloadResponse, responses=_ERRORS, dependencies=[ApiKeyDep],
-             tags=["model"])
+@router.post(
+    "/model/reload",
+    response_model=ReloadResponse,
+    responses=errors(401, 503),
+    dependencies=[ApiKeyDep],
+    tags=["model"],
+)
 def reload_model(scorer: ScorerDep, m: MetricsDep) -> ReloadResponse:
     """Load the version the champion alias points at now (needs X-API-Key)."""
     swapped = scorer.reload_if_moved()
@@ -109,19 +155,29 @@ def reload_model(scorer: ScorerDep, m: MetricsDep) -> ReloadResponse:
     if swapped and current is not None:
         m.reloads.inc()
         m.set_model(current)
-    return ReloadResponse(swapped=swapped, model=_info(current) if current else None, error=scorer.last_reload_error)
+    return ReloadResponse(
+        swapped=swapped, model=_info(current) if current else None, error=reload_error(scorer)
+    )
 
 
-@router.post("/predict", response_model=PredictResponse, responses=_ERRORS, tags=["predict"])
-async def predict(req: PredictRequest, scorer: ScorerDep, settings: SettingsDep, clock: ClockDep) -> PredictResponse:
+@router.post(
+    "/predict", response_model=PredictResponse, responses=errors(400, 404, 422, 503), tags=["predict"]
+)
+async def predict(
+    req: PredictRequest, scorer: ScorerDep, settings: SettingsDep, clock: ClockDep
+) -> PredictResponse:
     """Score the latest online feature vector of a symbol with the champion model."""
     t0 = time.perf_counter()
     if req.symbol not in settings.symbols:
-        raise ApiError(404, "unknown_symbol", f"unknown symbol {req.symbol}; served: {', '.join(settings.symbols)}")
+        raise ApiError(
+            404, "unknown_symbol", f"unknown symbol {req.symbol}; served: {', '.join(settings.symbols)}"
+        )
     try:
         # hot path on the event loop: one small Redis read when the row is unchanged; a new row
         # (read + model) goes to the thread pool so it never blocks other requests
-        s = scorer.score_cached(req.symbol) or await run_in_threadpool(scorer.score, req.symbol)
+        s = scorer.score_cached(req.symbol)
+        if s is None:
+            s = await run_in_threadpool(scorer.score, req.symbol)
     except UnknownSymbolError as exc:
         raise ApiError(404, "unknown_symbol", f"no online features for {exc.args[0]}") from exc
     except ModelUnavailableError as exc:
@@ -129,16 +185,25 @@ async def predict(req: PredictRequest, scorer: ScorerDep, settings: SettingsDep,
     except FeatureMismatchError as exc:
         raise ApiError(503, "feature_mismatch", f"online features do not fit the model: {exc}") from exc
     except STORE_DOWN as exc:
-        raise ApiError(503, "online_store_unavailable", f"online store unavailable: {type(exc).__name__}") from exc
+        raise ApiError(
+            503, "online_store_unavailable", f"online store unavailable: {type(exc).__name__}"
+        ) from exc
     return PredictResponse(
-        symbol=s.symbol, prob_up=s.prob_up,
+        symbol=s.symbol,
+        prob_up=s.prob_up,
         signal=signal_from_prob(s.prob_up, settings.buy_threshold, settings.sell_threshold).value,
-        model_name=s.model_name, model_version=s.model_version, feature_version=s.feature_version,
-        feature_time=s.feature_time, served_at=clock(), latency_ms=(time.perf_counter() - t0) * 1e3,
+        model_name=s.model_name,
+        model_version=s.model_version,
+        feature_version=s.feature_version,
+        feature_time=s.feature_time,
+        served_at=clock(),
+        latency_ms=(time.perf_counter() - t0) * 1e3,
     )
 
 
-@router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS, tags=["predict"])
+@router.post(
+    "/predict/batch", response_model=BatchResponse, responses=errors(400, 422, 503), tags=["predict"]
+)
 def predict_batch(req: BatchRequest, scorer: ScorerDep, settings: SettingsDep) -> BatchResponse:
     """Score explicit feature rows (no online store involved)."""
     t0 = time.perf_counter()
@@ -149,7 +214,10 @@ def predict_batch(req: BatchRequest, scorer: ScorerDep, settings: SettingsDep) -
     except FeatureMismatchError as exc:
         raise ApiError(422, "feature_mismatch", str(exc)) from exc
     return BatchResponse(
-        model_name=used.name, model_version=str(used.version), feature_version=used.feature_version, prob_up=probs,
+        model_name=used.name,
+        model_version=str(used.version),
+        feature_version=used.feature_version,
+        prob_up=probs,
         signals=[signal_from_prob(p, settings.buy_threshold, settings.sell_threshold).value for p in probs],
         latency_ms=(time.perf_counter() - t0) * 1e3,
     )
@@ -170,23 +238,42 @@ def _bot_state(settings: SettingsDep, state: str, reason: str) -> BotState:
         with eng.connect() as conn:
             st = store.get_bot_state(conn)
     except (OSError, TransientError, SQLAlchemyError) as exc:
-        raise ApiError(503, "database_unavailable", f"trading state unavailable: {exc}") from exc
+        # the driver's message names the database host and port: the log has it, the client gets the kind
+        log.warning("trading state unavailable: %s: %s", type(exc).__name__, exc)
+        raise ApiError(
+            503,
+            "database_unavailable",
+            f"trading state unavailable: the trading database failed "
+            f"({type(exc).__name__}); the server log has the details",
+        ) from exc
     return BotState(state=st.state.value, reason=st.reason, updated_by=st.updated_by)
 
 
-@router.get("/bot", response_model=BotState, responses=_ERRORS, tags=["bot"])
+@router.get("/bot", response_model=BotState, responses=errors(503), tags=["bot"])
 def bot_state(settings: SettingsDep) -> BotState:
     """The trading bot's current state."""
     return _bot_state(settings, "", "")
 
 
-@router.post("/bot/halt", response_model=BotState, responses=_ERRORS, dependencies=[ApiKeyDep], tags=["bot"])
+@router.post(
+    "/bot/halt",
+    response_model=BotState,
+    responses=errors(400, 401, 422, 503),
+    dependencies=[ApiKeyDep],
+    tags=["bot"],
+)
 def bot_halt(req: BotStateRequest, settings: SettingsDep) -> BotState:
     """Kill switch: the bot sends no new intent from now on (needs X-API-Key)."""
     return _bot_state(settings, "halted", req.reason)
 
 
-@router.post("/bot/resume", response_model=BotState, responses=_ERRORS, dependencies=[ApiKeyDep], tags=["bot"])
+@router.post(
+    "/bot/resume",
+    response_model=BotState,
+    responses=errors(400, 401, 422, 503),
+    dependencies=[ApiKeyDep],
+    tags=["bot"],
+)
 def bot_resume(req: BotStateRequest, settings: SettingsDep) -> BotState:
     """Trade again after a halt (needs X-API-Key)."""
     return _bot_state(settings, "active", req.reason)

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     # --- serving / trading ------------------------------------------------------------------
     api_key: SecretStr | None = Field(default=None, description="Key for mutating endpoints")
     api_url: str | None = Field(default=None, description="Model server URL for the bot; local when unset")
+    api_max_body_bytes: int = Field(
+        default=2_097_152,
+        ge=1,
+        description="Largest API request body in bytes; larger ones get 413 (a full /predict/batch is ~0.9 MB)",
+    )
     buy_threshold: float = 0.55
     sell_threshold: float = 0.45
     taker_fee_bps: float = 10.0
