@@ -90,10 +90,15 @@ class Settings(BaseSettings):
         default=None, description="External Kafka bootstrap servers; the embedded Apache Kafka when unset"
     )
     kafka_brokers: int = Field(
-        default=1, description="Nodes of the embedded KRaft cluster: 1, or 3 (replication 3, min.insync.replicas 2)"
+        default=1,
+        description="Nodes of the embedded KRaft cluster: 1, or 3 (replication 3, min.insync.replicas 2)",
     )
-    kafka_partitions: int = Field(default=4, ge=1, description="Partitions of the ticks topic (created by the stack)")
-    kafka_retention_hours: float = Field(default=72.0, gt=0, description="How long the ticks topic keeps messages")
+    kafka_partitions: int = Field(
+        default=4, ge=1, description="Partitions of the ticks topic (created by the stack)"
+    )
+    kafka_retention_hours: float = Field(
+        default=72.0, gt=0, description="How long the ticks topic keeps messages"
+    )
     kafka_heap_mb: int = Field(default=768, ge=256, description="JVM heap of each embedded Kafka node")
     topic_ticks: str = "market_ticks"
     topic_dlq: str = "market_ticks.dlq"
@@ -101,15 +106,22 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="Market producer linger: 0 sends each tick at once (latency first)"
     )
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
-        default="none", description="Producer batch compression (none: ticks are ~100 bytes and latency comes first)"
+        default="none",
+        description="Producer batch compression (none: ticks are ~100 bytes and latency comes first)",
     )
     kafka_fetch_wait_ms: int = Field(
-        default=5, ge=0, description="Longest a consumer fetch waits at the broker for data (latency vs. requests)"
+        default=5,
+        ge=0,
+        description="Longest a consumer fetch waits at the broker for data (latency vs. requests)",
     )
 
-    ingest_batch_max: int = Field(default=5000, ge=1, description="Tick ingestor: most ticks per batch (one transaction)")
+    ingest_batch_max: int = Field(
+        default=5000, ge=1, description="Tick ingestor: most ticks per batch (one transaction)"
+    )
     ingest_linger_ms: int = Field(
-        default=50, ge=0, description="Tick ingestor: how long a batch waits to fill (throughput over latency)"
+        default=50,
+        ge=0,
+        description="Tick ingestor: how long a batch waits to fill (throughput over latency)",
     )
 
     # --- MLflow / Optuna --------------------------------------------------------------------
@@ -129,7 +141,10 @@ class Settings(BaseSettings):
         default=REPO_ROOT.parent / "shared" / "data" / "binance",
         description="Recorded Binance data used by the replay exchange and the demo's history",
     )
-    replay_speed: str = Field(default="x10", description="x1 (real time), xN or max; the demo replays ten times faster so a 15m bar closes every 90 s")
+    replay_speed: str = Field(
+        default="x10",
+        description="x1 (real time), xN or max; the demo replays ten times faster so a 15m bar closes every 90 s",
+    )
     replay_loop: bool = Field(default=True, description="Repeat the recording with shifted ids and times")
 
     # --- features / models ------------------------------------------------------------------
@@ -138,9 +153,12 @@ class Settings(BaseSettings):
     train_start: str = "2023-01-01"
     train_end: str = "2025-08-31"
     train_budget_minutes: float = 3.0
-    label_dead_zone_bps: float = Field(default=0.0, description="Moves smaller than this get no label (0: none)")
+    label_dead_zone_bps: float = Field(
+        default=0.0, description="Moves smaller than this get no label (0: none)"
+    )
     promotion_margin_auc: float = Field(
-        default=0.002, description="ROC-AUC points a challenger must win by (vs champion, or baselines when none)"
+        default=0.002,
+        description="ROC-AUC points a challenger must win by (vs champion, or baselines when none)",
     )
 
     # --- serving / trading ------------------------------------------------------------------
@@ -162,7 +180,9 @@ class Settings(BaseSettings):
     cooldown_s: float = 60.0
     daily_loss_limit: float = 500.0
     starting_cash: float = 100_000.0
-    model_poll_s: float = Field(default=5.0, description="How often the API checks whether the champion alias moved")
+    model_poll_s: float = Field(
+        default=5.0, description="How often the API checks whether the champion alias moved"
+    )
     fill_max_wait_s: float = Field(
         default=30.0, description="How long a fill waits for the next trade before taking the last one"
     )
@@ -186,7 +206,9 @@ class Settings(BaseSettings):
         description="Known exchange halts, 'start/end' in ISO UTC: bars inside are not expected",
     )
     psi_threshold: float = Field(default=0.25, description="PSI above which a feature counts as drifted")
-    drift_window_days: int = Field(default=7, description="Trailing window compared with the training reference")
+    drift_window_days: int = Field(
+        default=7, description="Trailing window compared with the training reference"
+    )
 
     @field_validator("kafka_brokers")
     @classmethod
