@@ -33,10 +33,18 @@ def btc_trades(trading_engine: Engine, stack_settings: Settings, data_dir: Path)
 
     trades = read_trade_file(data_dir / TRADES_FILE, "BTCUSDT")
     ticks = [
-        Tick(symbol=t.symbol, trade_id=t.trade_id, price=float(t.price), quantity=float(t.quantity),
-             buyer_is_maker=t.buyer_is_maker, trade_time_ns=t.trade_time_ms * 1_000_000,
-             event_time_ns=t.event_time_ms * 1_000_000, receive_time_ns=t.trade_time_ms * 1_000_000,
-             source=Tick.SOURCE_ARCHIVE, venue="binance-spot")
+        Tick(
+            symbol=t.symbol,
+            trade_id=t.trade_id,
+            price=float(t.price),
+            quantity=float(t.quantity),
+            buyer_is_maker=t.buyer_is_maker,
+            trade_time_ns=t.trade_time_ms * 1_000_000,
+            event_time_ns=t.event_time_ms * 1_000_000,
+            receive_time_ns=t.trade_time_ms * 1_000_000,
+            source=Tick.SOURCE_ARCHIVE,
+            venue="binance-spot",
+        )
         for t in trades
     ]
     writer = TickWriter(stack_settings)
@@ -79,10 +87,25 @@ def celery_worker(trading_engine: Engine, stack_settings: Settings) -> Iterator[
     celery = Path(sys.executable).with_name("celery")
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(celery), "-A", "workers.app", "worker", "--pool", "threads", "--concurrency", "4",
-             "--loglevel", "INFO", "-n", f"test-{stack_settings.port_base}@%h", "--without-gossip",
-             "--without-mingle"],
-            stdout=out, stderr=subprocess.STDOUT, env={**child_env(), "HFT_FILL_MAX_WAIT_S": "3"},
+            [
+                str(celery),
+                "-A",
+                "workers.app",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"test-{stack_settings.port_base}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**child_env(), "HFT_FILL_MAX_WAIT_S": "3"},
             start_new_session=True,
         )
     from kombu.exceptions import OperationalError
@@ -156,23 +179,39 @@ def registered_model(trading_engine: Engine, serving_settings: Settings, data_di
 
     s = serving_settings
     client = MlflowClient(tracking_uri=s.mlflow_uri)
-    versions = sorted((int(v.version) for v in client.search_model_versions(f"name='{TEST_MODEL}'")), reverse=True)
+    versions = sorted(
+        (int(v.version) for v in client.search_model_versions(f"name='{TEST_MODEL}'")), reverse=True
+    )
     if not versions:
         bars = load_bars(data_dir / "klines_15m", ["BTCUSDT"], "15m")
         b = bars["BTCUSDT"]
-        ds = build_dataset({"BTCUSDT": b[b.index >= pd.Timestamp("2025-07-01", tz="UTC")]}, default_feature_set(),
-                           "15m", horizon=1)
+        ds = build_dataset(
+            {"BTCUSDT": b[b.index >= pd.Timestamp("2025-07-01", tz="UTC")]},
+            default_feature_set(),
+            "15m",
+            horizon=1,
+        )
         params = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
         seq = int(params["lstm"]["seq_len"])
         lab = ds.labeled()
         rows = lab[ds.window_ok(seq)[lab]]
         rows = rows[np.argsort(ds.times[rows], kind="stable")][-3000:]
         step = interval_timedelta("15m").value
-        ens, _ = fit_ensemble(ds.X, ds.y, ds.times, rows, ds.feature_names, ds.feature_version, params,
-                              FitConfig(lstm_seconds=2.0, rf_max_rows=3000, lstm_max_rows=3000), step, 4 * step)
+        ens, _ = fit_ensemble(
+            ds.X,
+            ds.y,
+            ds.times,
+            rows,
+            ds.feature_names,
+            ds.feature_version,
+            params,
+            FitConfig(lstm_seconds=2.0, rf_max_rows=3000, lstm_max_rows=3000),
+            step,
+            4 * step,
+        )
         mlflow.set_tracking_uri(s.mlflow_uri)
         mlflow.set_experiment(TEST_MODEL)
-        example = pd.DataFrame(ds.X[rows[-seq - 2:]].astype(np.float64), columns=list(ds.feature_names))
+        example = pd.DataFrame(ds.X[rows[-seq - 2 :]].astype(np.float64), columns=list(ds.feature_names))
         with mlflow.start_run(run_name="serving-test"):
             log_ensemble(ens, example, TEST_MODEL)
         versions = [1]
@@ -180,7 +219,9 @@ def registered_model(trading_engine: Engine, serving_settings: Settings, data_di
         mv = client.get_model_version(TEST_MODEL, str(min(versions)))
         mlflow.set_tracking_uri(s.mlflow_uri)
         mlflow.register_model(mv.source, TEST_MODEL)  # a new version of the same logged model
-        versions = sorted((int(v.version) for v in client.search_model_versions(f"name='{TEST_MODEL}'")), reverse=True)
+        versions = sorted(
+            (int(v.version) for v in client.search_model_versions(f"name='{TEST_MODEL}'")), reverse=True
+        )
     v2, v1 = str(versions[0]), str(versions[1])
     set_alias(s, TEST_MODEL, "champion", v1)
     return {"v1": v1, "v2": v2}
@@ -215,7 +256,9 @@ def online_rows(trading_engine: Engine, serving_settings: Settings, data_dir: Pa
 
 
 @pytest.fixture(scope="session")
-def api_server(registered_model: dict[str, str], online_rows: Any, serving_settings: Settings) -> Iterator[str]:
+def api_server(
+    registered_model: dict[str, str], online_rows: Any, serving_settings: Settings
+) -> Iterator[str]:
     """The model server as the supervisor runs it (uvicorn, one worker), on the test ports."""
     import os
     import signal
@@ -230,14 +273,32 @@ def api_server(registered_model: dict[str, str], online_rows: Any, serving_setti
     log = s.home_dir / "logs" / "test-api.log"
     # SOLUSDT: a configured symbol no test ever writes features for (other tests in the session
     # fill BTCUSDT and ETHUSDT in the shared online store)
-    env = {**child_env(), "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_KEY": API_KEY, "HFT_MODEL_POLL_S": "0.5",
-           "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT","SOLUSDT"]'}
+    env = {
+        **child_env(),
+        "HFT_MODEL_NAME": TEST_MODEL,
+        "HFT_API_KEY": API_KEY,
+        "HFT_MODEL_POLL_S": "0.5",
+        "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT","SOLUSDT"]',
+    }
     uvicorn = Path(sys.executable).with_name("uvicorn")
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(uvicorn), "api.app:create_app", "--factory", "--host", s.bind_host, "--port", str(s.port("api")),
-             "--workers", "1", "--no-access-log"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                str(uvicorn),
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                s.bind_host,
+                "--port",
+                str(s.port("api")),
+                "--workers",
+                "1",
+                "--no-access-log",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

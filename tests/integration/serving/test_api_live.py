@@ -24,8 +24,9 @@ from tests.integration.serving.conftest import API_KEY, TEST_MODEL
 pytestmark = pytest.mark.integration
 
 
-def test_ready_model_and_predict_from_online_features(api_server: str, registered_model: dict[str, str],
-                                                      online_rows: Any) -> None:
+def test_ready_model_and_predict_from_online_features(
+    api_server: str, registered_model: dict[str, str], online_rows: Any
+) -> None:
     ready = httpx.get(f"{api_server}/ready").json()
     assert ready == {"ready": True, "reasons": [], "model_version": registered_model["v1"]}
     model = httpx.get(f"{api_server}/model").json()
@@ -60,25 +61,46 @@ def test_bot_kill_switch_over_the_api_needs_the_key_and_is_stored(api_server: st
     halted = httpx.post(f"{api_server}/bot/halt", json={"reason": "api test"}, headers={"X-API-Key": API_KEY})
     assert halted.status_code == 200, halted.text
     assert halted.json()["state"] == "halted"
-    assert httpx.get(f"{api_server}/bot").json() == {"state": "halted", "reason": "api test", "updated_by": "api"}
-    resumed = httpx.post(f"{api_server}/bot/resume", json={"reason": "api test done"}, headers={"X-API-Key": API_KEY})
+    assert httpx.get(f"{api_server}/bot").json() == {
+        "state": "halted",
+        "reason": "api test",
+        "updated_by": "api",
+    }
+    resumed = httpx.post(
+        f"{api_server}/bot/resume", json={"reason": "api test done"}, headers={"X-API-Key": API_KEY}
+    )
     assert resumed.json()["state"] == "active"
 
 
 def test_schemathesis_finds_no_server_error(api_server: str, stack_settings: Settings) -> None:
     st = Path(sys.executable).with_name("schemathesis")
     out = subprocess.run(
-        [str(st), "run", f"{api_server}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "25",
-         "--phases", "examples,fuzzing", "--no-color", "--seed", "1"],
-        capture_output=True, text=True, timeout=240,
+        [
+            str(st),
+            "run",
+            f"{api_server}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--phases",
+            "examples,fuzzing",
+            "--no-color",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
         cwd=stack_settings.home_dir,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "/predict" in out.stdout
 
 
-def test_alias_move_switches_version_with_zero_failed_requests(api_server: str, registered_model: dict[str, str],
-                                                               serving_settings: Settings) -> None:
+def test_alias_move_switches_version_with_zero_failed_requests(
+    api_server: str, registered_model: dict[str, str], serving_settings: Settings
+) -> None:
     from hft.ml.registry import set_alias
 
     statuses: Counter[int] = Counter()
@@ -119,7 +141,9 @@ def test_alias_move_switches_version_with_zero_failed_requests(api_server: str, 
 
 
 @pytest.mark.faults
-def test_redis_down_predict_503_then_recovers(api_server: str, online_rows: Any, stack_settings: Settings) -> None:
+def test_redis_down_predict_503_then_recovers(
+    api_server: str, online_rows: Any, stack_settings: Settings
+) -> None:
     from hft.devstack.stack import Stack
 
     st = Stack(stack_settings)

@@ -25,8 +25,12 @@ from hft.trading.strategy import TradingState
 pytestmark = pytest.mark.integration
 
 
-def _bot(settings: Settings, engine: Engine, api: str, worker: Any, sent: list[str], **overrides: Any) -> TradingBot:
-    s = settings.model_copy(update={"buy_threshold": 0.0, "sell_threshold": 0.0, "cooldown_s": 0.0, **overrides})
+def _bot(
+    settings: Settings, engine: Engine, api: str, worker: Any, sent: list[str], **overrides: Any
+) -> TradingBot:
+    s = settings.model_copy(
+        update={"buy_threshold": 0.0, "sell_threshold": 0.0, "cooldown_s": 0.0, **overrides}
+    )
     client = httpx.Client(base_url=api, timeout=5)
 
     def predict(symbol: str) -> dict[str, Any]:
@@ -51,15 +55,18 @@ def _wait_filled(engine: Engine, intent_id: str, timeout: float = 30) -> str:
     status = "pending"
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            status = conn.execute(text("SELECT status FROM trading.intents WHERE id = :i"), {"i": intent_id}).scalar_one()
+            status = conn.execute(
+                text("SELECT status FROM trading.intents WHERE id = :i"), {"i": intent_id}
+            ).scalar_one()
         if status != "pending":
             return str(status)
         time.sleep(0.2)
     return str(status)
 
 
-def test_closed_bar_becomes_a_filled_intent(clean_book: Engine, btc_trades: list[Any], api_server: str,
-                                            celery_worker: Any, serving_settings: Settings) -> None:
+def test_closed_bar_becomes_a_filled_intent(
+    clean_book: Engine, btc_trades: list[Any], api_server: str, celery_worker: Any, serving_settings: Settings
+) -> None:
     sent: list[str] = []
     bot = _bot(serving_settings, clean_book, api_server, celery_worker, sent)
     result = bot.on_bar(_event(btc_trades[200]))
@@ -69,16 +76,20 @@ def test_closed_bar_becomes_a_filled_intent(clean_book: Engine, btc_trades: list
     assert 0 < result.tick_to_signal_ns < 5e9
     assert _wait_filled(clean_book, sent[0]) == "filled"
     with clean_book.connect() as conn:
-        row = conn.execute(text(
-            "SELECT f.fill_time, f.market_price, f.fee, i.decided_at, i.model_version FROM trading.fills f "
-            "JOIN trading.intents i ON i.id = f.intent_id")).one()
+        row = conn.execute(
+            text(
+                "SELECT f.fill_time, f.market_price, f.fee, i.decided_at, i.model_version FROM trading.fills f "
+                "JOIN trading.intents i ON i.id = f.intent_id"
+            )
+        ).one()
     assert row.fill_time >= row.decided_at + timedelta(milliseconds=serving_settings.order_latency_ms)
     assert row.fee > 0
     assert row.model_version == result.prediction["model_version"]
 
 
-def test_halt_stops_intents_at_once_and_resume_restarts(clean_book: Engine, btc_trades: list[Any], api_server: str,
-                                                       celery_worker: Any, serving_settings: Settings) -> None:
+def test_halt_stops_intents_at_once_and_resume_restarts(
+    clean_book: Engine, btc_trades: list[Any], api_server: str, celery_worker: Any, serving_settings: Settings
+) -> None:
     sent: list[str] = []
     bot = _bot(serving_settings, clean_book, api_server, celery_worker, sent)
     hft = str(Path(sys.executable).with_name("hft"))
@@ -93,8 +104,9 @@ def test_halt_stops_intents_at_once_and_resume_restarts(clean_book: Engine, btc_
     assert len(sent) == 1
 
 
-def test_daily_loss_limit_halts_the_bot(clean_book: Engine, btc_trades: list[Any], api_server: str,
-                                        celery_worker: Any, serving_settings: Settings) -> None:
+def test_daily_loss_limit_halts_the_bot(
+    clean_book: Engine, btc_trades: list[Any], api_server: str, celery_worker: Any, serving_settings: Settings
+) -> None:
     sent: list[str] = []
     # a loss limit smaller than one order's fee: the first fill alone breaches it
     bot = _bot(serving_settings, clean_book, api_server, celery_worker, sent, daily_loss_limit=0.01)
@@ -111,9 +123,17 @@ def test_daily_loss_limit_halts_the_bot(clean_book: Engine, btc_trades: list[Any
 
 
 def test_stream_entry_parses_to_a_bar_event(btc_trades: list[Any]) -> None:
-    fields = {b"symbol": b"BTCUSDT", b"interval": b"15m", b"open_time_ns": b"1723160700000000000",
-              b"feature_time_ns": b"1723161600000000000", b"close_receive_time_ns": b"1723161600100000000",
-              b"published_ns": b"1", b"has_features": b"1"}
-    ev = bar_event_from_stream(fields, lambda s, i, t: 61000.0 if t == datetime(2024, 8, 8, 23, 45, tzinfo=UTC) else None)
+    fields = {
+        b"symbol": b"BTCUSDT",
+        b"interval": b"15m",
+        b"open_time_ns": b"1723160700000000000",
+        b"feature_time_ns": b"1723161600000000000",
+        b"close_receive_time_ns": b"1723161600100000000",
+        b"published_ns": b"1",
+        b"has_features": b"1",
+    }
+    ev = bar_event_from_stream(
+        fields, lambda s, i, t: 61000.0 if t == datetime(2024, 8, 8, 23, 45, tzinfo=UTC) else None
+    )
     assert ev == BarEvent("BTCUSDT", 61000.0, datetime(2024, 8, 9, tzinfo=UTC), 1723161600100000000)
     assert bar_event_from_stream({**fields, b"has_features": b"0"}, lambda *a: 1.0) is None

@@ -34,8 +34,11 @@ def _count(engine: Engine, status: str | None = None) -> int:
     with engine.connect() as conn:
         if status is None:
             return int(conn.execute(text("SELECT count(*) FROM trading.intents")).scalar_one())
-        return int(conn.execute(text("SELECT count(*) FROM trading.intents WHERE status = :s"),
-                                {"s": status}).scalar_one())
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM trading.intents WHERE status = :s"), {"s": status}
+            ).scalar_one()
+        )
 
 
 def _wait(check: Any, timeout: float = 30.0) -> bool:
@@ -57,22 +60,42 @@ def _has_group(r: redis.Redis) -> bool:
 def _bar(r: redis.Redis, minute: int) -> None:
     open_ns = int(datetime(2024, 8, 9, 0, minute, tzinfo=UTC).timestamp() * 1e9)
     now = time.time_ns()
-    r.xadd(STREAM, {"symbol": "BTCUSDT", "interval": "1m", "open_time_ns": open_ns,
-                    "feature_time_ns": open_ns + 60_000_000_000, "close_receive_time_ns": now - 1_000_000,
-                    "published_ns": now, "has_features": 1})
+    r.xadd(
+        STREAM,
+        {
+            "symbol": "BTCUSDT",
+            "interval": "1m",
+            "open_time_ns": open_ns,
+            "feature_time_ns": open_ns + 60_000_000_000,
+            "close_receive_time_ns": now - 1_000_000,
+            "published_ns": now,
+            "has_features": 1,
+        },
+    )
 
 
 def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
     clean_book: Engine, btc_trades: list[Any], api_server: str, celery_worker: Any, serving_settings: Settings
 ) -> None:
     s = serving_settings
-    env = {**child_env(), "HFT_BUY_THRESHOLD": "0", "HFT_SELL_THRESHOLD": "0", "HFT_COOLDOWN_S": "0",
-           "HFT_MODEL_NAME": TEST_MODEL, "HFT_API_URL": api_server}
+    env = {
+        **child_env(),
+        "HFT_BUY_THRESHOLD": "0",
+        "HFT_SELL_THRESHOLD": "0",
+        "HFT_COOLDOWN_S": "0",
+        "HFT_MODEL_NAME": TEST_MODEL,
+        "HFT_API_URL": api_server,
+    }
     log = s.home_dir / "logs" / "test-trading-bot.log"
     r = redis.Redis.from_url(s.redis_dsn)
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamers.trading_bot"], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamers.trading_bot"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     hft = str(Path(sys.executable).with_name("hft"))
     try:
         assert _wait(lambda: _has_group(r), 60), log.read_text()[-2000:]
@@ -81,19 +104,24 @@ def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
         metrics = f"http://{s.bind_host}:{s.port('metrics_trading_bot')}/metrics"
         # the calculator announces a bar again after a retry or a restart: decided once only
         _bar(r, 1)
-        assert _wait(lambda: 'trading_bot_bars_skipped_total{why="already_decided"} 1.0' in httpx.get(metrics).text), \
-            log.read_text()[-2000:]
+        assert _wait(
+            lambda: 'trading_bot_bars_skipped_total{why="already_decided"} 1.0' in httpx.get(metrics).text
+        ), log.read_text()[-2000:]
         assert _count(clean_book) == 1
         subprocess.run([hft, "bot", "halt", "--reason", "process test"], check=True, capture_output=True)
         _bar(r, 2)
-        assert _wait(lambda: 'trading_bot_decisions_total{reason="halted"} 1.0' in httpx.get(metrics).text), \
+        assert _wait(lambda: 'trading_bot_decisions_total{reason="halted"} 1.0' in httpx.get(metrics).text), (
             log.read_text()[-2000:]
+        )
         assert _count(clean_book) == 1
         text = httpx.get(metrics).text
         assert "trading_bot_tick_to_signal_seconds_count 2.0" in text
         # the three legs of tick→signal add up to it; the first is what _bar stamped (1 ms each)
-        sums = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-                if line.startswith("trading_bot_") and line.split(" ")[0].endswith("_seconds_sum")}
+        sums = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in text.splitlines()
+            if line.startswith("trading_bot_") and line.split(" ")[0].endswith("_seconds_sum")
+        }
         legs = [sums[f"trading_bot_leg_{leg}_seconds_sum"] for leg in ("announce", "stream", "decide")]
         assert sum(legs) == pytest.approx(sums["trading_bot_tick_to_signal_seconds_sum"], abs=1e-6)
         assert legs[0] == pytest.approx(0.002, abs=1e-6)
@@ -111,8 +139,16 @@ def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
 def _entry(symbol: str, minute: int) -> tuple[bytes, dict[bytes, bytes]]:
     open_ns = int(datetime(2024, 8, 9, 0, minute, tzinfo=UTC).timestamp() * 1e9)
     now = time.time_ns()
-    return (f"{now}-0".encode(), {b"symbol": symbol.encode(), b"interval": b"1m", b"open_time_ns": str(open_ns).encode(),
-                                  b"published_ns": str(now).encode(), b"has_features": b"1"})
+    return (
+        f"{now}-0".encode(),
+        {
+            b"symbol": symbol.encode(),
+            b"interval": b"1m",
+            b"open_time_ns": str(open_ns).encode(),
+            b"published_ns": str(now).encode(),
+            b"has_features": b"1",
+        },
+    )
 
 
 def test_bars_of_several_symbols_in_one_read_are_predicted_concurrently(
@@ -122,8 +158,9 @@ def test_bars_of_several_symbols_in_one_read_are_predicted_concurrently(
 
     from streamers.trading_bot import BotProcess, PredictError
 
-    s = serving_settings.model_copy(update={"api_url": api_server, "symbols": ["BTCUSDT", "SOLUSDT"],
-                                            "model_name": TEST_MODEL})
+    s = serving_settings.model_copy(
+        update={"api_url": api_server, "symbols": ["BTCUSDT", "SOLUSDT"], "model_name": TEST_MODEL}
+    )
     bot = BotProcess(s, threading.Event())
     try:
         # the first bar is asked inline; the others start at once, each on its own connection

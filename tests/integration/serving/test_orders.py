@@ -19,18 +19,30 @@ PARAMS = FillParams(order_latency_ms=50.0, slippage_bps=2.0, taker_fee_bps=10.0,
 
 def _intent(engine: Engine, side: Signal, qty: float, at: datetime) -> str:
     with engine.begin() as conn:
-        return str(insert_intent(conn, Intent("BTCUSDT", side, qty, 60_000.0, 0.7, at), model_name="m",
-                                 model_version="1", feature_time=at, tick_receive_ns=None))
+        return str(
+            insert_intent(
+                conn,
+                Intent("BTCUSDT", side, qty, 60_000.0, 0.7, at),
+                model_name="m",
+                model_version="1",
+                feature_time=at,
+                tick_receive_ns=None,
+            )
+        )
 
 
-def test_fill_takes_the_next_trade_after_latency_with_slippage_and_fee(clean_book: Engine, btc_trades: list[Any]) -> None:
+def test_fill_takes_the_next_trade_after_latency_with_slippage_and_fee(
+    clean_book: Engine, btc_trades: list[Any]
+) -> None:
     t = btc_trades[100]
     decided = datetime.fromtimestamp(t.trade_time_ms / 1000, UTC)
     iid = _intent(clean_book, Signal.BUY, 0.01, decided)
     res = execute_intent(clean_book, iid, PARAMS, decided + timedelta(seconds=1))
     assert res.outcome == "filled"
     cutoff = t.trade_time_ms + 50
-    nxt = min((x for x in btc_trades if x.trade_time_ms >= cutoff), key=lambda x: (x.trade_time_ms, x.trade_id))
+    nxt = min(
+        (x for x in btc_trades if x.trade_time_ms >= cutoff), key=lambda x: (x.trade_time_ms, x.trade_id)
+    )
     assert res.fill_price == pytest.approx(float(nxt.price) * (1 + 2e-4))
     assert res.fee == pytest.approx(0.01 * res.fill_price * 1e-3)
     with clean_book.connect() as conn:
@@ -46,17 +58,23 @@ def test_same_intent_twice_fills_once(clean_book: Engine, btc_trades: list[Any])
     decided = datetime.fromtimestamp(btc_trades[10].trade_time_ms / 1000, UTC)
     iid = _intent(clean_book, Signal.BUY, 0.02, decided)
     with ThreadPoolExecutor(4) as pool:  # concurrent redeliveries, then a late one
-        outcomes = list(pool.map(lambda _: execute_intent(clean_book, iid, PARAMS, decided).outcome, range(4)))
+        outcomes = list(
+            pool.map(lambda _: execute_intent(clean_book, iid, PARAMS, decided).outcome, range(4))
+        )
     outcomes.append(execute_intent(clean_book, iid, PARAMS, decided).outcome)
     assert outcomes.count("filled") == 1
     assert outcomes.count("already") == 4
     with clean_book.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM trading.fills")).scalar_one() == 1
         assert conn.execute(text("SELECT count(*) FROM trading.orders")).scalar_one() == 1
-        assert conn.execute(text("SELECT quantity FROM trading.positions")).scalar_one() == pytest.approx(0.02)
+        assert conn.execute(text("SELECT quantity FROM trading.positions")).scalar_one() == pytest.approx(
+            0.02
+        )
 
 
-def test_no_trade_yet_is_transient_then_falls_back_to_last_trade(clean_book: Engine, btc_trades: list[Any]) -> None:
+def test_no_trade_yet_is_transient_then_falls_back_to_last_trade(
+    clean_book: Engine, btc_trades: list[Any]
+) -> None:
     last = btc_trades[-1]
     decided = datetime.fromtimestamp(last.trade_time_ms / 1000, UTC) + timedelta(seconds=5)
     iid = _intent(clean_book, Signal.BUY, 0.01, decided)

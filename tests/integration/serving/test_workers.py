@@ -17,11 +17,21 @@ pytestmark = pytest.mark.integration
 
 def _intent(engine: Engine, side: Signal, qty: float, at: datetime) -> str:
     with engine.begin() as conn:
-        return str(insert_intent(conn, Intent("BTCUSDT", side, qty, 60_000.0, 0.7, at), model_name="m",
-                                 model_version="1", feature_time=at, tick_receive_ns=None))
+        return str(
+            insert_intent(
+                conn,
+                Intent("BTCUSDT", side, qty, 60_000.0, 0.7, at),
+                model_name="m",
+                model_version="1",
+                feature_time=at,
+                tick_receive_ns=None,
+            )
+        )
 
 
-def test_task_delivered_twice_fills_once(clean_book: Engine, btc_trades: list[Any], celery_worker: Any) -> None:
+def test_task_delivered_twice_fills_once(
+    clean_book: Engine, btc_trades: list[Any], celery_worker: Any
+) -> None:
     decided = datetime.fromtimestamp(btc_trades[50].trade_time_ms / 1000, UTC)
     iid = _intent(clean_book, Signal.BUY, 0.03, decided)
     first = celery_worker.send_task("orders.simulate", args=[iid])
@@ -29,21 +39,33 @@ def test_task_delivered_twice_fills_once(clean_book: Engine, btc_trades: list[An
     outcomes = sorted([first.get(timeout=30)["outcome"], second.get(timeout=30)["outcome"]])
     assert outcomes == ["already", "filled"]
     with clean_book.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM trading.fills WHERE intent_id = :i"), {"i": iid}).scalar_one() == 1
-        assert conn.execute(text("SELECT status FROM trading.intents WHERE id = :i"), {"i": iid}).scalar_one() == "filled"
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM trading.fills WHERE intent_id = :i"), {"i": iid}
+            ).scalar_one()
+            == 1
+        )
+        assert (
+            conn.execute(text("SELECT status FROM trading.intents WHERE id = :i"), {"i": iid}).scalar_one()
+            == "filled"
+        )
 
 
-def test_task_retries_until_the_next_trade_or_the_wait_runs_out(clean_book: Engine, btc_trades: list[Any],
-                                                                celery_worker: Any) -> None:
-    iid = _intent(clean_book, Signal.BUY, 0.01, datetime.now(UTC))  # no trade after now: TransientError, retries
+def test_task_retries_until_the_next_trade_or_the_wait_runs_out(
+    clean_book: Engine, btc_trades: list[Any], celery_worker: Any
+) -> None:
+    iid = _intent(
+        clean_book, Signal.BUY, 0.01, datetime.now(UTC)
+    )  # no trade after now: TransientError, retries
     res = celery_worker.send_task("orders.simulate", args=[iid]).get(timeout=60)
     assert res["outcome"] == "filled"  # after HFT_FILL_MAX_WAIT_S=3 it took the last trade
     with clean_book.connect() as conn:
         assert conn.execute(text("SELECT price_source FROM trading.fills")).scalar_one() == "last_trade"
 
 
-def test_reports_store_metrics_and_write_daily_html(clean_book: Engine, btc_trades: list[Any], celery_worker: Any,
-                                                   stack_settings: Settings) -> None:
+def test_reports_store_metrics_and_write_daily_html(
+    clean_book: Engine, btc_trades: list[Any], celery_worker: Any, stack_settings: Settings
+) -> None:
     a = datetime.fromtimestamp(btc_trades[0].trade_time_ms / 1000, UTC)
     b = datetime.fromtimestamp(btc_trades[-100].trade_time_ms / 1000, UTC)
     for side, at in ((Signal.BUY, a), (Signal.SELL, b)):

@@ -43,13 +43,16 @@ class ListSink:
         self.dead.append((reason, raw, stream))
 
 
-def _stream_all(th: ExchangeThread, want: int, timeout: float = 60, **kw: object) -> tuple[ListSink, TradeStream]:
+def _stream_all(
+    th: ExchangeThread, want: int, timeout: float = 60, **kw: object
+) -> tuple[ListSink, TradeStream]:
     sink = ListSink()
 
     async def main() -> TradeStream:
         stop = asyncio.Event()
-        st = TradeStream(th.ws_url, BinanceRest(th.rest_url), SYMBOLS, sink, backoff=lambda a: 0.05,
-                         idle_check_s=0.5, **kw)  # type: ignore[arg-type]
+        st = TradeStream(
+            th.ws_url, BinanceRest(th.rest_url), SYMBOLS, sink, backoff=lambda a: 0.05, idle_check_s=0.5, **kw
+        )  # type: ignore[arg-type]
         task = asyncio.create_task(st.run(stop))
         deadline = time.monotonic() + timeout
         while len(sink.ticks) < want and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a plain list
@@ -72,8 +75,9 @@ def _ids(ticks: list[Tick]) -> dict[str, list[int]]:
 @pytest.fixture
 def exchange(recording: Timeline, request: pytest.FixtureRequest) -> Iterator[ExchangeThread]:
     kw = getattr(request, "param", {})
-    ex = ReplayExchange(recording, speed=kw.get("speed"), loop=kw.get("loop", False),
-                        faults=Faults(**kw.get("faults", {})))
+    ex = ReplayExchange(
+        recording, speed=kw.get("speed"), loop=kw.get("loop", False), faults=Faults(**kw.get("faults", {}))
+    )
     with ExchangeThread(ex) as th:
         yield th
 
@@ -86,7 +90,9 @@ def test_speed_names_parse() -> None:
         parse_speed("fast")
 
 
-def test_stream_gets_every_trade_once_in_order_at_max_speed(exchange: ExchangeThread, recording: Timeline) -> None:
+def test_stream_gets_every_trade_once_in_order_at_max_speed(
+    exchange: ExchangeThread, recording: Timeline
+) -> None:
     want = recording.trades
     sink, st = _stream_all(exchange, len(want))
     assert [(t.symbol, t.trade_id) for t in sink.ticks] == [(t.symbol, t.trade_id) for t in want]
@@ -97,10 +103,14 @@ def test_stream_gets_every_trade_once_in_order_at_max_speed(exchange: ExchangeTh
     assert not sink.dead
 
 
-@pytest.mark.parametrize("exchange", [{"faults": {"drop_every": 1500, "skip_every": 700, "skip": 3,
-                                                  "malformed_every": 1100}}], indirect=True)
+@pytest.mark.parametrize(
+    "exchange",
+    [{"faults": {"drop_every": 1500, "skip_every": 700, "skip": 3, "malformed_every": 1100}}],
+    indirect=True,
+)
 def test_drops_skips_and_malformed_frames_still_give_every_trade_once(
-        exchange: ExchangeThread, recording: Timeline) -> None:
+    exchange: ExchangeThread, recording: Timeline
+) -> None:
     want = recording.trades
     sink, st = _stream_all(exchange, len(want))
     ids = _ids(sink.ticks)
@@ -112,7 +122,9 @@ def test_drops_skips_and_malformed_frames_still_give_every_trade_once(
     assert any(t.source == Tick.SOURCE_REST_GAP_FILL for t in sink.ticks)
     assert len(sink.dead) >= 3
     assert all(reason for reason, _, _ in sink.dead)
-    assert {s for _, _, s in sink.dead} >= {"btcusdt@trade"} or {s for _, _, s in sink.dead} >= {"ethusdt@trade"}
+    assert {s for _, _, s in sink.dead} >= {"btcusdt@trade"} or {s for _, _, s in sink.dead} >= {
+        "ethusdt@trade"
+    }
 
 
 @pytest.mark.parametrize("exchange", [{"loop": True}], indirect=True)
@@ -137,7 +149,9 @@ def test_rest_serves_only_published_trades(exchange: ExchangeThread, recording: 
     assert bad.json()["code"] == -1121
 
     async def listen() -> list[dict[str, object]]:
-        async with websockets.connect(f"{exchange.ws_url}/ws/btcusdt@trade", compression=None, close_timeout=1) as ws:
+        async with websockets.connect(
+            f"{exchange.ws_url}/ws/btcusdt@trade", compression=None, close_timeout=1
+        ) as ws:
             return [json.loads(await ws.recv()) for _ in range(5)]
 
     raw = asyncio.run(listen())
@@ -148,10 +162,13 @@ def test_rest_serves_only_published_trades(exchange: ExchangeThread, recording: 
     last = published[-1]["id"]
     span = recording.id_span()["BTCUSDT"]
     assert span[0] <= last < span[1]  # x2: only the first seconds are out yet, never the future
-    hist = httpx.get(f"{base}/api/v3/historicalTrades",
-                     params={"symbol": "BTCUSDT", "fromId": span[0], "limit": 3}).json()
+    hist = httpx.get(
+        f"{base}/api/v3/historicalTrades", params={"symbol": "BTCUSDT", "fromId": span[0], "limit": 3}
+    ).json()
     assert [r["id"] for r in hist] == [span[0], span[0] + 1, span[0] + 2]
-    agg = httpx.get(f"{base}/api/v3/aggTrades", params={"symbol": "BTCUSDT", "fromId": span[0], "limit": 2}).json()
+    agg = httpx.get(
+        f"{base}/api/v3/aggTrades", params={"symbol": "BTCUSDT", "fromId": span[0], "limit": 2}
+    ).json()
     assert [a["a"] for a in agg] == [span[0], span[0] + 1]
     assert agg[0]["f"] == agg[0]["l"] == span[0]
     kl = httpx.get(f"{base}/api/v3/klines", params={"symbol": "BTCUSDT", "interval": "1s"}).json()
@@ -173,6 +190,7 @@ def test_rest_client_waits_on_rate_limit(recording: Timeline) -> None:
     ex = ReplayExchange(recording, speed=None)
     ex._weight = [time.time_ns() // 60_000_000_000, 6000]  # this minute's budget is spent
     with ExchangeThread(ex) as th:
+
         async def call() -> int:
             rest = BinanceRest(th.rest_url, retries=1)
             rest._client.timeout = httpx.Timeout(5)
@@ -194,8 +212,14 @@ def test_planned_reconnects_lose_nothing(exchange: ExchangeThread) -> None:
 
     async def main() -> TradeStream:
         stop = asyncio.Event()
-        st = TradeStream(exchange.ws_url, BinanceRest(exchange.rest_url), SYMBOLS, sink, max_session_s=1.0,
-                         backoff=lambda a: 0.05)
+        st = TradeStream(
+            exchange.ws_url,
+            BinanceRest(exchange.rest_url),
+            SYMBOLS,
+            sink,
+            max_session_s=1.0,
+            backoff=lambda a: 0.05,
+        )
         task = asyncio.create_task(st.run(stop))
         await asyncio.sleep(4.5)
         stop.set()
@@ -211,7 +235,8 @@ def test_planned_reconnects_lose_nothing(exchange: ExchangeThread) -> None:
 
 @pytest.mark.parametrize("exchange", [{"speed": 20.0}], indirect=True)
 def test_a_restarted_client_resumes_from_its_last_ids_through_rest(
-        exchange: ExchangeThread, recording: Timeline) -> None:
+    exchange: ExchangeThread, recording: Timeline
+) -> None:
     want = recording.trades
     first, st1 = _stream_all(exchange, 1000, timeout=30)
     resume = dict(st1.last)
@@ -222,11 +247,15 @@ def test_a_restarted_client_resumes_from_its_last_ids_through_rest(
         assert next(t.trade_id for t in second.ticks if t.symbol == sym) == last + 1
 
 
-def test_ids_far_below_the_last_mean_the_venue_restarted(exchange: ExchangeThread, recording: Timeline) -> None:
+def test_ids_far_below_the_last_mean_the_venue_restarted(
+    exchange: ExchangeThread, recording: Timeline
+) -> None:
     span = recording.id_span()
     stale = {s: hi + 10_000_000 for s, (_, hi) in span.items()}  # ids of an earlier, longer run
     sink, st = _stream_all(exchange, len(recording.trades), last_ids=stale)
-    assert sorted((t.symbol, t.trade_id) for t in sink.ticks) == sorted((t.symbol, t.trade_id) for t in recording.trades)
+    assert sorted((t.symbol, t.trade_id) for t in sink.ticks) == sorted(
+        (t.symbol, t.trade_id) for t in recording.trades
+    )
     assert st.stats.duplicates == 0
 
 
@@ -238,8 +267,14 @@ def test_archive_trade_files_replay_and_a_drop_on_command_loses_nothing(data_dir
 
         async def main() -> TradeStream:
             stop = asyncio.Event()
-            st = TradeStream(th.ws_url, BinanceRest(th.rest_url), ["ETHUSDT"], sink, backoff=lambda a: 0.05,
-                             idle_check_s=0.5)
+            st = TradeStream(
+                th.ws_url,
+                BinanceRest(th.rest_url),
+                ["ETHUSDT"],
+                sink,
+                backoff=lambda a: 0.05,
+                idle_check_s=0.5,
+            )
             task = asyncio.create_task(st.run(stop))
             while len(sink.ticks) < 500:  # noqa: ASYNC110 - polls a plain list
                 await asyncio.sleep(0.01)

@@ -20,7 +20,9 @@ from hft.market.replay import (
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
 
-def test_default_spot_captures_hold_every_trade_with_contiguous_ids(data_dir: Path, spot_timeline: Timeline) -> None:
+def test_default_spot_captures_hold_every_trade_with_contiguous_ids(
+    data_dir: Path, spot_timeline: Timeline
+) -> None:
     paths = default_capture_paths(data_dir, SYMBOLS)
     assert len(paths) == 4
     assert [str(p) for p in paths] == spot_timeline.sources
@@ -44,11 +46,13 @@ def test_captures_interleave_symbols_by_receive_time(data_dir: Path, spot_timeli
     first_syms = {f.trade.symbol for f in timeline.frames[:2000] if f.trade}
     assert first_syms == set(SYMBOLS)
     # the same trades as the derived archive file (PROVENANCE: trades/ derived from these captures)
-    archive = read_trade_file(data_dir / "trades" / "spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz",
-                              "BTCUSDT")
+    archive = read_trade_file(
+        data_dir / "trades" / "spot_BTCUSDT_trades_2024-08-08T2354Z_2024-08-09T0005Z.csv.gz", "BTCUSDT"
+    )
     replayed = [t for t in timeline.trades if t.symbol == "BTCUSDT"]
-    assert [(t.trade_id, t.price, t.quantity, t.trade_time_ms, t.buyer_is_maker) for t in archive] == \
-           [(t.trade_id, t.price, t.quantity, t.trade_time_ms, t.buyer_is_maker) for t in replayed]
+    assert [(t.trade_id, t.price, t.quantity, t.trade_time_ms, t.buyer_is_maker) for t in archive] == [
+        (t.trade_id, t.price, t.quantity, t.trade_time_ms, t.buyer_is_maker) for t in replayed
+    ]
 
 
 def test_microsecond_capture_timestamps_are_detected(data_dir: Path) -> None:
@@ -68,24 +72,33 @@ def test_trade_files_in_ms_and_us_read_alike(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "hdr.csv.gz", "wt") as fh:
         fh.write("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\n" + rows_ms)
     a = read_trade_file(tmp_path / "ms.csv", "BTCUSDT")
-    assert a == read_trade_file(tmp_path / "us.zip", "BTCUSDT") == read_trade_file(tmp_path / "hdr.csv.gz", "BTCUSDT")
+    assert (
+        a
+        == read_trade_file(tmp_path / "us.zip", "BTCUSDT")
+        == read_trade_file(tmp_path / "hdr.csv.gz", "BTCUSDT")
+    )
     assert [t.trade_time_ms for t in a] == [1704067200123, 1704067200456]
     assert [t.buyer_is_maker for t in a] == [True, False]
 
 
 def test_trade_files_become_a_timeline_paced_by_trade_time(tmp_path: Path) -> None:
-    (tmp_path / "BTCUSDT-trades.csv").write_text("1,100.5,0.1,10.05,1704067200123,True,True\n"
-                                                 "2,100.6,0.2,20.12,1704067201456,False,True\n")
+    (tmp_path / "BTCUSDT-trades.csv").write_text(
+        "1,100.5,0.1,10.05,1704067200123,True,True\n2,100.6,0.2,20.12,1704067201456,False,True\n"
+    )
     (tmp_path / "ETHUSDT-trades.csv").write_text("7,2.5,1,2.5,1704067200500,True,True\n")
     tl = load_source(tmp_path, SYMBOLS)
     assert [(f.trade.symbol, f.trade.trade_id) for f in tl.frames if f.trade] == [
-        ("BTCUSDT", 1), ("ETHUSDT", 7), ("BTCUSDT", 2)]
+        ("BTCUSDT", 1),
+        ("ETHUSDT", 7),
+        ("BTCUSDT", 2),
+    ]
     assert tl.frames[0].stream == "btcusdt@trade"
 
 
 def test_loop_passes_shift_ids_contiguously_and_times_forward(tmp_path: Path) -> None:
-    (tmp_path / "BTCUSDT-trades.csv").write_text("10,1,1,1,1704067200000,True,True\n"
-                                                 "11,1,1,1,1704067205000,True,True\n")
+    (tmp_path / "BTCUSDT-trades.csv").write_text(
+        "10,1,1,1,1704067200000,True,True\n11,1,1,1,1704067205000,True,True\n"
+    )
     tl = load_source(tmp_path, ["BTCUSDT"])
     three = expected_trades(tl, passes=3)
     assert [t.trade_id for t in three] == [10, 11, 12, 13, 14, 15]

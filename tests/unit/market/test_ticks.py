@@ -21,8 +21,17 @@ from hft.market.ticks import (
 )
 
 # A real spot trade from the 2024-08-08 capture (hftbacktest_spot_btcusdt_20240808, first trade)
-TRADE = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",
-         "q": "0.02000000", "T": 1723161255342, "m": True, "M": True}
+TRADE = {
+    "e": "trade",
+    "E": 1723161255343,
+    "s": "BTCUSDT",
+    "t": 3735683259,
+    "p": "61837.63000000",
+    "q": "0.02000000",
+    "T": 1723161255342,
+    "m": True,
+    "M": True,
+}
 RECEIVED = 1723161254087896568
 
 
@@ -40,7 +49,11 @@ def test_enveloped_trade_keeps_three_distinct_clocks() -> None:
 
 def test_raw_trade_frame_and_str_input_give_the_same_tick() -> None:
     raw = json.dumps(TRADE)
-    assert tick_from_frame(raw, RECEIVED) == tick_from_frame(raw.encode(), RECEIVED) == tick_from_trade(TRADE, RECEIVED)
+    assert (
+        tick_from_frame(raw, RECEIVED)
+        == tick_from_frame(raw.encode(), RECEIVED)
+        == tick_from_trade(TRADE, RECEIVED)
+    )
 
 
 def test_tick_round_trips_through_bytes() -> None:
@@ -74,8 +87,15 @@ def test_malformed_enveloped_frame_names_its_stream() -> None:
 
 
 def test_rest_row_becomes_a_gap_fill_tick_with_trade_time_as_event_time() -> None:
-    row = {"id": 28457, "price": "4.00000100", "qty": "12.00000000", "quoteQty": "48.000012",
-           "time": 1499865549590, "isBuyerMaker": True, "isBestMatch": True}
+    row = {
+        "id": 28457,
+        "price": "4.00000100",
+        "qty": "12.00000000",
+        "quoteQty": "48.000012",
+        "time": 1499865549590,
+        "isBuyerMaker": True,
+        "isBestMatch": True,
+    }
     tick = tick_from_rest_trade(row, "BNBBTC", RECEIVED)
     assert tick.source == Tick.SOURCE_REST_GAP_FILL
     assert tick.trade_time_ns == tick.event_time_ns == 1499865549590 * 10**6
@@ -87,7 +107,12 @@ def test_rest_row_becomes_a_gap_fill_tick_with_trade_time_as_event_time() -> Non
 
 def test_dead_letter_keeps_reason_raw_bytes_and_stream() -> None:
     dl = decode_dead_letter(dead_letter_bytes("invalid JSON", b"\xff{", RECEIVED, "btcusdt@trade"))
-    assert (dl.reason, dl.raw, dl.receive_time_ns, dl.stream) == ("invalid JSON", b"\xff{", RECEIVED, "btcusdt@trade")
+    assert (dl.reason, dl.raw, dl.receive_time_ns, dl.stream) == (
+        "invalid JSON",
+        b"\xff{",
+        RECEIVED,
+        "btcusdt@trade",
+    )
 
 
 def test_epoch_units_ms_and_us_are_detected() -> None:
@@ -97,17 +122,23 @@ def test_epoch_units_ms_and_us_are_detected() -> None:
 
 def test_parse_event_reads_every_spot_event_kind_raw_and_enveloped() -> None:
     assert isinstance(parse_event({"stream": "btcusdt@trade", "data": TRADE}), Trade)
-    agg = parse_event(b'{"e":"aggTrade","E":2,"s":"BTCUSDT","a":5,"p":"1.0","q":"2.0","f":10,"l":12,"T":1,'
-                      b'"m":false,"M":true}')
+    agg = parse_event(
+        b'{"e":"aggTrade","E":2,"s":"BTCUSDT","a":5,"p":"1.0","q":"2.0","f":10,"l":12,"T":1,'
+        b'"m":false,"M":true}'
+    )
     assert isinstance(agg, AggTrade)
     assert (agg.first_trade_id, agg.last_trade_id) == (10, 12)
-    book = parse_event(b'{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"25.35190000",'
-                       b'"B":"31.21000000","a":"25.36520000","A":"40.66000000"}}')
+    book = parse_event(
+        b'{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"25.35190000",'
+        b'"B":"31.21000000","a":"25.36520000","A":"40.66000000"}}'
+    )
     assert isinstance(book, BookTicker)
     assert book.event_time_ms is None
     assert book.ask_price == "25.36520000"
-    depth = parse_event(b'{"e":"depthUpdate","E":123456789,"s":"BNBBTC","U":157,"u":160,'
-                        b'"b":[["0.0024","10"]],"a":[["0.0026","100"]]}')
+    depth = parse_event(
+        b'{"e":"depthUpdate","E":123456789,"s":"BNBBTC","U":157,"u":160,'
+        b'"b":[["0.0024","10"]],"a":[["0.0026","100"]]}'
+    )
     assert isinstance(depth, DepthUpdate)
     assert depth.bids == (("0.0024", "10"),)
     assert depth.final_update_id == 160

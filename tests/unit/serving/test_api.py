@@ -29,8 +29,17 @@ def test_predict_returns_the_contract(client: TestClient) -> None:
     r = client.post("/predict", json={"symbol": "btcusdt"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"symbol", "prob_up", "signal", "model_name", "model_version", "feature_version",
-                         "feature_time", "served_at", "latency_ms"}
+    assert set(body) == {
+        "symbol",
+        "prob_up",
+        "signal",
+        "model_name",
+        "model_version",
+        "feature_version",
+        "feature_time",
+        "served_at",
+        "latency_ms",
+    }
     assert body["symbol"] == "BTCUSDT"
     assert 0.0 <= body["prob_up"] <= 1.0
     assert body["signal"] in {"buy", "sell", "hold"}
@@ -90,8 +99,9 @@ def test_batch_scores_rows_and_rejects_nan(client: TestClient) -> None:
     r = client.post("/predict/batch", json={"rows": rows})
     assert r.status_code == 200
     assert len(r.json()["prob_up"]) == 2
-    bad = client.post("/predict/batch", content=b'{"rows": [{"ret_1": NaN}]}',
-                      headers={"content-type": "application/json"})
+    bad = client.post(
+        "/predict/batch", content=b'{"rows": [{"ret_1": NaN}]}', headers={"content-type": "application/json"}
+    )
     assert bad.status_code == 422
     missing = client.post("/predict/batch", json={"rows": [{"ret_1": 0.1}]})
     assert missing.status_code == 422

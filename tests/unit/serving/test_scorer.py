@@ -11,8 +11,12 @@ from tests.unit.serving.conftest import T0, MemoryFeatures, SklearnServingModel,
 
 
 def _scorer(features: MemoryFeatures, models: dict[str, SklearnServingModel], alias: list[str]) -> Scorer:
-    return Scorer(load_model=lambda: models[alias[0]], alias_version=lambda: alias[0], features=features,
-                  history=features.history)
+    return Scorer(
+        load_model=lambda: models[alias[0]],
+        alias_version=lambda: alias[0],
+        features=features,
+        history=features.history,
+    )
 
 
 def test_score_before_any_model_is_unavailable(features: MemoryFeatures) -> None:

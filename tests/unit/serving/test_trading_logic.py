@@ -11,18 +11,32 @@ from hft.trading.pnl import TimedFill, max_drawdown, report
 from hft.trading.strategy import RiskLimits, Signal, TradingState, decide, signal_from_prob
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-LIMITS = RiskLimits(order_notional=1000.0, max_position_notional=2500.0, cooldown_s=60.0, daily_loss_limit=500.0)
+LIMITS = RiskLimits(
+    order_notional=1000.0, max_position_notional=2500.0, cooldown_s=60.0, daily_loss_limit=500.0
+)
 
 
 def _decide(**kw):  # type: ignore[no-untyped-def]
-    base = {"symbol": "BTCUSDT", "signal": Signal.BUY, "prob_up": 0.7, "price": 100.0, "position_qty": 0.0,
-                "state": TradingState.ACTIVE, "last_intent_at": None, "now": T0, "daily_pnl": 0.0, "limits": LIMITS}
+    base = {
+        "symbol": "BTCUSDT",
+        "signal": Signal.BUY,
+        "prob_up": 0.7,
+        "price": 100.0,
+        "position_qty": 0.0,
+        "state": TradingState.ACTIVE,
+        "last_intent_at": None,
+        "now": T0,
+        "daily_pnl": 0.0,
+        "limits": LIMITS,
+    }
     base.update(kw)
     return decide(**base)
 
 
-@pytest.mark.parametrize(("prob", "expected"), [(0.9, Signal.BUY), (0.55, Signal.BUY), (0.5, Signal.HOLD),
-                                                 (0.45, Signal.SELL), (0.1, Signal.SELL)])
+@pytest.mark.parametrize(
+    ("prob", "expected"),
+    [(0.9, Signal.BUY), (0.55, Signal.BUY), (0.5, Signal.HOLD), (0.45, Signal.SELL), (0.1, Signal.SELL)],
+)
 def test_signal_thresholds_split_buy_hold_sell(prob: float, expected: Signal) -> None:
     assert signal_from_prob(prob, 0.55, 0.45) is expected
 
@@ -140,7 +154,9 @@ def test_report_matches_hand_computed_round_trip() -> None:
 
 def test_report_marks_open_position_unrealised() -> None:
     f1 = simulate_fill(Signal.BUY, 1.0, 100.0, slippage_bps=0, fee_bps=0)
-    r = report([TimedFill("X", T0, f1)], starting_cash=1000.0, marks={"X": 90.0}, as_of=T0 + timedelta(minutes=1))
+    r = report(
+        [TimedFill("X", T0, f1)], starting_cash=1000.0, marks={"X": 90.0}, as_of=T0 + timedelta(minutes=1)
+    )
     assert r["unrealized_pnl"] == pytest.approx(-10.0)
     assert r["equity"] == pytest.approx(990.0)
     assert r["max_drawdown"] == pytest.approx(0.01)
