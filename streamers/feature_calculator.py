@@ -1,358 +1,39 @@
 """Feature calculator: Kafka ``market_ticks`` -> bars -> features -> online + offline stores.
 
-Run by the supervisor (``python -m streamers.feature_calculator`` / ``hft run
-feature-calculator``). Consumer group ``feature-calculator``. Per polled batch: each tick goes
-through ``hft.features.calculator.FeatureCalculator`` (bars by exchange trade time, features
-on each closed bar); closed bars are written to Feast's Redis online store, to
-``features.bar_features`` and announced on the Redis stream ``hft:bars:closed``; each touched
-symbol's partial bar goes to ``hft:bars:partial:<symbol>``. Then offsets are committed up to
-the first tick of the oldest open bar, so a restart rebuilds open bars from all their ticks.
-A symbol's first tick triggers its warm-up from ``market.bars``. The clock closes bars of a
-quiet market. Undecodable messages are counted and skipped: the tick ingestor dead-letters them.
+Run by the supervisor (``python -m streamers.feature_calculator`` / ``hft run feature-calculator``);
+the loop is :class:`hft.features.streaming.Calculator`, the process plumbing
+:func:`hft.bus.runtime.run_main`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
 
-from google.protobuf.message import DecodeError
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
-
-from hft import heap
-from hft.bus.client import TP, KafkaException, commit, consume_ready, good_messages, make_consumer, report_lag
-from hft.bus.topics import ensure_topics
-from hft.config import ConfigurationError, Settings, TransientError, get_settings
-from hft.features.calculator import FeatureCalculator, FeatureSink, bar_loader, commit_offsets
-from hft.logs import setup_logging
-from hft.schema.market_pb2 import Tick
-from hft.storage import db
-from hft.storage.ticks import validate_tick
-
-log = logging.getLogger("streamers.feature_calculator")
-GROUP = "feature-calculator"
-QUIET_CHECK_S = 1.0  # how often a busy calculator looks for symbols whose partition is read to the end
-
-_US = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2)
-_MS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-TICKS = Counter("feature_calculator_ticks", "Ticks folded into bars")
-SKIPPED = Counter(
-    "feature_calculator_skipped", "Messages not decodable as Ticks (the ingestor dead-letters them)"
-)
-LATE = Counter("feature_calculator_late_trades", "Trades older than the open bar (closed by the clock)")
-UPDATE = Histogram("feature_calculator_update_seconds", "Bar + feature update cost per tick", buckets=_US)
-TICK_TO_FEATURE = Histogram(
-    "feature_calculator_tick_to_feature_seconds",
-    "From a tick's receive_time_ns to its bar/feature update done (features written when it closed a bar)",
-    buckets=_MS,
-)
-BARS = Counter("feature_calculator_bars_closed", "Bars closed", ["symbol"])
-ONLINE = Histogram("feature_calculator_online_write_seconds", "Online store write per batch", buckets=_MS)
-OFFLINE = Histogram(
-    "feature_calculator_offline_write_seconds", "features.bar_features upsert per batch", buckets=_MS
-)
-LAG = Gauge("feature_calculator_consumer_lag", "Messages behind the end of the topic", ["partition"])
-BAR_AGE = Gauge(
-    "feature_calculator_last_feature_age_seconds", "Now minus the feature time of the last closed bar"
-)
-HEARTBEAT = Gauge("feature_calculator_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
+from hft.bus.runtime import run_main
+from hft.config import Settings
+from hft.features.streaming import Calculator
 
 
-def _decode(value: bytes | None) -> Tick | None:
-    if not value:
-        return None
-    t = Tick()
-    try:
-        t.ParseFromString(value)
-    except DecodeError:
-        return None
-    return None if validate_tick(t) else t
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-max", type=int, default=2000, help="most ticks per poll")
 
 
-class Calculator:
-    """The consume -> compute -> write -> commit loop."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        batch_max: int = 2000,
-        lag_every_s: float = 5.0,
-        clock: Callable[[], int] = time.time_ns,
-        commit_every_s: float = 0.25,
-        partials_every_s: float = 0.1,
-    ) -> None:
-        self.s = settings
-        self.batch_max = batch_max
-        self.lag_every_s = lag_every_s
-        # per-batch costs that do not need every batch: at 1,000 ticks/s a poll returns a handful
-        # of ticks, and a synchronous commit plus a Redis round trip each time capped the
-        # calculator below the offered rate (docs/bench.md, finding 5). Closed bars are still
-        # written at once; a crash re-reads at most commit_every_s of ticks (writes are idempotent).
-        self.commit_every_s = commit_every_s
-        self.partials_every_s = partials_every_s
-        self._pending_offsets: dict[TP, int] = {}
-        self._touched: set[str] = set()
-        self._last_commit = 0.0
-        self._last_partials = 0.0
-        self._last_quiet_check = 0.0
-        self.stop = threading.Event()
-        self.clock = clock  # wall clock, ns: closes bars of a quiet market (tests inject their own)
-        self.calc = FeatureCalculator(settings.bar_interval, loader=bar_loader(settings))
-        self.sink = FeatureSink(settings)
-        self._open_offsets: dict[str, tuple[TP, int]] = {}  # symbol -> (partition, first offset of open bar)
-        self._last_lag = 0.0
-        self._last_feature_ns = 0
-        self._assigned: set[TP] = set()
-        self._in_batch = False
-        self.consumer = make_consumer(settings, GROUP, f"feature-calculator-{settings.port_base}")
-        self.consumer.subscribe(
-            [settings.topic_ticks],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
-
-    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
-        self._assigned |= {(p.topic, p.partition) for p in partitions}
-        log.info(
-            "partitions assigned: %s (now %s)",
-            sorted(p.partition for p in partitions),
-            sorted(p for _t, p in self._assigned),
-        )
-
-    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
-        """Partitions moved to another calculator: commit what is ours, forget their symbols' bars.
-
-        The new owner re-reads from the committed offset (the first tick of each open bar), so
-        it rebuilds those bars from all their ticks; keeping them here would let this process
-        close them by the clock with only part of their ticks.
-        """
-        gone = {(p.topic, p.partition) for p in partitions}
-        if self._pending_offsets and not self._in_batch:
-            # never inside a batch that raised (close() after a crash revokes too): the open bars
-            # already moved past bars that are not written yet, so the offsets would skip them
-            with contextlib.suppress(KafkaException):
-                self._commit_pending()
-        self._assigned -= gone
-        for sym in [s for s, (tp, _o) in self._open_offsets.items() if tp in gone]:
-            self.calc.forget(sym)
-            del self._open_offsets[sym]
-            self._touched.discard(sym)
-        self._pending_offsets = {tp: o for tp, o in self._pending_offsets.items() if tp not in gone}
-        log.info("partitions revoked: %s", sorted(p for _t, p in gone))
-
-    def _write(self, closed: list[Any]) -> None:
-        delay = 0.2
-        while True:
-            try:
-                t = self.sink.write(closed)
-                break
-            except TransientError as exc:
-                log.warning("closed bars not written, retrying in %.1fs: %s", delay, exc)
-                if self.stop.wait(delay):
-                    raise
-                delay = min(delay * 2, 5.0)
-        ONLINE.observe(t.online)
-        OFFLINE.observe(t.offline)
-        for c in closed:
-            BARS.labels(c.bar.symbol).inc()
-            self._last_feature_ns = max(self._last_feature_ns, c.bar.close_time_ns)
-
-    def run_once(self, timeout_ms: int = 200) -> int:
-        """Poll one batch, fold it, write closed bars and partials, commit; return messages handled."""
-        msgs = good_messages(consume_ready(self.consumer, self.batch_max, timeout_ms / 1000))
-        self._in_batch = True  # until this batch's closed bars are written (see _on_revoke)
-        HEARTBEAT.set(time.time())
-        closed_all = []
-        touched: set[str] = set()
-        pending_latency: list[int] = []
-        next_offsets: dict[TP, int] = {}
-        n = len(msgs)
-        for m in msgs:
-            tp: TP = (m.topic(), m.partition())  # type: ignore[assignment]
-            if tp not in self._assigned:
-                # fetched before a rebalance that happened inside this very poll moved the
-                # partition away: its new owner reads it from the committed offset; folding it here
-                # would rebuild the symbol from a mid-bar tick and let the clock close that bar
-                continue
-            offset: int = m.offset()  # type: ignore[assignment]
-            next_offsets[tp] = offset + 1
-            t = _decode(m.value())
-            if t is None:
-                SKIPPED.inc()
-                continue
-            TICKS.inc()
-            t0 = time.perf_counter_ns()
-            before = self.calc.partial(t.symbol)
-            closed = self.calc.on_tick(t)
-            t1 = time.perf_counter_ns()
-            UPDATE.observe((t1 - t0) / 1e9)
-            if closed is None:
-                LATE.inc()
-                continue
-            if self.calc.partial(t.symbol) is not before:
-                # this tick opened a new bar: a restart must re-read from here
-                self._open_offsets[t.symbol] = (tp, offset)
-            touched.add(t.symbol)
-            if closed:
-                closed_all += closed
-                pending_latency.append(t.receive_time_ns)
-            else:
-                TICK_TO_FEATURE.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
-        polled = n > 0
-        if not polled:
-            # idle: no trade is waiting in the topic, so a bar whose time is over can only be
-            # closed by the clock (with a backlog, the next trade closes it, never too early)
-            closed_all += self.calc.on_clock(self.clock())
-        elif time.monotonic() - self._last_quiet_check >= QUIET_CHECK_S:
-            # busy, but a symbol whose partition has nothing left to read is as idle as above: its
-            # open bar must not wait for the whole topic to go quiet (it would pin the committed
-            # offsets, so every restart re-read from it: docs/bench.md finding 6)
-            self._last_quiet_check = time.monotonic()
-            quiet = self._caught_up_symbols()
-            if quiet:
-                closed_all += self.calc.on_clock(self.clock(), quiet)
-        if closed_all:
-            self._write(closed_all)
-            now = time.time_ns()
-            for rt in pending_latency:
-                TICK_TO_FEATURE.observe(max(now - rt, 0) / 1e9)
-        self._touched |= touched
-        self._pending_offsets.update(next_offsets)
-        self._in_batch = False
-        now_s = time.monotonic()
-        if self._touched and (
-            closed_all or not polled or now_s - self._last_partials >= self.partials_every_s
-        ):
-            self._flush_partials()
-        for c in closed_all:
-            if self.calc.partial(c.bar.symbol) is None:  # closed by the clock: no bar open now
-                try:
-                    self.sink.clear_partial(c.bar.symbol)
-                except TransientError as exc:  # a stale partial until Redis is back: harmless
-                    log.warning("%s", exc)
-        if self._last_feature_ns:
-            BAR_AGE.set((time.time_ns() - self._last_feature_ns) / 1e9)
-        if self._pending_offsets and (not polled or now_s - self._last_commit >= self.commit_every_s):
-            self._commit_pending()
-        self._update_lag()
-        return n
-
-    def _caught_up_symbols(self) -> list[str]:
-        """Symbols with an open bar in a partition read up to its high watermark (as of the last fetch)."""
-        from confluent_kafka import TopicPartition
-
-        out = []
-        for sym, (tp, _first) in self._open_offsets.items():
-            if tp not in self._assigned or self.calc.partial(sym) is None:
-                continue
-            ktp = TopicPartition(*tp)
-            _low, high = self.consumer.get_watermark_offsets(ktp, cached=True)
-            pos = self.consumer.position([ktp])[0].offset
-            if high is not None and high >= 0 and pos >= high:
-                out.append(sym)
-        return out
-
-    def _flush_partials(self) -> None:
-        """Snapshot the touched symbols' open bars; while Redis is down keep them for the next try."""
-        self._last_partials = time.monotonic()
-        try:
-            self.sink.write_partials(b for s in self._touched if (b := self.calc.partial(s)) is not None)
-        except TransientError as exc:
-            log.warning("%s", exc)
-            return
-        self._touched.clear()
-
-    def _commit_pending(self) -> None:
-        self._commit(self._pending_offsets)
-        self._pending_offsets = {}
-        self._last_commit = time.monotonic()
-
-    def _commit(self, next_offsets: dict[TP, int]) -> None:
-        opens: dict[TP, list[int]] = {}
-        for sym, (tp, off) in self._open_offsets.items():
-            if self.calc.partial(sym) is not None:
-                opens.setdefault(tp, []).append(off)
-        offsets = commit_offsets(next_offsets, opens)
-        try:
-            commit(self.consumer, {tp: off for tp, off in offsets.items() if tp in self._assigned})
-        except KafkaException as exc:
-            log.warning("offset commit failed (ticks will be re-read, writes are idempotent): %s", exc)
-
-    def _update_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._last_lag < self.lag_every_s:
-            return
-        self._last_lag = now
-        report_lag(self.consumer, LAG)
-
-    def run(self) -> None:
-        """Loop until ``stop`` is set, then leave the group and close the stores."""
-        try:
-            while not self.stop.is_set():
-                self.run_once()
-            if self._touched:
-                self._flush_partials()
-            if self._pending_offsets:
-                self._commit_pending()
-        finally:
-            self.consumer.close()
-            self.sink.close()
-            log.info("feature calculator stopped")
+def _build(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> Calculator:
+    return Calculator(settings, batch_max=args.batch_max, stop=stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the calculator until SIGTERM/SIGINT."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--batch-max", type=int, default=2000, help="most ticks per poll")
-    p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        help="instead of settings.port('metrics_feature_calculator')",
+    return run_main(
+        "feature-calculator",
+        __doc__.splitlines()[0],
+        _build,
+        argv,
+        metrics_port="metrics_feature_calculator",
+        add_arguments=_arguments,
     )
-    args = p.parse_args(argv)
-    settings = get_settings()
-    setup_logging(settings.log_level, "feature-calculator")
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the batch in hand", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        if not args.no_metrics:
-            start_http_server(
-                args.metrics_port or settings.port("metrics_feature_calculator"), addr=settings.bind_host
-            )
-        db.migrate_when_ready(settings, stop)
-        ensure_topics(settings)  # subscribed topics exist (created with their settings if missing)
-        calc = Calculator(settings, batch_max=args.batch_max)
-        calc.stop = stop
-        log.info(
-            "consuming %s as group %s, %s bars, spec %s",
-            settings.topic_ticks,
-            GROUP,
-            settings.bar_interval,
-            calc.calc.spec.version,
-        )
-        heap.freeze()  # imports, the Feast store: out of the collector's way (finding 10)
-        calc.run()
-    except ConfigurationError as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,320 +1,36 @@
 """Trading bot: closed bars → ``POST /predict`` → risk checks → order intent → Celery.
 
-Run by the supervisor (``python -m streamers.trading_bot`` / ``hft run trading-bot``). It reads
-the feature calculator's Redis stream ``hft:bars:closed`` in the consumer group
-``trading-bot`` (entries are acked after handling; entries older than two bars are skipped,
-since acting on a stale bar is worse than not acting). Each bar goes through
-:class:`hft.trading.bot.TradingBot`, which checks the stored bot state (the kill switch of
-``hft bot halt``) before every intent. Intent ids go to the worker as ``orders.simulate``.
-Metrics on ``settings.port("metrics_trading_bot")``: tick-to-signal latency (the receive time
-of the tick that closed the bar to the decision), decisions by reason, predict errors.
+Run by the supervisor (``python -m streamers.trading_bot`` / ``hft run trading-bot``); the loop is
+:class:`hft.trading.runner.BotProcess`, the process plumbing :func:`hft.bus.runtime.run_main`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
+import sys
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
-from types import FrameType
-from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
-
-from hft import heap
-from hft.config import Settings, TransientError, get_settings
-from hft.logs import setup_logging
-
-log = logging.getLogger("streamers.trading_bot")
-GROUP = "trading-bot"
-CLOSED_STREAM = "hft:bars:closed"  # hft.features.calculator.CLOSED_STREAM
-PARTIAL_KEY = "hft:bars:partial:{symbol}"
-
-TICK_TO_SIGNAL = Histogram(
-    "trading_bot_tick_to_signal_seconds",
-    "Receive time of the bar-closing tick to the bot's decision",
-    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-# tick→signal in three legs (docs/bench.md): the calculator, the Redis stream, the bot and /predict
-_LEG_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
-LEG_ANNOUNCE = Histogram(
-    "trading_bot_leg_announce_seconds",
-    "Bar-closing tick received -> closed-bar entry published (calculator: close, features, "
-    "online + offline writes)",
-    buckets=_LEG_BUCKETS,
-)
-LEG_STREAM = Histogram(
-    "trading_bot_leg_stream_seconds", "Closed-bar entry published -> read by the bot", buckets=_LEG_BUCKETS
-)
-LEG_DECIDE = Histogram(
-    "trading_bot_leg_decide_seconds",
-    "Entry read -> signal (POST /predict; the risk checks and the intent come after)",
-    buckets=_LEG_BUCKETS,
-)
-DECISIONS = Counter(
-    "trading_bot_decisions", "Decisions by outcome (intent or the reason for none)", ["reason"]
-)
-INTENTS = Counter("trading_bot_intents", "Order intents sent to the worker", ["symbol", "side"])
-PREDICT_ERRORS = Counter("trading_bot_predict_errors", "Failed /predict calls", ["kind"])
-SKIPPED = Counter("trading_bot_bars_skipped", "Closed bars not acted on", ["why"])
-STATE = Gauge("trading_bot_halted", "1 while the stored bot state is halted")
-HEARTBEAT = Gauge("trading_bot_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
+from hft.bus.runtime import run_main
+from hft.config import Settings
+from hft.trading.runner import BotProcess
 
 
-class PredictError(RuntimeError):
-    """The model server did not answer with a prediction."""
-
-
-class BotProcess:
-    """The loop around :class:`hft.trading.bot.TradingBot`."""
-
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
-        import httpx
-        import redis
-        from celery import Celery
-
-        from hft.storage.db import engine
-        from hft.trading.bot import TradingBot
-
-        self.s = settings
-        self.stop = stop
-        self.redis = redis.Redis.from_url(settings.redis_dsn, socket_timeout=5)
-        self.http = httpx.Client(base_url=settings.api_base_url, timeout=2.0)
-        # the worker's task by name: streamers never import workers
-        self.celery = Celery("trading-bot", broker=settings.redis_dsn, backend=settings.redis_dsn)
-        self.engine = engine(settings)
-        self.bot = TradingBot(settings, self.engine, self._predict, self._enqueue, time.time_ns)
-        from hft.features.bars import interval_ns
-
-        self.max_age_ns = 2 * interval_ns(settings.bar_interval)
-        self.consumer = f"bot-{settings.port_base}"
-        # newest bar decided on per (symbol, interval): the calculator may announce a bar again
-        # (a retry or a restart before its offsets were committed); one decision per bar
-        self._decided: dict[tuple[str, str], int] = {}
-        # /predict of the other symbols' bars in one read runs ahead, each on its own connection,
-        # so one bar's decision does not wait for another's (docs/bench.md, "tick→signal, leg by leg")
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(len(settings.symbols), 1), thread_name_prefix="predict"
-        )
-        self._local = threading.local()
-        self._ahead: dict[str, Future[dict[str, Any]]] = {}
-
-    def _predict(self, symbol: str) -> dict[str, Any]:
-        ahead = self._ahead.pop(symbol, None)
-        if ahead is not None:
-            return ahead.result()
-        return self._post_predict(self.http, symbol)
-
-    def _predict_ahead(self, symbol: str) -> dict[str, Any]:
-        import httpx
-
-        client = getattr(self._local, "http", None)
-        if client is None:  # one client per pool thread
-            client = self._local.http = httpx.Client(base_url=self.s.api_base_url, timeout=2.0)
-        return self._post_predict(client, symbol)
-
-    def _post_predict(self, client: Any, symbol: str) -> dict[str, Any]:
-        import httpx
-
-        try:
-            r = client.post("/predict", json={"symbol": symbol})
-        except httpx.HTTPError as exc:
-            PREDICT_ERRORS.labels("unreachable").inc()
-            raise PredictError(f"model server unreachable: {exc}") from exc
-        if r.status_code != 200:
-            kind = (
-                r.json().get("error", str(r.status_code))
-                if r.headers.get("content-type", "").startswith("application/json")
-                else str(r.status_code)
-            )
-            PREDICT_ERRORS.labels(kind).inc()
-            raise PredictError(f"/predict {symbol}: {r.status_code} {r.text[:200]}")
-        body: dict[str, Any] = r.json()
-        return body
-
-    def _enqueue(self, intent_id: str) -> None:
-        self.celery.send_task("orders.simulate", args=[intent_id])
-
-    def _close_price(self, symbol: str, interval: str, open_time: datetime) -> float | None:
-        from hft.trading import store
-
-        with self.engine.connect() as conn:
-            price = store.bar_close(conn, symbol, interval, open_time)
-            if price is not None:
-                return price
-        # the ingestor may not have written the bar yet: the next bar opened at (about) this close
-        partial = self.redis.hgetall(PARTIAL_KEY.format(symbol=symbol))
-        if partial and b"open" in partial:
-            return float(partial[b"open"])
-        with self.engine.connect() as conn:
-            last = store.last_trade(conn, symbol)
-        return last.price if last else None
-
-    def ensure_group(self) -> None:
-        """Create the consumer group at the stream's end (new bars only) when missing."""
-        import redis
-
-        try:
-            self.redis.xgroup_create(CLOSED_STREAM, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    @staticmethod
-    def _bar_key(fields: dict[bytes, bytes]) -> tuple[tuple[str, str], int]:
-        """An entry's (symbol, interval) and bar open time (ns)."""
-        key = (fields.get(b"symbol", b"").decode(), fields.get(b"interval", b"").decode())
-        return key, int(fields.get(b"open_time_ns", b"0"))
-
-    def _skip_reason(self, fields: dict[bytes, bytes], read_ns: int) -> str | None:
-        """Why an entry is not acted on before looking at its price: too old, or its bar decided."""
-        published = int(fields.get(b"published_ns", b"0"))
-        if published and read_ns - published > self.max_age_ns:
-            return "stale"
-        key, open_ns = self._bar_key(fields)
-        if open_ns and open_ns <= self._decided.get(key, 0):
-            return "already_decided"
-        return None
-
-    def _to_decide(self, fields: dict[bytes, bytes], read_ns: int) -> str | None:
-        """The symbol of an entry the bot will ask the model about, else None."""
-        symbol = fields.get(b"symbol", b"").decode()
-        if (
-            self._skip_reason(fields, read_ns) is not None
-            or fields.get(b"has_features", b"1") == b"0"
-            or symbol not in self.s.symbols
-        ):
-            return None
-        return symbol
-
-    def predict_ahead(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Start ``/predict`` for every symbol after the first one with a bar to decide in this read
-        (the first is asked inline, as a lone bar is); a symbol with two bars here is asked inline."""
-        now = time.time_ns()
-        symbols = [sym for _id, f in entries if (sym := self._to_decide(f, now)) is not None]
-        for sym in symbols[1:]:
-            if sym != symbols[0] and symbols.count(sym) == 1:
-                self._ahead[sym] = self._pool.submit(self._predict_ahead, sym)
-
-    def forget_ahead(self) -> None:
-        """Drop predictions started ahead whose bar was not decided after all (e.g. no close price)."""
-        for fut in self._ahead.values():
-            fut.cancel()
-        self._ahead.clear()
-
-    def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        """Decide on one closed bar."""
-        from hft.trading.bot import bar_event_from_stream
-
-        read_ns = time.time_ns()
-        published = int(fields.get(b"published_ns", b"0"))
-        if (why := self._skip_reason(fields, read_ns)) is not None:
-            SKIPPED.labels(why).inc()
-            return
-        key, open_ns = self._bar_key(fields)
-        event = bar_event_from_stream(fields, self._close_price)
-        if event is None:
-            SKIPPED.labels("no_features_or_price").inc()
-            return
-        if event.symbol not in self.s.symbols:
-            SKIPPED.labels("symbol").inc()
-            return
-        try:
-            result = self.bot.on_bar(event)
-        except PredictError as exc:
-            DECISIONS.labels("predict_failed").inc()
-            log.warning("%s", exc)
-            return
-        self._decided[key] = max(open_ns, self._decided.get(key, 0))
-        if result.tick_to_signal_ns is not None:
-            TICK_TO_SIGNAL.observe(result.tick_to_signal_ns / 1e9)
-            if published and event.receive_time_ns:
-                LEG_ANNOUNCE.observe(max(published - event.receive_time_ns, 0) / 1e9)
-                LEG_STREAM.observe(max(read_ns - published, 0) / 1e9)
-                LEG_DECIDE.observe(max(event.receive_time_ns + result.tick_to_signal_ns - read_ns, 0) / 1e9)
-        DECISIONS.labels(result.decision.reason).inc()
-        STATE.set(1 if result.decision.state.value == "halted" else 0)
-        if result.intent_id and result.decision.intent is not None:
-            INTENTS.labels(event.symbol, result.decision.intent.side.value).inc()
-            log.info(
-                "intent %s %s %s qty %.8f p_up %.3f",
-                result.intent_id,
-                event.symbol,
-                result.decision.intent.side.value,
-                result.decision.intent.quantity,
-                result.decision.intent.prob_up,
-            )
-
-    def run(self) -> None:
-        """Read the stream until stopped; ack each entry after handling it."""
-        import redis
-        from sqlalchemy.exc import OperationalError
-
-        self.ensure_group()
-        backoff = 0.5
-        while not self.stop.is_set():
-            HEARTBEAT.set(time.time())
-            try:
-                batches = self.redis.xreadgroup(
-                    GROUP, self.consumer, {CLOSED_STREAM: ">"}, count=100, block=1000
-                )
-                for _stream, entries in batches or []:
-                    self.predict_ahead(entries)
-                    try:
-                        for entry_id, fields in entries:
-                            self.handle(entry_id, fields)
-                            self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
-                    finally:
-                        self.forget_ahead()
-                backoff = 0.5
-            except (redis.RedisError, OperationalError, TransientError) as exc:
-                log.warning("dependency unavailable, retrying in %.1fs: %s", backoff, exc)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
-                    self.ensure_group()  # Redis restarted empty
-        self.http.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        log.info("trading bot stopped")
+def _build(_args: argparse.Namespace, settings: Settings, stop: threading.Event) -> BotProcess:
+    return BotProcess(settings, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the bot until SIGTERM/SIGINT."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (tests)")
-    args = p.parse_args(argv)
-    settings = get_settings()
-    setup_logging(settings.log_level, "trading-bot")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /predict call drowns the log
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    from hft.storage import db
-
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            db.migrate(settings)
-            break
-        except TransientError as exc:
-            log.warning("database not ready, retrying in %.1fs: %s", delay, exc)
-            stop.wait(delay)
-            delay = min(delay * 2, 5.0)
-    if not args.no_metrics:
-        start_http_server(settings.port("metrics_trading_bot"), addr=settings.bind_host)
-    bot = BotProcess(settings, stop)
-    heap.freeze()  # what start-up loaded: out of the collector's way (finding 10)
-    bot.run()
-    return 0
+    return run_main(
+        "trading-bot",
+        __doc__.splitlines()[0],
+        _build,
+        argv,
+        metrics_port="metrics_trading_bot",
+        needs_topics=False,  # it reads a Redis stream
+        quiet_loggers=["httpx"],  # one line per /predict call drowns the log
+    )
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Protocol
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from hft.bus.retry import backoff_delays
 from hft.config import TransientError
 from hft.market.rest import BinanceRest
 from hft.market.ticks import MalformedMessage, Tick, tick_from_frame, tick_from_rest_trade
@@ -62,18 +62,6 @@ class StreamStats:
     gaps_filled: int = 0
     gaps_unfilled: int = 0
     last_trade_id: dict[str, int] = field(default_factory=dict)
-
-
-def backoff_delays(
-    base_s: float = 0.5, cap_s: float = 30.0, rng: random.Random | None = None
-) -> Callable[[int], float]:
-    """Full-jitter exponential backoff: attempt n waits uniform(0, min(cap, base * 2**n))."""
-    r = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-
-    def delay(attempt: int) -> float:
-        return r.uniform(0, min(cap_s, base_s * 2 ** min(attempt, 20)))
-
-    return delay
 
 
 class TradeStream:

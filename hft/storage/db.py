@@ -8,12 +8,14 @@ says once per database whether TimescaleDB is there (and its license) and logs w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hft.bus.retry import Stopped, backoff_delays, retry
 from hft.config import ConfigurationError, Settings, TransientError
 
 if TYPE_CHECKING:
@@ -140,15 +142,8 @@ def migrate(settings: Settings, revision: str = "head") -> str | None:
 
 def migrate_when_ready(settings: Settings, stop: threading.Event) -> None:
     """Migrate, waiting (with backoff) while PostgreSQL is not up yet, until ``stop`` is set."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            migrate(settings)
-            return
-        except TransientError as exc:
-            log.warning("database not ready, retrying in %.1fs: %s", delay, exc)
-            stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+    with contextlib.suppress(Stopped):
+        retry(lambda: migrate(settings), stop, "database migration", delays=backoff_delays(0.5, 5.0))
 
 
 def detect_backend(conn: Any) -> Backend:

@@ -173,3 +173,12 @@ def test_feast_does_not_drag_torch_into_a_process() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_streamers_are_thin_entry_points() -> None:
+    """The logic of a stream process lives in hft/ (where tests reach it); streamers/ only wires it."""
+    for path in (REPO_ROOT / "streamers").glob("*.py"):
+        lines = path.read_text().splitlines()
+        assert len(lines) <= 60, f"{path} has {len(lines)} lines"
+        if path.name != "__init__.py":
+            assert "from hft.bus.runtime import" in path.read_text(), f"{path} does not use the bus runtime"

@@ -85,7 +85,7 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
     from hft.storage import db
     from hft.storage.bars import read_bars, upsert_klines
     from hft.storage.ticks import TickWriter
-    from streamers.feature_calculator import Calculator
+    from hft.features.streaming import Calculator
     from tests.kafka_helpers import send_ticks
 
     s = replay_settings
@@ -184,7 +184,7 @@ def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
     committed offsets, so every restart re-read the topic from it)."""
     import redis
 
-    import streamers.feature_calculator as fc
+    import hft.features.streaming as fc
     from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY
     from hft.storage import db
     from tests.kafka_helpers import send_ticks

@@ -69,8 +69,8 @@ def test_two_calculators_and_two_ingestors_share_the_partitions_and_every_bar_st
     from hft.features.offline import read_features
     from hft.storage import db
     from hft.storage.bars import read_bars, upsert_klines
-    from streamers.feature_calculator import Calculator
-    from streamers.tick_ingestor import Ingestor
+    from hft.features.streaming import Calculator
+    from hft.storage.ingest import Ingestor
 
     run = uuid.uuid4().hex[:8]
     s = feature_settings.model_copy(

@@ -156,7 +156,7 @@ def test_bars_of_several_symbols_in_one_read_are_predicted_concurrently(
 ) -> None:
     import threading
 
-    from streamers.trading_bot import BotProcess, PredictError
+    from hft.trading.runner import BotProcess, PredictError
 
     s = serving_settings.model_copy(
         update={"api_url": api_server, "symbols": ["BTCUSDT", "SOLUSDT"], "model_name": TEST_MODEL}
