@@ -3,15 +3,25 @@
 Build it with :func:`get_settings`; nothing here touches the network or the disk at
 import time. Ports of the embedded stack derive from ``HFT_PORT_BASE`` unless set one
 by one, so a test run and a demo run never collide.
+
+Passwords of the embedded services (PostgreSQL, Redis, supervisord) not given in the settings
+are generated on first use into ``<HFT_HOME>/credentials.json`` (mode 0600) and read from there
+by every process of that home: building Settings for the embedded stack reads that file (and
+writes it once). A service named by URL (``HFT_POSTGRES_URL``, ``HFT_REDIS_URL``) brings its own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +33,54 @@ class ConfigurationError(RuntimeError):
 
 class TransientError(RuntimeError):
     """A dependency that is briefly unavailable: back off and retry."""
+
+
+CREDENTIALS_FILE = "credentials.json"
+# settings generated for the embedded stack when not given, and the URL setting that makes each unneeded
+GENERATED_SECRETS: dict[str, str | None] = {
+    "postgres_password": "postgres_url",
+    "redis_password": "redis_url",
+    "supervisor_password": None,
+}
+
+
+def credentials_file(home: Path) -> Path:
+    """Where the embedded stack's generated passwords live."""
+    return (home if home.is_absolute() else Path.cwd() / home) / CREDENTIALS_FILE
+
+
+def load_credentials(home: Path) -> dict[str, str]:
+    """The generated passwords under ``home``: created on first use (mode 0600, owner only), and
+    completed when a newer version knows more of them. Two processes starting at once agree."""
+    path = credentials_file(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if all(current.get(k) for k in GENERATED_SECRETS):
+        return current
+    fresh = {k: current.get(k) or secrets.token_hex(20) for k in GENERATED_SECRETS}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(fresh, f, indent=1)
+    try:
+        if current:
+            os.replace(tmp, path)  # completing an older file: same values, more keys
+        else:
+            with contextlib.suppress(FileExistsError):  # another process was first: its file wins
+                os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return loaded
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for status tables and logs)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # Offsets from port_base for the parts of the embedded stack and the application processes.
@@ -77,13 +135,25 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of an external market database; embedded when unset"
     )
     postgres_user: str = "postgres"
-    postgres_password: SecretStr = SecretStr("")
+    postgres_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="The embedded PostgreSQL's password (generated into HFT_HOME when unset)",
+    )
     postgres_db: str = "hft"
     timescale: bool = Field(default=False, description="Run TimescaleDB (PostgreSQL 17 in a trixie root)")
     timescale_root: Path | None = Field(default=None, description="debootstrap root for TimescaleDB")
 
     # --- Redis ------------------------------------------------------------------------------
     redis_url: str | None = Field(default=None, description="External Redis; embedded when unset")
+    redis_password: SecretStr = Field(
+        default=SecretStr(""), description="The embedded Redis' password (generated into HFT_HOME when unset)"
+    )
+
+    # --- the process supervisor ---------------------------------------------------------------
+    supervisor_user: str = Field(default="hft", description="Login of supervisord's web UI and XML-RPC")
+    supervisor_password: SecretStr = Field(
+        default=SecretStr(""), description="Its password (generated into HFT_HOME when unset)"
+    )
 
     # --- Kafka ------------------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(
@@ -210,6 +280,19 @@ class Settings(BaseSettings):
         default=7, description="Trailing window compared with the training reference"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_credentials(cls, data: Any) -> Any:
+        """Fill the embedded services' passwords that were not given from ``credentials.json``."""
+        if not isinstance(data, dict):
+            return data
+        # a key given, even empty, is the user's choice; a service named by URL brings its own
+        missing = [k for k, url in GENERATED_SECRETS.items() if k not in data and not (url and data.get(url))]
+        if not missing:
+            return data
+        creds = load_credentials(Path(data.get("home") or ".hft"))
+        return {**data, **{k: creds[k] for k in missing}}
+
     @field_validator("kafka_brokers")
     @classmethod
     def _one_or_three(cls, n: int) -> int:
@@ -243,7 +326,10 @@ class Settings(BaseSettings):
     @property
     def redis_dsn(self) -> str:
         """Redis URL (external or embedded)."""
-        return self.redis_url or f"redis://{self.bind_host}:{self.port('redis')}/0"
+        if self.redis_url:
+            return self.redis_url
+        pw = self.redis_password.get_secret_value()
+        return f"redis://{':' + pw + '@' if pw else ''}{self.bind_host}:{self.port('redis')}/0"
 
     @property
     def mlflow_uri(self) -> str:

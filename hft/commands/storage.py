@@ -41,7 +41,7 @@ def db_migrate(
 @db_app.command("info")
 def db_info() -> None:
     """Show the backend, the schema revision and what market.ticks and market.bars hold."""
-    from hft.config import TransientError, get_settings
+    from hft.config import TransientError, get_settings, mask_url
     from hft.storage import db
 
     settings = get_settings()
@@ -56,7 +56,7 @@ def db_info() -> None:
         if rev and rev[0]:
             row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
             version = row[0] if row else None
-        console.print(f"database  {db.libpq_url(settings)}")
+        console.print(f"database  {mask_url(db.libpq_url(settings))}")
         console.print(f"backend   {backend.describe()}")
         console.print(f"revision  {version or 'none (run hft db migrate)'}")
         if not version:

@@ -32,8 +32,6 @@ class MLflow(Service):
         cmd = [
             str(Path(sys.executable).with_name("mlflow")),
             "server",
-            "--backend-store-uri",
-            self.s.database_url("mlflow", driver="postgresql+psycopg2"),
             "--artifacts-destination",
             str(self.dir("mlflow", "artifacts")),
             "--host",
@@ -43,7 +41,12 @@ class MLflow(Service):
             "--workers",
             "1",
         ]
-        self.spawn(self.name, cmd, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        env = {
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # through the environment: a command line with the database password would show in ps
+            "MLFLOW_BACKEND_STORE_URI": self.s.database_url("mlflow", driver="postgresql+psycopg2"),
+        }
+        self.spawn(self.name, cmd, env=env)
         wait_for(self.healthy, "MLflow", timeout or self.start_timeout, interval=0.5)
 
     def stop(self) -> None:

@@ -155,6 +155,7 @@ class Supervisor:
         lines = [
             "[unix_http_server]",
             f"file={self.dir / 'supervisor.sock'}",
+            "chmod=0700",  # supervisorctl's way in: this account only
             "",
             "[supervisord]",
             f"logfile={logs / 'supervisord.log'}",
@@ -170,6 +171,8 @@ class Supervisor:
             "",
             "[inet_http_server]",
             f"port={self.s.bind_host}:{port}",
+            f"username={self.s.supervisor_user}",
+            f"password={self.s.supervisor_password.get_secret_value()}",
             "",
         ]
         for spec in self.specs():
@@ -200,7 +203,11 @@ class Supervisor:
                 f"environment={env_line}",
                 "",
             ]
-        self.conf.write_text("\n".join(lines))
+        # it holds the web UI's password
+        fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines))
+        self.conf.chmod(0o600)
         return self.conf
 
     def _ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

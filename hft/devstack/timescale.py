@@ -134,6 +134,11 @@ def _mount_point(pg: Service) -> str:
     return f"/srv/hft/{digest}"
 
 
+def data_dir(pg: Service) -> Path:
+    """This stack's TimescaleDB data directory (bind-mounted into the root while it runs)."""
+    return pg.home / "pg-timescale"
+
+
 def start(pg: Service, timeout: float) -> None:
     """Start PostgreSQL 17 + TimescaleDB for this stack (build the root first if needed)."""
     _require_root()
@@ -144,7 +149,7 @@ def start(pg: Service, timeout: float) -> None:
     ensure_root(root)
     _mount_system(root)
     uid, gid = _postgres_ids(root)
-    data = pg.home / "pg-timescale"
+    data = data_dir(pg)
     data.mkdir(parents=True, exist_ok=True)
     os.chown(data, uid, gid)
     data.chmod(0o700)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,7 @@ def test_kafka_keeps_messages_and_committed_offsets_across_a_stop_and_a_start(st
     assert (stack_settings.home_dir / "kafka" / "cluster.id").read_text() == cluster_id
     consumer = make_consumer(stack_settings, group, "test-durable")
     try:
-        committed = consumer.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+        committed = _committed_after_restart(consumer, TopicPartition(topic, 0))
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
         consumer.subscribe([topic])
         got: list[bytes] = []
@@ -115,6 +116,26 @@ def test_kafka_keeps_messages_and_committed_offsets_across_a_stop_and_a_start(st
         consumer.close()
     assert (committed, low, high) == (12, 0, 20)
     assert got == [f"m{i}".encode() for i in range(12, 20)]  # the group resumes where it committed
+
+
+def _committed_after_restart(consumer: Any, tp: Any) -> int:
+    """The committed offset; right after a start the broker may still be loading the group
+    coordinator's partition and answer NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS (retriable)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    loading = {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return int(consumer.committed([tp], timeout=10)[0].offset)
+        except KafkaException as exc:
+            if exc.args[0].code() not in loading or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_mlflow_registers_a_model_and_resolves_an_alias(stack, stack_settings) -> None:

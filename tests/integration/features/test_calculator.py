@@ -82,10 +82,10 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
     from hft.features.offline import read_features
     from hft.features.online import OnlineFeatures
     from hft.features.store import apply
+    from hft.features.streaming import Calculator
     from hft.storage import db
     from hft.storage.bars import read_bars, upsert_klines
     from hft.storage.ticks import TickWriter
-    from hft.features.streaming import Calculator
     from tests.kafka_helpers import send_ticks
 
     s = replay_settings

@@ -67,9 +67,9 @@ def test_two_calculators_and_two_ingestors_share_the_partitions_and_every_bar_st
     feature_settings: Settings, data_dir: Path
 ) -> None:
     from hft.features.offline import read_features
+    from hft.features.streaming import Calculator
     from hft.storage import db
     from hft.storage.bars import read_bars, upsert_klines
-    from hft.features.streaming import Calculator
     from hft.storage.ingest import Ingestor
 
     run = uuid.uuid4().hex[:8]

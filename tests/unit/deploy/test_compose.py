@@ -73,6 +73,7 @@ SHAPES = list(KAFKA_NODES)
 KAFKA3_BOOTSTRAP = "kafka:9092,kafka-2:9092,kafka-3:9092"
 SECRETS = {
     "POSTGRES_PASSWORD": "x",
+    "REDIS_PASSWORD": "x",
     "HFT_API_KEY": "x",
     "AIRFLOW_JWT_SECRET": "x",
     "GRAFANA_ADMIN_PASSWORD": "x",
@@ -417,7 +418,8 @@ def test_each_application_process_runs_from_the_one_app_image(services: dict[str
         assert svc["command"] == ["hft", "run", spec.name]
         assert svc["environment"]["HFT_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert "timescaledb:5432" in svc["environment"]["HFT_POSTGRES_URL"]
-        assert svc["environment"]["HFT_REDIS_URL"].startswith("redis://redis:")
+        assert svc["environment"]["HFT_REDIS_URL"].startswith("redis://:")  # with the password
+        assert "@redis:6379/" in svc["environment"]["HFT_REDIS_URL"]
         assert svc["environment"]["HFT_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
         app_images.add(svc["image"])
     assert len(app_images) == 1
@@ -426,7 +428,13 @@ def test_each_application_process_runs_from_the_one_app_image(services: dict[str
 
 def test_no_secret_has_a_default(compose: dict[str, Any]) -> None:
     text = COMPOSE.read_text()
-    for var in ("POSTGRES_PASSWORD", "HFT_API_KEY", "AIRFLOW_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"):
+    for var in (
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "HFT_API_KEY",
+        "AIRFLOW_JWT_SECRET",
+        "GRAFANA_ADMIN_PASSWORD",
+    ):
         uses = re.findall(r"\$\{" + var + r"([^}]*)\}", text)
         assert uses, f"{var} unused"
         assert all(u.startswith(":?") for u in uses), (

@@ -13,8 +13,11 @@ def test_airflow_env_points_every_part_at_the_stack(tmp_path: Path) -> None:
     s = Settings(home=tmp_path, port_base=30000)
     env = airflow_env(s, base={"PATH": "/usr/bin"})
     assert env["AIRFLOW_HOME"] == str(tmp_path / "airflow")
+    pw = s.postgres_password.get_secret_value()  # generated into tmp_path/credentials.json
+    assert pw
     assert (
-        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:30000/airflow"
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        == f"postgresql+psycopg2://postgres:{pw}@127.0.0.1:30000/airflow"
     )
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(REPO_ROOT / "plugins")
