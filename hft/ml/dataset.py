@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from hft.config import ConfigurationError
+from hft.features import FEATURE_SPEC_OHLCV, compute_features, get_spec
+from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
 from hft.ml.labels import direction_labels, forward_return
 
 FeatureFn = Callable[[pd.DataFrame], pd.DataFrame]
@@ -37,8 +39,6 @@ _BASELINE_PREFIXES = ("ret_", "vol_", "rsi_", "macd", "hl_range", "volume_z_", "
 
 def default_feature_set(version: str | None = None) -> FeatureSet:
     """Return a feature set of :mod:`hft.features`: the OHLCV spec (what kline history feeds) by default."""
-    from hft.features import FEATURE_SPEC_OHLCV, compute_features, get_spec
-
     spec = get_spec(version) if version else FEATURE_SPEC_OHLCV
     names = tuple(spec.names)
 
@@ -179,8 +179,6 @@ def load_bars(data: str | Path, symbols: list[str], interval: str) -> dict[str, 
     A file serves the one symbol asked for (or the symbol in its name); a directory is searched
     for ``{SYMBOL}_{interval}_*.csv[.gz]`` (the layout of ``shared/data/binance/klines_*``).
     """
-    from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
-
     text = str(data)
     if text.startswith(("http://", "https://", "file://")):
         raise ConfigurationError(

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 
 from hft.config import ConfigurationError, Settings
+from hft.market.ohlcv import symbol_from_filename
 from hft.ml import metrics as M
 from hft.ml.dataset import build_dataset, default_feature_set, interval_timedelta, load_bars
 from hft.ml.evaluation import model_report
 from hft.ml.models import Ensemble
+from hft.ml.registry import load_ensemble
 
 
 def infer_interval(bars: pd.DataFrame) -> str:
@@ -95,9 +97,6 @@ def evaluate(
     symbols: list[str] | None = None,
 ) -> dict[str, Any]:
     """Load a model (``models:/name@alias``, ``models:/name/version`` or ``runs:/...``) and score it."""
-    from hft.market.ohlcv import symbol_from_filename
-    from hft.ml.registry import load_ensemble
-
     ens, info = load_ensemble(settings, model_uri)
     path = Path(str(data))
     guessed = symbol_from_filename(path) if path.is_file() else None

@@ -1,4 +1,7 @@
-"""Walk-forward evaluation of the ensemble, its four models and the baselines, fold by fold."""
+"""Walk-forward evaluation of the ensemble, its four models and the baselines, fold by fold.
+
+scikit-learn is imported inside a function: it costs seconds at start-up.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from hft.ml import metrics as M
-from hft.ml.dataset import Dataset
+from hft.ml.dataset import Dataset, interval_timedelta
 from hft.ml.models import COMPONENTS, FitConfig, fit_ensemble, fit_lightgbm
+from hft.ml.splits import walk_forward
 
 BASELINES = ("majority", "persistence", "logistic", "lightgbm_plain")
 PLAIN_LIGHTGBM = {
@@ -110,9 +114,6 @@ def walk_forward_report(
     costs: M.Costs,
 ) -> WalkForwardResult:
     """Fit the ensemble and the baselines fold by fold; score every model out of sample."""
-    from hft.ml.dataset import interval_timedelta
-    from hft.ml.splits import walk_forward
-
     started = time.monotonic()
     step = interval_timedelta(ds.interval).value
     horizon_ns, embargo_ns = ds.horizon * step, wf.embargo_bars * step

@@ -4,7 +4,7 @@ A compiled forest walks every tree at once, one level per step (leaves loop onto
 one row costs ``depth`` vectorised steps instead of one Python call per tree. It reproduces the
 native predictions: scikit-learn compares float32 inputs with float64 thresholds using ``<=``,
 XGBoost compares float32 inputs with float32 thresholds using ``<`` and sends NaN to the
-default child.
+default child. XGBoost is imported inside a function: it costs seconds at start-up.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Each fit gets a training slice and a later validation slice (purged). The valida
 first half early-stops the boosters and the LSTM; its second half fits the stacker, a logistic
 regression on the four models' logits, which both weights and calibrates them. Seeds are fixed
 and every library runs single-process-deterministic settings, so a run is reproducible.
+
+torch, XGBoost, LightGBM and scikit-learn are imported inside functions: they cost seconds at
+start-up.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hft.ml.forest import CompiledForest, compile_sklearn_forest, compile_xgboost
+from hft.ml.splits import validation_split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -375,8 +379,6 @@ def split_validation(
     times: np.ndarray, rows: np.ndarray, horizon_ns: int, embargo_ns: int, val_fraction: float = 0.2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training rows → (fit, early-stop, stack) slices in time order, purged at each cut."""
-    from hft.ml.splits import validation_split
-
     fit, val = validation_split(times, rows, val_fraction, horizon_ns, embargo_ns)
     es, stack = validation_split(times, val, 0.5, horizon_ns, embargo_ns)
     return fit, es, stack

@@ -6,6 +6,8 @@ training run; the champion is scored on the same window now. The challenger must
 champion's ROC-AUC by ``settings.promotion_margin_auc`` and not lose money relative to it after
 fees. With no champion yet, it must beat the trivial baselines (majority class and persistence)
 by the same margin. The decision is logged to MLflow either way.
+
+mlflow is imported inside functions: it costs seconds at start-up.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import pandas as pd
 
 from hft.config import Settings
+from hft.ml.dataset import load_bars
+from hft.ml.evaluate import score
+from hft.ml.registry import load_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +85,6 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
     """Compare challenger and champion on the most recent walk-forward window; move ``champion`` if it wins."""
     import mlflow
     from mlflow import MlflowClient
-
-    from hft.ml.dataset import load_bars
-    from hft.ml.evaluate import score
-    from hft.ml.registry import load_ensemble
 
     name = model_name or settings.model_name
     mlflow.set_tracking_uri(settings.mlflow_uri)

@@ -4,6 +4,9 @@ The pyfunc wrapper exists for MLflow's signature, input example and registry. Se
 go through it: :func:`load_serving_model` downloads the registered version's artifacts and loads
 the four models natively (compiled XGBoost and random-forest arrays, LightGBM's own booster,
 the LSTM's state dict), which keeps one-row inference well under a millisecond.
+
+mlflow, torch and :mod:`hft.ml.pyfunc` (which subclasses mlflow's model) are imported inside
+functions: they cost seconds at start-up.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hft.config import ConfigurationError, Settings, TransientError
-from hft.ml.models import ARTIFACT_KEY, Ensemble, predict_frame
+from hft.ml.models import ARTIFACT_KEY, COMPONENTS, Ensemble, predict_frame
 
 MODEL_NAME_IN_RUN = "ensemble"  # log_model(name=...)
 
@@ -141,7 +145,6 @@ def log_ensemble(ens: Ensemble, example: pd.DataFrame, registered_name: str) -> 
     import mlflow
     from mlflow.models import infer_signature
 
-    from hft.ml.models import COMPONENTS
     from hft.ml.pyfunc import EnsemblePythonModel
 
     with tempfile.TemporaryDirectory(prefix="hft-ens-") as tmp:
@@ -167,8 +170,6 @@ def log_ensemble(ens: Ensemble, example: pd.DataFrame, registered_name: str) -> 
 
 
 def _library_versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {}
     for pkg in ("hft-mlops", "xgboost-cpu", "lightgbm", "scikit-learn", "torch", "numpy", "pandas", "mlflow"):
         try:

@@ -3,6 +3,8 @@
 Budget: ``budget_minutes`` sizes every stage (tuning share, row caps, the LSTM's time cap), so the
 demo's 3 minutes and a 10-minute retrain both end with a sane, registered model. The budget is
 planned, not enforced to the second: fits in flight finish.
+
+mlflow and matplotlib are imported inside functions: they cost seconds at start-up.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from hft.ml.dataset import (
 )
 from hft.ml.evaluation import WalkForwardConfig, WalkForwardResult, walk_forward_report
 from hft.ml.models import Ensemble, FitConfig, fit_ensemble
+from hft.ml.registry import log_ensemble, set_alias, version_tags
+from hft.ml.splits import purged_before
+from hft.ml.tuning import tune
 
 log = logging.getLogger(__name__)
 GATE_BASELINES = ("majority", "persistence")
@@ -115,8 +120,6 @@ def train(
     plan: TrainPlan | None = None,
 ) -> TrainResult:
     """Build the dataset, tune, evaluate walk-forward against the baselines, and fit the final ensemble."""
-    from hft.ml.tuning import tune
-
     started = time.monotonic()
     commit = git_commit()  # read at start: the tree may move on while a long run trains
     timings: dict[str, float] = {}
@@ -144,8 +147,6 @@ def train(
         ds.times[labeled].min()
         + (ds.times[labeled].max() - ds.times[labeled].min()) * (1 - plan.wf.test_fraction)
     )
-    from hft.ml.splits import purged_before
-
     dev = purged_before(ds.times, labeled, first_test, horizon_ns, embargo_ns)
     t = time.monotonic()
     params, tuning = tune(
@@ -288,8 +289,6 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
     """Log params, metrics, plots, report and the model to MLflow; register; alias ``challenger``."""
     import matplotlib.pyplot as plt
     import mlflow
-
-    from hft.ml.registry import log_ensemble, set_alias, version_tags
 
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_experiment(model_name)

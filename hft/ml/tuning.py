@@ -3,6 +3,8 @@
 Studies live in the configured RDB storage (the local PostgreSQL database ``optuna``), so a run
 can resume and the Airflow retrain reuses earlier trials. Tuning only sees the development
 period (before the walk-forward test windows), so the reported metrics stay out of sample.
+
+Optuna and XGBoost are imported inside functions: they cost seconds at start-up.
 """
 
 from __future__ import annotations
