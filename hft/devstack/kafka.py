@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -392,8 +393,6 @@ class KafkaCluster(Service):
 
 def kafka_version() -> str:
     """The pinned broker version, read from the pom."""
-    import re
-
     m = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
     return m.group(1) if m else "?"
 

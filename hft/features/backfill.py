@@ -22,7 +22,10 @@ import pandas as pd
 from hft.config import Settings
 from hft.features.bars import BAR_COLUMNS, interval_ns
 from hft.features.compute import compute_features
+from hft.features.offline import upsert_features
 from hft.features.spec import FEATURE_SPEC_FULL, FeatureSpec
+from hft.features.store import FEATURE_VIEW, ensure_applied, feature_store
+from hft.storage import db
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +89,6 @@ def backfill(
     settings: Settings, symbol: str, interval: str, start: datetime, end: datetime, materialize: bool = True
 ) -> int:
     """Compute and upsert the offline features of one partition; return the rows upserted."""
-    from hft.features.offline import upsert_features
-    from hft.storage import db
-
     spec = FEATURE_SPEC_FULL
     with db.connect(settings) as conn:
         bars = load_bars(conn, symbol, interval, start, end, spec.warmup_bars)
@@ -104,8 +104,6 @@ def backfill(
         n,
     )
     if materialize and n:
-        from hft.features.store import FEATURE_VIEW, ensure_applied, feature_store
-
         ensure_applied(settings)
         step = pd.Timedelta(interval_ns(interval), unit="ns").to_pytimedelta()
         feature_store(settings).materialize(

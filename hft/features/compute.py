@@ -21,6 +21,9 @@ Definitions (``c`` close, ``h`` high, ``l`` low, ``v`` volume; ``i`` the bar ind
 * ``hour_sin``, ``hour_cos``: minute of day of the bar's open time on the unit circle.
 * ``buy_imbalance = (2 buy_volume - v) / v`` in [-1, 1] (0 for an empty bar);
   ``vwap_dist = c / vwap - 1``.
+
+scipy is imported inside the batch functions: it costs about a second at start-up, and the
+stream's incremental state never needs it.
 """
 
 from __future__ import annotations

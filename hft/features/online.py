@@ -7,6 +7,8 @@ row through ``RedisOnlineStore.online_read`` (what ``get_online_features`` calls
 response assembly). The keys and values are Feast's own, so ``get_online_features`` on
 ``bar_features_v1`` returns exactly what the calculator wrote; ``latest_sdk`` goes through the
 SDK for comparison.
+
+Feast is imported inside functions: it costs seconds at start-up.
 """
 
 from __future__ import annotations

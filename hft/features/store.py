@@ -9,6 +9,8 @@ The declarations (entity ``symbol``, the PostgreSQL batch source on ``features.b
 the push source, the ``bar_features`` view, the FeatureServices named after the feature
 specs) live in ``feature_repo/bar_features.py``; :func:`declarations` loads that file so the
 CLI's ``feast apply`` and :func:`apply` register the same objects.
+
+Feast is imported inside functions: it costs seconds at start-up.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import yaml
+from sqlalchemy.engine import make_url
 
 from hft.config import REPO_ROOT, Settings
 from hft.features.bars import interval_ns
@@ -38,8 +44,6 @@ _lock = threading.Lock()
 
 def redis_connection_string(redis_url: str) -> str:
     """Turn ``redis://[:pw@]host:port/db`` into Feast's ``host:port,db=N[,password=...]`` form."""
-    from urllib.parse import urlparse
-
     u = urlparse(redis_url)
     parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"]
     db = (u.path or "/0").lstrip("/") or "0"
@@ -53,8 +57,6 @@ def redis_connection_string(redis_url: str) -> str:
 
 def feast_env(settings: Settings) -> dict[str, str]:
     """The ``HFT_FEAST_*`` variables that ``feature_store.yaml`` refers to, from Settings."""
-    from sqlalchemy.engine import make_url
-
     pg = make_url(settings.database_url())
     interval_ns(settings.bar_interval)  # refuse a malformed interval before it reaches SQL
     return {
@@ -71,7 +73,6 @@ def feast_env(settings: Settings) -> dict[str, str]:
 
 def repo_config(settings: Settings) -> RepoConfig:
     """Feast's RepoConfig: ``feature_repo/feature_store.yaml`` with its variables from Settings."""
-    import yaml
     from feast.repo_config import RepoConfig
 
     env = feast_env(settings)

@@ -27,10 +27,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import httpx
 import numpy as np
 import pandas as pd
 
-from hft.market.ohlcv import read_ohlcv_csv
+from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
 from hft.market.ticks import epoch_to_ns
 
 Progress = Callable[[str, int, int | None], None]  # (file name, bytes so far, total or None)
@@ -165,8 +166,6 @@ class Archive:
             return
         if parsed.scheme not in ("http", "https"):
             raise ArchiveError(f"unsupported archive URL scheme {parsed.scheme!r} (https:// or file://)")
-        import httpx
-
         with httpx.stream("GET", url, timeout=self.timeout_s, follow_redirects=True) as resp:
             if resp.status_code == 404:
                 raise ArchiveNotFound(f"{url}: 404")
@@ -228,8 +227,6 @@ def _csv_bytes(path: Path) -> bytes:
 def read_klines_zip(path: str | Path) -> pd.DataFrame:
     """Klines of an archive zip, indexed by UTC open time (ms or µs files)."""
     p = Path(path)
-    from hft.market.ohlcv import symbol_from_filename
-
     return read_ohlcv_csv(_csv_bytes(p), symbol=symbol_from_filename(p))
 
 

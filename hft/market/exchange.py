@@ -30,6 +30,7 @@ import bisect
 import contextlib
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -700,8 +701,6 @@ class ExchangeThread:
 
 
 def _free_port(host: str) -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

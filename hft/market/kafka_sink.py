@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from hft.bus.client import make_consumer, make_producer
 from hft.config import Settings
-from hft.market.ticks import Tick, dead_letter_bytes
+from hft.market.ticks import Tick, dead_letter_bytes, decode_tick
 
 log = logging.getLogger("hft.market.kafka")
 
@@ -118,8 +118,6 @@ def last_trade_ids(
     What the producer already delivered before a crash or restart: the stream client resumes
     from there (REST catch-up) instead of from whatever the live stream shows first.
     """
-    from hft.market.ticks import decode_tick
-
     wanted = set(symbols)
     consumer: Consumer = make_consumer(settings, group=f"{topic}.resume", client_id="market-producer-resume")
     try:

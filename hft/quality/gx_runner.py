@@ -8,6 +8,9 @@ docs site ``hft`` writes to ``settings.home / "data_docs"``. One pandas data ass
 each run passes its partition as the batch's dataframe. Runs are serialised with a file lock
 because the validation tasks of one DAG run in parallel and GE's file stores are not safe
 for concurrent writers.
+
+Great Expectations is imported inside functions: it costs seconds at start-up, and the dashboard
+reads :func:`data_docs_dir` from here.
 """
 
 from __future__ import annotations

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import pandas as pd
+from psycopg import sql as psql
 
 from hft.config import Settings
+from hft.storage import db
 
 
 def _query(settings: Settings, sql: str, params: Sequence[object]) -> pd.DataFrame:
-    from hft.storage import db
-
     with db.connect(settings) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
         names = [d.name for d in cur.description or []]
@@ -74,16 +74,12 @@ def load_features(
     end: datetime,
 ) -> pd.DataFrame:
     """Return ``symbol, event_timestamp, bar_source`` and the named features of bars opened in [start, end)."""
-    from psycopg import sql as psql
-
     # the bar's source says whether trade-derived features can exist (klines carry no trades)
     query = psql.SQL(
         "SELECT f.symbol, f.event_timestamp, b.source, {cols} FROM features.bar_features f "
         "LEFT JOIN market.bars b ON b.symbol = f.symbol AND b.interval = f.interval AND b.open_time = f.open_time "
         "WHERE f.symbol = ANY(%s) AND f.interval = %s AND f.open_time >= %s AND f.open_time < %s"
     ).format(cols=psql.SQL(", ").join(psql.SQL("f.") + psql.Identifier(n) for n in names))
-    from hft.storage import db
-
     with db.connect(settings) as conn, conn.cursor() as cur:
         cur.execute(query, (list(symbols), interval, start, end))
         rows = cur.fetchall()

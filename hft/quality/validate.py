@@ -21,8 +21,12 @@ from typing import Any
 import pandas as pd
 
 from hft.config import Settings
+from hft.features import FEATURE_SPEC, OHLCV_FEATURES, TRADE_FEATURES
 from hft.quality import frames
+from hft.quality.drift import drift_frame
+from hft.quality.drift import reference_profile as profile_of
 from hft.quality.gx_runner import CheckResult, data_docs_dir, run_checkpoint, suite_json
+from hft.quality.source import first_bar_times, load_bars, load_features, load_ticks
 
 Clock = Callable[[], datetime]
 KINDS = ("ticks", "bars", "features")
@@ -205,8 +209,6 @@ def validate_ticks(
     clock: Clock = utc_now,
 ) -> ValidationSummary:
     """Validate the ticks of [start, end) in market.ticks."""
-    from hft.quality.source import load_ticks
-
     ticks = load_ticks(settings, list(symbols or settings.symbols), _aware(start), _aware(end))
     return validate_ticks_frame(settings, ticks, start, end, clock)
 
@@ -240,8 +242,6 @@ def validate_bars(
     interval: str | None = None,
 ) -> ValidationSummary:
     """Validate the bars of [start, end) in market.bars (every expected bar present, OHLC consistent)."""
-    from hft.quality.source import load_bars
-
     syms = list(symbols or settings.symbols)
     iv = interval or settings.bar_interval
     bars = load_bars(settings, syms, iv, _aware(start), _aware(end))
@@ -284,9 +284,6 @@ def reference_profile(
     … ``train_end`` unless given), all symbols together. Read each time (a few hundred
     thousand rows at most): a cached profile would go stale as history is backfilled.
     """
-    from hft.quality.drift import reference_profile as profile_of
-    from hft.quality.source import load_features
-
     lo, hi = reference or (
         datetime.fromisoformat(settings.train_start).replace(tzinfo=UTC),
         datetime.fromisoformat(settings.train_end).replace(tzinfo=UTC) + timedelta(days=1),
@@ -309,10 +306,6 @@ def validate_features(
     ``end`` with the training reference; a feature whose PSI exceeds ``settings.psi_threshold``
     fails the check.
     """
-    from hft.features import FEATURE_SPEC, OHLCV_FEATURES, TRADE_FEATURES
-    from hft.quality.drift import drift_frame
-    from hft.quality.source import first_bar_times, load_features
-
     start, end = _aware(start), _aware(end)
     syms = list(symbols or settings.symbols)
     iv = interval or settings.bar_interval

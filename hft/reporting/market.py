@@ -6,14 +6,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from sqlalchemy import text
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
 def _read(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-    from sqlalchemy import text
-
     with engine.connect() as conn:
         return pd.read_sql(text(sql), conn, params=params or {})
 

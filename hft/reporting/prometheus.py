@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -74,8 +74,6 @@ class PrometheusClient:
 
     def query_range(self, expr: str, start: datetime, end: datetime, step_s: float) -> list[Series]:
         """Evaluate a range query between ``start`` and ``end``."""
-        from datetime import UTC
-
         data = self._get(
             "/api/v1/query_range",
             {"query": expr, "start": start.timestamp(), "end": end.timestamp(), "step": step_s},

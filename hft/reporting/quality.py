@@ -4,6 +4,9 @@ The validation code (:mod:`hft.quality.validate`, run by the ``validate_market_d
 ``hft validate``) appends one summary per validated partition to
 ``<home>/quality/validation_runs.jsonl`` and rebuilds the Great Expectations data docs under
 ``<home>/data_docs``; this module reads both and never imports Great Expectations.
+
+:mod:`hft.quality.validate` is imported inside a function: it loads psycopg, which the dashboard
+does not otherwise import at start-up.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from hft.config import Settings
+from hft.quality.gx_runner import data_docs_dir
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,6 @@ class SuiteResult:
 
 def data_docs_index(settings: Settings) -> Path | None:
     """The data docs' ``index.html``, or None before the first validation built it."""
-    from hft.quality.gx_runner import data_docs_dir
-
     index = data_docs_dir(settings) / "index.html"
     return index if index.is_file() else None
 
@@ -52,8 +54,6 @@ def _time(value: Any) -> datetime | None:
 
 
 def _relative_page(settings: Settings, url: str) -> str | None:
-    from hft.quality.gx_runner import data_docs_dir
-
     path = Path(url2pathname(urlparse(url).path)) if url.startswith("file:") else Path(url)
     try:
         return path.resolve().relative_to(data_docs_dir(settings).resolve()).as_posix()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
+from sqlalchemy import text
 
 from hft.config import ConfigurationError, Settings, TransientError
 from hft.trading import store
@@ -42,8 +43,6 @@ FILL_COLUMNS = (
 
 
 def _read(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-    from sqlalchemy import text
-
     with engine.connect() as conn:
         return pd.read_sql(text(sql), conn, params=params or {})
 

@@ -4,6 +4,9 @@
 connection for COPY; ``migrate(settings)`` runs Alembic to ``head`` under a PostgreSQL
 advisory lock, so every process may call it at start, at the same time. ``backend(settings)``
 says once per database whether TimescaleDB is there (and its license) and logs which.
+
+SQLAlchemy, psycopg and Alembic are imported inside functions: every stream process imports this
+module through the bus runtime, and the market producer never opens the database.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ and :func:`hft.storage.bars.upsert_klines` (COPY + upsert), so loading twice cha
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import re
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import httpx
 import pandas as pd
 
 from hft.config import ConfigurationError, Settings
@@ -64,15 +66,11 @@ def _csv_bytes(name: str, raw: bytes) -> bytes:
                 raise ConfigurationError(f"{name}: expected one CSV in the zip, found {members}")
             return zf.read(members[0])
     if name.endswith(".gz"):
-        import gzip
-
         return gzip.decompress(raw)
     return raw
 
 
 def _fetch(url: str) -> bytes:
-    import httpx
-
     with httpx.Client(timeout=60, follow_redirects=True) as client:
         resp = client.get(url)
         if resp.status_code != 200:

@@ -1,4 +1,8 @@
-"""PnL reports: metrics from the stored fills, and a daily HTML page with an equity-curve image."""
+"""PnL reports: metrics from the stored fills, and a daily HTML page with an equity-curve image.
+
+matplotlib is imported inside a function: it costs seconds at start-up (the dashboard imports
+this module for :func:`current_marks`).
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ when its ``feature_time`` moved does it extend the cached window of past rows an
 model; otherwise it answers from the cached probability. The active model and its caches are
 one immutable reference swapped atomically by :meth:`Scorer.reload_if_moved`, so a request
 that started on the old version finishes on it and none fails during the switch.
+
+mlflow, Feast and the hft modules that load pandas (the registry, the online and offline feature
+stores, the bar helpers) are imported inside functions: the API process would otherwise pay
+seconds for them at start-up.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
+
+from hft.storage.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -309,11 +315,8 @@ def feast_timestamp_probe(features: Any) -> FeatureTimeProbe | None:
 
 def offline_history(settings: Any) -> HistoryLoader:
     """Past feature rows from ``features.bar_features`` (the window of a sequence model at start-up)."""
-    from datetime import timedelta
-
     from hft.features.bars import interval_ns
     from hft.features.offline import read_features
-    from hft.storage.db import connect
 
     step = timedelta(microseconds=interval_ns(settings.bar_interval) / 1000)
 

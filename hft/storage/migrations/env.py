@@ -12,6 +12,9 @@ import logging.config
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from hft.config import get_settings
+from hft.storage.db import sqlalchemy_url
+
 config = context.config
 
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -22,9 +25,6 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from hft.config import get_settings
-    from hft.storage.db import sqlalchemy_url
-
     return sqlalchemy_url(get_settings())
 
 
