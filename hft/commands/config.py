@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,8 +59,6 @@ def example(
     out: Annotated[str, typer.Option(help="Where to write")] = ".env.example",
 ) -> None:
     """Write .env.example documenting every setting."""
-    from pathlib import Path
-
     Path(out).write_text(env_example())
     console.print(f"wrote {out}")
 

@@ -8,6 +8,8 @@ application process under supervisord; 7. the URLs.
 
 from __future__ import annotations
 
+import gzip
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -63,9 +65,6 @@ def _stream_start(s: Settings) -> datetime:
     """When the market stream begins: the recording's first trade on replay, now when live."""
     if s.market != "replay":
         return datetime.now(UTC)
-    import gzip
-    import json
-
     from hft.market.replay import default_capture_paths
 
     first_ms: list[int] = []

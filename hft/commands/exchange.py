@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -38,10 +41,6 @@ def exchange(
     ] = 0,
 ) -> None:
     """Serve recorded Binance trades over /ws, /stream and /api/v3 at a chosen speed."""
-    import asyncio
-    import logging
-    import signal
-
     from hft.config import get_settings
     from hft.logs import setup_logging
     from hft.market.exchange import Faults, ReplayExchange, parse_speed, serve

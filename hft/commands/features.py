@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -69,8 +70,6 @@ def apply() -> None:
 @features_app.command("env")
 def env() -> None:
     """Print the HFT_FEAST_* variables feature_store.yaml needs (for the feast CLI)."""
-    import shlex
-
     from hft.config import get_settings
     from hft.features.store import feast_env
 

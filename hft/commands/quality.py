@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
 from datetime import UTC, datetime
 from typing import Annotated
@@ -59,8 +61,6 @@ def standalone() -> None:
 @airflow_app.command("login")
 def login() -> None:
     """Print the Airflow URL, the admin user and the generated password (once Airflow has started)."""
-    import json
-
     from hft.config import get_settings
     from hft.devstack.airflow import admin_passwords_file, airflow_url
 
@@ -78,8 +78,6 @@ def login() -> None:
 @airflow_app.command("env")
 def env() -> None:
     """Print the Airflow environment as shell exports (``eval "$(hft airflow env)"``)."""
-    import shlex
-
     from hft.config import get_settings
     from hft.devstack.airflow import airflow_env
 
