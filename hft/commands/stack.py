@@ -87,6 +87,26 @@ def stack_logs(
     raise typer.Exit(subprocess.call(cmd))
 
 
+@stack_app.command("credentials")
+def stack_credentials() -> None:
+    """Print the logins of the embedded services (generated into HFT_HOME/credentials.json)."""
+    from hft.config import credentials_file, get_settings
+
+    s = get_settings()
+    rows = []
+    if not s.postgres_url:
+        pg = (s.postgres_user, s.postgres_password, f"{s.bind_host}:{s.port('postgres')}")
+        rows.append(("postgres", *pg))
+    if not s.redis_url:
+        rows.append(("redis", "default", s.redis_password, f"{s.bind_host}:{s.port('redis')}"))
+    sup = (s.supervisor_user, s.supervisor_password, f"http://{s.bind_host}:{s.port('supervisor')}/")
+    rows.append(("supervisor", *sup))
+    for name, user, password, where in rows:
+        # plain lines: a table would cut a password short at 80 columns
+        typer.echo(f"{name:<11} {where:<28} user {user:<9} password {password.get_secret_value()}")
+    typer.echo(f"(from {credentials_file(s.home_dir)}, owner only; HFT_*_PASSWORD settings choose your own)")
+
+
 def _print_status(st: Stack) -> bool:
     from hft.devstack.supervisor import Supervisor
 
