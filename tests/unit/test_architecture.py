@@ -182,3 +182,125 @@ def test_streamers_are_thin_entry_points() -> None:
         assert len(lines) <= 60, f"{path} has {len(lines)} lines"
         if path.name != "__init__.py":
             assert "from hft.bus.runtime import" in path.read_text(), f"{path} does not use the bus runtime"
+
+
+# Third-party packages that cost start-up time (measured: seconds for most; pandas ~0.5 s; the
+# database stack ~0.25-0.4 s each, which the stream processes load only when they connect). A
+# function-level import of one of them, or of an hft module whose import loads one, is allowed.
+HEAVY = frozenset(
+    {
+        "airflow",
+        "alembic",
+        "feast",
+        "great_expectations",
+        "lightgbm",
+        "matplotlib",
+        "mlflow",
+        "optuna",
+        "pandas",
+        "psycopg",
+        "scipy",
+        "sklearn",
+        "sqlalchemy",
+        "torch",
+        "xgboost",
+    }
+)
+# Files under active change in the same issue whose function-level imports are not yet sorted
+# out: (file, imported module) pairs, each to be removed once the import moves to the top.
+LAZY_PENDING = frozenset(
+    {
+        ("hft/bus/topics.py", "confluent_kafka"),
+        ("hft/bus/topics.py", "confluent_kafka.admin"),
+        ("hft/features/calculator.py", "redis"),
+        ("hft/features/calculator.py", "hft.storage.db"),
+        ("hft/storage/ticks.py", "google.protobuf.message"),
+    }
+)
+
+
+def _is_type_checking(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imported(node: ast.Import | ast.ImportFrom, path: Path) -> list[str]:
+    """Modules an import statement loads: dotted third-party names, hft modules resolved to files."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    base = node.module or ""
+    if node.level:
+        package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rsplit(".", 1)[0]
+        parts = package.split(".")
+        base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+    if base.split(".")[0] != "hft":
+        return [base]
+    return [f"{base}.{a.name}" if _module_path(f"{base}.{a.name}") else base for a in node.names]
+
+
+def _top_level_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """Imports that run when the module is imported (not in functions, not under TYPE_CHECKING)."""
+    out: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                out.append(node)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or _is_type_checking(node):
+                continue
+            else:
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    for child in getattr(node, field, []):
+                        visit(child.body if isinstance(child, ast.ExceptHandler) else [child])
+
+    visit(ast.parse(path.read_text(), filename=str(path)).body)
+    return out
+
+
+def _heavy_hft_modules() -> set[str]:
+    """hft modules whose import loads a HEAVY package, directly or through other hft modules
+    (a submodule's import runs its packages' ``__init__`` too)."""
+    direct: dict[str, set[str]] = {}
+    for path in (REPO_ROOT / "hft").rglob("*.py"):
+        names = {m for n in _top_level_imports(path) for m in _imported(n, path)}
+        deps = set()
+        for m in names | {_module_name(path)}:
+            parts = m.split(".")
+            deps |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        direct[_module_name(path)] = deps - {_module_name(path)}
+    heavy = {m for m, deps in direct.items() if {d.split(".")[0] for d in deps} & HEAVY}
+    changed = True
+    while changed:
+        changed = False
+        for m, deps in direct.items():
+            if m not in heavy and deps & heavy:
+                heavy.add(m)
+                changed = True
+    return heavy
+
+
+def _function_level_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    out: list[ast.Import | ast.ImportFrom] = []
+    for fn in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out += [n for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return sorted(set(out), key=lambda n: n.lineno)
+
+
+def test_function_level_imports_in_hft_are_heavy_ones() -> None:
+    """An import inside a function hides the real import graph; it is kept only where start-up
+    cost demands it: a HEAVY package, or an hft module that loads one. The CLI's commands stay
+    lazy as a whole (``hft --help`` under a second) and are not checked."""
+    heavy = _heavy_hft_modules()
+    assert {"hft.ml.pyfunc", "hft.features.bars"} <= heavy, sorted(heavy)
+    assert "hft.config" not in heavy
+    bad = []
+    for path in sorted((REPO_ROOT / "hft").rglob("*.py")):
+        rel = path.relative_to(REPO_ROOT).as_posix()
+        if rel.startswith("hft/commands/") or path.name.endswith("_pb2.py"):
+            continue
+        for node in _function_level_imports(path):
+            for module in _imported(node, path):
+                if module.split(".")[0] in HEAVY or module in heavy or (rel, module) in LAZY_PENDING:
+                    continue
+                bad.append(f"{rel}:{node.lineno} imports {module} inside a function")
+    assert not bad, "move these imports to the top of their module:\n" + "\n".join(bad)
