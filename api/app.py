@@ -128,6 +128,20 @@ def _redis_ping(settings: Settings) -> Callable[[], None]:
     return ping
 
 
+def _database_ping(settings: Settings) -> Callable[[], None]:
+    """``SELECT 1`` on the trading database (the bot's kill switch and state live there)."""
+
+    def ping() -> None:
+        from sqlalchemy import text
+
+        from hft.storage.db import engine
+
+        with engine(settings).connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    return ping
+
+
 def _known_feature_version(version: str) -> bool:
     """True when the feature code knows the model's feature version (it can compute those rows)."""
     try:
@@ -181,6 +195,7 @@ def create_app(
     app.state.feature_version = feature_version
     app.state.known_feature_version = _known_feature_version
     app.state.ping_online_store = _redis_ping(settings)
+    app.state.ping_database = _database_ping(settings)
     app.include_router(router)
     add_docs(app)
     # the limit sits inside the latency middleware, so refused requests are timed and counted too

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import ApiKeyDep, ClockDep, MetricsDep, ScorerDep, SettingsDep
 from api.schemas import (
@@ -102,7 +103,8 @@ async def health() -> Health:
 
 @router.get("/ready", response_model=Ready, responses={503: {"model": Ready}}, tags=["ops"])
 def ready(request: Request, settings: SettingsDep) -> JSONResponse:
-    """Readiness: 503 with the reasons until the champion, its feature version and the online store are there."""
+    """Readiness: 503 with the reasons until the champion, its feature version, the online store and
+    the trading database are there."""
     reasons: list[str] = []
     scorer = request.app.state.scorer
     model = scorer.model if scorer else None
@@ -120,6 +122,11 @@ def ready(request: Request, settings: SettingsDep) -> JSONResponse:
         request.app.state.ping_online_store()
     except STORE_DOWN as exc:
         reasons.append(f"online store unavailable: {type(exc).__name__}")
+    try:
+        request.app.state.ping_database()
+    except (*STORE_DOWN, SQLAlchemyError) as exc:
+        log.warning("trading database unavailable: %s: %s", type(exc).__name__, exc)
+        reasons.append(f"trading database unavailable: {type(exc).__name__}")
     body = Ready(ready=not reasons, reasons=reasons, model_version=str(model.version) if model else None)
     return JSONResponse(body.model_dump(), status_code=200 if not reasons else 503)
 
@@ -224,8 +231,6 @@ def predict_batch(req: BatchRequest, scorer: ScorerDep, settings: SettingsDep) -
 
 
 def _bot_state(settings: SettingsDep, state: str, reason: str) -> BotState:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from hft.storage.db import engine
     from hft.trading import store
     from hft.trading.bot import set_state

@@ -2,7 +2,9 @@
 
 Pages: Trading, Market, Models, Data quality, System. It reads PostgreSQL, MLflow and
 Prometheus and writes nothing, except the kill switch, which asks the API (with the API key)
-to halt the bot. It serves its own Prometheus metrics at ``/metrics`` and the Great
+to halt the bot. Reading is open on the bind address; every control that changes state asks for
+the dashboard's login first (HTTP basic auth through dash-auth: ``HFT_DASHBOARD_USER`` /
+``HFT_DASHBOARD_PASSWORD``, generated into ``HFT_HOME/credentials.json``; ``hft stack credentials``). It serves its own Prometheus metrics at ``/metrics`` and the Great
 Expectations data docs at ``/data-docs/``.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dash import Dash, dcc, html
+from dash_auth import BasicAuth
 from flask import Response, abort, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         ]
     )
     pages.register_all(app, s, clock)
+    _login_on_controls(app, s)
     server = app.server
 
     @server.route("/metrics")
@@ -72,6 +76,22 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
 
     UP.set(1)
     return app
+
+
+# callbacks that change state: they ask for the login; every other callback only reads
+CONTROLS = frozenset({"kill-result.children"})
+# the pages and what they load (dash-auth adds its own: scripts, styles, layout, dependencies)
+PUBLIC_ROUTES = [*pages.PAGES, "/metrics", "/healthz", "/data-docs/<path:sub>", "/assets/<path:path>"]
+
+
+def _login_on_controls(app: Dash, s: Settings) -> None:
+    """HTTP basic auth on the callbacks in :data:`CONTROLS`; pages and read-only callbacks stay open."""
+    unknown = CONTROLS - set(app.callback_map)
+    if unknown:
+        raise RuntimeError(f"dashboard controls without a callback: {sorted(unknown)}")
+    BasicAuth(app, {s.dashboard_user: s.dashboard_password.get_secret_value()}, public_routes=PUBLIC_ROUTES)
+    # dash-auth checks a callback's output id against this list before asking for the login
+    app.server.config["PUBLIC_CALLBACKS"] = [k for k in app.callback_map if k not in CONTROLS]
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ GENERATED_SECRETS: dict[str, str | None] = {
     "postgres_password": "postgres_url",
     "redis_password": "redis_url",
     "supervisor_password": None,
+    "dashboard_password": None,
 }
 
 
@@ -229,6 +230,12 @@ class Settings(BaseSettings):
     promotion_margin_auc: float = Field(
         default=0.002,
         description="ROC-AUC points a challenger must win by (vs champion, or baselines when none)",
+    )
+
+    # --- the dashboard's login (its controls: the kill switch) ------------------------------
+    dashboard_user: str = Field(default="hft", description="Login for the dashboard's controls (kill switch)")
+    dashboard_password: SecretStr = Field(
+        default=SecretStr(""), description="Its password (generated into HFT_HOME when unset)"
     )
 
     # --- serving / trading ------------------------------------------------------------------

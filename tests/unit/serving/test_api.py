@@ -86,6 +86,25 @@ def test_ready_names_the_missing_store(client: TestClient) -> None:
     assert any("online store" in reason for reason in r.json()["reasons"])
 
 
+def test_ready_names_a_trading_database_that_is_down_without_its_address(features: MemoryFeatures) -> None:
+    """/ready covers every dependency the API needs: the bot's state lives in the trading database."""
+    model = fit_model(feature_version="v-test")
+    scorer = Scorer(lambda: model, lambda: "1", features, features.history)
+    settings = Settings(
+        api_key=SecretStr("k3y"),
+        redis_url="redis://127.0.0.1:1/0",
+        postgres_url="postgresql+psycopg://trader:pw-4711@127.0.0.1:9/market",  # nothing listens on :9
+    )
+    with TestClient(create_app(settings, scorer=scorer, feature_version="v-test")) as c:
+        scorer.reload_if_moved()
+        r = c.get("/ready")
+    assert r.status_code == 503
+    reasons = r.json()["reasons"]
+    assert any(reason.startswith("trading database unavailable") for reason in reasons), reasons
+    assert "pw-4711" not in r.text
+    assert "127.0.0.1:9" not in r.text
+
+
 def test_reload_needs_the_api_key(client: TestClient) -> None:
     assert client.post("/model/reload").status_code == 401
     assert client.post("/model/reload", headers={"X-API-Key": "wrong"}).status_code == 401
