@@ -87,6 +87,24 @@ def stack_logs(
     raise typer.Exit(subprocess.call(cmd))
 
 
+@stack_app.command("watch")
+def stack_watch(
+    interval: Annotated[float, typer.Option(help="Seconds between checks")] = 2.0,
+) -> None:
+    """Restart any stack service that crashes, until SIGTERM (run by `hft up` under supervisord)."""
+    import signal
+    import threading
+
+    from hft.config import get_settings
+    from hft.logs import setup_logging
+
+    setup_logging(get_settings().log_level, "stack-watchdog")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    _stack().watch(stop, interval)
+
+
 @stack_app.command("credentials")
 def stack_credentials() -> None:
     """Print the logins of the embedded services (generated into HFT_HOME/credentials.json)."""

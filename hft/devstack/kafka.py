@@ -28,7 +28,7 @@ from pathlib import Path
 from hft.bus.topics import ensure_topics
 from hft.config import REPO_ROOT, ConfigurationError, Settings
 from hft.devstack.host import find_binary, pid_alive, port_open
-from hft.devstack.service import PartStatus, Service
+from hft.devstack.service import PartStatus, Service, pid_file_orphaned
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +372,10 @@ class KafkaCluster(Service):
             return
         for node in reversed(self.nodes):
             self.kill_node(node, signal.SIGTERM)
+
+    def crashed(self) -> bool:
+        """A node we started is gone without a stop (its pid file remains)."""
+        return any(pid_file_orphaned(self._pidfile(n)) for n in self.nodes)
 
     def healthy(self) -> bool:
         if not self.managed:

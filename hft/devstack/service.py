@@ -67,6 +67,11 @@ class Service:
         """Its log file under ``Settings.home/logs``."""
         return self.logfile(self.name)
 
+    def crashed(self) -> bool:
+        """Started by us and gone without a stop: its pid file remains, its process does not
+        (:meth:`stop` removes the pid file, so a stopped service is never taken for a crashed one)."""
+        return pid_file_orphaned(self.pidfile(self.name))
+
     # ---- helpers for subclasses -------------------------------------------------------------
     def dir(self, *parts: str) -> Path:
         """A directory under ``Settings.home`` (created)."""
@@ -113,6 +118,15 @@ class Service:
                     os.killpg(pid, signal.SIGKILL)
         pf.unlink(missing_ok=True)
         return True
+
+
+def pid_file_orphaned(path: Path) -> bool:
+    """Whether ``path`` names a process that no longer exists."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return not pid_alive(pid)
 
 
 def pidfile(settings: Settings, name: str) -> Path:

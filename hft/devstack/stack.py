@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -73,6 +74,32 @@ class Stack:
                 svc.stop()
             except (OSError, subprocess.SubprocessError) as exc:
                 log.warning("stopping %s failed: %s", name, exc)
+
+    def heal(self) -> list[str]:
+        """Restart every service that crashed (pid file left, process gone); return their names.
+
+        A service stopped on purpose (``down``, ``stack.redis.stop()``) has no pid file and stays
+        down; one that fails to come back is tried again on the next call.
+        """
+        restarted = []
+        for name, svc in self.services.items():
+            if not svc.managed or not svc.crashed():
+                continue
+            log.warning("%s crashed: restarting it", name)
+            try:
+                svc.start()
+            except Exception as exc:  # anything a start raises: the watchdog lives on, tries again
+                log.error("restarting %s failed (next try in a moment): %s", name, exc)
+                continue
+            log.info("%s restarted", name)
+            restarted.append(name)
+        return restarted
+
+    def watch(self, stop: threading.Event, interval_s: float = 2.0) -> None:
+        """:meth:`heal` every ``interval_s`` until ``stop`` (``hft stack watch``, under supervisord)."""
+        log.info("watching %s every %.0fs", ", ".join(self.services), interval_s)
+        while not stop.wait(interval_s):
+            self.heal()
 
     def status(self) -> list[PartStatus]:
         """Health and URL of each service."""

@@ -59,6 +59,15 @@ PROCESSES: list[ProcessSpec] = [
         metrics_port="metrics_exchange",
         enabled=lambda s: s.market == "replay",
     ),
+    # restarts an embedded stack service (PostgreSQL, Redis, Kafka, MLflow, Prometheus) that crashed;
+    # with every service external (docker-compose: restart policies) there is nothing to watch
+    ProcessSpec(
+        "stack-watchdog",
+        lambda s: [_bin("hft"), "stack", "watch"],
+        enabled=lambda s: (
+            not (s.postgres_url and s.redis_url and s.kafka_bootstrap and s.mlflow_tracking_uri)
+        ),
+    ),
     ProcessSpec("market-producer", _py("streamers.market_producer"), "metrics_market_producer"),
     ProcessSpec("tick-ingestor", _py("streamers.tick_ingestor"), "metrics_tick_ingestor"),
     ProcessSpec("feature-calculator", _py("streamers.feature_calculator"), "metrics_feature_calculator"),

@@ -83,3 +83,36 @@ def test_reports_store_metrics_and_write_daily_html(
     with clean_book.connect() as conn:
         kinds = sorted(r.kind for r in conn.execute(text("SELECT kind FROM trading.reports")))
     assert kinds == ["daily", "pnl"]
+
+
+@pytest.mark.faults
+def test_an_intent_queued_across_a_redis_restart_is_filled_exactly_once(
+    clean_book: Engine, btc_trades: list[Any], celery_worker: Any, stack_settings: Settings
+) -> None:
+    """Redis holds the Celery queue: with AOF a restart keeps the queued intent (before, `--appendonly
+    no` lost it), and late acks plus the idempotent task fill it once."""
+    import os
+    import signal
+
+    from hft.devstack.stack import Stack
+
+    stats = celery_worker.control.inspect(timeout=5).stats() or {}
+    pids = [s["pid"] for name, s in stats.items() if name.startswith(f"test-{stack_settings.port_base}@")]
+    assert len(pids) == 1, stats
+    decided = datetime.fromtimestamp(btc_trades[80].trade_time_ms / 1000, UTC)
+    iid = _intent(clean_book, Signal.SELL, 0.02, decided)
+    os.kill(pids[0], signal.SIGSTOP)  # the worker takes nothing: the task waits in Redis' queue
+    try:
+        pending = celery_worker.send_task("orders.simulate", args=[iid])
+        redis_ = Stack(stack_settings).redis
+        redis_.stop()
+        redis_.start()
+        celery_worker.backend.client.connection_pool.disconnect()  # sockets to the old server
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    assert pending.get(timeout=90)["outcome"] == "filled"
+    with clean_book.connect() as conn:
+        fills = conn.execute(text("SELECT count(*) FROM trading.fills WHERE intent_id = :i"), {"i": iid})
+        assert fills.scalar_one() == 1
+        status = conn.execute(text("SELECT status FROM trading.intents WHERE id = :i"), {"i": iid})
+        assert status.scalar_one() == "filled"
