@@ -59,11 +59,14 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _compose_settings() -> Settings:
+    """The settings compose's services run with (every stack service external, as x-hft-env says)."""
     return Settings(
         port_base=15400,
         kafka_bootstrap="kafka:9092",
         market="binance",
         mlflow_tracking_uri="http://mlflow:5000",
+        postgres_url="postgresql+psycopg://postgres:x@timescaledb:5432/hft",
+        redis_url="redis://:x@redis:6379/0",
     )
 
 
