@@ -35,7 +35,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hft.config import REPO_ROOT, Settings
+from pydantic import SecretStr
+
+from hft.config import GENERATED_SECRETS, REPO_ROOT, Settings, load_credentials
 
 STREAMERS = {
     "market-producer": "streamers.market_producer",
@@ -271,9 +273,11 @@ class Rig:
     @classmethod
     def private(cls, base: Settings, names: dict[str, str], **kw: Any) -> Rig:
         """A rig whose stack lives under ``<home>/bench-stack`` on ``port_base + 60``."""
-        s = base.model_copy(
-            update={"home": base.home_dir / "bench-stack", "port_base": base.port_base + PRIVATE_PORT_SHIFT}
-        )
+        home = base.home_dir / "bench-stack"
+        # that home's own generated passwords: its children read them from there (a copy of the
+        # base settings would carry the base home's and the private PostgreSQL would refuse them)
+        own = {k: SecretStr(v) for k, v in load_credentials(home).items() if k in GENERATED_SECRETS}
+        s = base.model_copy(update={"home": home, "port_base": base.port_base + PRIVATE_PORT_SHIFT, **own})
         return cls(s, names, **kw)
 
     @property
