@@ -220,6 +220,17 @@ class DeadLetters:
             self._producer.flush(10)
 
 
+def _parser(description: str, metrics_port: str | None) -> argparse.ArgumentParser:
+    """The arguments every stream process takes (``--no-metrics``, ``--metrics-port`` when it serves /metrics)."""
+    p = argparse.ArgumentParser(description=description)
+    if metrics_port:
+        p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
+        p.add_argument(
+            "--metrics-port", type=int, default=None, help=f"instead of settings.port('{metrics_port}')"
+        )
+    return p
+
+
 class Runnable(Protocol):
     """What :func:`run_main` runs."""
 
@@ -243,12 +254,7 @@ def run_main(
     ``build(args, settings, stop)`` makes the process once the database schema is at head and the
     topics exist; SIGTERM/SIGINT set ``stop``, and the process finishes the batch in hand.
     """
-    p = argparse.ArgumentParser(description=description)
-    if metrics_port:
-        p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
-        p.add_argument(
-            "--metrics-port", type=int, default=None, help=f"instead of settings.port('{metrics_port}')"
-        )
+    p = _parser(description, metrics_port)
     if add_arguments is not None:
         add_arguments(p)
     args = p.parse_args(argv)
@@ -291,12 +297,7 @@ def run_async_main(
     metrics_port: str | None = None,
 ) -> int:
     """:func:`run_main` for an asyncio process: ``run(settings, stop)`` returns the exit code."""
-    p = argparse.ArgumentParser(description=description)
-    if metrics_port:
-        p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (benchmarks, tests)")
-        p.add_argument(
-            "--metrics-port", type=int, default=None, help=f"instead of settings.port('{metrics_port}')"
-        )
+    p = _parser(description, metrics_port)
     args = p.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, name)

@@ -138,8 +138,6 @@ class KafkaCluster(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.root = settings.home_dir / "kafka"
-        self.logs = settings.home_dir / "logs"
-        self.pids = settings.home_dir / "pids"
 
     # ---- layout ---------------------------------------------------------------------------
     @property
@@ -158,10 +156,10 @@ class KafkaCluster(Service):
         return next(n for n in self.nodes if n.node_id == node_id)
 
     def _pidfile(self, node: Node) -> Path:
-        return self.pids / f"{self.node_name(node)}.pid"
+        return self.pidfile(self.node_name(node))
 
     def node_log(self, node: Node) -> Path:
-        return self.logs / f"{self.node_name(node)}.log"
+        return self.logfile(self.node_name(node))
 
     def _properties(self, node: Node) -> str:
         voters = ",".join(f"{n.node_id}@{self.host}:{n.controller_port}" for n in self.nodes)
@@ -309,8 +307,6 @@ class KafkaCluster(Service):
         node.dir.mkdir(parents=True, exist_ok=True)
         node.config.write_text(self._properties(node))
         self._format(node, cp, cluster_id)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.pids.mkdir(parents=True, exist_ok=True)
         cp, agent = _agent_jar(cp)
         jmx = []
         if agent:

@@ -66,11 +66,14 @@ class Postgres(Service):
     def managed(self) -> bool:
         return not self.s.postgres_url
 
+    @property
+    def _admin_url(self) -> str:
+        """libpq URL of the ``postgres`` maintenance database, with the password."""
+        return self.s.database_url("postgres", driver="postgresql")
+
     def healthy(self) -> bool:
         try:
-            with psycopg.connect(
-                self.s.database_url("postgres", driver="postgresql"), connect_timeout=2
-            ) as c:
+            with psycopg.connect(self._admin_url, connect_timeout=2) as c:
                 c.execute("SELECT 1")
             return True
         except psycopg.Error:
@@ -107,7 +110,7 @@ class Postgres(Service):
         password = self.s.postgres_password.get_secret_value()
         if not password:
             return  # HFT_POSTGRES_PASSWORD explicitly empty: leave the cluster as it is
-        with psycopg.connect(self.s.database_url("postgres", driver="postgresql"), autocommit=True) as c:
+        with psycopg.connect(self._admin_url, autocommit=True) as c:
             c.execute(
                 sql.SQL("ALTER USER {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(password))
             )
@@ -180,7 +183,7 @@ class Postgres(Service):
         wait_for(self.healthy, "PostgreSQL", timeout)
 
     def _create_databases(self) -> None:
-        with psycopg.connect(self.s.database_url("postgres", driver="postgresql"), autocommit=True) as c:
+        with psycopg.connect(self._admin_url, autocommit=True) as c:
             existing = {r[0] for r in c.execute("SELECT datname FROM pg_database")}
             for db in DATABASES:
                 name = self.s.postgres_db if db == "hft" else db

@@ -229,7 +229,3 @@ class Ingestor(ConsumerLoop):
             log.info("tick ingestor stopped")
         if self._fetch_error is not None:
             raise self._fetch_error
-
-    def close(self) -> None:
-        """The fetch thread closes the consumer; here only the writer's connection."""
-        self.writer.close()

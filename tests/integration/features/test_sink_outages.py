@@ -11,23 +11,19 @@ import time
 import pytest
 
 from hft.config import Settings, TransientError
+from hft.features.bars import Bar
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SYMBOL = "FTOUTAGE"
 
 
-def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature_settings: Settings) -> None:
-    import redis
-
-    from hft.devstack.stack import Stack
-    from hft.features.bars import Bar
-    from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY, ClosedBar, FeatureSink
-
+def _last_minute_bar(symbol: str) -> Bar:
+    """A closed 1m bar of the last whole minute."""
     minute = 60_000_000_000
     open_ns = (time.time_ns() // minute - 1) * minute
-    bar = Bar(
-        SYMBOL,
+    return Bar(
+        symbol,
         "1m",
         open_ns,
         open_ns + minute,
@@ -40,6 +36,16 @@ def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature
         buy_volume=1.0,
         quote_volume=201.0,
     )
+
+
+def test_sink_reports_redis_down_as_transient_and_writes_once_it_is_back(feature_settings: Settings) -> None:
+    import redis
+
+    from hft.devstack.stack import Stack
+    from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY, ClosedBar, FeatureSink
+
+    bar = _last_minute_bar(SYMBOL)
+    open_ns = bar.open_time_ns
     closed = ClosedBar(bar, None, time.time_ns())  # a warm-up bar: announced, no feature row
     sink = FeatureSink(feature_settings)
     stack = Stack(feature_settings)
@@ -75,29 +81,14 @@ def test_sink_reports_a_postgres_restart_as_transient_and_writes_the_row_once_it
     that escaped ``write`` and crashed the calculator, and the crash path committed offsets past
     the announced bar whose offline row was never written (a fault test caught it in CI)."""
     from hft.devstack.stack import Stack
-    from hft.features.bars import Bar
     from hft.features.calculator import ClosedBar, FeatureSink
     from hft.features.offline import read_features
     from hft.features.spec import ALL_FEATURES
     from hft.storage import db
 
     symbol = "FTPGOUT"
-    minute = 60_000_000_000
-    open_ns = (time.time_ns() // minute - 1) * minute
-    bar = Bar(
-        symbol,
-        "1m",
-        open_ns,
-        open_ns + minute,
-        100.0,
-        101.0,
-        99.5,
-        100.5,
-        volume=2.0,
-        trade_count=3,
-        buy_volume=1.0,
-        quote_volume=201.0,
-    )
+    bar = _last_minute_bar(symbol)
+    open_ns = bar.open_time_ns
     closed = ClosedBar(bar, dict.fromkeys(ALL_FEATURES, 0.25), time.time_ns())
     with db.connect(feature_settings, autocommit=True) as conn:
         conn.execute("DELETE FROM features.bar_features WHERE symbol = %s", (symbol,))
