@@ -115,6 +115,11 @@ PORT_OFFSETS: dict[str, int] = {
     "metrics_kafka": 26,
     "metrics_kafka_2": 28,
     "metrics_kafka_3": 29,
+    # exporters of the stack services (hft/devstack/exporters.py): PostgreSQL, Redis, and the
+    # bridge that receives Airflow's OpenTelemetry metrics and serves them to Prometheus
+    "metrics_postgres": 30,
+    "metrics_redis": 31,
+    "metrics_airflow": 32,
 }
 
 
