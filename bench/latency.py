@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from bench.pipeline import Rig, bench_symbols, histogram_quantiles, metric, replay_trades, write_trade_files
-from hft.config import Settings
+from hft.config import Settings, use_mlflow
 
 MARKET_SPEED = 30.0
 WARMUP_S = 8.0
@@ -47,7 +47,7 @@ def champion(settings: Settings) -> tuple[str | None, str]:
     """(MLflow URI, "name/version") of the current stack's champion, or (None, why not)."""
     import urllib.request
 
-    uri = settings.mlflow_uri
+    uri = use_mlflow(settings)
     try:  # a quick probe first: MlflowClient retries an unreachable server for minutes
         urllib.request.urlopen(f"{uri}/health", timeout=3).close()
     except OSError as exc:
@@ -102,7 +102,11 @@ def measure_rate(
     mlflow_uri, model_note = model
     extra = {"HFT_KAFKA_LINGER_MS": f"{LINGER_MS:g}"}
     if mlflow_uri:
-        extra |= {"HFT_MLFLOW_TRACKING_URI": mlflow_uri, "HFT_MODEL_NAME": settings.model_name}
+        extra |= {
+            "HFT_MLFLOW_TRACKING_URI": mlflow_uri,
+            "HFT_MLFLOW_PASSWORD": settings.mlflow_password.get_secret_value(),  # the champion's server
+            "HFT_MODEL_NAME": settings.model_name,
+        }
     rig = Rig.private(settings, bench_symbols(), bar_interval="1m", extra_env=extra)
     n = int(rate * (seconds + WARMUP_S + 10))
     start_ms = time.time_ns() // 1_000_000

@@ -42,6 +42,8 @@ GENERATED_SECRETS: dict[str, str | None] = {
     "redis_password": "redis_url",
     "supervisor_password": None,
     "dashboard_password": None,
+    "mlflow_password": "mlflow_tracking_uri",
+    "mlflow_reader_password": "mlflow_tracking_uri",
 }
 
 
@@ -202,6 +204,17 @@ class Settings(BaseSettings):
 
     # --- MLflow / Optuna --------------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(default=None, description="External MLflow; embedded when unset")
+    mlflow_username: str = Field(
+        default="hft", description="MLflow login (the embedded server's admin; sent by every client)"
+    )
+    mlflow_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Its password (generated into HFT_HOME when unset; for an external MLflow: its login, if any)",
+    )
+    mlflow_reader_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password of the read-only MLflow login <mlflow_username>-reader (the dashboard's)",
+    )
     model_name: str = "hft-ensemble"
     optuna_storage: str | None = Field(default=None, description="Optuna RDB URL; local Postgres when unset")
 
@@ -348,6 +361,22 @@ class Settings(BaseSettings):
         """MLflow tracking URI (external or embedded)."""
         return self.mlflow_tracking_uri or f"http://{self.bind_host}:{self.port('mlflow')}"
 
+    def mlflow_client_env(self) -> dict[str, str]:
+        """The environment MLflow's client reads its login from (empty without a password)."""
+        pw = self.mlflow_password.get_secret_value()
+        if not pw:
+            return {}
+        return {"MLFLOW_TRACKING_USERNAME": self.mlflow_username, "MLFLOW_TRACKING_PASSWORD": pw}
+
+    def mlflow_auth(self, read_only: bool = False) -> tuple[str, str] | None:
+        """(user, password) for MLflow's REST API, or None when it needs no login. ``read_only``:
+        the reader's login when there is one (it reads everything and changes nothing it did not make)."""
+        reader = self.mlflow_reader_password.get_secret_value()
+        if read_only and reader:
+            return f"{self.mlflow_username}-reader", reader
+        pw = self.mlflow_password.get_secret_value()
+        return (self.mlflow_username, pw) if pw else None
+
     @property
     def optuna_url(self) -> str:
         """Optuna storage URL."""
@@ -381,6 +410,13 @@ class Settings(BaseSettings):
         if self.kafka_bootstrap:
             return self.kafka_bootstrap
         return ",".join(f"{self.bind_host}:{self.kafka_port(i)}" for i in range(1, self.kafka_brokers + 1))
+
+
+def use_mlflow(settings: Settings) -> str:
+    """Give this process's MLflow clients the login of ``settings`` (MLflow's client reads it from
+    the environment on every request) and return the tracking URI to use."""
+    os.environ.update(settings.mlflow_client_env())
+    return settings.mlflow_uri
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hft.config import REPO_ROOT, Settings
+from hft.config import REPO_ROOT, Settings, use_mlflow
 
 TEST_HOME = Path(os.environ.get("HFT_TEST_HOME", REPO_ROOT / ".hft-test"))
 TEST_PORT_BASE = int(os.environ.get("HFT_TEST_PORT_BASE", "25400"))
@@ -39,7 +39,11 @@ def stack_settings() -> Iterator[Settings]:
     from hft.config import get_settings
 
     get_settings.cache_clear()
-    yield Settings(home=TEST_HOME, port_base=TEST_PORT_BASE, data_dir=DATA_DIR)
+    settings = Settings(home=TEST_HOME, port_base=TEST_PORT_BASE, data_dir=DATA_DIR)
+    # MLflow asks for a login: the tests' own MLflow clients send the test stack's
+    old |= {k: os.environ.get(k) for k in settings.mlflow_client_env()}
+    use_mlflow(settings)
+    yield settings
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)

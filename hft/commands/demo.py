@@ -106,8 +106,10 @@ def _has_champion(s: Settings) -> bool:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from hft.config import use_mlflow
+
     try:
-        MlflowClient(s.mlflow_uri).get_model_version_by_alias(s.model_name, "champion")
+        MlflowClient(use_mlflow(s)).get_model_version_by_alias(s.model_name, "champion")
     except MlflowException:
         return False
     return True

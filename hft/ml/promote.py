@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from hft.config import Settings
+from hft.config import Settings, use_mlflow
 from hft.ml.dataset import load_bars
 from hft.ml.evaluate import score
 from hft.ml.registry import load_ensemble
@@ -87,8 +87,9 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
     from mlflow import MlflowClient
 
     name = model_name or settings.model_name
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    uri = use_mlflow(settings)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
     chal = _alias(client, name, "challenger")
     if chal is None:
         return PromotionDecision(False, f"{name} has no challenger", name)
@@ -152,7 +153,7 @@ def _log_decision(settings: Settings, d: PromotionDecision, start: int, end: int
     import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    client = MlflowClient(tracking_uri=use_mlflow(settings))
     mlflow.set_experiment(f"{d.model_name}-promotions")
     with mlflow.start_run(run_name=f"promote-v{d.challenger_version}"):
         mlflow.set_tags({"kind": "promotion", "promoted": str(d.promoted), "reason": d.reason[:5000]})

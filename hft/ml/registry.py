@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hft.config import ConfigurationError, Settings, TransientError
+from hft.config import ConfigurationError, Settings, TransientError, use_mlflow
 from hft.ml.models import ARTIFACT_KEY, COMPONENTS, Ensemble, predict_frame
 
 MODEL_NAME_IN_RUN = "ensemble"  # log_model(name=...)
@@ -53,8 +53,9 @@ def _client(settings: Settings) -> Any:
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    return MlflowClient(tracking_uri=settings.mlflow_uri)
+    uri = use_mlflow(settings)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
 
 
 def resolve(settings: Settings, uri: str) -> tuple[str, str, str]:

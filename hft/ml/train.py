@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hft.config import REPO_ROOT, Settings
+from hft.config import REPO_ROOT, Settings, use_mlflow
 from hft.ml import metrics as M
 from hft.ml.dataset import (
     Dataset,
@@ -290,7 +290,7 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
     import matplotlib.pyplot as plt
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_tracking_uri(use_mlflow(settings))
     mlflow.set_experiment(model_name)
     ds, info = result.dataset, result.info
     commit = str(info.get("git_commit") or git_commit())

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hft.config import use_mlflow
 from hft.storage.db import connect
 
 log = logging.getLogger(__name__)
@@ -255,9 +256,10 @@ def champion_version(settings: Any, alias: str = "champion") -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = MlflowClient(
-            tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri
-        ).get_model_version_by_alias(settings.model_name, alias)
+        uri = use_mlflow(settings)
+        mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+            settings.model_name, alias
+        )
     except MlflowException as exc:
         if getattr(exc, "error_code", "") in (
             "RESOURCE_DOES_NOT_EXIST",

@@ -13,6 +13,7 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -69,9 +70,55 @@ def test_redis_asks_for_the_password(stack: Any, stack_settings: Settings) -> No
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600  # the password is in it, not on the command line
 
 
+def test_mlflow_registry_asks_for_the_login(stack: Any, stack_settings: Settings) -> None:
+    """Setting an alias without a login would let anyone choose the model the API hot-loads."""
+    base = stack_settings.mlflow_uri
+    auth = stack_settings.mlflow_auth()
+    assert auth is not None
+    assert auth[0] == stack_settings.mlflow_username
+    api = f"{base}/api/2.0/mlflow"
+    name = f"login-test-{os.getpid()}"
+    assert httpx.get(f"{base}/health", timeout=10).status_code == 200  # probes stay open
+    for who in (None, (auth[0], "wrong")):
+        refused = httpx.post(f"{api}/registered-models/create", json={"name": name}, auth=who, timeout=10)
+        assert refused.status_code == 401, refused.text[:200]
+        read = httpx.get(f"{api}/registered-models/search", auth=who, timeout=10)
+        assert read.status_code == 401, read.text[:200]
+    reader = stack_settings.mlflow_auth(read_only=True)
+    assert reader is not None
+    assert reader[0] == f"{auth[0]}-reader"
+    made = httpx.post(f"{api}/registered-models/create", json={"name": name}, auth=auth, timeout=10)
+    assert made.status_code == 200, made.text[:200]
+    try:
+        alias = {"name": name, "alias": "champion", "version": "1"}
+        refused = httpx.post(f"{api}/registered-models/alias", json=alias, timeout=10)
+        assert refused.status_code == 401
+        # the project's own clients send the login (hft.config.use_mlflow, set up by stack_settings)
+        from mlflow import MlflowClient
+
+        assert MlflowClient(base).get_registered_model(name).name == name
+        seen = httpx.get(f"{api}/registered-models/get", params={"name": name}, auth=reader, timeout=10)
+        assert seen.status_code == 200, seen.text[:200]  # ... and may read
+        # ... and may not change what the admin made (MLflow lets any login create models of its own)
+        refused = httpx.post(f"{api}/registered-models/alias", json=alias, auth=reader, timeout=10)
+        assert refused.status_code == 403, refused.text[:200]
+        gone = httpx.request(
+            "DELETE", f"{api}/registered-models/delete", json={"name": name}, auth=reader, timeout=10
+        )
+        assert gone.status_code == 403, gone.text[:200]
+        metrics = httpx.get(f"{base}/metrics", auth=auth, timeout=10)
+        assert metrics.status_code == 200
+        assert "mlflow_http_request_total" in metrics.text
+        assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401
+    finally:
+        httpx.request("DELETE", f"{api}/registered-models/delete", json={"name": name}, auth=auth, timeout=10)
+    conf = stack_settings.home_dir / "mlflow" / "basic_auth.ini"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+
+
 def test_status_tables_never_show_a_password(stack: Any, stack_settings: Settings) -> None:
     shown = " ".join(f"{p.url} {p.detail}" for p in Stack(stack_settings).status())
-    for key in ("postgres_password", "redis_password", "supervisor_password"):
+    for key in ("postgres_password", "redis_password", "supervisor_password", "mlflow_password"):
         assert getattr(stack_settings, key).get_secret_value() not in shown
     assert ":***@" in shown
 

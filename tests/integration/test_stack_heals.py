@@ -19,9 +19,14 @@ from hft.devstack.stack import Stack
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
-def _sigkill(stack: Stack, name: str) -> int:
+def _sigkill(stack: Stack, name: str, group: bool = False) -> int:
+    """SIGKILL the service's process (``group``: and every process it started, e.g. MLflow's
+    ``mlflow server`` and its uvicorn, which would otherwise go on serving as an orphan)."""
     pid = int(stack.pidfile(name).read_text().strip())
-    os.kill(pid, signal.SIGKILL)
+    if group:
+        os.killpg(pid, signal.SIGKILL)
+    else:
+        os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while not stack.service(name).crashed():
         assert time.monotonic() < deadline, f"{name} (pid {pid}) still alive after SIGKILL"
@@ -76,3 +81,44 @@ def test_the_watchdog_runs_under_the_supervisor(stack_settings: Settings) -> Non
     spec = next(p for p in PROCESSES if p.name == "stack-watchdog")
     assert spec.enabled(stack_settings)
     assert spec.command(stack_settings)[-2:] == ["stack", "watch"]
+
+
+def test_a_sigkilled_broker_and_mlflow_come_back_with_their_data(stack: Any, stack_settings: Settings) -> None:
+    """Kafka keeps the messages it acknowledged (acks=all, flushed by the JVM's page cache before the
+    kill) and MLflow keeps its registry and its users (the admin login is in basic_auth.db)."""
+    import uuid
+
+    import httpx
+
+    from hft.bus.client import make_consumer, make_producer
+    from hft.bus.topics import ensure_topics
+
+    st = Stack(stack_settings)
+    topic = f"heal-{uuid.uuid4().hex[:8]}"
+    ensure_topics(stack_settings, extra={topic: (1, {})})
+    producer = make_producer(stack_settings, "test-heal")
+    for i in range(10):
+        producer.produce(topic, f"m{i}".encode(), b"k")
+    assert producer.flush(30) == 0
+    time.sleep(1.0)  # the log segment written out of the JVM (a SIGKILL keeps the OS page cache)
+
+    _sigkill(st, "kafka")
+    assert _heal_until_healthy(st, "kafka", timeout=120) == ["kafka"]
+    _sigkill(st, "mlflow", group=True)
+    assert _heal_until_healthy(st, "mlflow", timeout=120) == ["mlflow"]
+    assert st.heal() == []
+
+    consumer = make_consumer(stack_settings, f"heal-{uuid.uuid4().hex[:8]}", "test-heal")
+    try:
+        consumer.subscribe([topic])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(got) < 10 and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(10, timeout=0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    assert got == [f"m{i}".encode() for i in range(10)]
+
+    api = f"{stack_settings.mlflow_uri}/api/2.0/mlflow/registered-models/search"
+    assert httpx.get(api, auth=stack_settings.mlflow_auth(), timeout=10).status_code == 200
+    assert httpx.get(api, timeout=10).status_code == 401
