@@ -83,7 +83,9 @@ def test_the_watchdog_runs_under_the_supervisor(stack_settings: Settings) -> Non
     assert spec.command(stack_settings)[-2:] == ["stack", "watch"]
 
 
-def test_a_sigkilled_broker_and_mlflow_come_back_with_their_data(stack: Any, stack_settings: Settings) -> None:
+def test_a_sigkilled_broker_and_mlflow_come_back_with_their_data(
+    stack: Any, stack_settings: Settings
+) -> None:
     """Kafka keeps the messages it acknowledged (acks=all, flushed by the JVM's page cache before the
     kill) and MLflow keeps its registry and its users (the admin login is in basic_auth.db)."""
     import uuid
