@@ -2,10 +2,11 @@
 
 Pages: Trading, Market, Models, Data quality, System. It reads PostgreSQL, MLflow and
 Prometheus and writes nothing, except the kill switch, which asks the API (with the API key)
-to halt the bot. Reading is open on the bind address; every control that changes state asks for
-the dashboard's login first (HTTP basic auth through dash-auth: ``HFT_DASHBOARD_USER`` /
-``HFT_DASHBOARD_PASSWORD``, generated into ``HFT_HOME/credentials.json``; ``hft stack credentials``). It serves its own Prometheus metrics at ``/metrics`` and the Great
-Expectations data docs at ``/data-docs/``.
+to halt the bot. Every page, callback, asset and the data docs ask for the dashboard's login
+(HTTP basic auth through dash-auth: ``HFT_DASHBOARD_USER`` / ``HFT_DASHBOARD_PASSWORD``,
+generated into ``HFT_HOME/credentials.json``; ``hft stack credentials``). Only ``/metrics``
+(Prometheus scrapes it) and ``/healthz`` (the supervisor and ``hft stack status``) stay open.
+It serves the Great Expectations data docs at ``/data-docs/``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dash import Dash, dcc, html
 from dash_auth import BasicAuth
 from flask import Response, abort, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from werkzeug.routing import Map, Rule
 
 from dashboard import pages
 from hft.config import Settings, get_settings
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 UP = Gauge("hft_dashboard_up", "1 while the dashboard serves")
 ASSETS = Path(__file__).resolve().parent / "assets"
+# what answers without the login: Prometheus' scrape and the health check (they carry no data)
+PUBLIC_ROUTES = ["/metrics", "/healthz"]
 
 
 def _utc_now() -> datetime:
@@ -56,7 +60,9 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         ]
     )
     pages.register_all(app, s, clock)
-    _login_on_controls(app, s)
+    BasicAuth(app, {s.dashboard_user: s.dashboard_password.get_secret_value()})
+    # set here, not through public_routes=: dash-auth would add Dash's own routes (layout, scripts) too
+    app.server.config["PUBLIC_ROUTES"] = Map([Rule(r) for r in PUBLIC_ROUTES]).bind("")
     server = app.server
 
     @server.route("/metrics")
@@ -76,22 +82,6 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
 
     UP.set(1)
     return app
-
-
-# callbacks that change state: they ask for the login; every other callback only reads
-CONTROLS = frozenset({"kill-result.children"})
-# the pages and what they load (dash-auth adds its own: scripts, styles, layout, dependencies)
-PUBLIC_ROUTES = [*pages.PAGES, "/metrics", "/healthz", "/data-docs/<path:sub>", "/assets/<path:path>"]
-
-
-def _login_on_controls(app: Dash, s: Settings) -> None:
-    """HTTP basic auth on the callbacks in :data:`CONTROLS`; pages and read-only callbacks stay open."""
-    unknown = CONTROLS - set(app.callback_map)
-    if unknown:
-        raise RuntimeError(f"dashboard controls without a callback: {sorted(unknown)}")
-    BasicAuth(app, {s.dashboard_user: s.dashboard_password.get_secret_value()}, public_routes=PUBLIC_ROUTES)
-    # dash-auth checks a callback's output id against this list before asking for the login
-    app.server.config["PUBLIC_CALLBACKS"] = [k for k in app.callback_map if k not in CONTROLS]
 
 
 def main() -> None:

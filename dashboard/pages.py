@@ -16,6 +16,7 @@ from prometheus_client import Counter, Histogram
 
 from hft.config import Settings
 from hft.reporting import market, models, prometheus, quality, trading
+from hft.reporting.book import Book
 
 log = logging.getLogger(__name__)
 
@@ -224,41 +225,105 @@ def trading_layout(settings: Settings) -> html.Div:
     )
 
 
-def _trading_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any, ...]]:
+def _pct(x: float) -> str:
+    """A fraction as a percentage that never rounds a real move to 0.00 %."""
+    if x == 0:
+        return "0.00 %"
+    if abs(x) < 1e-4:
+        return f"{100 * x:.2g} %"
+    return f"{100 * x:.2f} %"
+
+
+def _value_card(
+    key: str, label: str, value: float | None, shown: str, tone: str = "", sub: str = ""
+) -> html.Div:
+    """A KPI card that carries its exact number in ``data-value`` (the tests compare it with SQL)."""
+    children: list[Any] = [
+        html.Div(label, className="label"),
+        html.Div(
+            shown, className=f"value {tone}", **{"data-value": "" if value is None else repr(float(value))}
+        ),
+    ]
+    if sub:
+        children.append(html.Div(sub, className="note"))
+    return html.Div(children, className="card", id=f"kpi-{key}")
+
+
+def trading_cards(b: Book) -> list[html.Div]:
+    """The Trading page's tiles: every number from the one Book."""
+    win = "—" if b.win_rate is None else f"{100 * b.win_rate:.1f} %"
+    win_sub = (
+        "no trade has closed yet" if b.win_rate is None else f"{b.wins} of {b.closed_trades} closed trades"
+    )
+    return [
+        _value_card("equity", "Equity", b.equity, _num(b.equity)),
+        _value_card(
+            "net-pnl", "Net PnL", b.net_pnl, _num(b.net_pnl), _tone(b.net_pnl), "realised − fees + unrealised"
+        ),
+        _value_card("realized", "Realised PnL", b.realized_pnl, _num(b.realized_pnl), _tone(b.realized_pnl)),
+        _value_card(
+            "unrealized", "Unrealised PnL", b.unrealized_pnl, _num(b.unrealized_pnl), _tone(b.unrealized_pnl)
+        ),
+        _value_card("fees", "Fees paid", b.fees_paid, _num(b.fees_paid)),
+        _value_card("win-rate", "Win rate", b.win_rate, win, "", win_sub),
+        _value_card(
+            "sharpe",
+            "Sharpe (ann.)",
+            b.sharpe,
+            _num(b.sharpe),
+            "",
+            "" if b.sharpe is not None else "needs a day of equity",
+        ),
+        _value_card(
+            "drawdown",
+            "Max drawdown",
+            b.max_drawdown,
+            _pct(b.max_drawdown),
+            "neg" if b.max_drawdown > 0 else "",
+            f"{_num(b.max_drawdown_quote)} below the peak",
+        ),
+        _value_card("fills", "Fills", b.fills, str(b.fills)),
+        _value_card("turnover", "Turnover", b.turnover, _num(b.turnover, 0)),
+    ]
+
+
+def equity_figure(b: Book) -> go.Figure:
+    """The equity curve of the Book (its last point is the Equity tile)."""
+    if b.curve.empty:
+        return _empty_figure("no fills yet")
+    fig = go.Figure(
+        go.Scatter(
+            x=b.curve["time"], y=b.curve["equity"], mode="lines", name="equity", line={"color": "#1f6fb2"}
+        )
+    )
+    fig.add_hline(
+        y=b.starting_cash,
+        line={"dash": "dot", "color": "#8a96a3", "width": 1},
+        annotation_text="starting cash",
+        annotation_position="bottom right",
+    )
+    fig.update_layout(**GRAPH_LAYOUT, yaxis_title="equity (quote)", yaxis_tickformat=",.2f", showlegend=False)
+    return fig
+
+
+def equity_note(b: Book) -> str:
+    """How the curve and the tiles were valued, so a moving net PnL does not look like a bug."""
+    if b.as_of is None:
+        return "no fills yet: equity is the starting cash"
+    marks = ", ".join(f"{m.symbol} {m.price:,.2f}" for m in sorted(b.marks.values(), key=lambda m: m.symbol))
+    step = f"every {b.step.total_seconds():g} s" if b.step else "at the fill"
+    return (
+        f"Equity marked to market {step} from the first fill to {b.as_of:%Y-%m-%d %H:%M:%S} UTC (market time, the "
+        f"newest trade): {marks}. The last point is the Equity tile. Net PnL = realised − fees + unrealised; "
+        "the unrealised part follows these marks, so it moves between fills."
+    )
+
+
+def _trading_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
     from hft.storage.db import engine
 
     def refresh(_n: int | None) -> tuple[Any, ...]:
-        eng = engine(settings)
-        view = trading.trading_overview(eng, settings, clock())
-        k = view.kpis
-        cards = [
-            _card("equity", "Equity", _num(k["equity"])),
-            _card("net-pnl", "Net PnL", _num(k["net_pnl"]), _tone(float(k["net_pnl"]))),
-            _card("realized", "Realised PnL", _num(k["realized_pnl"]), _tone(float(k["realized_pnl"]))),
-            _card(
-                "unrealized", "Unrealised PnL", _num(k["unrealized_pnl"]), _tone(float(k["unrealized_pnl"]))
-            ),
-            _card("fees", "Fees paid", _num(k["fees_paid"])),
-            _card("win-rate", "Win rate", f"{100 * float(k['win_rate']):.1f}%"),
-            _card("sharpe", "Sharpe (ann.)", _num(k["sharpe"])),
-            _card("drawdown", "Max drawdown", f"{100 * float(k['max_drawdown']):.2f}%"),
-            _card("fills", "Fills", str(k["fills"])),
-            _card("turnover", "Turnover", _num(k["turnover"], 0)),
-        ]
-        if view.equity.empty:
-            fig = _empty_figure("no fills yet")
-        else:
-            fig = go.Figure(
-                go.Scatter(
-                    x=view.equity["time"],
-                    y=view.equity["equity"],
-                    mode="lines",
-                    name="equity",
-                    line={"color": "#1f6fb2"},
-                )
-            )
-            fig.update_layout(**GRAPH_LAYOUT, yaxis_title="quote currency")
-        note = f"equity after each of {k['fills']} fills, marked at the last trade price"
+        view = trading.trading_overview(engine(settings), settings)
         badge = {"active": "ok", "reducing": "warn", "halted": "bad"}.get(view.bot_state, "warn")
         bot = html.Span(
             [
@@ -267,7 +332,8 @@ def _trading_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[An
             ]
         )
         positions = _table("positions-table", view.positions.round(6))
-        return cards, fig, note, positions, bot
+        b = view.book
+        return trading_cards(b), equity_figure(b), equity_note(b), positions, bot
 
     return refresh
 
@@ -295,7 +361,7 @@ def register_trading(app: Dash, settings: Settings, clock: Clock) -> None:
         Output("positions", "children"),
         Output("bot-state", "children"),
         Input("tick", "n_intervals"),
-    )(guarded("trading", 6, _trading_refresh(settings, clock)))
+    )(guarded("trading", 6, _trading_refresh(settings)))
     app.callback(
         Output("history-error", "children"),
         Output("orders", "children"),
@@ -367,6 +433,48 @@ def market_layout(settings: Settings) -> html.Div:
     )
 
 
+def features_view(settings: Settings, row: market.FeatureRow) -> tuple[str, pd.DataFrame]:
+    """The caption and table of the latest feature row: which features the model reads, what is absent and why."""
+    from hft.config import TransientError
+    from hft.features.spec import get_spec
+
+    columns = ["feature", "value", "model reads it", "note"]
+    if row.feature_time is None:
+        return "no feature rows yet", pd.DataFrame(columns=columns)
+    try:
+        served = models.model_features(settings)
+    except TransientError as exc:  # MLflow down: the features are still worth showing
+        served, why = None, f"the model's feature set is unknown ({exc})"
+    else:
+        why = "no registered model yet"
+    used = set(get_spec(served.feature_version).names) if served else set()
+    present = [n for n, v in row.values.items() if v is not None]
+    caption = (
+        f"{len(row.values)} features stored for the bar closing {row.feature_time:%Y-%m-%d %H:%M:%S} UTC "
+        f"({row.version}; {len(present)} present, {len(row.values) - len(present)} absent). "
+    )
+    if served:
+        caption += (
+            f"The {served.alias} (v{served.version}) reads {len(used)} of them ({served.feature_version}); "
+            "the others are stored for models trained on bars built from trades."
+        )
+    else:
+        caption += why + "."
+    df = pd.DataFrame(
+        [
+            {
+                "feature": n,
+                "value": "absent" if v is None else round(v, 6),
+                "model reads it": ("yes" if n in used else "no") if served else "?",
+                "note": row.absent.get(n, ""),
+            }
+            for n, v in row.values.items()
+        ],
+        columns=columns,
+    )
+    return caption, df
+
+
 def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
     from hft.storage.db import engine
 
@@ -435,13 +543,7 @@ def _market_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
             **{**GRAPH_LAYOUT, "height": 420}, xaxis_rangeslider_visible=False, yaxis_title="price"
         )
         note = f"{symbol}: {source}, {len(sig)} signals, {len(fl)} fills"
-        ftime, feats = market.latest_features(eng, symbol)
-        fnote = (
-            f"{len(feats)} features of the bar closing {ftime:%Y-%m-%d %H:%M:%S} UTC"
-            if ftime
-            else "no feature rows yet"
-        )
-        fdf = pd.DataFrame({"feature": list(feats), "value": [round(v, 6) for v in feats.values()]})
+        fnote, fdf = features_view(settings, market.latest_features(eng, symbol))
         return fig, note, fnote, _table("features-table", fdf, page_size=40)
 
     return refresh
@@ -482,7 +584,11 @@ def models_layout(settings: Settings) -> html.Div:
             ),
             html.Div(
                 className="panel",
-                children=[html.H3("Promotion gate: champion vs challenger"), html.Div(id="models-gate")],
+                children=[
+                    html.H3("Promotion gate: champion vs challenger"),
+                    html.Div(id="models-gate-note", className="note"),
+                    html.Div(id="models-gate"),
+                ],
             ),
             html.Div(
                 className="panel",
@@ -547,17 +653,15 @@ def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
         wf = pd.DataFrame(
             models.walk_forward_table(shown) if shown else [], columns=["model", "kind", *models.WF_COLUMNS]
         )
-        wf_note = (
-            f"out-of-sample walk-forward report of {shown.alias} v{shown.version} (bt.* = cost-aware backtest)"
-            if shown
-            else "no registered model yet: hft train"
-        )
+        wf_note, gate_note = models.pnl_notes(shown) if shown else ("no registered model yet: hft train", "")
         gate = pd.DataFrame(models.metric_table(view), columns=["metric", *models.ALIASES])
+        gate = gate.apply(lambda col: col.map(lambda v: round(v, 4) if isinstance(v, float) else v))
         vdf = pd.DataFrame(view.latest, columns=["version", "created", "aliases", "run_id"])
         return (
             cards,
             wf_note,
             _table("models-metrics-table", wf.round(4), page_size=20),
+            gate_note,
             _table("models-gate-table", gate, page_size=20),
             _table("models-versions-table", vdf),
         )
@@ -572,10 +676,11 @@ def register_models(app: Dash, settings: Settings) -> None:
         Output("models-cards", "children"),
         Output("models-wf-note", "children"),
         Output("models-metrics", "children"),
+        Output("models-gate-note", "children"),
         Output("models-gate", "children"),
         Output("models-versions", "children"),
         Input("tick", "n_intervals"),
-    )(guarded("models", 6, _models_refresh(settings)))
+    )(guarded("models", 7, _models_refresh(settings)))
 
 
 # ---- Data quality ----------------------------------------------------------------------------
@@ -716,10 +821,73 @@ def system_layout(settings: Settings) -> html.Div:
                 className="panel",
                 children=[html.H3("Service health (Prometheus targets)"), html.Div(id="sys-targets")],
             ),
+            html.Div(
+                className="panel",
+                children=[html.H3("Load while measured"), html.Div(id="sys-load-box")],
+            ),
             html.Div(id="sys-graphs", className="row"),
             html.Div(id="sys-missing", className="note"),
         ],
     )
+
+
+def panel_figure(panel: prometheus.Panel, series: list[prometheus.Series]) -> go.Figure:
+    """One System chart, its y axis scaled to the finite values it holds (NaN = no observations: a gap)."""
+    fig = go.Figure()
+    for s in series:
+        label = (
+            ", ".join(f"{k}={v}" for k, v in s.labels.items() if k not in ("__name__", "instance"))
+            or panel.key
+        )
+        ys = [v if math.isfinite(v) else None for v in s.values]
+        if not any(y is not None for y in ys):
+            continue
+        sparse = sum(y is not None for y in ys) < 20  # a few points: draw them, a line alone may not show
+        fig.add_trace(go.Scatter(x=s.times, y=ys, mode="lines+markers" if sparse else "lines", name=label))
+    if not fig.data:
+        fig = _empty_figure("no samples in this window yet")
+    fig.update_layout(
+        **{**GRAPH_LAYOUT, "height": 260, "margin": {"l": 60, "r": 20, "t": 36, "b": 40}},
+        title={"text": f"{panel.title} ({panel.unit})", "font": {"size": 13}},
+    )
+    rng = prometheus.y_range(series)
+    if rng is not None:
+        fig.update_yaxes(range=list(rng), autorange=False, title_text=panel.unit, nticks=6)
+    return fig
+
+
+def load_note(load: prometheus.Load | None, minutes: int) -> html.Div:
+    """Under what load the latencies were measured (the benchmark table's figures had their own)."""
+    import os
+
+    if load is None or load.counter is None:
+        return html.Div(
+            "Load unknown: no process reports a tick counter yet.", className="note", id="sys-load"
+        )
+
+    def rate(x: float | None) -> str:
+        return "-" if x is None else f"{x:,.1f}"
+
+    cards = [
+        _value_card("load-avg", "Ticks/s (average)", load.avg_ticks_per_s, rate(load.avg_ticks_per_s)),
+        _value_card("load-peak", "Ticks/s (peak, 1 min)", load.peak_ticks_per_s, rate(load.peak_ticks_per_s)),
+        _value_card(
+            "load-cpu",
+            "CPU of the processes",
+            load.cpu_cores,
+            "-" if load.cpu_cores is None else f"{load.cpu_cores:.2f} of {os.cpu_count()} cores",
+        ),
+    ]
+    names = {"tick_to_signal": "tick→signal", "tick_to_feature": "tick→feature", "api": "API request"}
+    samples = ", ".join(f"{n:,.0f} {names.get(k, k)}" for k, n in load.samples.items())
+    text = (
+        f"The latencies below were measured over the last {minutes} min at {rate(load.avg_ticks_per_s)} ticks/s on "
+        f"average (peak {rate(load.peak_ticks_per_s)}/s, from {load.counter})"
+        + (f", from {samples} observations" if samples else "")
+        + ". The README's benchmark table was measured at 1,000 and 5,000 ticks/s offered on an otherwise idle "
+        "machine: compare a latency here only with one measured under the same load."
+    )
+    return html.Div([html.Div(cards, className="cards"), html.Div(text, className="note")], id="sys-load")
 
 
 def _system_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any, ...]]:
@@ -763,22 +931,14 @@ def _system_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any
             series = view.series.get(panel.key)
             if series is None:
                 continue
-            fig = go.Figure()
-            for s in series:
-                label = (
-                    ", ".join(f"{k}={v}" for k, v in s.labels.items() if k not in ("__name__", "instance"))
-                    or panel.key
+            graphs.append(
+                html.Div(
+                    dcc.Graph(id=f"sys-graph-{panel.key}", figure=panel_figure(panel, series)),
+                    className="panel",
                 )
-                fig.add_trace(go.Scatter(x=s.times, y=s.values, mode="lines", name=label))
-            if not fig.data:
-                fig = _empty_figure("no samples in this window yet")
-            fig.update_layout(
-                **{**GRAPH_LAYOUT, "height": 260},
-                title={"text": f"{panel.title} ({panel.unit})", "font": {"size": 13}},
             )
-            graphs.append(html.Div(dcc.Graph(id=f"sys-graph-{panel.key}", figure=fig), className="panel"))
         missing = ("Not reported by any process yet: " + ", ".join(view.missing)) if view.missing else ""
-        return targets, graphs, missing
+        return targets, load_note(view.load, minutes or 15), graphs, missing
 
     return refresh
 
@@ -788,11 +948,12 @@ def register_system(app: Dash, settings: Settings, clock: Clock) -> None:
     app.callback(
         Output("system-error", "children"),
         Output("sys-targets", "children"),
+        Output("sys-load-box", "children"),
         Output("sys-graphs", "children"),
         Output("sys-missing", "children"),
         Input("tick", "n_intervals"),
         Input("sys-window", "value"),
-    )(guarded("system", 4, _system_refresh(settings, clock)))
+    )(guarded("system", 5, _system_refresh(settings, clock)))
 
 
 PAGES: dict[str, Callable[[Settings], html.Div]] = {

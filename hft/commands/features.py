@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from hft.config import Settings
 
 features_app = typer.Typer(
     help="Bar features: backfill from market.bars, Feast apply, online read.", no_args_is_help=True
@@ -79,20 +82,46 @@ def env() -> None:
 
 @features_app.command("show")
 def show(symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT")]) -> None:
-    """Print the symbol's latest online features (what the API reads)."""
+    """Print the symbol's latest online features (what the API reads); an absent one says why."""
+    import math
+
     from hft.config import ConfigurationError, get_settings
     from hft.features.online import OnlineFeatures
 
+    s = get_settings()
     try:
-        got = OnlineFeatures(get_settings()).latest(symbol)
+        got = OnlineFeatures(s).latest(symbol)
     except ConfigurationError as exc:
         raise _fail(exc) from exc
     if got is None:
         raise _fail(LookupError(f"no online features for {symbol}"))
     feature_time, values = got
+    missing = [k for k, v in values.items() if math.isnan(v)]
+    reasons = _absence_reasons(s, symbol, feature_time, missing) if missing else {}
     typer.echo(f"feature_time {feature_time.isoformat()}")
     for k, v in values.items():
-        typer.echo(f"{k:>18} {v: .6g}")
+        if math.isnan(v):
+            typer.echo(f"{k:>18}  absent: {reasons.get(k, 'no value in the online row')}")
+        else:
+            typer.echo(f"{k:>18} {v: .6g}")
+
+
+def _absence_reasons(s: Settings, symbol: str, feature_time: datetime, names: list[str]) -> dict[str, str]:
+    """Why each absent feature is absent, read from market.bars ({} when the database is unreachable)."""
+    from datetime import timedelta
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hft.features.bars import interval_ns
+    from hft.reporting.market import absence_reasons
+    from hft.storage.db import engine
+
+    bar_open = feature_time - timedelta(microseconds=interval_ns(s.bar_interval) // 1000)
+    try:
+        with engine(s).connect() as conn:
+            return absence_reasons(conn, symbol, s.bar_interval, bar_open, names)
+    except SQLAlchemyError:
+        return {}
 
 
 def register(app: typer.Typer) -> None:

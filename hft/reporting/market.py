@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import text
 
+from hft.features.spec import ALL_FEATURES, TRADE_COUNT_Z_WINDOW, TRADE_FEATURES
+
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
     from sqlalchemy.engine import Engine
 
 
@@ -74,33 +79,73 @@ def fills(engine: Engine, symbol: str, since: datetime | None = None) -> pd.Data
     return _read(engine, sql + " ORDER BY fill_time", params)
 
 
-FEATURE_KEYS = (
-    "symbol",
-    "interval",
-    "event_timestamp",
-    "created",
-    "created_at",
-    "updated_at",
-    "feature_version",
-    "version",
-)
+@dataclass(frozen=True)
+class FeatureRow:
+    """The newest offline feature row of a symbol, with what is absent and why."""
+
+    feature_time: datetime | None  # the bar's close time
+    version: str  # the feature spec the row was computed with
+    values: dict[str, float | None]  # every stored feature; None = absent (NULL)
+    absent: dict[str, str] = field(default_factory=dict)  # name -> why it is absent
 
 
-def latest_features(engine: Engine, symbol: str) -> tuple[datetime | None, dict[str, float]]:
-    """The newest offline feature row of a symbol: its event time and name -> value."""
-    df = _read(
-        engine,
-        "SELECT * FROM features.bar_features WHERE symbol = :s ORDER BY event_timestamp DESC LIMIT 1",
-        {"s": symbol},
-    )
-    if df.empty:
-        return None, {}
-    row = df.iloc[0]
-    values: dict[str, float] = {}
-    for col in df.columns:
-        if col in FEATURE_KEYS:
-            continue
-        v = row[col]
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            values[col] = float(v)
-    return pd.Timestamp(row["event_timestamp"]).to_pydatetime(), values
+def latest_features(engine: Engine, symbol: str) -> FeatureRow:
+    """The newest offline feature row of a symbol: every feature of ``features.bar_features``."""
+    cols = ", ".join(ALL_FEATURES)
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                text(
+                    f"SELECT event_timestamp, open_time, interval, feature_version, {cols} FROM features.bar_features "
+                    "WHERE symbol = :s ORDER BY event_timestamp DESC LIMIT 1"
+                ),
+                {"s": symbol},
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return FeatureRow(None, "", {})
+        values = {n: None if row[n] is None or math.isnan(row[n]) else float(row[n]) for n in ALL_FEATURES}
+        missing = [n for n, v in values.items() if v is None]
+        absent = absence_reasons(conn, symbol, row["interval"], row["open_time"], missing) if missing else {}
+    return FeatureRow(row["event_timestamp"], row["feature_version"], values, absent)
+
+
+def absence_reasons(
+    conn: Connection, symbol: str, interval: str, bar_open: datetime, names: list[str]
+) -> dict[str, str]:
+    """Why each of ``names`` is absent for the bar of ``symbol`` opening at ``bar_open``.
+
+    A trade-derived feature is absent (never zero-filled, see :mod:`hft.features.spec`) when a
+    bar it reads has no trade columns: klines loaded as history carry OHLCV only. The
+    trade-count z-score reads the last ``TRADE_COUNT_Z_WINDOW`` bars, so after a start on
+    kline history it stays absent until that many bars have come from trades.
+    """
+    window = conn.execute(
+        text(
+            "SELECT open_time, source, trade_count IS NOT NULL AS has_count, vwap IS NOT NULL AS has_vwap "
+            "FROM market.bars WHERE symbol = :s AND interval = :i AND open_time <= :t "
+            "ORDER BY open_time DESC LIMIT :n"
+        ),
+        {"s": symbol, "i": interval, "t": bar_open, "n": TRADE_COUNT_Z_WINDOW},
+    ).all()
+    out: dict[str, str] = {}
+    for name in names:
+        if name not in TRADE_FEATURES:
+            out[name] = "not defined for this bar (warm-up: too few bars before it)"
+        elif name == f"trade_count_z_{TRADE_COUNT_Z_WINDOW}":
+            without = [i for i, r in enumerate(window) if not r.has_count]  # 0 = this bar
+            if without:
+                left = TRADE_COUNT_Z_WINDOW - without[-1]
+                out[name] = (
+                    f"{len(without)} of the last {len(window)} {interval} bars have no trade count "
+                    f"(history loaded from OHLCV klines); defined again after {left} more bars from trades"
+                )
+            else:
+                out[name] = "its window's bars were rewritten since (backfill the features again)"
+        elif window and not window[0].has_vwap:
+            out[name] = f"this {interval} bar has no trade columns (an OHLCV kline, not built from trades)"
+        else:
+            out[name] = "the bar was rewritten since (backfill the features again)"
+    return out

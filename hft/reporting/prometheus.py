@@ -7,6 +7,7 @@ matches, so the page shows what is there and says what is missing instead of fai
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -237,6 +238,86 @@ def panel_exprs(panel: Panel, names: Sequence[str]) -> list[tuple[str, str]]:
     return [(h, panel.template.format(metric=h)) for h in hits]
 
 
+# what "load" means on the System page: ticks per second through the pipeline, first found wins
+LOAD_COUNTERS = (
+    "feature_calculator_ticks_total",
+    "market_producer_ticks_out_total",
+    "tick_ingestor_rows_written_total",
+    "exchange_trades_published_total",
+)
+LATENCY_COUNTS = {
+    "tick_to_signal": "trading_bot_tick_to_signal_seconds_count",
+    "tick_to_feature": "feature_calculator_tick_to_feature_seconds_count",
+    "api": "hft_api_request_seconds_count",
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    """The load the System page's latencies were measured under, over its window."""
+
+    seconds: float  # the window
+    counter: str | None  # the tick counter the rates come from; None when no process reports one
+    avg_ticks_per_s: float | None
+    peak_ticks_per_s: float | None
+    cpu_cores: float | None  # CPU used by the scraped processes together, average over the window
+    samples: dict[str, float] = field(default_factory=dict)  # latency histogram -> observations
+
+
+def finite(values: Sequence[float]) -> list[float]:
+    """The finite values (Prometheus answers NaN for a quantile of no observations)."""
+    return [v for v in values if math.isfinite(v)]
+
+
+def _scalar(client: PrometheusClient, expr: str, at: datetime) -> float | None:
+    got = [v for _, v in client.query(expr, at) if math.isfinite(v)]
+    return sum(got) if got else None
+
+
+def load_during(
+    client: PrometheusClient, names: Sequence[str], start: datetime, end: datetime, step_s: float
+) -> Load:
+    """Ticks/s (average and peak), CPU and latency sample counts between ``start`` and ``end``."""
+    window = max(1.0, (end - start).total_seconds())
+    rng = f"[{int(window)}s]"
+    counter = next((c for c in LOAD_COUNTERS if c in names), None)
+    avg = peak = None
+    if counter:
+        total = _scalar(client, f"sum(increase({counter}{rng}))", end)
+        avg = None if total is None else total / window
+        peaks = [
+            v
+            for s in client.query_range(f"sum(rate({counter}[1m]))", start, end, step_s)
+            for v in finite(s.values)
+        ]
+        peak = max(peaks) if peaks else None
+    cpu = (
+        _scalar(client, f"sum(rate(process_cpu_seconds_total{rng}))", end)
+        if "process_cpu_seconds_total" in names
+        else None
+    )
+    samples: dict[str, float] = {}
+    for key, metric in LATENCY_COUNTS.items():
+        if metric in names:
+            n = _scalar(client, f"sum(increase({metric}{rng}))", end)
+            if n is not None:
+                samples[key] = n
+    return Load(window, counter, avg, peak, cpu, samples)
+
+
+def y_range(series: Sequence[Series]) -> tuple[float, float] | None:
+    """A y-axis range that holds every finite value of the series (from 0 for non-negative data)."""
+    values = [v for s in series for v in finite(s.values)]
+    if not values:
+        return None
+    lo, hi = min(values), max(values)
+    lo = min(lo, 0.0)
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0)
+    pad = 0.08 * (hi - lo)
+    return (lo - pad if lo < 0 else lo), hi + pad
+
+
 @dataclass
 class SystemView:
     """What the System page shows."""
@@ -244,6 +325,7 @@ class SystemView:
     targets: list[Target]
     series: dict[str, list[Series]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # panel titles with no metric yet
+    load: Load | None = None  # what the latencies were measured under
 
 
 def system_view(client: PrometheusClient, start: datetime, end: datetime, step_s: float = 15.0) -> SystemView:
@@ -262,4 +344,5 @@ def system_view(client: PrometheusClient, start: datetime, end: datetime, step_s
                 labels = {**s.labels, "metric": name} if len(exprs) > 1 else s.labels
                 series.append(Series(labels, s.times, s.values))
         view.series[panel.key] = series
+    view.load = load_during(client, names, start, end, step_s)
     return view

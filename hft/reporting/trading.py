@@ -1,14 +1,13 @@
 """The Trading page: the paper book's equity, PnL, risk numbers, positions, orders and fills.
 
-Numbers come from :mod:`hft.trading.pnl` (the same code as the ``reports.pnl`` task) applied to
-the fills read by :mod:`hft.trading.store`, marked at the last stored trade per symbol. The
-kill switch is the only write, and it goes through the API with the API key.
+Equity, PnL, drawdown and win rate come from :mod:`hft.reporting.book` (their one definition:
+the fills of ``trading.fills`` marked at the trades of ``market.ticks``). The kill switch is the
+only write, and it goes through the API with the API key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,9 +15,8 @@ import pandas as pd
 from sqlalchemy import text
 
 from hft.config import ConfigurationError, Settings, TransientError
+from hft.reporting.book import Book, book
 from hft.trading import store
-from hft.trading.pnl import replay_fills, report
-from hft.trading.reports import current_marks
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -100,35 +98,20 @@ def _filters(symbol: str | None, side: str | None, prefix: str = "") -> tuple[st
 class TradingOverview:
     """Everything the Trading page's top half shows."""
 
-    kpis: dict[str, float | int | str]  # hft.trading.pnl.report(...) plus the bot state
-    equity: pd.DataFrame  # time, equity
+    book: Book  # equity, PnL, drawdown, win rate, curve: hft.reporting.book, the one definition
     positions: pd.DataFrame  # symbol, quantity, avg_price, mark, unrealized_pnl, realized_pnl, fees
     bot_state: str
     bot_reason: str
 
 
-def starting_cash(engine: Engine, settings: Settings) -> float:
-    """The paper account's starting cash (the account row, else the setting)."""
-    df = _read(engine, "SELECT starting_cash FROM trading.account WHERE id = 'paper'")
-    return float(df["starting_cash"].iloc[0]) if not df.empty else settings.starting_cash
-
-
-def trading_overview(engine: Engine, settings: Settings, as_of: datetime) -> TradingOverview:
-    """PnL report, equity curve, positions and bot state as of ``as_of``."""
+def trading_overview(engine: Engine, settings: Settings) -> TradingOverview:
+    """The book's numbers and curve, its positions at their marks, and the bot's state."""
+    b = book(engine, settings.starting_cash)
     with engine.connect() as conn:
-        fills = store.load_fills(conn)
-        held = store.positions(conn)
         bot = store.get_bot_state(conn)
-    cash0 = starting_cash(engine, settings)
-    symbols = sorted({f.symbol for f in fills} | set(held))
-    marks = current_marks(engine, symbols)
-    kpis = report(fills, starting_cash=cash0, marks=marks, as_of=as_of)
-    curve, _, _, _ = replay_fills(fills, cash0)
-    # the curve ends at the last fill; the cards carry the value marked as of now
-    equity = pd.DataFrame({"time": [p.time for p in curve], "equity": [p.equity for p in curve]})
     rows = []
-    for sym, pos in sorted(held.items()):
-        mark = marks.get(sym, pos.avg_price)
+    for sym, pos in sorted(b.positions.items()):
+        mark = b.marks[sym].price if sym in b.marks else pos.avg_price
         rows.append(
             {
                 "symbol": sym,
@@ -141,7 +124,7 @@ def trading_overview(engine: Engine, settings: Settings, as_of: datetime) -> Tra
             }
         )
     columns = ["symbol", "quantity", "avg_price", "mark", "unrealized_pnl", "realized_pnl", "fees"]
-    return TradingOverview(kpis, equity, pd.DataFrame(rows, columns=columns), bot.state.value, bot.reason)
+    return TradingOverview(b, pd.DataFrame(rows, columns=columns), bot.state.value, bot.reason)
 
 
 def kill_switch(settings: Settings, halt: bool, reason: str = "dashboard") -> dict[str, Any]:

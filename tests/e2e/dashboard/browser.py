@@ -1,13 +1,22 @@
-"""Headless Chromium (Debian's ``chromium``) for the dashboard test, and a small DOM reader."""
+"""Headless Chromium (Debian's ``chromium``) driven over the DevTools protocol, and a small DOM reader.
+
+The dashboard asks for a login on every page: :class:`Browser` sends it as an ``Authorization``
+header on every request (``Network.setExtraHTTPHeaders``), waits until the page's callbacks have
+settled, and records what went wrong on the way (HTTP errors, script exceptions, console errors).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -16,8 +25,21 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--no-first-run",
     "--hide-scrollbars",
-    "--window-size=1440,1100",
+    "--remote-debugging-port=0",
+    "--remote-allow-origins=*",
 ]
+WIDTH, HEIGHT = 1440, 1100
+
+# the page is settled when Dash has no request in flight and every graph has been drawn
+SETTLED_JS = """(() => {
+  const page = document.querySelector('#page .page');
+  if (!page) return false;
+  if (document.querySelector('[data-dash-is-loading="true"]')) return false;
+  const graphs = document.querySelectorAll('.dash-graph').length;
+  const drawn = document.querySelectorAll('.dash-graph .js-plotly-plot .main-svg').length;
+  if (drawn < graphs) return false;
+  return document.documentElement.outerHTML.length;
+})()"""
 
 
 def chromium() -> str | None:
@@ -25,51 +47,164 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _run(url: str, action: list[str], budget_ms: int, timeout: float) -> subprocess.CompletedProcess[str]:
-    binary = chromium()
-    assert binary, "chromium missing (apt-get install chromium)"
-    with tempfile.TemporaryDirectory(prefix="hft-chromium-") as profile:
-        return subprocess.run(
-            [
-                binary,
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={profile}",
-                f"--virtual-time-budget={budget_ms}",
-                *action,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+@dataclass
+class PageProblems:
+    """What went wrong while a page loaded."""
+
+    http: list[str] = field(default_factory=list)  # "<status> <url>"
+    exceptions: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def all(self) -> list[str]:
+        """Every problem, one line each."""
+        return self.http + self.exceptions + self.console
+
+
+class Browser:
+    """One headless Chromium with one tab; every request carries ``headers``."""
+
+    def __init__(self, headers: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+        from websockets.sync.client import connect
+
+        binary = chromium()
+        assert binary, "chromium missing (apt-get install chromium)"
+        self.timeout = timeout
+        self._profile = tempfile.TemporaryDirectory(prefix="hft-chromium-")
+        self._log = Path(self._profile.name + ".log")
+        with self._log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile.name}/profile", "about:blank"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        ws_url = self._devtools_url()
+        self.ws = connect(ws_url, max_size=None, open_timeout=timeout)
+        self._id = 0
+        self.problems = PageProblems()
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for method in ("Page.enable", "Network.enable", "Runtime.enable"):
+            self.call(method, session=True)
+        self.call("Network.setExtraHTTPHeaders", {"headers": headers or {}}, session=True)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
+            session=True,
         )
 
+    def _devtools_url(self) -> str:
+        # chromium writes its DevTools port and browser path into the profile once it listens
+        active = Path(self._profile.name) / "profile" / "DevToolsActivePort"
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            lines = active.read_text().split() if active.exists() else []
+            if len(lines) >= 2:
+                return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        log = self._log.read_text(errors="replace")[-2000:] if self._log.exists() else ""
+        self.close()
+        raise AssertionError(f"chromium gave no DevTools port: {log}")
 
-def dump_dom(url: str, budget_ms: int = 8000, timeout: float = 150) -> str:
-    """The DOM after the page ran for ``budget_ms`` of virtual time (callbacks, Plotly)."""
-    proc = _run(url, ["--dump-dom"], budget_ms, timeout)
-    assert proc.returncode == 0, f"chromium failed ({proc.returncode}): {proc.stderr[-2000:]}"
-    assert proc.stdout, f"chromium dumped nothing: {proc.stderr[-2000:]}"
-    return proc.stdout
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, session: bool = False
+    ) -> dict[str, Any]:
+        """Send one DevTools command and return its result (events that arrive meanwhile are recorded)."""
+        self._id += 1
+        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = self.session
+        self.ws.send(json.dumps(msg))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{method}: no answer from chromium within {self.timeout:.0f}s"
+            reply = json.loads(self.ws.recv(timeout=left))
+            if reply.get("id") == self._id:
+                assert "error" not in reply, f"{method}: {reply['error']}"
+                result: dict[str, Any] = reply.get("result", {})
+                return result
+            self._event(reply)
 
+    def _event(self, ev: dict[str, Any]) -> None:
+        method, p = ev.get("method"), ev.get("params", {})
+        if method == "Network.responseReceived":
+            r = p.get("response", {})
+            if int(r.get("status", 0)) >= 400 and not r.get("url", "").endswith("/favicon.ico"):
+                self.problems.http.append(f"{r.get('status')} {r.get('url')}")
+        elif method == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            self.problems.exceptions.append(str(d.get("exception", {}).get("description") or d.get("text")))
+        elif method == "Runtime.consoleAPICalled" and p.get("type") == "error":
+            self.problems.console.append(
+                " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
+            )
 
-def screenshot(url: str, path: Path, budget_ms: int = 8000, timeout: float = 150) -> Path:
-    """Save a PNG of the page after ``budget_ms`` of virtual time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    proc = _run(url, [f"--screenshot={path}"], budget_ms, timeout)
-    assert proc.returncode == 0, f"screenshot failed ({proc.returncode}): {proc.stderr[-2000:]}"
-    assert path.exists(), f"no screenshot written: {proc.stderr[-2000:]}"
-    return path
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        got = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=True)
+        return got.get("result", {}).get("value")
 
+    def open(self, url: str, settle_s: float = 1.5) -> PageProblems:
+        """Load ``url`` and wait until its callbacks have settled (the DOM stops changing)."""
+        self.problems = PageProblems()
+        self.call("Page.navigate", {"url": url}, session=True)
+        deadline = time.monotonic() + self.timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            state = self.evaluate(SETTLED_JS)
+            now = time.monotonic()
+            if state and state == last:
+                if now - since >= settle_s:
+                    return self.problems
+            else:
+                last, since = state, now
+            time.sleep(0.25)
+        raise AssertionError(
+            f"{url} did not settle within {self.timeout:.0f}s; problems: {self.problems.all()}"
+        )
 
-def capture(url: str, png: Path, budget_ms: int = 8000, timeout: float = 150) -> str:
-    """Save a PNG of ``url`` and return its DOM, each after ``budget_ms`` of virtual time.
+    def dom(self) -> str:
+        """The page's current HTML."""
+        return str(self.evaluate("document.documentElement.outerHTML"))
 
-    Two runs: asked for both in one run, chromium 150 never finished the System page.
-    """
-    png.unlink(missing_ok=True)
-    screenshot(url, png, budget_ms, timeout)
-    return dump_dom(url, budget_ms, timeout)
+    def screenshot(self, path: Path) -> Path:
+        """A PNG of the whole page (beyond the window's height)."""
+        size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
+        shot = self.call(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": WIDTH, "height": max(HEIGHT, size["height"]), "scale": 1},
+            },
+            session=True,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self) -> None:
+        """Stop chromium and drop its profile."""
+        ws = getattr(self, "ws", None)
+        if ws is not None:
+            ws.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._profile.cleanup()
+        self._log.unlink(missing_ok=True)
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass

@@ -10,7 +10,12 @@ Where every number on the pages comes from:
   ``hft.storage.bars.upsert_klines``; offline features from ``hft.features.backfill``;
 * the model registry: a model trained by ``hft.ml.train`` on those klines with a small plan
   (seconds, not minutes) and registered as ``challenger`` (a registry that already holds a
-  challenger or champion, e.g. from another test of the session, is reused);
+  challenger or champion, e.g. from another test of the session, is reused). When there is no
+  champion, the challenger also gets the ``champion`` alias directly (the gate of ``hft promote``
+  costs tens of seconds and is tested in tests/integration/orchestration): the API serves it and
+  the bot process scores the replay's closed 15 m bars, as in the demo;
+* the whole application runs as in ``hft up``: exchange, market producer, tick ingestor, feature
+  calculator, API, trading bot, worker and dashboard, so every Prometheus target is up;
 * trading: ``hft.trading.bot.TradingBot`` decides on every closed 1 m bar of the replay and
   the project's Celery worker fills each intent with ``hft.trading.store.execute_intent``
   against the next real trade (slippage, fees). The probabilities given to the bot are
@@ -39,7 +44,16 @@ from hft.config import REPO_ROOT, Settings
 CAPTURE_START = datetime(2024, 8, 8, 23, 54, tzinfo=UTC)
 CAPTURE_END = datetime(2024, 8, 9, 0, 6, tzinfo=UTC)
 HISTORY_START = "2024-06-15"
-PROCESSES = ["exchange", "market-producer", "tick-ingestor", "worker", "dashboard"]
+PROCESSES = [
+    "exchange",
+    "market-producer",
+    "tick-ingestor",
+    "feature-calculator",
+    "api",
+    "trading-bot",
+    "worker",
+    "dashboard",
+]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "dashboard"
 API_KEY = "e2e-dashboard-key"  # a throwaway key of this test's own stack
 
@@ -117,7 +131,13 @@ def _ensure_model(settings: Settings) -> None:
         )
         log_and_register(settings, result, settings.model_name)
     # No `hft promote` here: the gate scores both versions (tens of seconds) and a seconds-long
-    # model rarely passes it; the page shows the challenger and "none" for a missing champion.
+    # model rarely passes it. The API needs a champion to serve, so a registry without one gets the
+    # challenger as champion directly; the page then shows one version holding both aliases.
+    view = models_view(settings)
+    if "champion" not in view.versions:
+        from hft.ml.registry import set_alias
+
+        set_alias(settings, settings.model_name, "champion", view.versions["challenger"].version)
 
 
 def _trade_replayed_bars(settings: Settings) -> int:
@@ -237,18 +257,19 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     # supervisord stops answering before it lets go of its HTTP port; a new one would fail to bind
     _wait(lambda: not _port_open(settings.bind_host, settings.port("supervisor")), "old supervisord gone", 30)
     timings: dict[str, float] = {}
-    t = time.monotonic()
     db.migrate(settings)
     expected = len(load_source(settings.data_dir, settings.symbols).trades)
-    sup.start()
-    _scrape_started_processes(settings)
-    timings["start_processes_s"] = time.monotonic() - t
+    # history and model first: the calculator warms up from the stored bars, the API loads the champion
     t = time.monotonic()
     _load_history(settings)
     timings["history_s"] = time.monotonic() - t
     t = time.monotonic()
     _ensure_model(settings)
     timings["model_s"] = time.monotonic() - t
+    t = time.monotonic()
+    sup.start()
+    _scrape_started_processes(settings)
+    timings["start_processes_s"] = time.monotonic() - t
     t = time.monotonic()
     # writes are idempotent (unique trade ids), so a rerun on a kept stack finds the same count
     _wait(
@@ -270,6 +291,7 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     (ARTIFACTS / "timings.txt").write_text("\n".join(f"{k} {v:.1f}" for k, v in timings.items()) + "\n")
     yield {
         "url": url,
+        "login": (settings.dashboard_user, settings.dashboard_password.get_secret_value()),
         "settings": settings,
         "jobs": [*list(PROCESSES), "kafka"],
         "intents": intents,

@@ -1,14 +1,19 @@
-"""Every dashboard page, opened by headless Chromium on the replayed stack, shows data.
+"""The first hour on the dashboard: headless Chromium logs in and walks every page of the replayed stack.
 
-Screenshots land in tests/artifacts/dashboard/ (git-ignored). With HFT_UPDATE_SCREENSHOT=1
-the Trading page's screenshot also replaces docs/screenshot.png (the README's picture).
+Each page is screenshotted into tests/artifacts/dashboard/ (git-ignored) and must show no error
+(no error box, no HTTP error, no script exception), no empty chart where the stack has data, and
+no red status on this healthy stack. With HFT_UPDATE_SCREENSHOT=1 the Trading page's screenshot
+also replaces docs/screenshot.png (the README's picture).
 """
 
 from __future__ import annotations
 
+import base64
+import math
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,36 +25,89 @@ from tests.e2e.dashboard import browser
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(browser.chromium() is None, reason="needs chromium")]
 
 NUMBER = re.compile(r"-?[\d,]+(\.\d+)?")
+EMPTY_CHART = ("no samples in this window yet", "no fills yet", "no market data")
+
+# every graph's drawn y values and its y axis' range and tick labels, read from Plotly's own state
+GRAPHS_JS = """Array.from(document.querySelectorAll('.dash-graph')).map(g => {
+  const gd = g.querySelector('.js-plotly-plot');
+  const ys = gd && gd.data ? gd.data.flatMap(t => Array.from(t.y || []).filter(v => v !== null && isFinite(v))) : [];
+  const ax = gd && gd._fullLayout ? gd._fullLayout.yaxis : null;
+  return {id: g.id, ys: ys.map(Number), range: ax ? ax.range.map(Number) : null,
+          ticks: g.querySelectorAll('.ytick').length,
+          last: gd && gd.data && gd.data[0] && gd.data[0].y ? Number(Array.from(gd.data[0].y).pop()) : null};
+})"""
 
 
-def _page(world: dict[str, Any], path: str, name: str) -> browser.Node:
-    url = world["url"] + path
-    html = browser.capture(url, world["artifacts"] / f"{name}.png")
+@pytest.fixture(scope="module")
+def chrome(dashboard_world: dict[str, Any]) -> Iterator[browser.Browser]:
+    user, password = dashboard_world["login"]
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    with browser.Browser({"Authorization": f"Basic {token}"}) as b:
+        yield b
+
+
+def _page(world: dict[str, Any], chrome: browser.Browser, path: str, name: str) -> browser.Node:
+    problems = chrome.open(world["url"] + path)
+    chrome.screenshot(world["artifacts"] / f"{name}.png")
+    html = chrome.dom()
     (world["artifacts"] / f"{name}.html").write_text(html)
+    assert not problems.all(), f"{name}: {problems.all()}"
     dom = browser.parse(html)
     errors = dom.by_class("error-box")
     assert not errors, f"{name}: error boxes: {[e.all_text() for e in errors]}"
+    red = [n.all_text() for n in dom.by_class("bad")]
+    assert not red, f"{name}: red status on a healthy stack: {red}"
     return dom
 
 
-def _kpi(dom: browser.Node, key: str) -> str:
+def _kpi(dom: browser.Node, key: str) -> browser.Node:
     node = dom.find(f"kpi-{key}")
     assert node is not None, f"kpi-{key} missing"
-    return node.by_class("value")[0].all_text() if node.by_class("value") else node.all_text()
+    return node.by_class("value")[0]
 
 
-def _graph(dom: browser.Node, graph_id: str, min_traces: int = 1) -> list[browser.Node]:
+def _graphs(chrome: browser.Browser) -> dict[str, dict[str, Any]]:
+    return {g["id"]: g for g in chrome.evaluate(GRAPHS_JS)}
+
+
+def _drawn(dom: browser.Node, graph_id: str, min_traces: int = 1) -> None:
     graph = dom.find(graph_id)
     assert graph is not None, f"{graph_id} missing"
+    text = graph.all_text()
+    assert not any(e in text for e in EMPTY_CHART), f"{graph_id} is empty: {text[:200]}"
     traces = browser.plotted_traces(graph)
     assert len(traces) >= min_traces, f"{graph_id}: {len(traces)} drawn traces, want {min_traces}"
-    return traces
+
+
+def _scaled(graph: dict[str, Any]) -> None:
+    """Every finite value inside the y axis' range, and more than one tick label on it."""
+    if not graph["ys"]:
+        return
+    lo, hi = graph["range"]
+    assert all(lo <= y <= hi for y in graph["ys"]), f"{graph['id']}: values outside y range {lo}..{hi}"
+    assert graph["ticks"] >= 2, f"{graph['id']}: {graph['ticks']} y tick labels"
 
 
 def _rows(dom: browser.Node, table_id: str) -> int:
     table = dom.find(table_id)
     assert table is not None, f"{table_id} missing"
     return browser.table_rows(table)
+
+
+def _cells(dom: browser.Node, table_id: str) -> list[list[str]]:
+    table = dom.find(table_id)
+    assert table is not None, f"{table_id} missing"
+    return [
+        [c.all_text() for c in r.children if c.tag == "td"]
+        for r in table.walk()
+        if r.tag == "tr" and any(c.tag == "td" for c in r.children)
+    ]
+
+
+def test_every_page_asks_for_the_login(dashboard_world: dict[str, Any]) -> None:
+    for path in ("/", "/market", "/models", "/data-quality", "/system", "/data-docs/index.html"):
+        assert httpx.get(dashboard_world["url"] + path, timeout=5).status_code == 401, path
+    assert httpx.get(dashboard_world["url"] + "/healthz", timeout=5).status_code == 200
 
 
 def test_prometheus_reports_every_started_process_up(dashboard_world: dict[str, Any]) -> None:
@@ -76,14 +134,29 @@ def test_prometheus_reports_every_started_process_up(dashboard_world: dict[str, 
     assert up[0][1] == 1.0
 
 
-def test_trading_page_shows_equity_pnl_and_fills(dashboard_world: dict[str, Any]) -> None:
-    dom = _page(dashboard_world, "/", "trading")
-    fills = int(_kpi(dom, "fills"))
+def test_trading_page_numbers_agree(dashboard_world: dict[str, Any], chrome: browser.Browser) -> None:
+    dom = _page(dashboard_world, chrome, "/", "trading")
+    fills = int(_kpi(dom, "fills").all_text())
     assert fills >= 2
-    assert NUMBER.fullmatch(_kpi(dom, "equity"))
-    assert _kpi(dom, "win-rate").endswith("%")
-    assert _kpi(dom, "fees") not in ("-", "0.00")
-    _graph(dom, "equity-graph")
+    equity = float(_kpi(dom, "equity").attrs["data-value"])
+    assert NUMBER.fullmatch(_kpi(dom, "equity").all_text())
+    net = float(_kpi(dom, "net-pnl").attrs["data-value"])
+    assert net == pytest.approx(equity - dashboard_world["settings"].starting_cash, abs=1e-6)
+    win = _kpi(dom, "win-rate").all_text()
+    assert win == "—" or win.endswith("%"), win
+    assert _kpi(dom, "fees").all_text() not in ("-", "0.00")
+    _drawn(dom, "equity-graph")
+    graphs = _graphs(chrome)
+    curve = graphs["equity-graph"]
+    _scaled(curve)
+    assert curve["last"] == pytest.approx(equity, abs=1e-6), "the curve's last point is not the Equity tile"
+    # the drawdown tile is the curve's largest fall below its running peak (from the starting cash)
+    peak, worst = dashboard_world["settings"].starting_cash, 0.0
+    for y in curve["ys"]:
+        peak = max(peak, y)
+        worst = max(worst, (peak - y) / peak)
+    assert float(_kpi(dom, "drawdown").attrs["data-value"]) == pytest.approx(worst, abs=1e-12)
+    assert "marked to market" in dom.find("equity-note").all_text()
     assert _rows(dom, "orders-table") >= 2
     assert _rows(dom, "fills-table") >= 2
     assert _rows(dom, "positions-table") >= 1
@@ -92,43 +165,106 @@ def test_trading_page_shows_equity_pnl_and_fills(dashboard_world: dict[str, Any]
         shutil.copyfile(dashboard_world["artifacts"] / "trading.png", REPO_ROOT / "docs" / "screenshot.png")
 
 
-def test_market_page_overlays_signals_and_fills_on_price(dashboard_world: dict[str, Any]) -> None:
-    dom = _page(dashboard_world, "/market", "market")
-    _graph(dom, "price-graph", min_traces=3)  # trades, at least one signal side, fills
+def test_market_page_overlays_signals_and_explains_features(
+    dashboard_world: dict[str, Any], chrome: browser.Browser
+) -> None:
+    from hft.features.spec import get_spec
+    from hft.reporting.models import model_features
+
+    dom = _page(dashboard_world, chrome, "/market", "market")
+    _drawn(dom, "price-graph", min_traces=3)  # trades, at least one signal side, fills
+    _scaled(_graphs(chrome)["price-graph"])
     note = dom.find("price-note").all_text()
     m = re.search(r"(\d+) signals, (\d+) fills", note)
     assert m, note
     assert int(m.group(1)) > 0, note
     assert int(m.group(2)) > 0, note
-    assert _rows(dom, "features-table") >= 10
+    served = model_features(dashboard_world["settings"])
+    assert served is not None
+    n_model = get_spec(served.feature_version).n_features
+    caption = dom.find("features-note").all_text()
+    assert f"reads {n_model} of them ({served.feature_version})" in caption, caption
+    rows = _cells(dom, "features-table")
+    assert len(rows) >= n_model
+    assert sum(r[2] == "yes" for r in rows) == n_model
+    for feature, value, _reads, why in rows:
+        assert value != "absent" or why, f"{feature} is absent without a reason"
 
 
-def test_models_page_shows_registered_versions_and_metrics(dashboard_world: dict[str, Any]) -> None:
-    dom = _page(dashboard_world, "/models", "models")
-    shown = [_kpi(dom, a) for a in ("champion", "challenger")]
-    assert any(re.search(r" v\d+$", v) for v in shown), shown
+def test_models_page_explains_the_two_net_pnls(
+    dashboard_world: dict[str, Any], chrome: browser.Browser
+) -> None:
+    dom = _page(dashboard_world, chrome, "/models", "models")
+    shown = [_kpi(dom, a).all_text() for a in ("champion", "challenger")]
+    assert all(re.search(r" v\d+$", v) for v in shown), shown
     assert _rows(dom, "models-metrics-table") >= 3
-    assert _rows(dom, "models-versions-table") >= 1
+    assert "pooled" in dom.find("models-wf-note").all_text()
+    assert "most recent test window" in dom.find("models-gate-note").all_text()
+    versions = _cells(dom, "models-versions-table")
+    aliases = {a.strip() for row in versions for a in row[2].split(",") if a.strip()}
+    assert {"champion", "challenger"} <= aliases, versions
     link = dom.find("mlflow-link")
     assert link is not None
     assert link.attrs["href"].startswith(dashboard_world["settings"].mlflow_uri)
 
 
-def test_data_quality_page_shows_validations_and_docs(dashboard_world: dict[str, Any]) -> None:
-    dom = _page(dashboard_world, "/data-quality", "data-quality")
+def test_data_quality_page_is_green(dashboard_world: dict[str, Any], chrome: browser.Browser) -> None:
+    dom = _page(dashboard_world, chrome, "/data-quality", "data-quality")
     results = dom.find("quality-results")
     assert results is not None
     assert len(results.by_class("dq-row")) >= 2
     assert dom.find("data-docs-link") is not None
-    docs = httpx.get(dashboard_world["url"] + "/data-docs/index.html", timeout=5)
+    passed, total = (int(x) for x in _kpi(dom, "suites-passed").all_text().split("/"))
+    assert passed == total
+    user, password = dashboard_world["login"]
+    docs = httpx.get(dashboard_world["url"] + "/data-docs/index.html", timeout=5, auth=(user, password))
     assert docs.status_code == 200
     assert "expectation" in docs.text.lower()
 
 
-def test_system_page_shows_health_and_process_metrics(dashboard_world: dict[str, Any]) -> None:
-    dom = _page(dashboard_world, "/system", "system")
-    up, total = (int(x) for x in _kpi(dom, "targets-up").split("/"))
+def test_system_page_is_healthy_scaled_and_says_its_load(
+    dashboard_world: dict[str, Any], chrome: browser.Browser
+) -> None:
+    dom = _page(dashboard_world, chrome, "/system", "system")
+    up, total = (int(x) for x in _kpi(dom, "targets-up").all_text().split("/"))
     assert up >= len(dashboard_world["jobs"])
-    assert total >= up
+    assert up == total, "a Prometheus target is down"
     assert _rows(dom, "sys-targets-table") >= len(dashboard_world["jobs"])
-    _graph(dom, "sys-graph-memory", min_traces=len(dashboard_world["jobs"]) - 1)
+    avg = _kpi(dom, "load-avg").attrs["data-value"]
+    assert avg, "no ticks/s while the latencies were taken"
+    assert float(avg) > 0, "no ticks/s while the latencies were taken"
+    assert "ticks/s" in dom.find("sys-load").all_text()
+    for key in (
+        "memory",
+        "cpu",
+        "throughput",
+        "tick_to_feature_p99",
+        "tick_to_signal_p99",
+        "api_latency_p99",
+    ):
+        _drawn(dom, f"sys-graph-{key}")
+    graphs = _graphs(chrome)
+    assert graphs["sys-graph-memory"]["ys"]
+    for graph in graphs.values():
+        _scaled(graph)
+        assert all(math.isfinite(y) for y in graph["ys"])
+
+
+def test_features_show_explains_what_is_absent(dashboard_world: dict[str, Any]) -> None:
+    """``hft features show`` on the replay: no bare ``nan``; an absent feature says why."""
+    from typer.testing import CliRunner
+
+    from hft.cli import app
+    from hft.config import get_settings
+
+    get_settings.cache_clear()  # the test stack's settings, from the environment the fixtures set
+    try:
+        res = CliRunner().invoke(app, ["features", "show", "BTCUSDT"])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    assert "nan" not in res.output.lower().replace("feature_time", "")
+    absent = [line for line in res.output.splitlines() if " absent: " in line]
+    for line in absent:
+        assert len(line.split(" absent: ", 1)[1]) > 20, line
+    assert any("trade_count_z_20" in line and "trade count" in line for line in absent), res.output

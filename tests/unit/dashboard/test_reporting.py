@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +80,34 @@ def test_gate_table_compares_champion_and_challenger() -> None:
             "challenger": _version("challenger", {"gate.roc_auc": 0.55, "gate.window_start_ns": 1.0}),
         },
     )
-    assert models.metric_table(view) == [{"metric": "roc_auc", "champion": 0.53, "challenger": 0.55}]
+    rows = models.metric_table(view)
+    # first which window each version's numbers are from, then the metrics side by side
+    assert rows[0] == {"metric": "window start (UTC)", "champion": None, "challenger": "1970-01-01 00:00"}
+    assert rows[1]["metric"] == "window end (UTC)"
+    assert rows[2:] == [{"metric": "roc_auc", "champion": 0.53, "challenger": 0.55}]
+
+
+def test_notes_say_why_walk_forward_and_gate_net_pnl_differ() -> None:
+    start = datetime(2025, 6, 1, tzinfo=UTC).timestamp() * 1e9
+    end = datetime(2025, 8, 31, tzinfo=UTC).timestamp() * 1e9
+    v = _version(
+        "challenger",
+        {
+            "wf.ensemble.bt.net_pnl_after_fees": -7911.0,
+            "wf.ensemble.bt.trades": 2006.0,
+            "gate.net_pnl_after_fees": -4256.0,
+            "gate.trades": 870.0,
+            "gate.window_start_ns": start,
+            "gate.window_end_ns": end,
+        },
+    )
+    v = dataclasses.replace(v, folds=3)
+    wf, gate = models.pnl_notes(v)
+    assert "pooled (3 windows)" in wf
+    assert "-7,911.0 over 2,006 trades" in wf
+    assert "most recent test window" in gate
+    assert "2025-06-01 00:00 → 2025-08-31 00:00 UTC" in gate
+    assert "-4,256.0 over 870 trades" in gate
 
 
 def test_public_mlflow_url_is_what_the_browser_can_reach() -> None:
@@ -130,12 +158,29 @@ def test_latest_results_takes_the_newest_run_of_each_kind(tmp_path: Path) -> Non
     assert quality.data_docs_index(s) is None
 
 
+class _LoggedIn:
+    """A test client that sends the dashboard's login with every request."""
+
+    def __init__(self, client, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+        import base64
+
+        login = f"{settings.dashboard_user}:{settings.dashboard_password.get_secret_value()}"
+        self.client = client
+        self.headers = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+
+    def get(self, path: str):  # type: ignore[no-untyped-def]
+        return self.client.get(path, headers=self.headers)
+
+    def post(self, path: str, **kw):  # type: ignore[no-untyped-def]
+        return self.client.post(path, headers=self.headers, **kw)
+
+
 @pytest.fixture
 def client(tmp_path: Path):  # type: ignore[no-untyped-def]
     from dashboard.app import create_app
 
     s = Settings(home=tmp_path, port_base=29990)  # nothing listens there: pages would show error boxes
-    return create_app(s, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)).server.test_client()
+    return _LoggedIn(create_app(s, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)).server.test_client(), s)
 
 
 def test_app_serves_metrics_health_and_its_layout(client) -> None:  # type: ignore[no-untyped-def]
@@ -153,11 +198,11 @@ def test_app_serves_metrics_health_and_its_layout(client) -> None:  # type: igno
 
 def test_a_page_whose_data_source_is_down_shows_an_error_box(client) -> None:  # type: ignore[no-untyped-def]
     body = {
-        "output": "..system-error.children...sys-targets.children...sys-graphs.children..."
-        "sys-missing.children..",
+        "output": "..system-error.children...sys-targets.children...sys-load-box.children..."
+        "sys-graphs.children...sys-missing.children..",
         "outputs": [
             {"id": i, "property": "children"}
-            for i in ("system-error", "sys-targets", "sys-graphs", "sys-missing")
+            for i in ("system-error", "sys-targets", "sys-load-box", "sys-graphs", "sys-missing")
         ],
         "inputs": [
             {"id": "tick", "property": "n_intervals", "value": 1},
