@@ -1,12 +1,18 @@
 """
 ### backfill_features
 
-Runs after each validated partition (asset `market_data_validated`, emitted by
-`validate_market_data`), or by hand with `start`/`end` in the trigger's config. For every
-symbol it computes the partition's features with the same code as `hft features backfill`
-(`hft.features.backfill.backfill`: upserts into `features.bar_features` and materializes to the
-online store), then validates them with the **features** and **feature_drift** checkpoints
-(RSI in [0, 100], no NaN after warm-up, PSI per feature against the training reference).
+Runs after each validated window (asset `market_data_validated`, emitted by
+`validate_market_data`), or by hand. For every symbol it computes the window's features with the
+same code as `hft features backfill` (`hft.features.backfill.backfill`: upserts into
+`features.bar_features` and materializes to the online store), then validates them with the
+**features** and **feature_drift** checkpoints (RSI in [0, 100], no NaN after warm-up, PSI per
+feature against the training reference).
+
+**Which window**: `start` and `end` in the trigger's config (both or neither, ISO 8601, UTC when
+no offset; anything else, or an unknown key, fails the run at once saying what is wrong); else
+the window of the triggering asset event; else (a manual or REST run, with or without
+`logical_date`) the latest complete hour of the stored market data's own time line, the same
+rule as `validate_market_data` (`hft.quality.partition`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from hft.config import get_settings
 
 MARKET_DATA_VALIDATED = Asset("market_data_validated")
 FEATURES_BACKFILLED = Asset("bar_features_backfilled")
+CONF_KEYS = ("start", "end")
 
 
 @dag(
@@ -36,8 +43,12 @@ FEATURES_BACKFILLED = Asset("bar_features_backfilled")
         "retry_exponential_backoff": True,
     },
     params={
-        "start": Param(None, type=["null", "string"], description="Partition start, ISO UTC"),
-        "end": Param(None, type=["null", "string"], description="Partition end (exclusive), ISO UTC"),
+        "start": Param(
+            None, type=["null", "string"], description="Window start, ISO 8601 (UTC if no offset)"
+        ),
+        "end": Param(
+            None, type=["null", "string"], description="Window end (exclusive), ISO 8601 (UTC if no offset)"
+        ),
     },
     doc_md=__doc__,
 )
@@ -46,16 +57,32 @@ def backfill_features() -> None:
 
     @task
     def partition() -> dict[str, str]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from hft.quality.partition import (
+            PartitionError,
+            Window,
+            check_conf_keys,
+            conf_window,
+            run_facts,
+            window_for_run,
+        )
+
         context = get_current_context()
-        params = context["params"]
-        if params.get("start") and params.get("end"):
-            return {"start": params["start"], "end": params["end"]}
-        events = context["triggering_asset_events"].get(MARKET_DATA_VALIDATED) or []
-        if events:
-            return {"start": events[-1].extra["start"], "end": events[-1].extra["end"]}
-        # a manual run without config: the last complete hour before the run
-        end = context["dag_run"].run_after.replace(minute=0, second=0, microsecond=0)
-        return {"start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()}
+        try:
+            conf, _, _ = run_facts(context)
+            check_conf_keys(conf, CONF_KEYS)
+            if conf_window(conf) is None:
+                events = (context.get("triggering_asset_events") or {}).get(MARKET_DATA_VALIDATED) or []
+                if events:
+                    window = Window.from_dict({**events[-1].extra, "reason": "the triggering asset event"})
+                    print(f"window {window.start.isoformat()} → {window.end.isoformat()}: {window.reason}")
+                    return window.to_dict()
+            window = window_for_run(get_settings(), context, CONF_KEYS)
+        except PartitionError as exc:
+            raise AirflowFailException(f"bad trigger config: {exc}") from None
+        print(f"window {window.start.isoformat()} → {window.end.isoformat()}: {window.reason}")
+        return window.to_dict()
 
     @task(outlets=[FEATURES_BACKFILLED])
     def backfill(part: dict[str, str]) -> int:

@@ -6,17 +6,22 @@ After each retraining (asset `model_challenger`), or by hand: the promotion gate
 out-of-sample metrics beat the champion's; otherwise the champion stays and the reason is in
 the task log and the returned decision. The API polls the `champion` alias and loads a new
 champion by itself.
+
+Triggered by hand (UI or `POST /api/v2/dags/promote_model/dagRuns`, with or without
+`logical_date`) it gates the settings' model; config `{"model_name": "..."}` gates another
+registered model. An unknown config key fails the run at once, saying which keys it takes.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from hft.config import get_settings
 
 MODEL_CHALLENGER = Asset("model_challenger")
+CONF_KEYS = ("model_name",)
 
 
 @dag(
@@ -33,6 +38,9 @@ MODEL_CHALLENGER = Asset("model_challenger")
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
     },
+    params={
+        "model_name": Param(None, type=["null", "string"], description="Registered model (default settings)"),
+    },
     doc_md=__doc__,
 )
 def promote_model() -> None:
@@ -40,9 +48,17 @@ def promote_model() -> None:
 
     @task
     def promote() -> dict[str, object]:
-        from hft.ml.promote import promote as gate
+        from airflow.sdk.exceptions import AirflowFailException
 
-        decision = gate(get_settings())
+        from hft.ml.promote import promote as gate
+        from hft.quality.partition import PartitionError, check_conf_keys, run_facts
+
+        context = get_current_context()
+        try:
+            check_conf_keys(run_facts(context)[0], CONF_KEYS)
+        except PartitionError as exc:
+            raise AirflowFailException(f"bad trigger config: {exc}") from None
+        decision = gate(get_settings(), model_name=context["params"].get("model_name") or None)
         outcome = {"promoted": bool(decision.promoted), "reason": str(decision.reason)}
         print(("PROMOTED: " if decision.promoted else "KEPT CHAMPION: ") + outcome["reason"])
         return outcome

@@ -5,7 +5,14 @@ On `HFT_RETRAIN_SCHEDULE` (default weekly; paused until switched on): Optuna-tun
 the ensemble on historical bars within a time budget (`hft.ml.train.train_and_register`),
 logged to MLflow and registered as a new version with the alias `challenger`. The event on the
 asset `model_challenger` starts `promote_model`. Trigger config may override `start`, `end`,
-`budget_minutes`, `symbols` and `data` (the tests use a small budget).
+`budget_minutes`, `symbols` and `data` (the tests use a small budget); the run needs no data
+interval, so a manual or REST trigger with `logical_date: null` and no config trains on the
+settings' window.
+
+`plan` checks the config before any training starts and logs what will be trained: `start` and
+`end` ISO 8601 dates with `end` after `start`, `budget_minutes` > 0, `symbols` a non-empty list
+of names, `data` an existing file or folder (or a URL). A bad config, or an unknown key, fails
+the run at once (no retry) with a message saying what is wrong.
 """
 
 from __future__ import annotations
@@ -17,6 +24,49 @@ from airflow.sdk import Asset, Metadata, Param, dag, get_current_context, task
 from hft.config import get_settings
 
 MODEL_CHALLENGER = Asset("model_challenger")
+CONF_KEYS = ("start", "end", "budget_minutes", "symbols", "data")
+
+
+def _plan() -> dict[str, object]:
+    """Resolve the run's config against the settings; raise AirflowFailException on a bad one."""
+    from pathlib import Path
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hft.quality.partition import PartitionError, check_conf_keys, parse_time, run_facts
+
+    settings = get_settings()
+    context = get_current_context()
+    params = context["params"]
+    try:
+        conf, _, _ = run_facts(context)
+        check_conf_keys(conf, CONF_KEYS)
+        start = str(params.get("start") or settings.train_start)
+        end = str(params.get("end") or settings.train_end)
+        if parse_time(end, "end") <= parse_time(start, "start"):
+            raise PartitionError(f"end {end} is not after start {start}")
+        budget = params.get("budget_minutes")
+        budget = float(settings.train_budget_minutes if budget is None else budget)
+        if budget <= 0:
+            raise PartitionError(f"budget_minutes must be > 0, got {budget}")
+        symbols = params.get("symbols") or list(settings.symbols)
+        if not all(isinstance(s, str) and s.strip() for s in symbols):
+            raise PartitionError(f"symbols must be a list of symbol names, got {symbols!r}")
+        data = str(params.get("data") or settings.data_dir)
+        if "://" not in data and not Path(data).exists():
+            raise PartitionError(f"data {data!r} does not exist (an OHLCV CSV file or folder)")
+    except PartitionError as exc:
+        raise AirflowFailException(f"bad trigger config: {exc}") from None
+    plan: dict[str, object] = {
+        "symbols": [s.strip().upper() for s in symbols],
+        "interval": settings.bar_interval,
+        "data": data,
+        "start": start,
+        "end": end,
+        "budget_minutes": budget,
+    }
+    print(f"training plan: {plan}")
+    return plan
 
 
 @dag(
@@ -47,25 +97,27 @@ MODEL_CHALLENGER = Asset("model_challenger")
 def retrain_models() -> None:
     """Tune, train and register a challenger."""
 
+    @task
+    def plan() -> dict[str, object]:
+        return _plan()
+
     @task(outlets=[MODEL_CHALLENGER])
-    def train():  # type: ignore[no-untyped-def]
+    def train(spec: dict[str, object]):  # type: ignore[no-untyped-def]
         from hft.ml.train import train_and_register
 
-        settings = get_settings()
-        params = get_current_context()["params"]
         uri = train_and_register(
-            settings,
-            symbols=params.get("symbols") or settings.symbols,
-            interval=settings.bar_interval,
-            data=params.get("data") or str(settings.data_dir),
-            start=params.get("start") or settings.train_start,
-            end=params.get("end") or settings.train_end,
-            budget_minutes=float(params.get("budget_minutes") or settings.train_budget_minutes),
+            get_settings(),
+            symbols=list(spec["symbols"]),  # type: ignore[call-overload]
+            interval=str(spec["interval"]),
+            data=str(spec["data"]),
+            start=str(spec["start"]),
+            end=str(spec["end"]),
+            budget_minutes=float(spec["budget_minutes"]),  # type: ignore[arg-type]
         )
         print(f"registered challenger {uri}")
         yield Metadata(MODEL_CHALLENGER, extra={"uri": uri})
 
-    train()
+    train(plan())
 
 
 retrain_models()

@@ -105,19 +105,31 @@ def bar_frame(
     start: datetime,
     end: datetime,
     halts: Sequence[tuple[pd.Timestamp, pd.Timestamp]] = (),
+    coverage: Mapping[str, tuple[datetime, datetime]] | None = None,
 ) -> pd.DataFrame:
     """Return the bars frame on the grid of expected bars (``missing=True`` where one is absent).
 
     ``bars`` holds ``symbol, open_time`` (aware timestamps), ``open, high, low, close,
     volume`` for ``interval``. Present bars outside the grid (a bar during a listed halt) are
-    kept and checked like any other.
+    kept and checked like any other. ``coverage`` (symbol → first and last open time, both
+    included) limits where a symbol's bars are expected; a symbol missing from it is expected
+    nowhere. Without ``coverage`` every symbol is expected on the whole grid.
     """
     present = bars[["symbol", "open_time", "open", "high", "low", "close", "volume"]].copy()
     present["open_time"] = pd.to_datetime(present["open_time"], utc=True)
     grid = expected_open_times(start, end, interval, halts)
-    expected = pd.DataFrame([(s, t) for s in symbols for t in grid], columns=["symbol", "open_time"]).astype(
-        {"open_time": present["open_time"].dtype if len(present) else "datetime64[ns, UTC]"}
-    )
+
+    def expected_for(symbol: str) -> pd.DatetimeIndex:
+        if coverage is None:
+            return grid
+        if symbol not in coverage:
+            return grid[:0]
+        lo, hi = (pd.Timestamp(t).tz_convert("UTC") for t in coverage[symbol])
+        return grid[(grid >= lo) & (grid <= hi)]
+
+    expected = pd.DataFrame(
+        [(s, t) for s in symbols for t in expected_for(s)], columns=["symbol", "open_time"]
+    ).astype({"open_time": present["open_time"].dtype if len(present) else "datetime64[ns, UTC]"})
     expected["open_time"] = pd.to_datetime(expected["open_time"], utc=True)
     merged = expected.merge(present, on=["symbol", "open_time"], how="outer", indicator=True)
     merged["missing"] = merged["_merge"] == "left_only"

@@ -88,3 +88,48 @@ def load_features(
     for name in names:
         df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
     return df
+
+
+def tick_span(settings: Settings, symbols: Sequence[str]) -> dict[str, tuple[datetime, datetime]]:
+    """Return each symbol's first and last stored trade time (by trade id: the primary key's order)."""
+    sql = (
+        "SELECT s.symbol, "
+        "(SELECT trade_time FROM market.ticks t WHERE t.symbol = s.symbol ORDER BY trade_id LIMIT 1), "
+        "(SELECT trade_time FROM market.ticks t WHERE t.symbol = s.symbol ORDER BY trade_id DESC LIMIT 1) "
+        "FROM unnest(%s::text[]) AS s(symbol)"
+    )
+    with db.connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, (list(symbols),))
+        return {str(sym): (first, last) for sym, first, last in cur.fetchall() if first is not None}
+
+
+def bar_span(
+    settings: Settings, symbols: Sequence[str], interval: str
+) -> dict[str, tuple[datetime, datetime]]:
+    """Return each symbol's first and last stored bar open time of ``interval``."""
+    sql = (
+        "SELECT s.symbol, "
+        "(SELECT open_time FROM market.bars b WHERE b.symbol = s.symbol AND b.interval = %s "
+        "ORDER BY open_time LIMIT 1), "
+        "(SELECT open_time FROM market.bars b WHERE b.symbol = s.symbol AND b.interval = %s "
+        "ORDER BY open_time DESC LIMIT 1) "
+        "FROM unnest(%s::text[]) AS s(symbol)"
+    )
+    with db.connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, (interval, interval, list(symbols)))
+        return {str(sym): (first, last) for sym, first, last in cur.fetchall() if first is not None}
+
+
+def holds_data(
+    settings: Settings, symbols: Sequence[str], interval: str, start: datetime, end: datetime
+) -> bool:
+    """Whether market.ticks or market.bars (of ``interval``) hold any row of ``symbols`` in [start, end)."""
+    sql = (
+        "SELECT EXISTS (SELECT 1 FROM market.ticks WHERE symbol = ANY(%s) AND trade_time >= %s "
+        "AND trade_time < %s) OR EXISTS (SELECT 1 FROM market.bars WHERE symbol = ANY(%s) AND interval = %s "
+        "AND open_time >= %s AND open_time < %s)"
+    )
+    with db.connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, (list(symbols), start, end, list(symbols), interval, start, end))
+        row = cur.fetchone()
+        return bool(row and row[0])

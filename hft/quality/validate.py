@@ -26,7 +26,7 @@ from hft.quality import frames
 from hft.quality.drift import drift_frame
 from hft.quality.drift import reference_profile as profile_of
 from hft.quality.gx_runner import CheckResult, data_docs_dir, run_checkpoint, suite_json
-from hft.quality.source import first_bar_times, load_bars, load_features, load_ticks
+from hft.quality.source import bar_span, first_bar_times, load_bars, load_features, load_ticks, tick_span
 
 Clock = Callable[[], datetime]
 KINDS = ("ticks", "bars", "features")
@@ -54,6 +54,8 @@ class ValidationSummary:
     pages: tuple[str, ...] = ()
     finished_at: datetime = field(default_factory=utc_now)
     notes: tuple[str, ...] = ()
+    # why nothing was validated (no data in the window, none expected there); empty when checked
+    skipped: str = ""
 
     @property
     def success(self) -> bool:
@@ -73,6 +75,8 @@ class ValidationSummary:
     def text(self) -> str:
         """Return a readable summary naming each failing check and its first failing rows."""
         state = "passed" if self.success else f"FAILED {len(self.failed)} of {len(self.checks)} checks"
+        if self.skipped:
+            state = f"skipped, nothing to validate: {self.skipped}"
         lines = [f"{self.kind} {_label(self.start)} → {_label(self.end)}: {state} ({self.rows:,} rows)"]
         if self.success and self.warnings:
             lines[0] += f", {len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
@@ -104,6 +108,7 @@ class ValidationSummary:
             "pages": list(self.pages),
             "finished_at": self.finished_at.isoformat(),
             "notes": list(self.notes),
+            "skipped": self.skipped,
             "summary": self.text(),
         }
 
@@ -164,6 +169,7 @@ def _finish(
     rows: int,
     results: Sequence[tuple[list[CheckResult], list[str]]],
     notes: Sequence[str] = (),
+    skipped: str = "",
 ) -> ValidationSummary:
     checks = tuple(c for part, _ in results for c in part)
     pages = tuple(p for _, part in results for p in part)
@@ -176,6 +182,7 @@ def _finish(
         data_docs=(data_docs_dir(settings) / "index.html").as_uri(),
         pages=pages,
         notes=tuple(notes),
+        skipped=skipped,
     )
     record(settings, summary)
     return summary
@@ -188,17 +195,73 @@ def _run_name(kind: str, start: datetime, end: datetime) -> str:
 # ---- ticks ------------------------------------------------------------------------------------
 
 
+Spans = Mapping[str, tuple[datetime, datetime]]
+
+
+def _span_text(spans: Spans, what: str) -> str:
+    if not spans:
+        return f"no {what} stored at all"
+    return "stored: " + ", ".join(f"{s} {_label(lo)} → {_label(hi)}" for s, (lo, hi) in sorted(spans.items()))
+
+
+def tick_holes(
+    spans: Spans, present: set[str], symbols: Sequence[str], start: datetime, end: datetime
+) -> list[str]:
+    """Return the symbols with no tick in [start, end) although their stored ticks begin before and go on after."""
+    return [
+        s for s in symbols if s not in present and s in spans and spans[s][0] < start and spans[s][1] >= end
+    ]
+
+
+def _hole_check(holes: Sequence[str], spans: Spans, start: datetime, end: datetime) -> CheckResult:
+    # not a Great Expectations expectation: GE sees only the rows inside the window, and a hole
+    # is the absence of rows that the data around the window says should be there
+    observed = "; ".join(
+        f"no {s} ticks in {_label(start)} → {_label(end)} while its ticks span "
+        f"{_label(spans[s][0])} → {_label(spans[s][1])}"
+        for s in holes
+    )
+    return CheckResult(
+        description="no window without ticks inside a symbol's stored stream",
+        expectation="hft_ticks_inside_stored_stream",
+        success=not holes,
+        unexpected_count=len(holes),
+        examples=tuple(holes),
+        observed=observed,
+    )
+
+
 def validate_ticks_frame(
-    settings: Settings, ticks: pd.DataFrame, start: datetime, end: datetime, clock: Clock = utc_now
+    settings: Settings,
+    ticks: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    clock: Clock = utc_now,
+    spans: Spans | None = None,
+    symbols: Sequence[str] | None = None,
 ) -> ValidationSummary:
-    """Validate ticks (``symbol, trade_id, price, quantity, trade_time_ms``) of [start, end)."""
+    """Validate ticks (``symbol, trade_id, price, quantity, trade_time_ms``) of [start, end).
+
+    ``spans`` (symbol → first and last stored trade time), when given, adds the check that no
+    symbol lacks ticks in a window its stored stream spans, and lets an empty window whose
+    emptiness the stored data explains (no ticks stored there at all) pass as skipped.
+    """
     start, end = _aware(start), _aware(end)
+    syms = list(symbols or settings.symbols)
+    holes = tick_holes(spans or {}, set(ticks["symbol"]), syms, start, end)
+    if len(ticks) == 0 and not holes:
+        stored = f" ({_span_text(spans, 'ticks')})" if spans is not None else ""
+        reason = f"no ticks of {', '.join(syms)} in this window{stored}"
+        return _finish(settings, "ticks", start, end, 0, [], skipped=reason)
     frame = frames.tick_frame(ticks)
     latest = frames.to_ms(clock() + FUTURE_TOLERANCE)
     result = run_checkpoint(
         settings, "ticks", frame, {"latest_allowed_ms": latest}, _run_name("ticks", start, end)
     )
-    return _finish(settings, "ticks", start, end, len(frame), [result])
+    results = [result]
+    if spans is not None:
+        results.append(([_hole_check(holes, spans, start, end)], []))
+    return _finish(settings, "ticks", start, end, len(frame), results)
 
 
 def validate_ticks(
@@ -208,9 +271,10 @@ def validate_ticks(
     symbols: Sequence[str] | None = None,
     clock: Clock = utc_now,
 ) -> ValidationSummary:
-    """Validate the ticks of [start, end) in market.ticks."""
-    ticks = load_ticks(settings, list(symbols or settings.symbols), _aware(start), _aware(end))
-    return validate_ticks_frame(settings, ticks, start, end, clock)
+    """Validate the ticks of [start, end) in market.ticks (and that no symbol's stored stream has a hole there)."""
+    syms = list(symbols or settings.symbols)
+    ticks = load_ticks(settings, syms, _aware(start), _aware(end))
+    return validate_ticks_frame(settings, ticks, start, end, clock, tick_span(settings, syms), syms)
 
 
 # ---- bars -------------------------------------------------------------------------------------
@@ -223,15 +287,41 @@ def validate_bars_frame(
     end: datetime,
     symbols: Sequence[str] | None = None,
     interval: str | None = None,
+    coverage: Spans | None = None,
 ) -> ValidationSummary:
-    """Validate bars (``symbol, open_time, open, high, low, close, volume``) of [start, end)."""
+    """Validate bars (``symbol, open_time, open, high, low, close, volume``) of [start, end).
+
+    ``coverage`` (symbol → first and last open time a bar is expected at; see
+    :func:`frames.bar_frame`) limits the expected bars to the stored data's extent; without it
+    every bar of the window is expected. No bar present and none expected: skipped.
+    """
     start, end = _aware(start), _aware(end)
+    syms = list(symbols or settings.symbols)
+    iv = interval or settings.bar_interval
     halts = frames.parse_halts(settings.exchange_halts)
-    frame = frames.bar_frame(
-        bars, list(symbols or settings.symbols), interval or settings.bar_interval, start, end, halts
-    )
+    frame = frames.bar_frame(bars, syms, iv, start, end, halts, coverage)
+    if len(frame) == 0:
+        stored = f" ({_span_text(coverage, 'bars')})" if coverage is not None else ""
+        reason = f"no {iv} bars of {', '.join(syms)} in this window{stored}"
+        return _finish(settings, "bars", start, end, 0, [], skipped=reason)
+    notes = []
+    step = frames.interval_delta(iv)
+    if coverage is not None:
+        partial = {
+            s: coverage[s]
+            for s in syms
+            if s in coverage and (coverage[s][0] > start or coverage[s][1] + step < end)
+        }
+        absent = [s for s in syms if s not in coverage]
+        if partial:
+            notes.append(
+                "bars expected only from a symbol's first stored bar to the latest: "
+                + _span_text(partial, "bars")
+            )
+        if absent:
+            notes.append(f"no {iv} bars stored for {', '.join(absent)}: none expected")
     result = run_checkpoint(settings, "bars", frame, run_name=_run_name("bars", start, end))
-    return _finish(settings, "bars", start, end, int((~frame["missing"]).sum()), [result])
+    return _finish(settings, "bars", start, end, int((~frame["missing"]).sum()), [result], notes)
 
 
 def validate_bars(
@@ -241,11 +331,19 @@ def validate_bars(
     symbols: Sequence[str] | None = None,
     interval: str | None = None,
 ) -> ValidationSummary:
-    """Validate the bars of [start, end) in market.bars (every expected bar present, OHLC consistent)."""
+    """Validate the bars of [start, end) in market.bars (every expected bar present, OHLC consistent).
+
+    A bar is expected from its symbol's first stored bar up to the latest bar stored for any of
+    the symbols: a window before the data or after its end has nothing to validate, a bar
+    missing inside the data (or a symbol that stopped while another goes on) fails.
+    """
     syms = list(symbols or settings.symbols)
     iv = interval or settings.bar_interval
     bars = load_bars(settings, syms, iv, _aware(start), _aware(end))
-    return validate_bars_frame(settings, bars, start, end, syms, iv)
+    spans = bar_span(settings, syms, iv)
+    latest = max((last for _, last in spans.values()), default=None)
+    coverage = {s: (first, latest) for s, (first, _) in spans.items() if latest is not None}
+    return validate_bars_frame(settings, bars, start, end, syms, iv, coverage)
 
 
 # ---- features ---------------------------------------------------------------------------------
@@ -315,6 +413,9 @@ def validate_features(
     step = pd.Timedelta(frames.interval_delta(iv))
     opened = current["event_timestamp"] - step
     partition = current[(opened >= start) & (opened < end)]
+    if len(partition) == 0 and len(load_bars(settings, syms, iv, start, end)) == 0:
+        reason = f"no {iv} bars of {', '.join(syms)} stored in this window, so no features to check"
+        return _finish(settings, "features", start, end, 0, [], skipped=reason)
     ranges = feature_ranges()
     ohlcv = [n for n in names if n in OHLCV_FEATURES]
     trade = [n for n in names if n in TRADE_FEATURES]

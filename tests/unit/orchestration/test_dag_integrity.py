@@ -45,6 +45,8 @@ def test_validation_feeds_backfill_and_retraining_feeds_promotion(report: dict) 
         "validate_bars",
         "validate_ticks",
     ]
+    # the config is checked (plan) before minutes of training start
+    assert dags["retrain_models"]["tasks"] == ["plan", "train"]
     assert dags["backfill_features"]["schedule"] == "AssetTriggeredTimetable"
     assert dags["promote_model"]["schedule"] == "AssetTriggeredTimetable"
 
