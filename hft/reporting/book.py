@@ -117,7 +117,8 @@ def _marks_on_grid(
 ) -> list[float | None]:
     """The symbol's mark at each grid time (one scan of its trades in the grid's span)."""
     before = store.last_trade(conn, symbol, times[0])
-    out: list[float | None] = [before.price if before else None] * len(times)
+    out: list[float | None] = [None] * len(times)
+    out[0] = before.price if before else None
     if len(times) > 1:
         rows = conn.execute(
             text(
