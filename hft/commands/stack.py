@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
-    from hft.config import Settings
     from hft.devstack.stack import Stack
 
 console = Console()
 stack_app = typer.Typer(
-    help="The embedded local stack: PostgreSQL, Redis, Apache Kafka, MLflow, Prometheus.",
+    help="The embedded local stack: PostgreSQL, Redis, Apache Kafka, MLflow, exporters, Prometheus.",
     no_args_is_help=True,
 )
 
@@ -37,7 +37,11 @@ def _fail(exc: Exception) -> typer.Exit:
 @stack_app.command("up")
 def stack_up(
     parts: Annotated[
-        list[str] | None, typer.Argument(help="Only these parts (postgres redis kafka mlflow prometheus)")
+        list[str] | None,
+        typer.Argument(
+            help="Only these parts (postgres redis kafka mlflow postgres-exporter redis-exporter "
+            "airflow-metrics prometheus)"
+        ),
     ] = None,
 ) -> None:
     """Start the embedded services (idempotent)."""
@@ -47,7 +51,7 @@ def stack_up(
     try:
         with console.status("starting the stack") as status:
             st.up(parts, progress=lambda name: status.update(f"starting {name}"))
-    except (ConfigurationError, TimeoutError, subprocess.CalledProcessError) as exc:
+    except (ConfigurationError, TimeoutError, subprocess.CalledProcessError, KeyError) as exc:
         raise _fail(exc) from exc
     _print_status(st)
 
@@ -60,10 +64,12 @@ def stack_down() -> None:
 
 
 @stack_app.command("status")
-def stack_status() -> None:
-    """Show each part, its URL and health (exit 1 when one is unhealthy)."""
+def stack_status(
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="One unwrapped line per part")] = False,
+) -> None:
+    """Show each service and process, its URL and health (exit 1 when one that should run is down)."""
     st = _stack()
-    healthy = _print_status(st)
+    healthy = _print_status(st, wide=wide)
     if not healthy:
         raise typer.Exit(1)
 
@@ -73,7 +79,8 @@ def stack_logs(
     part: Annotated[
         str,
         typer.Argument(
-            help="postgres, redis, kafka (kafka-2, kafka-3 in a cluster), mlflow, prometheus or a process name"
+            help="postgres, redis, kafka (kafka-2, kafka-3 in a cluster), mlflow, an exporter, prometheus "
+            "or a process name"
         ),
     ],
     lines: Annotated[int, typer.Option("-n", help="Lines to show")] = 50,
@@ -125,39 +132,49 @@ def stack_credentials() -> None:
     typer.echo(f"(from {credentials_file(s.home_dir)}, owner only; HFT_*_PASSWORD settings choose your own)")
 
 
-def _print_status(st: Stack) -> bool:
-    from hft.devstack.supervisor import Supervisor
-
-    table = Table("part", "url", "health", "note")
-    ok = True
-    for p in st.status():
-        required = p.name != "prometheus" or st.prometheus.available()
-        ok &= p.healthy or not required
-        health = (
-            "[green]healthy[/green]"
-            if p.healthy
-            else ("[red]down[/red]" if required else "[yellow]absent[/yellow]")
-        )
-        table.add_row(p.name, p.url, health, p.detail + ("" if p.managed else " (external)"))
-    extra = _app_urls(st.s)
-    for name, url in extra.items():
-        table.add_row(name, url, "", "application (hft up)")
-    console.print(table)
-    sup = Supervisor(st.s)
-    if sup.running():
-        console.print(sup.status())
-    return ok
+STATE_STYLE = {
+    "healthy": "green",
+    "down": "red",
+    "absent": "yellow",
+    "stopped": "dim",
+    "starting": "yellow",
+    "not ready": "yellow",
+}
 
 
-def _app_urls(s: Settings) -> dict[str, str]:
-    h = s.bind_host
-    return {
-        "api": f"http://{h}:{s.port('api')}/docs",
-        "dashboard": f"http://{h}:{s.port('dashboard')}/",
-        "airflow": f"http://{h}:{s.port('airflow')}/ (user {s.airflow_admin_user}, password in "
-        f"{s.home_dir / 'airflow' / 'simple_auth_manager_passwords.json.generated'})",
-        "supervisor": f"http://{h}:{s.port('supervisor')}/",
-    }
+def _print_status(st: Stack, wide: bool = False) -> bool:
+    """Print a row per stack service, application process and supervisord; False when one that
+    should answer does not (``stopped``, ``absent``, ``starting`` and ``not ready`` do not count).
+
+    The table fits the terminal (80 columns when not a terminal): a part's note goes under its URL
+    and long URLs and paths wrap, whole. ``wide`` prints one unwrapped line per part instead.
+    """
+    from hft.devstack.apps import app_status
+
+    rows = [*st.status(), *app_status(st.s)]
+    out = Console(soft_wrap=True) if wide else Console()
+    name_w = max(len(p.name) for p in rows)
+    if wide:
+        for p in rows:
+            note = p.detail + ("" if p.managed else " (external)")
+            line = Text(f"{p.name:<{name_w}}  ")
+            line.append(f"{p.label:<9}", style=STATE_STYLE.get(p.label, ""))
+            line.append(f"  {p.url}" + (f"  ({note})" if note else ""))
+            out.print(line, highlight=False)
+    else:
+        table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+        table.add_column("part", no_wrap=True)
+        table.add_column("health", no_wrap=True)
+        table.add_column("url / note", overflow="fold")
+        for p in rows:
+            note = p.detail + ("" if p.managed else " (external)")
+            style = STATE_STYLE.get(p.label, "")
+            where = Text(p.url, overflow="fold")
+            if note:
+                where.append("\n" + note, style="dim")
+            table.add_row(p.name, Text(p.label, style=style), where)
+        out.print(table)
+    return not any(p.failing for p in rows)
 
 
 def up(

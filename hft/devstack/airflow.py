@@ -83,6 +83,17 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
             "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
+            # metrics: OpenTelemetry (OTLP/HTTP) to the stack's airflow-metrics bridge, which serves
+            # them to Prometheus (hft/devstack/otlp_bridge.py; StatsD would need the statsd package
+            # and a StatsD exporter). Deltas, so each task process's counts simply add up; a short
+            # export timeout, so a process exiting while the bridge is down does not hang on it.
+            "AIRFLOW__METRICS__OTEL_ON": "True",
+            "AIRFLOW__METRICS__OTEL_HOST": settings.bind_host,
+            "AIRFLOW__METRICS__OTEL_PORT": str(settings.port("metrics_airflow")),
+            "AIRFLOW__METRICS__OTEL_SSL_ACTIVE": "False",
+            "AIRFLOW__METRICS__OTEL_INTERVAL_MILLISECONDS": "5000",
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "2",
             # the stack's own settings reach every task process
             "HFT_HOME": str(settings.home_dir),
             "HFT_PORT_BASE": str(settings.port_base),

@@ -82,7 +82,11 @@ class Postgres(Service):
     def status(self) -> PartStatus:
         detail = "TimescaleDB" if self.s.timescale else "PostgreSQL"
         return PartStatus(
-            self.name, mask_url(self.s.database_url()), self.healthy(), detail, managed=self.managed
+            self.name,
+            mask_url(self.s.database_url(driver="postgresql")),
+            self.healthy(),
+            detail,
+            managed=self.managed,
         )
 
     def start(self, timeout: float | None = None) -> None:

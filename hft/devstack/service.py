@@ -28,6 +28,20 @@ class PartStatus:
     healthy: bool
     detail: str = ""
     managed: bool = True  # False: an external service named in the settings
+    # overrides the health label when the part is not expected to answer: "absent" (an optional
+    # part whose binary is not installed), "stopped" (an application process not started), "not
+    # ready" (it answers but is not ready yet); empty: "healthy" or "down" from ``healthy``
+    state: str = ""
+
+    @property
+    def label(self) -> str:
+        """What the status table shows in its health column."""
+        return self.state or ("healthy" if self.healthy else "down")
+
+    @property
+    def failing(self) -> bool:
+        """Expected to answer and does not (``hft stack status`` exits 1)."""
+        return not self.healthy and not self.state
 
 
 class Service:
@@ -45,6 +59,10 @@ class Service:
     @property
     def managed(self) -> bool:
         """False when the settings name an external service: we neither start nor stop it."""
+        return True
+
+    def available(self) -> bool:
+        """Whether this part can run here (an optional part, such as an exporter, may be absent)."""
         return True
 
     def start(self, timeout: float | None = None) -> None:

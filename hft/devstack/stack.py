@@ -1,4 +1,5 @@
-"""The embedded local stack: PostgreSQL, Redis, Apache Kafka (KRaft), MLflow, Prometheus.
+"""The embedded local stack: PostgreSQL, Redis, Apache Kafka (KRaft), MLflow, the exporters of
+PostgreSQL, Redis and Airflow (:mod:`hft.devstack.exporters`), Prometheus.
 
 Everything runs as the invoking user (PostgreSQL as ``postgres`` when started by root, since
 ``initdb`` refuses root) under ``Settings.home`` on ports derived from ``HFT_PORT_BASE``.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from hft.config import Settings
 from hft.devstack import service
+from hft.devstack.exporters import AirflowMetrics, PostgresExporter, RedisExporter
 from hft.devstack.kafka import KafkaCluster
 from hft.devstack.mlflow import MLflow
 from hft.devstack.postgres import Postgres
@@ -38,9 +40,21 @@ class Stack:
         self.redis = Redis(settings)
         self.kafka = KafkaCluster(settings)
         self.mlflow = MLflow(settings)
+        self.postgres_exporter = PostgresExporter(settings)
+        self.redis_exporter = RedisExporter(settings)
+        self.airflow_metrics = AirflowMetrics(settings)
         self.prometheus = Prometheus(settings)
-        # start order; stop runs it backwards
-        order: list[Service] = [self.postgres, self.redis, self.kafka, self.mlflow, self.prometheus]
+        # start order (an exporter after what it watches, Prometheus last); stop runs it backwards
+        order: list[Service] = [
+            self.postgres,
+            self.redis,
+            self.kafka,
+            self.mlflow,
+            self.postgres_exporter,
+            self.redis_exporter,
+            self.airflow_metrics,
+            self.prometheus,
+        ]
         self.services = {svc.name: svc for svc in order}
 
     def service(self, name: str) -> Service:
@@ -61,8 +75,13 @@ class Stack:
     def up(self, parts: Iterable[str] | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Start every service (or the named ones) that is not already running, in order."""
         wanted = set(parts) if parts else set(self.services)
+        unknown = wanted - set(self.services)
+        if unknown:
+            raise KeyError(
+                f"no stack service {', '.join(sorted(unknown))}; known: {', '.join(self.services)}"
+            )
         for name, svc in self.services.items():
-            if name in wanted:
+            if name in wanted and svc.available():
                 if progress:
                     progress(name)
                 svc.start()
@@ -83,7 +102,7 @@ class Stack:
         """
         restarted = []
         for name, svc in self.services.items():
-            if not svc.managed or not svc.crashed():
+            if not svc.managed or not svc.available() or not svc.crashed():
                 continue
             log.warning("%s crashed: restarting it", name)
             try:
