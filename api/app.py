@@ -168,13 +168,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_poll_alias(app))
+        tasks = [asyncio.create_task(_poll_alias(app))]
+        if settings.api_predict_ahead:
+            tasks.append(asyncio.create_task(_predict_ahead(app)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="hft model server",
@@ -260,3 +263,47 @@ async def _poll_alias(app: FastAPI) -> None:
                 metrics.set_model(model)
                 heap.freeze()  # the new model is what the server keeps: out of the collector's way
         await asyncio.sleep(settings.model_poll_s)
+
+
+async def _predict_ahead(app: FastAPI) -> None:
+    """Score every closed bar once, as soon as the calculator announces it (``hft:bars:closed``,
+    read from its end, no group: every API worker keeps its own cache), so the bot's request for
+    the bar, and everyone else's, finds the score cached. A request that comes while the bar is
+    being scored waits for that computation instead of repeating it (``Scorer.score``)."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from hft.features.calculator import CLOSED_STREAM
+
+    settings: Settings = app.state.settings
+    metrics: ApiMetrics = app.state.metrics
+    client = aioredis.Redis.from_url(settings.redis_dsn, socket_timeout=5, socket_connect_timeout=2)
+    last: bytes | str = "$"
+    try:
+        while True:
+            try:
+                batches: Any = await client.xread({CLOSED_STREAM: last}, count=100, block=1000)
+            except (RedisError, OSError) as exc:  # Redis restarting: the requests still work without us
+                log.debug("predict-ahead: %s: %s", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
+                continue
+            symbols: list[str] = []
+            for _stream, entries in batches or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    symbol = fields.get(b"symbol", b"").decode()
+                    if fields.get(b"has_features") != b"0" and symbol in settings.symbols:
+                        symbols.append(symbol)
+            scorer: Scorer | None = app.state.scorer
+            if not symbols or scorer is None or scorer.model is None:
+                continue
+            outcomes = await asyncio.gather(
+                *(asyncio.to_thread(scorer.score, s) for s in dict.fromkeys(symbols)), return_exceptions=True
+            )
+            for outcome in outcomes:
+                failed = isinstance(outcome, BaseException)
+                metrics.ahead.labels("failed" if failed else "scored").inc()
+                if failed:  # the request for the bar will say why; here it is only a missed head start
+                    log.debug("predict-ahead: %s: %s", type(outcome).__name__, outcome)
+    finally:
+        await client.aclose()

@@ -19,6 +19,7 @@ class ApiMetrics:
     errors: Counter
     model_version: Gauge
     reloads: Counter
+    ahead: Counter
     _labels: list[str] = field(default_factory=list)
 
     def set_model(self, model: Any) -> None:
@@ -54,4 +55,10 @@ class ApiMetrics:
                 registry=reg,
             ),
             reloads=Counter("hft_api_model_reloads", "Model swaps after the alias moved", registry=reg),
+            ahead=Counter(
+                "hft_api_predicted_ahead",
+                "Closed bars scored when announced, before a request asked (outcome: scored, failed)",
+                ["outcome"],
+                registry=reg,
+            ),
         )

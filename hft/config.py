@@ -278,6 +278,10 @@ class Settings(BaseSettings):
     model_poll_s: float = Field(
         default=5.0, description="How often the API checks whether the champion alias moved"
     )
+    api_predict_ahead: bool = Field(
+        default=True,
+        description="The API scores each closed bar when it is announced, before anyone asks for it",
+    )
     fill_max_wait_s: float = Field(
         default=30.0, description="How long a fill waits for the next trade before taking the last one"
     )

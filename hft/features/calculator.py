@@ -316,6 +316,9 @@ class FeatureSink:
                     "interval": c.bar.interval,
                     "open_time_ns": c.bar.open_time_ns,
                     "feature_time_ns": c.bar.close_time_ns,
+                    # the bar's last trade price: the bot's reference price (no database read, and
+                    # the same trades the features came from)
+                    "close": repr(c.bar.close),
                     "close_receive_time_ns": c.close_receive_time_ns,
                     "published_ns": now,
                     "has_features": int(c.features is not None),

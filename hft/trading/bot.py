@@ -38,14 +38,15 @@ def bar_event_from_stream(
 ) -> BarEvent | None:
     """Turn an ``hft:bars:closed`` stream entry into a BarEvent (None when it has no features).
 
-    ``close(symbol, interval, open_time)`` finds the bar's close price (the entry carries times only).
+    The entry's ``close`` is the price; ``close(symbol, interval, open_time)`` finds it for an
+    entry without one (announced by an older calculator).
     """
     f = {k.decode(): v.decode() for k, v in fields.items()}
     if f.get("has_features", "1") == "0":
         return None
     symbol, interval = f["symbol"], f.get("interval", "")
     open_time = datetime.fromtimestamp(int(f["open_time_ns"]) / 1e9, UTC)
-    price = close(symbol, interval, open_time)
+    price = float(f["close"]) if f.get("close") else close(symbol, interval, open_time)
     if price is None:
         return None
     receive = int(f.get("close_receive_time_ns") or 0) or None

@@ -127,6 +127,7 @@ class Scorer:
         self._history = history
         self._active: _Active | None = None
         self._reload_lock = threading.Lock()
+        self._symbol_locks: dict[str, threading.Lock] = {}
         self.last_reload_error: str | None = None
 
     # ---- model -----------------------------------------------------------------------------
@@ -161,15 +162,27 @@ class Scorer:
         active = self._active
         if active is None:
             raise ModelUnavailableError("no champion model loaded")
-        model = active.model
-        win = active.windows.get(symbol)
         token = self._probe(symbol) if self._probe is not None else None
-        if token is not None and win is not None and win.token == token and win.prob is not None and win.rows:
-            # the row has not changed since it was scored: one small read instead of the whole row
-            return Score(
-                symbol, win.prob, model.name, str(model.version), model.feature_version, win.rows[-1][0]
-            )
-        return self._score_row(active, symbol, win, token)
+        hit = self._hit(active, symbol, token)
+        if hit is not None:  # the row has not changed since it was scored: one small read
+            return hit
+        # one computation per symbol at a time: a caller that comes while the same row is being
+        # scored (the API's predict-ahead task and the bot's request for the bar) waits, then reuses it
+        lock = self._symbol_locks.setdefault(symbol, threading.Lock())
+        with lock:
+            hit = self._hit(active, symbol, token)
+            if hit is not None:
+                return hit
+            return self._score_row(active, symbol, active.windows.get(symbol), token)
+
+    @staticmethod
+    def _hit(active: _Active, symbol: str, token: bytes | None) -> Score | None:
+        """The cached score of ``symbol`` when it was computed for the row ``token`` names."""
+        win = active.windows.get(symbol)
+        if token is None or win is None or win.token != token or win.prob is None or not win.rows:
+            return None
+        model = active.model
+        return Score(symbol, win.prob, model.name, str(model.version), model.feature_version, win.rows[-1][0])
 
     def score_cached(self, symbol: str) -> Score | None:
         """The cached score when the symbol's row has not changed (one small read), else None.
@@ -182,10 +195,7 @@ class Scorer:
         win = active.windows.get(symbol)
         if win is None or win.prob is None or not win.rows or win.token is None:
             return None
-        if self._probe(symbol) != win.token:
-            return None
-        model = active.model
-        return Score(symbol, win.prob, model.name, str(model.version), model.feature_version, win.rows[-1][0])
+        return self._hit(active, symbol, self._probe(symbol))
 
     def _score_row(self, active: _Active, symbol: str, win: _Window | None, token: bytes | None) -> Score:
         model = active.model

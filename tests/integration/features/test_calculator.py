@@ -167,6 +167,11 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
     assert int(closed[0][b"feature_time_ns"]) == (T0 + pd.Timedelta(minutes=12)).value
     assert int(closed[0][b"close_receive_time_ns"]) == 0  # the clock closed it
     assert int(closed[1][b"close_receive_time_ns"]) == received  # a trade of the next bar did
+    with db.connect(s) as conn:
+        stored = read_bars(conn, "FTBTC", "1m")["close"]
+    for e in closed:  # the announced close is the close of the bar built from the same trades
+        open_time = pd.Timestamp(int(e[b"open_time_ns"]), tz="UTC")
+        assert float(e[b"close"]) == pytest.approx(float(stored.loc[open_time]), rel=1e-12), open_time
     clear_symbols(s)
 
 

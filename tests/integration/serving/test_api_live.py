@@ -141,6 +141,70 @@ def test_alias_move_switches_version_with_zero_failed_requests(
 
 
 @pytest.mark.faults
+def test_a_closed_bar_is_scored_when_announced_before_anyone_asks(
+    api_server: str, online_rows: Any, serving_settings: Settings
+) -> None:
+    """Predict ahead, once: the API reads the calculator's announcements (``hft:bars:closed``) and
+    scores the bar then, so the bot's request finds the score cached."""
+    from datetime import timedelta
+
+    import redis
+
+    from hft.features.calculator import CLOSED_STREAM
+    from hft.features.online import OnlineFeatures, OnlineWriter
+
+    s = serving_settings
+
+    def scored_ahead() -> float:
+        text = httpx.get(f"{api_server}/metrics", timeout=10).text
+        prefix = 'hft_api_predicted_ahead_total{outcome="scored"}'
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+    before = scored_ahead()
+    latest = OnlineFeatures(s).latest("BTCUSDT")
+    assert latest is not None
+    feature_time = online_rows["feature_time"] + timedelta(minutes=15)
+    OnlineWriter(s).write(
+        "BTCUSDT", feature_time, latest[1]
+    )  # the next bar's row, as the calculator writes it
+    ns = int(feature_time.timestamp() * 1e9)
+    announced = redis.Redis.from_url(s.redis_dsn).xadd(
+        CLOSED_STREAM,
+        {
+            "symbol": "BTCUSDT",
+            "interval": s.bar_interval,
+            "open_time_ns": ns - 15 * 60 * 10**9,
+            "feature_time_ns": ns,
+            "close": "61000.5",
+            "close_receive_time_ns": time.time_ns(),
+            "published_ns": time.time_ns(),
+            "has_features": 1,
+        },
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while scored_ahead() <= before:
+            assert time.monotonic() < deadline, "the announced bar was not scored ahead within 15 s"
+            time.sleep(0.05)
+        r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["feature_time"].startswith(feature_time.isoformat()[:19])
+    finally:
+        # Feast never overwrites a row with an older one, and Redis keeps its data (AOF): drop the
+        # row this test made so the module's own row is the latest again
+        _drop_online_row(s, "BTCUSDT")
+        online_rows["write_latest"]()
+        redis.Redis.from_url(s.redis_dsn).xdel(CLOSED_STREAM, announced)  # no bot should act on it
+
+
+def _drop_online_row(settings: Settings, symbol: str) -> None:
+    from hft.features.online import OnlineFeatures
+
+    features = OnlineFeatures(settings)
+    key = features.online._generate_redis_keys_for_entities(features.config, [features._key(symbol)])[0]
+    features.online._get_client(features.config.online_store).delete(key)
+
+
 def test_redis_down_predict_503_then_recovers(
     api_server: str, online_rows: Any, stack_settings: Settings
 ) -> None:

@@ -137,3 +137,6 @@ def test_stream_entry_parses_to_a_bar_event(btc_trades: list[Any]) -> None:
     )
     assert ev == BarEvent("BTCUSDT", 61000.0, datetime(2024, 8, 9, tzinfo=UTC), 1723161600100000000)
     assert bar_event_from_stream({**fields, b"has_features": b"0"}, lambda *a: 1.0) is None
+    # the calculator announces the close: no lookup, and the price of the trades the bar was built from
+    announced = bar_event_from_stream({**fields, b"close": b"61012.5"}, lambda *a: None)
+    assert announced == BarEvent("BTCUSDT", 61012.5, datetime(2024, 8, 9, tzinfo=UTC), 1723161600100000000)

@@ -88,6 +88,8 @@ def test_bot_process_turns_closed_bars_into_fills_and_obeys_halt(
     }
     log = s.home_dir / "logs" / "test-trading-bot.log"
     r = redis.Redis.from_url(s.redis_dsn)
+    if _has_group(r):  # left by an earlier session (Redis keeps it: AOF): this bot starts at the stream's end
+        r.xgroup_destroy(STREAM, "trading-bot")
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamers.trading_bot"],

@@ -110,3 +110,32 @@ def test_probe_token_skips_the_row_read_until_it_changes(features: MemoryFeature
     token["BTCUSDT"] = b"t2"
     assert s.score("BTCUSDT").feature_time == T0 + timedelta(hours=3)
     assert reads["n"] == 2
+
+
+def test_callers_of_the_same_new_row_share_one_computation(features: MemoryFeatures) -> None:
+    """The API's predict-ahead task and the bot's request for a just-closed bar arrive together:
+    the second waits for the first's computation instead of running the model again."""
+    import threading
+    import time
+
+    m = fit_model()
+    slow = m.predict_proba_window
+
+    def slow_predict(window):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # long enough for the second caller to arrive mid-computation
+        return slow(window)
+
+    m.predict_proba_window = slow_predict  # type: ignore[method-assign]
+    token = {"BTCUSDT": b"t1"}
+    s = Scorer(lambda: m, lambda: "1", features, features.history, probe=lambda sym: token.get(sym))
+    s.reload_if_moved()
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(s.score("BTCUSDT"))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert m.calls == 1
+    assert len(got) == 3
+    assert len(set(got)) == 1  # one Score, the same for every caller
+    assert s.score_cached("BTCUSDT") == got[0]  # and the event loop's cheap path finds it too
