@@ -1,4 +1,5 @@
-"""``POST /predict`` latency at 100, 500 and 1,000 requests/s with wrk (one uvicorn worker).
+"""``POST /predict`` latency at 100, 500, 1,000 and 2,000 requests/s with wrk (one uvicorn worker),
+then the highest rate one worker sustains with p99 <= 10 ms (steps up from 2,000 until it does not).
 
 The model server runs as the supervisor runs it (``uvicorn api.app:create_app --factory
 --workers 1``) against the stack of the current settings: it needs a ``champion`` model in
@@ -10,7 +11,10 @@ resolution); ``errors`` counts socket errors, timeouts and non-2xx answers. Each
 reports the server's CPU time per request (from /proc), and the parameters the machine's load
 average: on a shared 2-core machine the wall-clock percentiles mostly measure waiting for a core.
 ``HFT_BENCH_API_PIN=0:1`` pins the server to core 0 and wrk to core 1 (``taskset``; recorded in
-the parameters as ``cpu_pinning``).
+the parameters as ``cpu_pinning``). A symbol without a feature row online gets one first (the
+project's backfill over the last 30 days of ``market.bars``, materialized to the online store); no
+champion or no bars at all is one line saying what to run. ``HFT_BENCH_PROFILE_S`` > 0 samples the
+server with py-spy during the 500 req/s run (top frames in the result).
 """
 
 from __future__ import annotations
@@ -30,7 +34,12 @@ import httpx
 
 from hft.config import Settings
 
-RATES = (100, 500, 1000)
+RATES = (100, 500, 1000, 2000)
+# the sustained-rate search: steps above the last fixed rate, until p99 > P99_LIMIT_MS or the
+# server answers under 95 % of the offered rate
+SEARCH_RATES = (3000, 4000, 5000, 6000, 8000)
+P99_LIMIT_MS = 10.0
+PROFILE_S = float(os.environ.get("HFT_BENCH_PROFILE_S", "0"))
 CONNECTIONS = 8
 # wrk threads: on this 2-core VM one thread measured worse (p99 at 500 req/s 5.0 ms vs 4.2 ms with
 # two, 2026-12-02): the pacing thread then shares a core with the server; see docs/bench.md
@@ -173,6 +182,58 @@ def _wrk(url: str, symbol: str, rate: int, seconds: int) -> dict[str, Any]:
     }
 
 
+def _ensure_features(settings: Settings, url: str, symbol: str) -> str | None:
+    """Give ``symbol`` a feature row online when it has none (what the benchmark measures needs one)."""
+    from datetime import timedelta
+
+    from hft.features.backfill import backfill
+    from hft.features.bars import interval_ns
+    from hft.storage import db
+
+    if httpx.post(f"{url}/predict", json={"symbol": symbol}, timeout=30).status_code != 404:
+        return None
+    with db.connect(settings) as conn:
+        row = conn.execute(
+            "SELECT max(open_time) FROM market.bars WHERE symbol = %s AND interval = %s",
+            (symbol, settings.bar_interval),
+        ).fetchone()
+    last = row[0] if row else None
+    if last is None:
+        raise RuntimeError(
+            f"no {settings.bar_interval} bars of {symbol} in market.bars: run `make demo` first (it loads them)"
+        )
+    step = timedelta(microseconds=interval_ns(settings.bar_interval) / 1000)
+    n = backfill(settings, symbol, settings.bar_interval, last - timedelta(days=30), last + step)
+    return f"the online store had no row of {symbol}: backfilled {n} feature rows (30 days of market.bars)"
+
+
+def _measure(url: str, symbol: str, rate: int, seconds: int, pid: int) -> dict[str, Any]:
+    cpu0 = _cpu_seconds(pid)
+    res = _wrk(url, symbol, rate, seconds)
+    # the server's own CPU per answer: a capacity figure that holds on a shared machine, where
+    # queueing behind other processes dominates the wall-clock percentiles
+    res["server_cpu_ms_per_request"] = round((_cpu_seconds(pid) - cpu0) * 1000 / max(res["requests"], 1), 3)
+    return res
+
+
+def _sustained(url: str, symbol: str, seconds: int, pid: int, fixed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest offered rate answered in full (>= 95 %) with p99 <= P99_LIMIT_MS, and the steps."""
+
+    def ok(r: dict[str, Any]) -> bool:
+        return bool(r["p99_ms"] <= P99_LIMIT_MS and r["achieved_rps"] >= 0.95 * r["rate"] and not r["errors"])
+
+    best = max((r["rate"] for r in fixed if ok(r)), default=0)
+    steps = []
+    if fixed and ok(fixed[-1]):
+        for rate in SEARCH_RATES:
+            r = _measure(url, symbol, rate, seconds, pid)
+            steps.append(r)
+            if not ok(r):
+                break
+            best = rate
+    return {"max_rps_at_p99_le_10ms": best, "p99_limit_ms": P99_LIMIT_MS, "steps": steps}
+
+
 def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Start the API, warm it up, measure each rate; return (parameters, results)."""
     seconds = 5 if quick else 20
@@ -182,22 +243,26 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
     log = settings.home_dir / "logs" / "bench-api.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     proc = _start_api(settings, port, log)
+    profile: dict[str, list[str]] | None = None
     try:
-        _wait_ready(url, proc, timeout=180)
+        try:
+            _wait_ready(url, proc, timeout=180)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"{exc} (a champion model in MLflow is needed: run `make demo` first)"
+            ) from exc
+        setup = _ensure_features(settings, url, symbol)
         with httpx.Client(base_url=url) as c:
             for _ in range(200):  # warm-up: caches, connection setup
                 c.post("/predict", json={"symbol": symbol}).raise_for_status()
             model = c.get("/model").json()
         runs = []
         for rate in RATES:
-            cpu0 = _cpu_seconds(proc.pid)
-            res = _wrk(url, symbol, rate, seconds)
-            # the server's own CPU per answer: a capacity figure that holds on a shared machine,
-            # where queueing behind other processes dominates the wall-clock percentiles
-            res["server_cpu_ms_per_request"] = round(
-                (_cpu_seconds(proc.pid) - cpu0) * 1000 / max(res["requests"], 1), 3
-            )
-            runs.append(res)
+            spy = _profile(settings, proc.pid, seconds) if rate == 500 else None
+            runs.append(_measure(url, symbol, rate, seconds, proc.pid))
+            if spy is not None:
+                profile = spy()
+        sustained = _sustained(url, symbol, seconds, proc.pid, runs)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -216,5 +281,49 @@ def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]
         "symbol": symbol,
         "model": f"{model['name']}/{model['version']}",
         "sequence_length": model["sequence_length"],
+        "setup": setup,
     }
-    return params, {"runs": runs}
+    return params, {"runs": runs, "sustained": sustained, "profile_top_frames": profile}
+
+
+def _profile(settings: Settings, pid: int, seconds: int) -> Any:
+    """py-spy on the server for the run that starts now (None when off or py-spy is missing);
+    returns a function that waits for it and gives the top inclusive frames."""
+    from bench.pipeline import top_frames
+
+    beside = Path(sys.executable).with_name("py-spy")  # pip install py-spy into the venv
+    binary = (
+        os.environ.get("HFT_PY_SPY") or shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+    )
+    if PROFILE_S <= 0 or not binary:
+        return None
+    out = settings.home_dir / "profiles" / "api-500.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [binary, "record", "--gil", "-r", "200", "-d", str(int(min(PROFILE_S, seconds))), "-f", "raw"]
+    spy = subprocess.Popen(
+        [*cmd, "-o", str(out), "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def result() -> dict[str, list[str]]:
+        spy.wait(seconds + 60)
+        return {"inclusive": top_frames(out, n=25), "self": self_frames(out, n=25)}
+
+    return result
+
+
+def self_frames(path: Path, n: int = 25) -> list[str]:
+    """The functions the samples were in (the innermost frame of each stack, lines summed), most first."""
+    from collections import Counter
+
+    own: Counter[str] = Counter()
+    if not path.exists():
+        return []
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit() and stack:
+            leaf = stack.split(";")[-1]
+            name, _, where = leaf.partition(" (")
+            file = where.rstrip(")").split("site-packages/")[-1].rsplit(":", 1)[0]  # per function, not line
+            own[f"{name} ({file})"] += int(count)
+    total = sum(own.values())
+    return [f"{100 * c / total:.1f}% {k}" for k, c in own.most_common(n)] if total else []
