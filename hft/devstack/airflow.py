@@ -37,6 +37,11 @@ def airflow_url(settings: Settings) -> str:
     return f"http://{settings.bind_host}:{settings.port('airflow')}"
 
 
+def airflow_metrics_endpoint(settings: Settings) -> str:
+    """Where Airflow pushes its OpenTelemetry metrics: the stack's ``airflow-metrics`` bridge."""
+    return f"http://{settings.bind_host}:{settings.port('metrics_airflow')}/v1/metrics"
+
+
 def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     """Return the environment for any Airflow process of this stack (``base`` defaults to os.environ).
 
@@ -87,13 +92,15 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             # them to Prometheus (hft/devstack/otlp_bridge.py; StatsD would need the statsd package
             # and a StatsD exporter). Deltas, so each task process's counts simply add up; a short
             # export timeout, so a process exiting while the bridge is down does not hang on it.
+            # Airflow 3.2 deprecated its otel_host/otel_port for OpenTelemetry's own variables.
             "AIRFLOW__METRICS__OTEL_ON": "True",
-            "AIRFLOW__METRICS__OTEL_HOST": settings.bind_host,
-            "AIRFLOW__METRICS__OTEL_PORT": str(settings.port("metrics_airflow")),
-            "AIRFLOW__METRICS__OTEL_SSL_ACTIVE": "False",
-            "AIRFLOW__METRICS__OTEL_INTERVAL_MILLISECONDS": "5000",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": airflow_metrics_endpoint(settings),
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
             "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "2",
+            # tagged names only (ti.finish{dag_id,task_id,state}), not also one name per DAG and task
+            "AIRFLOW__METRICS__LEGACY_NAMES_ON": "False",
             # the stack's own settings reach every task process
             "HFT_HOME": str(settings.home_dir),
             "HFT_PORT_BASE": str(settings.port_base),

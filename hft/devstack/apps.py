@@ -3,13 +3,14 @@
 Each process's state comes from supervisord's XML-RPC interface (``supervisor.getState``,
 ``supervisor.getAllProcessInfo``, with the login from the settings); each process that serves HTTP
 is then asked itself: the API's ``/ready`` (``/health`` tells a live but not ready API from a dead
-one), the dashboard's page, Airflow's api-server ``/api/v2/monitor/health`` (metadatabase and
+one), the dashboard's page (with its login), Airflow's api-server ``/api/v2/monitor/health`` (metadatabase and
 scheduler healthy), every other process's ``/metrics``. A process supervisord does not run shows
 as ``stopped`` (``hft up`` not run, or run for other processes).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import time
@@ -68,6 +69,23 @@ def _http_check(url: str) -> Callable[[], tuple[bool, str]]:
     return lambda: (http_ok(url, timeout=3.0), "")
 
 
+def _page_check(url: str, user: str, password: str) -> Callable[[], tuple[bool, str]]:
+    """The page itself, with its login (basic auth): 2xx, or what it answered."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def check() -> tuple[bool, str]:
+        request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})  # noqa: S310 - our localhost URL
+        try:
+            with urllib.request.urlopen(request, timeout=5.0) as resp:  # noqa: S310 - our localhost URL
+                return 200 <= resp.status < 300, ""
+        except urllib.error.HTTPError as exc:
+            return False, f"the page answered {exc.code}"
+        except OSError:
+            return False, ""
+
+    return check
+
+
 def _api_check(base: str) -> Callable[[], tuple[bool, str]]:
     def check() -> tuple[bool, str]:
         try:
@@ -112,7 +130,8 @@ def checks(settings: Settings) -> dict[str, Check]:
     api = f"http://{h}:{settings.port('api')}"
     out["api"] = Check(f"{api}/docs", _api_check(api))
     dashboard = f"http://{h}:{settings.port('dashboard')}/"
-    out["dashboard"] = Check(dashboard, _http_check(dashboard))
+    dashboard_login = (settings.dashboard_user, settings.dashboard_password.get_secret_value())
+    out["dashboard"] = Check(dashboard, _page_check(dashboard, *dashboard_login))
     airflow = airflow_url(settings)
     out["airflow"] = Check(f"{airflow}/", _airflow_check(airflow))
     out["exchange"] = Check(f"ws://{h}:{settings.port('exchange')}/stream", out["exchange"].check)
@@ -160,7 +179,7 @@ def app_status(settings: Settings) -> list[PartStatus]:
 def _process_row(spec: ProcessSpec, info: dict[str, Any] | None, check: Check, note: str) -> PartStatus:
     url = check.url or "-"
     if info is None:
-        return PartStatus(spec.name, url, False, note or "not started by hft up", state="stopped")
+        return PartStatus(spec.name, url, False, note, state="stopped")
     statename = str(info.get("statename", "?"))
     if statename == "STOPPED":
         return PartStatus(spec.name, url, False, note, state="stopped")

@@ -236,9 +236,10 @@ def test_airflow_sends_its_metrics_to_the_bridge(tmp_path: Path) -> None:
     s = Settings(home=tmp_path, port_base=31000)
     env = airflow_env(s, base={"PATH": "/usr/bin"})
     assert env["AIRFLOW__METRICS__OTEL_ON"] == "True"
-    assert (env["AIRFLOW__METRICS__OTEL_HOST"], env["AIRFLOW__METRICS__OTEL_PORT"]) == ("127.0.0.1", "31032")
-    assert env["AIRFLOW__METRICS__OTEL_SSL_ACTIVE"] == "False"
+    assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "http://127.0.0.1:31032/v1/metrics"
+    assert env["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"] == "http/protobuf"
     assert env["OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"] == "delta"
+    assert "AIRFLOW__METRICS__STATSD_ON" not in env
 
 
 # ---- Grafana: the stack services' dashboard ------------------------------------------------------
