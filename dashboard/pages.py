@@ -933,7 +933,11 @@ def _system_refresh(settings: Settings, clock: Clock) -> Callable[..., tuple[Any
                 continue
             graphs.append(
                 html.Div(
-                    dcc.Graph(id=f"sys-graph-{panel.key}", figure=panel_figure(panel, series)),
+                    dcc.Graph(
+                        id=f"sys-graph-{panel.key}",
+                        figure=panel_figure(panel, series),
+                        config={"displayModeBar": False},  # it covered the chart's title
+                    ),
                     className="panel",
                 )
             )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -69,13 +71,14 @@ class Browser:
         binary = chromium()
         assert binary, "chromium missing (apt-get install chromium)"
         self.timeout = timeout
-        self._profile = tempfile.TemporaryDirectory(prefix="hft-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="hft-chromium-", ignore_cleanup_errors=True)
         self._log = Path(self._profile.name + ".log")
         with self._log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile.name}/profile", "about:blank"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its renderer and helper processes go with it on close
             )
         ws_url = self._devtools_url()
         self.ws = connect(ws_url, max_size=None, open_timeout=timeout)
@@ -191,11 +194,11 @@ class Browser:
         if ws is not None:
             ws.close()
         if self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._profile.cleanup()
         self._log.unlink(missing_ok=True)

@@ -54,6 +54,7 @@ PROCESSES = [
     "worker",
     "dashboard",
 ]
+FEED = ("exchange", "market-producer")  # started once the rest is ready
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "dashboard"
 API_KEY = "e2e-dashboard-key"  # a throwaway key of this test's own stack
 
@@ -67,6 +68,13 @@ def _wait(check: Any, what: str, timeout: float, interval: float = 0.5) -> Any:
             return last
         time.sleep(interval)
     raise AssertionError(f"{what}: not reached within {timeout:.0f}s (last: {last!r})")
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -259,15 +267,25 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     timings: dict[str, float] = {}
     db.migrate(settings)
     expected = len(load_source(settings.data_dir, settings.symbols).trades)
+    # a kept test home (HFT_TEST_KEEP_STACK=1) has ingested the replay before: nothing flows live now
+    fresh = count_ticks(settings, settings.symbols) < expected
     # history and model first: the calculator warms up from the stored bars, the API loads the champion
     t = time.monotonic()
     _load_history(settings)
+    from hft.features.store import ensure_applied
+
+    ensure_applied(settings)  # the Feast registry the API reads through (`hft features apply`)
     timings["history_s"] = time.monotonic() - t
     t = time.monotonic()
     _ensure_model(settings)
     timings["model_s"] = time.monotonic() - t
     t = time.monotonic()
-    sup.start()
+    # the feed last: in the demo the API serves the champion before the first bar closes; at replay
+    # speed `max` the whole capture (and its one closed 15 m bar) passes within seconds of the start
+    Supervisor(settings, [p for p in PROCESSES if p not in FEED]).start()
+    api = f"http://{settings.bind_host}:{settings.port('api')}"
+    _wait(lambda: _status(f"{api}/ready") == 200, "the API ready with the champion", 180, 1.0)
+    sup.start()  # every process: supervisord adds the feed to the running ones
     _scrape_started_processes(settings)
     timings["start_processes_s"] = time.monotonic() - t
     t = time.monotonic()
@@ -296,6 +314,7 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
         "jobs": [*list(PROCESSES), "kafka"],
         "intents": intents,
         "expected_ticks": expected,
+        "fresh": fresh,
         "artifacts": ARTIFACTS,
         "timings": timings,
     }
