@@ -112,6 +112,18 @@ def latest_features(engine: Engine, symbol: str) -> FeatureRow:
     return FeatureRow(row["event_timestamp"], row["feature_version"], values, absent)
 
 
+def trade_count_reason(has_count: list[bool], interval: str) -> str:
+    """Why the trade-count z-score is absent, from its window's bars, newest first (True: has a count)."""
+    without = [i for i, ok in enumerate(has_count) if not ok]  # 0 = the feature's own bar
+    if not without:
+        return "its window's bars were rewritten since (backfill the features again)"
+    left = TRADE_COUNT_Z_WINDOW - without[0]  # until the newest bar without a count leaves the window
+    return (
+        f"{len(without)} of the last {len(has_count)} {interval} bars have no trade count (history loaded "
+        f"from OHLCV klines); defined again after {left} more bar{'s' if left > 1 else ''} from trades"
+    )
+
+
 def absence_reasons(
     conn: Connection, symbol: str, interval: str, bar_open: datetime, names: list[str]
 ) -> dict[str, str]:
@@ -135,15 +147,7 @@ def absence_reasons(
         if name not in TRADE_FEATURES:
             out[name] = "not defined for this bar (warm-up: too few bars before it)"
         elif name == f"trade_count_z_{TRADE_COUNT_Z_WINDOW}":
-            without = [i for i, r in enumerate(window) if not r.has_count]  # 0 = this bar
-            if without:
-                left = TRADE_COUNT_Z_WINDOW - without[-1]
-                out[name] = (
-                    f"{len(without)} of the last {len(window)} {interval} bars have no trade count "
-                    f"(history loaded from OHLCV klines); defined again after {left} more bars from trades"
-                )
-            else:
-                out[name] = "its window's bars were rewritten since (backfill the features again)"
+            out[name] = trade_count_reason([bool(r.has_count) for r in window], interval)
         elif window and not window[0].has_vwap:
             out[name] = f"this {interval} bar has no trade columns (an OHLCV kline, not built from trades)"
         else:

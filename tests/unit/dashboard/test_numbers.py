@@ -101,3 +101,15 @@ def test_the_load_note_names_ticks_per_second_and_the_benchmark() -> None:
     assert "38.2 ticks/s" in text
     assert "benchmark table" in text
     assert "no process reports" in str(load_note(prometheus.Load(900.0, None, None, None, None), 15))
+
+
+def test_the_trade_count_reason_counts_until_the_newest_kline_leaves_the_window() -> None:
+    from hft.reporting.market import trade_count_reason
+
+    # newest first: 5 bars from trades, then 15 klines without a count
+    reason = trade_count_reason([True] * 5 + [False] * 15, "15m")
+    assert reason.startswith("15 of the last 20 15m bars have no trade count")
+    assert reason.endswith("after 15 more bars from trades")
+    assert trade_count_reason([False] * 20, "15m").endswith("after 20 more bars from trades")
+    assert trade_count_reason([True] * 19 + [False], "15m").endswith("after 1 more bar from trades")
+    assert "rewritten" in trade_count_reason([True] * 20, "15m")
