@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import ApiKeyDep, ClockDep, MetricsDep, ScorerDep, SettingsDep
+from api.deps import ApiKeyDep, MetricsDep, ScorerDep, SettingsDep
 from api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -170,11 +170,15 @@ def reload_model(scorer: ScorerDep, m: MetricsDep) -> ReloadResponse:
 @router.post(
     "/predict", response_model=PredictResponse, responses=errors(400, 404, 422, 503), tags=["predict"]
 )
-async def predict(
-    req: PredictRequest, scorer: ScorerDep, settings: SettingsDep, clock: ClockDep
-) -> PredictResponse:
+async def predict(req: PredictRequest, request: Request) -> Response:
     """Score the latest online feature vector of a symbol with the champion model."""
+    # the hot path: the app's parts straight from its state (no dependency resolution per call),
+    # the answer serialised once (the response model documents it; FastAPI would validate it again)
     t0 = time.perf_counter()
+    state = request.app.state
+    settings, scorer, clock = state.settings, state.scorer, state.clock
+    if scorer is None:
+        raise HTTPException(503, f"scorer unavailable: {state.scorer_error}")
     if req.symbol not in settings.symbols:
         raise ApiError(
             404, "unknown_symbol", f"unknown symbol {req.symbol}; served: {', '.join(settings.symbols)}"
@@ -195,7 +199,7 @@ async def predict(
         raise ApiError(
             503, "online_store_unavailable", f"online store unavailable: {type(exc).__name__}"
         ) from exc
-    return PredictResponse(
+    body = PredictResponse(
         symbol=s.symbol,
         prob_up=s.prob_up,
         signal=signal_from_prob(s.prob_up, settings.buy_threshold, settings.sell_threshold).value,
@@ -206,6 +210,7 @@ async def predict(
         served_at=clock(),
         latency_ms=(time.perf_counter() - t0) * 1e3,
     )
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.post(
