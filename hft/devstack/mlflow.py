@@ -14,6 +14,8 @@ import secrets
 import sys
 from pathlib import Path
 
+import httpx
+
 from hft.devstack.host import http_ok, wait_for
 from hft.devstack.service import PartStatus, Service
 
@@ -102,8 +104,6 @@ class MLflow(Service):
     def ensure_reader(self) -> None:
         """The read-only login (``<user>-reader``, default permission READ) exists with the current
         password: made on the first start, its password set again on later ones."""
-        import httpx
-
         admin, reader = self.s.mlflow_auth(), self.s.mlflow_auth(read_only=True)
         if admin is None or reader is None or reader == admin:
             return
