@@ -242,10 +242,11 @@ def test_stack_status_says_down_for_a_stopped_service_and_exits_1(stack: Stack) 
 
 @pytest.fixture(scope="module")
 def supervised(stack: Stack, stack_settings: Settings) -> Iterator[Any]:
-    """supervisord running the dashboard and Airflow (standalone), as ``hft up dashboard airflow``."""
+    """supervisord running the API, the dashboard and Airflow (standalone), as
+    ``hft up api dashboard airflow``."""
     from hft.devstack.supervisor import Supervisor
 
-    sup = Supervisor(stack_settings, ["dashboard", "airflow"])
+    sup = Supervisor(stack_settings, ["api", "dashboard", "airflow"])
     sup.start()
     yield sup
     sup.stop()
@@ -260,7 +261,9 @@ def test_application_rows_are_healthy_under_the_supervisor_and_airflow_metrics_f
     def healthy() -> dict[str, str]:
         rows = {p.name: p.label for p in app_status(stack_settings)}
         want = {"supervisor", "dashboard", "airflow"}
-        return rows if all(rows[n] == "healthy" for n in want) else {}
+        # the API answers; without a champion in this stack's registry it is not ready
+        api_answers = rows["api"] in ("healthy", "not ready")
+        return rows if api_answers and all(rows[n] == "healthy" for n in want) else {}
 
     try:
         _wait(healthy, "supervisor, dashboard and Airflow healthy", 420)
@@ -274,7 +277,11 @@ def test_application_rows_are_healthy_under_the_supervisor_and_airflow_metrics_f
     _assert_fits(proc.stdout)
     rows = _rows(proc.stdout)
     assert (rows["supervisor"], rows["dashboard"], rows["airflow"]) == ("healthy",) * 3, proc.stdout
-    assert rows["api"] == "stopped", proc.stdout  # not among the processes started
+    assert rows["worker"] == "stopped", proc.stdout  # not among the processes started
+    api = next(p for p in app_status(stack_settings) if p.name == "api")
+    if api.label == "not ready":  # /health answers, /ready says why not
+        assert "no champion model" in api.detail or "unavailable" in api.detail, api.detail
+        assert rows["api"] == "not ready", proc.stdout
     assert proc.returncode == 0, proc.stdout
 
     # Airflow's scheduler heartbeats reach Prometheus through the OTLP bridge
