@@ -6,7 +6,8 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_CP := deploy/kafka/target/classpath.txt
-APT_PACKAGES := postgresql redis-server prometheus chromium kcat wrk openjdk-17-jre-headless maven
+APT_PACKAGES := postgresql redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter \
+	chromium kcat wrk openjdk-17-jre-headless maven
 NAME ?=
 MINUTES ?= 60
 PYTEST_ARGS ?=

@@ -80,6 +80,8 @@ SECRETS = {
     "HFT_API_KEY": "x",
     "AIRFLOW_JWT_SECRET": "x",
     "GRAFANA_ADMIN_PASSWORD": "x",
+    "MLFLOW_PASSWORD": "x",
+    "MLFLOW_SECRET_KEY": "x",
 }
 _VAR = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?])([^}]*))?\}|(\w+))")
 
@@ -437,6 +439,8 @@ def test_no_secret_has_a_default(compose: dict[str, Any]) -> None:
         "HFT_API_KEY",
         "AIRFLOW_JWT_SECRET",
         "GRAFANA_ADMIN_PASSWORD",
+        "MLFLOW_PASSWORD",
+        "MLFLOW_SECRET_KEY",
     ):
         uses = re.findall(r"\$\{" + var + r"([^}]*)\}", text)
         assert uses, f"{var} unused"
