@@ -126,9 +126,14 @@ def stack_credentials() -> None:
         rows.append(("redis", "default", s.redis_password, f"{s.bind_host}:{s.port('redis')}"))
     sup = (s.supervisor_user, s.supervisor_password, f"http://{s.bind_host}:{s.port('supervisor')}/")
     rows.append(("supervisor", *sup))
+    if not s.mlflow_tracking_uri:
+        rows.append(("mlflow", s.mlflow_username, s.mlflow_password, s.mlflow_uri))
+        rows.append(("mlflow", f"{s.mlflow_username}-reader", s.mlflow_reader_password, "(read only)"))
+    dash = (s.dashboard_user, s.dashboard_password, f"http://{s.bind_host}:{s.port('dashboard')}/")
+    rows.append(("dashboard", *dash))
     for name, user, password, where in rows:
         # plain lines: a table would cut a password short at 80 columns
-        typer.echo(f"{name:<11} {where:<28} user {user:<9} password {password.get_secret_value()}")
+        typer.echo(f"{name:<11} {where:<28} user {user:<10} password {password.get_secret_value()}")
     typer.echo(f"(from {credentials_file(s.home_dir)}, owner only; HFT_*_PASSWORD settings choose your own)")
 
 

@@ -67,6 +67,8 @@ class MLflow(Service):
         return path.read_text().strip()
 
     def start(self, timeout: float | None = None) -> None:
+        if self.managed and self.crashed():
+            self.stop_pid(self.name)  # what its crash left behind (an orphaned uvicorn may still serve)
         if not self.managed or self.healthy():
             return
         metrics = self.dir("mlflow", "metrics")

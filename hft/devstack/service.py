@@ -120,22 +120,36 @@ class Service:
         return proc.pid
 
     def stop_pid(self, name: str, timeout: float = 20.0) -> bool:
-        """SIGTERM the process group of a recorded pid, SIGKILL after ``timeout``; forget the pid."""
+        """SIGTERM the process group of a recorded pid, SIGKILL after ``timeout``; forget the pid.
+
+        The group, not only its leader: a child can outlive a leader that crashed (``mlflow
+        server``'s uvicorn goes on serving after a SIGKILL of the CLI that started it)."""
         pf = self.pidfile(name)
         if not pf.exists():
             return False
         pid = int(pf.read_text().strip() or 0)
-        if pid and pid_alive(pid):
+        if pid and (pid_alive(pid) or group_alive(pid)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while pid_alive(pid) and time.monotonic() < deadline:
+            while (pid_alive(pid) or group_alive(pid)) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if pid_alive(pid):
+            if pid_alive(pid) or group_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
         pf.unlink(missing_ok=True)
         return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` (a session we spawned) still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pid_file_orphaned(path: Path) -> bool:

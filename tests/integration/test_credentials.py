@@ -175,3 +175,25 @@ def test_a_cluster_that_trusted_local_connections_gets_the_password_on_its_next_
                 time.sleep(0.2)
     finally:
         Postgres(Settings(home=tmp_path, port_base=27720)).stop()
+
+
+def test_hft_prints_every_login_on_request(stack: Any, stack_settings: Settings) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("hft")), "stack", "credentials"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    for key in (
+        "postgres_password",
+        "redis_password",
+        "supervisor_password",
+        "mlflow_password",
+        "mlflow_reader_password",
+        "dashboard_password",
+    ):
+        assert getattr(stack_settings, key).get_secret_value() in out, key
