@@ -16,6 +16,7 @@ then marks the run failed through the API, as an operator would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -214,6 +215,10 @@ def airflow(market_data: Settings) -> Iterator[Triggered]:
         triggered.timings["triggered_s"] = time.monotonic() - t0
         yield triggered
     finally:
+        if "api" in locals():
+            # as created: a retrain_models left switched on trains under the next module's Airflow
+            with contextlib.suppress(Exception):
+                api.ok("PATCH", "/dags/retrain_models", {"is_paused": True})
         sup.stop()
         print(f"airflow REST trigger timings: {triggered.timings if 'triggered' in locals() else {}}")
 
