@@ -265,45 +265,93 @@ async def _poll_alias(app: FastAPI) -> None:
         await asyncio.sleep(settings.model_poll_s)
 
 
-async def _predict_ahead(app: FastAPI) -> None:
-    """Score every closed bar once, as soon as the calculator announces it (``hft:bars:closed``,
-    read from its end, no group: every API worker keeps its own cache), so the bot's request for
-    the bar, and everyone else's, finds the score cached. A request that comes while the bar is
-    being scored waits for that computation instead of repeating it (``Scorer.score``)."""
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
+PREDICT_AHEAD_GROUP = "api-predict-ahead"
 
+
+async def _predict_ahead(app: FastAPI) -> None:
+    """Score every closed bar once, as soon as the calculator announces it (``hft:bars:closed``),
+    and announce the score on ``hft:bars:scored``, where the trading bot reads it: the bot decides
+    without a request, and a ``/predict`` for the bar (the dashboard's, anyone's) finds it cached.
+
+    The API's workers read the closed bars in one consumer group, so each bar is scored and
+    announced by one worker. A bar whose online row has moved on by the time it is scored, or that
+    is older than two bars, is not announced: the bot asks ``/predict`` for it after its wait.
+    A request that comes while the bar is being scored waits for that computation (``Scorer.score``).
+    """
+    import os
+    import socket
+
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError, ResponseError
+
+    from hft.features.bars import interval_ns
     from hft.features.calculator import CLOSED_STREAM
+    from hft.trading.scoring import SCORED_STREAM, SCORED_STREAM_MAXLEN, scored_entry
 
     settings: Settings = app.state.settings
     metrics: ApiMetrics = app.state.metrics
     client = aioredis.Redis.from_url(settings.redis_dsn, socket_timeout=5, socket_connect_timeout=2)
-    last: bytes | str = "$"
+    consumer = f"api-{socket.gethostname()}-{os.getpid()}"
+    max_age_ns = 2 * interval_ns(settings.bar_interval)
+
+    async def ensure_group() -> None:
+        try:
+            await client.xgroup_create(CLOSED_STREAM, PREDICT_AHEAD_GROUP, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def score_and_announce(scorer: Scorer, fields: dict[bytes, bytes]) -> str:
+        symbol = fields[b"symbol"].decode()
+        score = await asyncio.to_thread(scorer.score, symbol)
+        scored_for = int(score.feature_time.timestamp() * 1_000_000) * 1000
+        if abs(scored_for - int(fields.get(b"feature_time_ns", b"0"))) >= 1000:
+            return "moved"  # the row is a later bar's already
+        await client.xadd(
+            SCORED_STREAM,
+            scored_entry(fields, score, time.time_ns()),
+            maxlen=SCORED_STREAM_MAXLEN,
+            approximate=True,
+        )
+        return "scored"
+
+    grouped = False
     try:
         while True:
             try:
-                batches: Any = await client.xread({CLOSED_STREAM: last}, count=100, block=1000)
+                if not grouped:
+                    await ensure_group()
+                    grouped = True
+                batches: Any = await client.xreadgroup(
+                    PREDICT_AHEAD_GROUP, consumer, {CLOSED_STREAM: ">"}, count=100, block=1000
+                )
             except (RedisError, OSError) as exc:  # Redis restarting: the requests still work without us
+                grouped = grouped and "NOGROUP" not in str(exc)
                 log.debug("predict-ahead: %s: %s", type(exc).__name__, exc)
                 await asyncio.sleep(1.0)
                 continue
-            symbols: list[str] = []
+            latest: dict[str, dict[bytes, bytes]] = {}  # the newest bar of each symbol in this read
+            ids: list[bytes] = []
+            now = time.time_ns()
             for _stream, entries in batches or []:
                 for entry_id, fields in entries:
-                    last = entry_id
+                    ids.append(entry_id)
                     symbol = fields.get(b"symbol", b"").decode()
-                    if fields.get(b"has_features") != b"0" and symbol in settings.symbols:
-                        symbols.append(symbol)
+                    fresh = now - int(fields.get(b"published_ns", b"0")) <= max_age_ns
+                    if fields.get(b"has_features") != b"0" and symbol in settings.symbols and fresh:
+                        latest[symbol] = fields
             scorer: Scorer | None = app.state.scorer
-            if not symbols or scorer is None or scorer.model is None:
-                continue
-            outcomes = await asyncio.gather(
-                *(asyncio.to_thread(scorer.score, s) for s in dict.fromkeys(symbols)), return_exceptions=True
-            )
-            for outcome in outcomes:
-                failed = isinstance(outcome, BaseException)
-                metrics.ahead.labels("failed" if failed else "scored").inc()
-                if failed:  # the request for the bar will say why; here it is only a missed head start
-                    log.debug("predict-ahead: %s: %s", type(outcome).__name__, outcome)
+            if latest and scorer is not None and scorer.model is not None:
+                outcomes = await asyncio.gather(
+                    *(score_and_announce(scorer, f) for f in latest.values()), return_exceptions=True
+                )
+                for outcome in outcomes:
+                    failed = isinstance(outcome, BaseException)
+                    metrics.ahead.labels("failed" if failed else str(outcome)).inc()
+                    if failed:  # the bot's request for the bar will say why; here it is only a head start
+                        log.debug("predict-ahead: %s: %s", type(outcome).__name__, outcome)
+            if ids:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.xack(CLOSED_STREAM, PREDICT_AHEAD_GROUP, *ids)
     finally:
         await client.aclose()

@@ -134,7 +134,7 @@ def ready(request: Request, settings: SettingsDep) -> JSONResponse:
 @router.get("/metrics", tags=["ops"], response_class=Response)
 def metrics(m: MetricsDep) -> Response:
     """Prometheus exposition."""
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(m.exposition_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/model", response_model=ModelInfo, responses=errors(503), tags=["model"])

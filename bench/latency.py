@@ -144,7 +144,7 @@ def measure_rate(
         legs = (
             {
                 leg: _ms(histogram_quantiles(bot1, f"trading_bot_leg_{leg}_seconds", before=bot0))
-                for leg in ("announce", "stream", "decide")
+                for leg in ("announce", "score", "stream", "decide")
             }
             if signal
             else {}
@@ -153,6 +153,11 @@ def measure_rate(
             k.split('reason="', 1)[1].split('"', 1)[0]: v - bot0.get(k, 0.0)
             for k, v in bot1.items()
             if k.startswith("trading_bot_decisions_total{")
+        }
+        sources = {
+            k.split('source="', 1)[1].split('"', 1)[0]: v - bot0.get(k, 0.0)
+            for k, v in bot1.items()
+            if k.startswith("trading_bot_predictions_total{")
         }
         if not signal:
             sig_note = f"not measured: {model_note}"
@@ -164,7 +169,8 @@ def measure_rate(
         else:
             sig_note = (
                 f"{int(sig['n'])} signals ({model_note}, 1m bars of 2 symbols closing every 2 s): receive "
-                "time of the bar-closing tick -> bar closed, features online -> bot -> POST /predict -> decision"
+                "time of the bar-closing tick -> bar closed, features online -> the API scores it and "
+                "announces the score -> the bot decides on it (POST /predict when the score is late)"
             )
         return {
             "rate": rate,
@@ -174,8 +180,11 @@ def measure_rate(
             "tick_to_signal_ms": _ms(sig) if sig.get("n") else dict(NAN3),
             "tick_to_signal_note": sig_note,
             "decisions": decisions,
+            "prediction_sources": sources,
             # announce: bar-closing tick received -> closed-bar entry published (the calculator);
-            # stream: -> read by the bot; decide: -> signal (POST /predict; risk checks and intent come after)
+            # score: -> the API's score of it published (predict-ahead); stream: the entry decided on
+            # -> read by the bot; decide: -> signal (the score carried, or the wait and POST /predict;
+            # risk checks and intent come after)
             "tick_to_signal_legs_ms": legs,
             "feature_update_ms": _ms(update),
             "ticks_featured_per_s": round(feature.get("n", 0) / (t1 - t0), 1),

@@ -259,6 +259,13 @@ class Settings(BaseSettings):
     # --- serving / trading ------------------------------------------------------------------
     api_key: SecretStr | None = Field(default=None, description="Key for mutating endpoints")
     api_url: str | None = Field(default=None, description="Model server URL for the bot; local when unset")
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="uvicorn workers of the model server behind its one port (hft up); they share Redis "
+        "and the registry only",
+    )
     api_max_body_bytes: int = Field(
         default=2_097_152,
         ge=1,
@@ -280,7 +287,14 @@ class Settings(BaseSettings):
     )
     api_predict_ahead: bool = Field(
         default=True,
-        description="The API scores each closed bar when it is announced, before anyone asks for it",
+        description="The API scores each closed bar when it is announced, before anyone asks for it, "
+        "and announces the score on hft:bars:scored, where the trading bot reads it",
+    )
+    bot_score_wait_ms: float = Field(
+        default=250.0,
+        ge=0,
+        description="With api_predict_ahead: how long the bot waits for the API's score of a closed bar "
+        "before it asks POST /predict itself",
     )
     fill_max_wait_s: float = Field(
         default=30.0, description="How long a fill waits for the next trade before taking the last one"

@@ -71,22 +71,8 @@ PROCESSES: list[ProcessSpec] = [
     ProcessSpec("market-producer", _py("streamers.market_producer"), "metrics_market_producer"),
     ProcessSpec("tick-ingestor", _py("streamers.tick_ingestor"), "metrics_tick_ingestor"),
     ProcessSpec("feature-calculator", _py("streamers.feature_calculator"), "metrics_feature_calculator"),
-    ProcessSpec(
-        "api",
-        lambda s: [
-            _bin("uvicorn"),
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            s.bind_host,
-            "--port",
-            str(s.port("api")),
-            "--workers",
-            "1",
-            "--no-access-log",
-        ],
-        metrics_port="api",
-    ),
+    # uvicorn with settings.api_workers workers (api.serve sets up their shared metrics)
+    ProcessSpec("api", _py("api.serve"), metrics_port="api"),
     ProcessSpec("trading-bot", _py("streamers.trading_bot"), "metrics_trading_bot"),
     ProcessSpec(
         "worker",

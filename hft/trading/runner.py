@@ -1,8 +1,12 @@
-"""The trading bot's loop: closed bars → ``POST /predict`` → risk checks → order intent → Celery.
+"""The trading bot's loop: closed bars → a prediction → risk checks → order intent → Celery.
 
 It reads the feature calculator's Redis stream ``hft:bars:closed`` in the consumer group
 ``trading-bot`` (entries are acked after handling; entries older than two bars are skipped,
-since acting on a stale bar is worse than not acting). Each bar goes through
+since acting on a stale bar is worse than not acting). With ``api_predict_ahead`` (the default)
+the API scores each closed bar as it is announced and announces the score on ``hft:bars:scored``;
+the bot reads that stream in the same group and decides on the score it carries, with no
+request. A closed bar whose score has not come after ``bot_score_wait_ms`` is decided by asking
+``POST /predict`` (the API down or behind, predict-ahead off in the API). Each bar goes through
 :class:`hft.trading.bot.TradingBot`, which checks the stored bot state (the kill switch of
 ``hft bot halt``) before every intent. Intent ids go to the worker as ``orders.simulate``.
 Metrics: tick-to-signal latency (the receive time of the tick that closed the bar to the
@@ -15,6 +19,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +36,7 @@ from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY
 from hft.storage.db import engine
 from hft.trading import store
 from hft.trading.bot import TradingBot, bar_event_from_stream
+from hft.trading.scoring import SCORED_STREAM, prediction_from_scored
 
 log = logging.getLogger(__name__)
 GROUP = "trading-bot"
@@ -48,13 +54,27 @@ LEG_ANNOUNCE = Histogram(
     "online + offline writes)",
     buckets=_LEG_BUCKETS,
 )
+LEG_SCORE = Histogram(
+    "trading_bot_leg_score_seconds",
+    "Closed-bar entry published -> the API's score of it published (predict-ahead: online row read, "
+    "window, model)",
+    buckets=_LEG_BUCKETS,
+)
 LEG_STREAM = Histogram(
-    "trading_bot_leg_stream_seconds", "Closed-bar entry published -> read by the bot", buckets=_LEG_BUCKETS
+    "trading_bot_leg_stream_seconds",
+    "The entry the bot decides on published -> read by the bot (the scored entry, or the closed one)",
+    buckets=_LEG_BUCKETS,
 )
 LEG_DECIDE = Histogram(
     "trading_bot_leg_decide_seconds",
-    "Entry read -> signal (POST /predict; the risk checks and the intent come after)",
+    "Entry read -> signal (the score it carries, or the wait and POST /predict; the risk checks and "
+    "the intent come after)",
     buckets=_LEG_BUCKETS,
+)
+PREDICTIONS = Counter(
+    "trading_bot_predictions",
+    "Where a decision's prediction came from (scored: the API's announcement; request: POST /predict)",
+    ["source"],
 )
 DECISIONS = Counter(
     "trading_bot_decisions", "Decisions by outcome (intent or the reason for none)", ["reason"]
@@ -64,6 +84,16 @@ PREDICT_ERRORS = Counter("trading_bot_predict_errors", "Failed /predict calls", 
 SKIPPED = Counter("trading_bot_bars_skipped", "Closed bars not acted on", ["why"])
 STATE = Gauge("trading_bot_halted", "1 while the stored bot state is halted")
 HEARTBEAT = Gauge("trading_bot_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A closed-bar entry waiting for the API's score of its bar."""
+
+    entry_id: bytes
+    fields: dict[bytes, bytes]
+    read_ns: int
+    deadline_ns: int
 
 
 class PredictError(RuntimeError):
@@ -98,8 +128,18 @@ class BotProcess(Loop):
         )
         self._local = threading.local()
         self._ahead: dict[str, Future[dict[str, Any]]] = {}
+        # with the API's predict-ahead: closed bars waiting for their score, by bar
+        self.scored = settings.api_predict_ahead
+        self.score_wait_ns = int(settings.bot_score_wait_ms * 1e6)
+        self._held: dict[tuple[tuple[str, str], int], _Held] = {}
+        self._given: dict[str, dict[str, Any]] = {}  # symbol -> the prediction to decide on now
 
     def _predict(self, symbol: str) -> dict[str, Any]:
+        given = self._given.pop(symbol, None)
+        if given is not None:
+            PREDICTIONS.labels("scored").inc()
+            return given
+        PREDICTIONS.labels("request").inc()
         ahead = self._ahead.pop(symbol, None)
         if ahead is not None:
             return ahead.result()
@@ -145,12 +185,16 @@ class BotProcess(Loop):
         return last.price if last else None
 
     def ensure_group(self) -> None:
-        """Create the consumer group at the stream's end (new bars only) when missing."""
-        try:
-            self.redis.xgroup_create(CLOSED_STREAM, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the consumer groups at the streams' ends (new bars only) when missing."""
+        for stream in self._streams():
+            try:
+                self.redis.xgroup_create(stream, GROUP, id="$", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def _streams(self) -> list[str]:
+        return [CLOSED_STREAM, SCORED_STREAM] if self.scored else [CLOSED_STREAM]
 
     @staticmethod
     def _bar_key(fields: dict[bytes, bytes]) -> tuple[tuple[str, str], int]:
@@ -194,9 +238,15 @@ class BotProcess(Loop):
             fut.cancel()
         self._ahead.clear()
 
-    def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        """Decide on one closed bar."""
-        read_ns = time.time_ns()
+    def handle(
+        self,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        read_ns: int | None = None,
+        prediction: dict[str, Any] | None = None,
+    ) -> None:
+        """Decide on one closed bar (on ``prediction`` when given: a scored entry's, else /predict's)."""
+        read_ns = read_ns or time.time_ns()
         published = int(fields.get(b"published_ns", b"0"))
         if (why := self._skip_reason(fields, read_ns)) is not None:
             SKIPPED.labels(why).inc()
@@ -209,18 +259,25 @@ class BotProcess(Loop):
         if event.symbol not in self.s.symbols:
             SKIPPED.labels("symbol").inc()
             return
+        if prediction is not None:
+            self._given[event.symbol] = prediction
         try:
             result = self.bot.on_bar(event)
         except PredictError as exc:
             DECISIONS.labels("predict_failed").inc()
             log.warning("%s", exc)
             return
+        finally:
+            self._given.pop(event.symbol, None)
         self._decided[key] = max(open_ns, self._decided.get(key, 0))
         if result.tick_to_signal_ns is not None:
             TICK_TO_SIGNAL.observe(result.tick_to_signal_ns / 1e9)
             if published and event.receive_time_ns:
                 LEG_ANNOUNCE.observe(max(published - event.receive_time_ns, 0) / 1e9)
-                LEG_STREAM.observe(max(read_ns - published, 0) / 1e9)
+                scored_ns = int(fields.get(b"scored_ns", b"0"))
+                if scored_ns:
+                    LEG_SCORE.observe(max(scored_ns - published, 0) / 1e9)
+                LEG_STREAM.observe(max(read_ns - (scored_ns or published), 0) / 1e9)
                 LEG_DECIDE.observe(max(event.receive_time_ns + result.tick_to_signal_ns - read_ns, 0) / 1e9)
         DECISIONS.labels(result.decision.reason).inc()
         STATE.set(1 if result.decision.state.value == "halted" else 0)
@@ -236,20 +293,66 @@ class BotProcess(Loop):
             )
 
     def run_once(self) -> int:
-        """Read up to 100 closed bars (waiting a second at most), decide on each, ack each after it."""
-        n = 0
+        """Read up to 100 entries (waiting a second at most, less while a bar waits for its score),
+        decide on each bar once, ack each entry after it."""
+        block = 1000
+        if self._held:
+            due = min(h.deadline_ns for h in self._held.values())
+            block = int(min(max((due - time.time_ns()) / 1e6, 1), 1000))
         batches: Any = self.redis.xreadgroup(
-            GROUP, self.consumer, {CLOSED_STREAM: ">"}, count=100, block=1000
+            GROUP, self.consumer, dict.fromkeys(self._streams(), ">"), count=100, block=block
         )
-        for _stream, entries in batches or []:
-            self.predict_ahead(entries)
+        closed: list[tuple[bytes, dict[bytes, bytes]]] = []
+        scored: list[tuple[bytes, dict[bytes, bytes]]] = []
+        for stream, entries in batches or []:
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            (scored if name == SCORED_STREAM else closed).extend(entries)
+        if not self.scored:
+            return self._decide_closed(closed)
+        n = 0
+        read_ns = time.time_ns()
+        for entry_id, fields in closed:
+            key = self._bar_key(fields)
+            if self._to_decide(fields, read_ns) is None or key in self._held:
+                self.handle(entry_id, fields, read_ns)  # a skip (counted), or the bar again
+                self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
+                n += 1
+            else:
+                self._held[key] = _Held(entry_id, fields, read_ns, read_ns + self.score_wait_ns)
+        for entry_id, fields in scored:
+            held = self._held.pop(self._bar_key(fields), None)
             try:
-                for entry_id, fields in entries:
-                    self.handle(entry_id, fields)
-                    self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
-                    n += 1
-            finally:
-                self.forget_ahead()
+                prediction = prediction_from_scored(fields)
+            except (KeyError, ValueError) as exc:
+                log.warning("scored entry %r unreadable (%s): the bar waits for /predict", entry_id, exc)
+                if held is not None:
+                    self._held[self._bar_key(fields)] = held
+            else:
+                self.handle(entry_id, fields, time.time_ns(), prediction)
+                if held is not None:
+                    self.redis.xack(CLOSED_STREAM, GROUP, held.entry_id)
+            self.redis.xack(SCORED_STREAM, GROUP, entry_id)
+            n += 1
+        now = time.time_ns()
+        late = [self._held.pop(k) for k, h in list(self._held.items()) if h.deadline_ns <= now]
+        if late:  # no score in time: ask /predict, as without predict-ahead
+            n += self._decide_closed([(h.entry_id, h.fields) for h in late], [h.read_ns for h in late])
+        return n
+
+    def _decide_closed(
+        self, entries: list[tuple[bytes, dict[bytes, bytes]]], read_ns: list[int] | None = None
+    ) -> int:
+        """Decide on closed-bar entries through ``POST /predict`` (other symbols' bars asked ahead);
+        ``read_ns`` are the times the entries were read (default: now, each)."""
+        self.predict_ahead(entries)
+        n = 0
+        try:
+            for i, (entry_id, fields) in enumerate(entries):
+                self.handle(entry_id, fields, read_ns[i] if read_ns else None)
+                self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
+                n += 1
+        finally:
+            self.forget_ahead()
         return n
 
     def on_transient(self, exc: BaseException) -> None:

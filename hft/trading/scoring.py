@@ -80,6 +80,38 @@ class Score:
     feature_time: datetime
 
 
+# The API's predict-ahead announces each closed bar it scored here: the closed-bar entry's fields
+# (``hft:bars:closed``) plus the prediction, so the trading bot decides without asking /predict.
+SCORED_STREAM = "hft:bars:scored"
+SCORED_STREAM_MAXLEN = 10_000
+
+
+def scored_entry(closed: dict[bytes, bytes], score: Score, scored_ns: int) -> dict[Any, Any]:
+    """The ``hft:bars:scored`` entry for a closed-bar entry and its score."""
+    entry: dict[Any, Any] = {k.decode(): v for k, v in closed.items()}
+    entry.update(
+        prob_up=repr(score.prob_up),
+        model_name=score.model_name,
+        model_version=score.model_version,
+        feature_version=score.feature_version,
+        scored_feature_time=score.feature_time.isoformat(),
+        scored_ns=scored_ns,
+    )
+    return entry
+
+
+def prediction_from_scored(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """The prediction a ``hft:bars:scored`` entry carries, shaped as ``POST /predict`` answers it."""
+    return {
+        "symbol": fields[b"symbol"].decode(),
+        "prob_up": float(fields[b"prob_up"]),
+        "model_name": fields.get(b"model_name", b"").decode(),
+        "model_version": fields.get(b"model_version", b"").decode(),
+        "feature_version": fields.get(b"feature_version", b"").decode(),
+        "feature_time": fields.get(b"scored_feature_time", b"").decode() or None,
+    }
+
+
 # symbol -> an opaque token that changes whenever the symbol's online row changes (cheap to read)
 FeatureTimeProbe = Callable[[str], bytes | None]
 

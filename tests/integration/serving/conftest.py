@@ -255,11 +255,16 @@ def online_rows(trading_engine: Engine, serving_settings: Settings, data_dir: Pa
     return {"feature_time": close.to_pydatetime(), "write_latest": write_latest}
 
 
+# several workers, as users scale the API: every live-API test runs against them
+API_WORKERS = 2
+
+
 @pytest.fixture(scope="session")
 def api_server(
     registered_model: dict[str, str], online_rows: Any, serving_settings: Settings
 ) -> Iterator[str]:
-    """The model server as the supervisor runs it (uvicorn, one worker), on the test ports."""
+    """The model server as the supervisor runs it (``python -m api.serve``: uvicorn with
+    ``API_WORKERS`` workers behind one port), on the test ports."""
     import os
     import signal
     import subprocess
@@ -278,38 +283,30 @@ def api_server(
         "HFT_MODEL_NAME": TEST_MODEL,
         "HFT_API_KEY": API_KEY,
         "HFT_MODEL_POLL_S": "0.5",
+        "HFT_API_WORKERS": str(API_WORKERS),
         "HFT_SYMBOLS": '["BTCUSDT","ETHUSDT","SOLUSDT"]',
     }
-    uvicorn = Path(sys.executable).with_name("uvicorn")
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [
-                str(uvicorn),
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                s.bind_host,
-                "--port",
-                str(s.port("api")),
-                "--workers",
-                "1",
-                "--no-access-log",
-            ],
+            [sys.executable, "-m", "api.serve"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
         )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
+    in_a_row = 0  # each worker loads its model: ready when 20 new connections in a row say so
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"api exited: {log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
+            ok = httpx.get(f"{url}/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+            ok = False
+        in_a_row = in_a_row + 1 if ok else 0
+        if in_a_row >= 20 * API_WORKERS:
+            break
+        time.sleep(0.05 if ok else 0.3)
     else:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"api not ready: {httpx.get(f'{url}/ready').text} {log.read_text()[-3000:]}")

@@ -104,38 +104,47 @@ def test_alias_move_switches_version_with_zero_failed_requests(
     from hft.ml.registry import set_alias
 
     statuses: Counter[int] = Counter()
-    versions: list[str] = []
+    versions: list[tuple[float, str]] = []
     stop = threading.Event()
 
-    def load() -> None:
+    def load(fresh: bool) -> None:
+        # keep-alive connections stay with one worker; new ones spread over the workers
         with httpx.Client(base_url=api_server, timeout=5) as c:
             while not stop.is_set():
-                r = c.post("/predict", json={"symbol": "BTCUSDT"})
+                if fresh:
+                    r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=5)
+                else:
+                    r = c.post("/predict", json={"symbol": "BTCUSDT"})
                 statuses[r.status_code] += 1
                 if r.status_code == 200:
-                    versions.append(r.json()["model_version"])
+                    versions.append((time.monotonic(), r.json()["model_version"]))
 
-    workers = [threading.Thread(target=load) for _ in range(3)]
+    workers = [threading.Thread(target=load, args=(i == 0,)) for i in range(3)]
     for w in workers:
         w.start()
     try:
         time.sleep(1.0)
         set_alias(serving_settings, TEST_MODEL, "champion", registered_model["v2"])
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not versions or versions[-1] != registered_model["v2"]):
+        while time.monotonic() < deadline and (not versions or versions[-1][1] != registered_model["v2"]):
             time.sleep(0.2)
-        time.sleep(1.0)
+        time.sleep(2.0)
     finally:
         stop.set()
         for w in workers:
             w.join()
         set_alias(serving_settings, TEST_MODEL, "champion", registered_model["v1"])
     assert set(statuses) == {200}, statuses
-    assert versions[0] == registered_model["v1"]
-    assert versions[-1] == registered_model["v2"]
-    # the switch is one swap: once v2 answers, v1 never answers again
-    first_v2 = versions.index(registered_model["v2"])
-    assert set(versions[first_v2:]) == {registered_model["v2"]}
+    assert versions[0][1] == registered_model["v1"]
+    assert versions[-1][1] == registered_model["v2"]
+    # each worker swaps in one step when its poll sees the alias moved (every model_poll_s, 0.5 s
+    # here), so v1 may answer from another worker only until that worker's next poll and load
+    first_v2 = next(t for t, v in versions if v == registered_model["v2"])
+    last_v1 = max(t for t, v in versions if v == registered_model["v1"])
+    assert last_v1 - first_v2 < 10.0, (last_v1 - first_v2, statuses)
+    tail = [v for t, v in versions if t > last_v1]
+    assert tail, "no answer after the last v1"
+    assert set(tail) == {registered_model["v2"]}
     metrics = httpx.get(f"{api_server}/metrics").text
     assert f'hft_api_model_version{{model_name="{TEST_MODEL}"}} {float(registered_model["v2"])}' in metrics
 
@@ -144,14 +153,15 @@ def test_alias_move_switches_version_with_zero_failed_requests(
 def test_a_closed_bar_is_scored_when_announced_before_anyone_asks(
     api_server: str, online_rows: Any, serving_settings: Settings
 ) -> None:
-    """Predict ahead, once: the API reads the calculator's announcements (``hft:bars:closed``) and
-    scores the bar then, so the bot's request finds the score cached."""
+    """Predict ahead, once: the API reads the calculator's announcements (``hft:bars:closed``),
+    scores the bar then and announces the score (``hft:bars:scored``); a request finds it cached."""
     from datetime import timedelta
 
     import redis
 
     from hft.features.calculator import CLOSED_STREAM
     from hft.features.online import OnlineFeatures, OnlineWriter
+    from hft.trading.scoring import SCORED_STREAM
 
     s = serving_settings
 
@@ -168,7 +178,9 @@ def test_a_closed_bar_is_scored_when_announced_before_anyone_asks(
         "BTCUSDT", feature_time, latest[1]
     )  # the next bar's row, as the calculator writes it
     ns = int(feature_time.timestamp() * 1e9)
-    announced = redis.Redis.from_url(s.redis_dsn).xadd(
+    client = redis.Redis.from_url(s.redis_dsn)
+    scored_ids: list[bytes] = []
+    announced = client.xadd(
         CLOSED_STREAM,
         {
             "symbol": "BTCUSDT",
@@ -189,12 +201,25 @@ def test_a_closed_bar_is_scored_when_announced_before_anyone_asks(
         r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10)
         assert r.status_code == 200, r.text
         assert r.json()["feature_time"].startswith(feature_time.isoformat()[:19])
+        # ... and announced with the bar's own fields, for the bot to decide on without asking
+        entries = client.xrevrange(SCORED_STREAM, count=50)
+        mine = [f for _id, f in entries if f.get(b"feature_time_ns") == str(ns).encode()]
+        assert len(mine) == 1, f"{len(mine)} scored entries for the bar in {entries!r}"
+        scored_ids.extend(i for i, f in entries if f.get(b"feature_time_ns") == str(ns).encode())
+        fields = mine[0]
+        assert fields[b"close"] == b"61000.5"
+        assert fields[b"symbol"] == b"BTCUSDT"
+        assert float(fields[b"prob_up"]) == pytest.approx(r.json()["prob_up"], abs=1e-12)
+        assert fields[b"model_version"].decode() == r.json()["model_version"]
+        assert int(fields[b"scored_ns"]) >= int(fields[b"published_ns"])
     finally:
         # Feast never overwrites a row with an older one, and Redis keeps its data (AOF): drop the
         # row this test made so the module's own row is the latest again
         _drop_online_row(s, "BTCUSDT")
         online_rows["write_latest"]()
-        redis.Redis.from_url(s.redis_dsn).xdel(CLOSED_STREAM, announced)  # no bot should act on it
+        client.xdel(CLOSED_STREAM, announced)  # no bot should act on it
+        if scored_ids:
+            client.xdel(SCORED_STREAM, *scored_ids)
 
 
 def _drop_online_row(settings: Settings, symbol: str) -> None:
@@ -229,3 +254,26 @@ def test_redis_down_predict_503_then_recovers(
             break
         time.sleep(0.2)
     assert r.status_code == 200, r.text
+
+
+def test_metrics_count_every_workers_requests(api_server: str) -> None:
+    """With several workers (``API_WORKERS``) a scrape reaches one of them, yet ``/metrics`` counts
+    the requests all of them answered (prometheus_client's multiprocess files)."""
+    from tests.integration.serving.conftest import API_WORKERS
+
+    def predicted() -> float:
+        text = httpx.get(f"{api_server}/metrics", timeout=10).text
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("hft_api_request_seconds_count{")
+            and 'route="/predict"' in line
+            and 'method="POST"' in line
+        )
+
+    before = predicted()
+    n = 60
+    for _ in range(n):  # a new connection each: the kernel hands them to the workers in turn
+        assert httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10).status_code == 200
+    counts = {predicted() for _ in range(4 * API_WORKERS)}  # scrapes that reach different workers
+    assert counts == {before + n}, (before, counts)

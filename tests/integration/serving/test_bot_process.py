@@ -183,3 +183,103 @@ def test_bars_of_several_symbols_in_one_read_are_predicted_concurrently(
     finally:
         bot._pool.shutdown(wait=True)
         bot.http.close()
+
+
+def _destroy_groups(r: redis.Redis, streams: list[str]) -> None:
+    for stream in streams:
+        if r.exists(stream) and any(
+            g.get("name", g.get(b"name")) in ("trading-bot", b"trading-bot") for g in r.xinfo_groups(stream)
+        ):
+            r.xgroup_destroy(stream, "trading-bot")
+
+
+def test_the_bot_decides_on_the_apis_scored_entry_and_asks_predict_only_after_its_wait(
+    clean_book: Engine, serving_settings: Settings
+) -> None:
+    """With predict-ahead the bot decides on the score the API announced (``hft:bars:scored``),
+    without a request; a closed bar whose score does not come is asked of ``/predict`` after
+    ``bot_score_wait_ms``. The model server here is a closed port, so every request fails: a
+    decision on the scored entry proves no request was made, a failed one proves the fallback asked."""
+    import threading
+
+    from prometheus_client import REGISTRY
+
+    from hft.trading.runner import BotProcess
+    from hft.trading.scoring import SCORED_STREAM, Score, scored_entry
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    # XRPUSDT: not among any API's symbols here, so a live API of another test announces nothing for it
+    s = serving_settings.model_copy(
+        update={
+            "api_url": "http://127.0.0.1:9",
+            "symbols": ["XRPUSDT"],
+            "buy_threshold": 0.0,
+            "sell_threshold": 0.0,
+            "cooldown_s": 0.0,
+            "api_predict_ahead": True,
+            "bot_score_wait_ms": 400.0,
+        }
+    )
+    r = redis.Redis.from_url(s.redis_dsn)
+    _destroy_groups(r, [STREAM, SCORED_STREAM])
+    bot = BotProcess(s, threading.Event())
+    sent: list[str] = []
+    bot.bot.enqueue = sent.append  # no worker here: the intent id is what would go to Celery
+    bot.ensure_group()
+    try:
+        open_ns = int(datetime(2024, 8, 9, 0, 10, tzinfo=UTC).timestamp() * 1e9)
+        now = time.time_ns()
+        closed = {
+            b"symbol": b"XRPUSDT",
+            b"interval": b"1m",
+            b"open_time_ns": str(open_ns).encode(),
+            b"feature_time_ns": str(open_ns + 60_000_000_000).encode(),
+            b"close": b"150.5",
+            b"close_receive_time_ns": str(now - 2_000_000).encode(),
+            b"published_ns": str(now - 1_000_000).encode(),
+            b"has_features": b"1",
+        }
+        scored0 = sample("trading_bot_predictions_total", source="scored")
+        r.xadd(STREAM, closed)
+        assert bot.run_once() == 0  # read and held: its score has not come
+        assert len(bot._held) == 1
+        feature_time = datetime.fromtimestamp((open_ns + 60_000_000_000) / 1e9, UTC)
+        r.xadd(
+            SCORED_STREAM,
+            scored_entry(closed, Score("XRPUSDT", 0.7, TEST_MODEL, "7", "fv", feature_time), now),
+        )
+        assert bot.run_once() == 1
+        assert bot._held == {}
+        assert len(sent) == 1
+        assert sample("trading_bot_predictions_total", source="scored") == scored0 + 1
+        with clean_book.connect() as conn:
+            row = conn.execute(
+                text("SELECT model_version, prob_up, ref_price FROM trading.intents WHERE id = :i"),
+                {"i": sent[0]},
+            ).one()
+        assert (row.model_version, float(row.prob_up), float(row.ref_price)) == ("7", 0.7, 150.5)
+        for stream in (STREAM, SCORED_STREAM):  # both entries acked
+            assert r.xpending(stream, "trading-bot")["pending"] == 0, stream
+
+        # the next bar's score never comes: after the wait the bot asks /predict (which fails here)
+        failed0 = sample("trading_bot_decisions_total", reason="predict_failed")
+        unreachable0 = sample("trading_bot_predict_errors_total", kind="unreachable")
+        later = {**closed, b"open_time_ns": str(open_ns + 60_000_000_000).encode()}
+        later[b"feature_time_ns"] = str(open_ns + 120_000_000_000).encode()
+        later[b"published_ns"] = str(time.time_ns()).encode()
+        r.xadd(STREAM, later)
+        t0 = time.monotonic()
+        while sample("trading_bot_decisions_total", reason="predict_failed") == failed0:
+            assert time.monotonic() - t0 < 10, "the bar without a score was never asked of /predict"
+            bot.run_once()
+        assert time.monotonic() - t0 >= 0.4 * 0.9  # it waited for the score first
+        assert sample("trading_bot_predict_errors_total", kind="unreachable") == unreachable0 + 1
+        assert len(sent) == 1
+        assert bot._held == {}
+        assert r.xpending(STREAM, "trading-bot")["pending"] == 0
+    finally:
+        bot._pool.shutdown(wait=True)
+        bot.http.close()
+        _destroy_groups(r, [STREAM, SCORED_STREAM])
