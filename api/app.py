@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.docs import add_docs
+from api.fast import FastPredict
 from api.metrics import ApiMetrics
 from api.middleware import TOO_LARGE_KIND, BodyLimitMiddleware
 from api.routes import ApiError, router
@@ -201,6 +202,8 @@ def create_app(
     app.state.ping_database = _database_ping(settings)
     app.include_router(router)
     add_docs(app)
+    if settings.api_fast_path:  # innermost: inside the body limit and the latency middleware
+        app.add_middleware(FastPredict)
     # the limit sits inside the latency middleware, so refused requests are timed and counted too
     app.add_middleware(
         BodyLimitMiddleware,

@@ -266,6 +266,11 @@ class Settings(BaseSettings):
         description="uvicorn workers of the model server behind its one port (hft up); they share Redis "
         "and the registry only",
     )
+    api_fast_path: bool = Field(
+        default=True,
+        description="POST /predict for a row already scored is answered without FastAPI's per-request "
+        "work (api/fast.py); anything else goes to the route",
+    )
     api_max_body_bytes: int = Field(
         default=2_097_152,
         ge=1,
