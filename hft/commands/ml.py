@@ -64,7 +64,12 @@ def evaluate(
     start: Annotated[str, typer.Option(help="First decision day YYYY-MM-DD; earlier bars only warm up")],
     end: Annotated[str | None, typer.Option(help="Last day YYYY-MM-DD, inclusive")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the metrics JSON")] = Path("metrics.json"),
-    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Symbols (for a directory)")] = None,
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--symbol", help="Symbol(s) of the data: default the file name, else the model's own symbol"
+        ),
+    ] = None,
 ) -> None:
     """Score a registered model on OHLCV data and write metrics JSON (accuracy, AUC, backtest, intervals)."""
     from hft.config import ConfigurationError, TransientError, get_settings

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hft.config import ConfigurationError, Settings
+from hft.config import ConfigurationError, Settings, use_mlflow
 from hft.market.ohlcv import symbol_from_filename
 from hft.ml import metrics as M
 from hft.ml.dataset import build_dataset, default_feature_set, interval_timedelta, load_bars
@@ -88,6 +88,48 @@ def score(
     return rep
 
 
+def resolve_symbols(
+    settings: Settings,
+    path: Path,
+    symbols: list[str] | None,
+    ens: Ensemble,
+    info: dict[str, str],
+) -> list[str]:
+    """Which symbols ``path`` holds: ``--symbol``, else the file name, else the model's own symbol.
+
+    A file without a symbol in its name is the model's training symbol when it was trained on one
+    (the ensemble's metadata, or the registry version's ``symbols`` tag for older models); a model
+    pooled over several symbols needs ``--symbol``. A directory defaults to ``settings.symbols``.
+    """
+    if symbols:
+        return list(symbols)
+    if path.is_dir():
+        return list(settings.symbols)
+    guessed = symbol_from_filename(path) if path.is_file() else None
+    if guessed:
+        return [guessed]
+    trained = list(ens.symbols) or _tagged_symbols(settings, info)
+    if len(trained) == 1:
+        return trained
+    raise ConfigurationError(
+        f"{path.name} names no symbol and the model was trained on {trained or 'unrecorded symbols'}: "
+        "pass --symbol"
+    )
+
+
+def _tagged_symbols(settings: Settings, info: dict[str, str]) -> list[str]:
+    """The registry version's ``symbols`` tag (what ``hft train`` sets), or [] without one."""
+    if "name" not in info or "version" not in info:
+        return []
+    try:
+        from mlflow import MlflowClient
+
+        mv = MlflowClient(tracking_uri=use_mlflow(settings)).get_model_version(info["name"], info["version"])
+    except Exception:  # a missing tag only means: ask for --symbol
+        return []
+    return [s for s in str(mv.tags.get("symbols", "")).split(",") if s]
+
+
 def evaluate(
     settings: Settings,
     model_uri: str,
@@ -99,12 +141,7 @@ def evaluate(
     """Load a model (``models:/name@alias``, ``models:/name/version`` or ``runs:/...``) and score it."""
     ens, info = load_ensemble(settings, model_uri)
     path = Path(str(data))
-    guessed = symbol_from_filename(path) if path.is_file() else None
-    syms = symbols or ([guessed] if guessed else [])
-    if not syms and path.is_dir():
-        syms = list(settings.symbols)
-    if not syms:
-        syms = ["UNKNOWN"]
+    syms = resolve_symbols(settings, path, symbols, ens, info)
     if path.is_dir():
         bars = load_bars(path, syms, settings.bar_interval)
     else:

@@ -65,15 +65,20 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FitConfig:
-    """How hard one fit may work: threads, seed, the LSTM's time cap, the forest's row cap."""
+    """How one fit works: threads, seed, row caps of the forest and the LSTM.
+
+    No fit is ever cut by the clock: its size (boosting rounds, trees, epochs) comes from the
+    params, which :class:`hft.ml.train.TrainPlan` fixes before any fit starts, so the same data,
+    params and seed give the same model whatever else the machine is doing.
+    """
 
     seed: int = 42
     # one thread: on a shared 2-core machine OpenMP workers spin-wait against each other
     threads: int = 1
-    lstm_seconds: float = 30.0
+    lstm_seconds: float | None = None  # ignored (was a wall-clock cap); kept for old callers
     rf_max_rows: int = 60_000
     lstm_max_rows: int = 60_000
-    model_seconds: float = 60.0  # wall-clock cap of one booster or forest fit
+    model_seconds: float | None = None  # ignored (was a wall-clock cap); kept for old callers
 
 
 def windows(Z: np.ndarray, rows: np.ndarray, seq_len: int) -> np.ndarray:
@@ -124,7 +129,6 @@ def fit_lstm(
     Xe = torch.from_numpy(windows(Z, es_rows, L))
     ye = torch.from_numpy(y[es_rows].astype(np.float32))
     best, best_state, bad = float("inf"), None, 0
-    started = time.monotonic()
     batch = int(params["batch"])
     for _epoch in range(int(params["max_epochs"])):
         net.train()
@@ -137,8 +141,6 @@ def fit_lstm(
             loss = loss_fn(net(xb), yb)
             loss.backward()
             opt.step()
-            if time.monotonic() - started > cfg.lstm_seconds:
-                break
         net.eval()
         with torch.inference_mode():
             val = float(loss_fn(net(Xe), ye))
@@ -147,7 +149,7 @@ def fit_lstm(
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
         else:
             bad += 1
-        if bad >= 2 or time.monotonic() - started > cfg.lstm_seconds:
+        if bad >= 2:
             break
     if best_state is not None:
         net.load_state_dict(best_state)
@@ -184,12 +186,6 @@ def fit_xgboost(
     )
     dfit = xgb.DMatrix(X[fit], label=y[fit])
     des = xgb.DMatrix(X[es], label=y[es])
-    deadline = time.monotonic() + cfg.model_seconds
-
-    class _Deadline(xgb.callback.TrainingCallback):
-        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            return time.monotonic() > deadline
-
     booster = xgb.train(
         p,
         dfit,
@@ -197,7 +193,6 @@ def fit_xgboost(
         evals=[(des, "es")],
         early_stopping_rounds=30,
         verbose_eval=False,
-        callbacks=[_Deadline()],
     )
     # keep only the trees up to the best iteration so the compiled copy matches
     return booster[: booster.best_iteration + 1]
@@ -226,22 +221,16 @@ def fit_lightgbm(
             "bagging_freq": 1 if p.get("bagging_fraction", 1) < 1 else 0,
         }
     )
-    deadline = time.monotonic() + cfg.model_seconds
-
-    def _deadline(env: Any) -> None:
-        if time.monotonic() > deadline:
-            raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
-
     dfit = lgb.Dataset(X[fit], label=y[fit], free_raw_data=True)
     if es is None:
-        return lgb.train(p, dfit, int(params["num_boost_round"]), callbacks=[_deadline])
+        return lgb.train(p, dfit, int(params["num_boost_round"]))
     des = lgb.Dataset(X[es], label=y[es], reference=dfit)
     booster = lgb.train(
         p,
         dfit,
         int(params["num_boost_round"]),
         valid_sets=[des],
-        callbacks=[lgb.early_stopping(30, verbose=False), _deadline],
+        callbacks=[lgb.early_stopping(30, verbose=False)],
     )
     booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
     return booster
@@ -250,25 +239,19 @@ def fit_lightgbm(
 def fit_random_forest(
     X: np.ndarray, y: np.ndarray, fit: np.ndarray, params: dict[str, Any], cfg: FitConfig
 ) -> Any:
-    """Train a lean random forest (shallow, big leaves, row-capped), ten trees at a time until done or capped."""
+    """Train a lean random forest (shallow, big leaves, row-capped) of exactly ``n_estimators`` trees."""
     from sklearn.ensemble import RandomForestClassifier
 
     rows = fit[-cfg.rf_max_rows :] if len(fit) > cfg.rf_max_rows else fit
-    target = int(params["n_estimators"])
     rf = RandomForestClassifier(
-        n_estimators=min(10, target),
+        n_estimators=int(params["n_estimators"]),
         max_depth=int(params["max_depth"]),
         min_samples_leaf=int(params["min_samples_leaf"]),
         max_features=float(params["max_features"]),
         n_jobs=cfg.threads,
         random_state=cfg.seed,
-        warm_start=True,
     )
-    deadline = time.monotonic() + cfg.model_seconds
     rf.fit(X[rows], y[rows])
-    while rf.n_estimators < target and time.monotonic() < deadline:
-        rf.n_estimators = min(target, rf.n_estimators + 10)
-        rf.fit(X[rows], y[rows])
     return rf
 
 
@@ -290,6 +273,7 @@ class Ensemble:
     stack_intercept: float
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     importance: dict[str, dict[str, float]] = field(default_factory=dict)
+    symbols: tuple[str, ...] = ()  # what it was trained on (``hft evaluate`` names a file's symbol by it)
 
     def scale(self, X: np.ndarray) -> np.ndarray:
         """Standardise with the training slice's mean/std (clipped), float32."""
@@ -344,6 +328,7 @@ class Ensemble:
             "stack_intercept": self.stack_intercept,
             "components": list(COMPONENTS),
             "params": self.params,
+            "symbols": list(self.symbols),
         }
         (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
 
@@ -372,6 +357,7 @@ class Ensemble:
             stack_coef=np.asarray(meta["stack_coef"]),
             stack_intercept=float(meta["stack_intercept"]),
             params=meta.get("params", {}),
+            symbols=tuple(meta.get("symbols", ())),
         )
 
 

@@ -14,6 +14,7 @@ import logging
 import subprocess
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,43 +36,175 @@ from hft.ml.evaluation import WalkForwardConfig, WalkForwardResult, walk_forward
 from hft.ml.models import Ensemble, FitConfig, fit_ensemble
 from hft.ml.registry import log_ensemble, set_alias, version_tags
 from hft.ml.splits import purged_before
-from hft.ml.tuning import tune
+from hft.ml.tuning import SHARES, tune
 
 log = logging.getLogger(__name__)
 GATE_BASELINES = ("majority", "persistence")
 
 
+# Seconds of one CPU core per unit of work per 1,000 training rows, for the most expensive corner of
+# each search space (XGBoost depth 6, a forest of depth 10 with max_features 0.8, an LSTM of 24 units
+# over 32 bars); one unit = one boosting round, one tree, one epoch. Measured on the shared 2-core
+# machine (2026-12-06, load ~8, BTCUSDT 15m, 22 features, one thread) with
+# `python -m hft.ml.train --measure-unit-costs` and rounded up. They only size the plan: the
+# same budget always gives the same plan, so a busy machine costs time, never a different model.
+UNIT_COST_S = {"xgboost": 0.0010, "lightgbm": 0.0004, "random_forest": 0.012, "lstm": 0.30}
+BASELINE_ROUNDS = 200  # the plain LightGBM baseline of every walk-forward fold
+_MODELS = ("xgboost", "lightgbm", "random_forest", "lstm")
+_SIZE_KEYS = {
+    "xgboost": "num_boost_round",
+    "lightgbm": "num_boost_round",
+    "random_forest": "n_estimators",
+    "lstm": "max_epochs",
+}
+_DEFAULT_UNITS = {"xgboost": 400, "lightgbm": 400, "random_forest": 60, "lstm": 6}
+
+
 @dataclass(frozen=True)
 class TrainPlan:
-    """How a time budget is spent."""
+    """How a budget is spent, as work fixed before the first fit: trials, rounds, trees, epochs, rows.
+
+    Nothing in a run reads the clock to decide what to fit: the same data, settings, seed and
+    budget give the same plan and the same model whatever else the machine is doing.
+    """
 
     tune_seconds: float
     fit: FitConfig
     wf: WalkForwardConfig
     tune_max_rows: int
+    units: dict[str, int] = field(default_factory=lambda: dict(_DEFAULT_UNITS))  # final and fold fits
+    tune_units: dict[str, int] = field(default_factory=lambda: dict(_DEFAULT_UNITS))
+    tune_trials: dict[str, int] | None = None  # None: derived from tune_seconds and UNIT_COST_S
+    tune_folds: int | None = None  # None: 1 under a minute of tuning, else 2
+    tune_max_rows_slow: int | None = None  # rows of a forest or LSTM trial (None: tune_max_rows)
+    budget_minutes: float | None = None
+    estimate_s: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def for_budget(cls, minutes: float, seed: int = 42, threads: int = 1) -> TrainPlan:
-        """Split ``minutes``: 30% tuning, the rest the walk-forward folds and the final fit.
+        """Turn ``minutes`` into work: ~30% tuning, ~50% the walk-forward folds and the final fit.
 
-        Every booster, forest and LSTM fit is capped in wall-clock seconds, so a busy machine
-        costs accuracy rather than time.
+        Each part's size comes from :data:`UNIT_COST_S` x rows, at the rows caps (an upper bound
+        whatever the data), so the plan depends on the budget alone; the remaining ~20% covers the
+        dataset, the baselines, the bootstrap and MLflow.
         """
         s = max(20.0, minutes * 60.0)
         n_folds = 2 if s < 120 else 3
-        fits = (n_folds + 1) * 4 + n_folds  # four models per fold and final fit, plus the plain baseline
-        per_model = float(np.clip(0.6 * s / fits, 2.0, 60.0))
-        max_rows = int(np.clip(s * 300, 20_000, 150_000))
-        fit = FitConfig(
-            seed=seed,
-            threads=threads,
-            lstm_seconds=per_model,
-            model_seconds=per_model,
-            rf_max_rows=min(60_000, max_rows),
-            lstm_max_rows=min(60_000, max_rows),
+        max_rows = int(np.clip(s * 150, 20_000, 120_000))
+        slow_rows = min(60_000, max_rows)  # the forest's and the LSTM's row cap
+        fit_k, slow_k = 0.8 * max_rows / 1000, 0.8 * slow_rows / 1000  # the fit slice is 80% of a window
+        per_ensemble = 0.5 * s / (n_folds + 1)
+        share = {"xgboost": 0.2, "lightgbm": 0.1, "random_forest": 0.25, "lstm": 0.45}
+        rows_k = {"xgboost": fit_k, "lightgbm": fit_k, "random_forest": slow_k, "lstm": slow_k}
+        lo = {"xgboost": 20, "lightgbm": 20, "random_forest": 10, "lstm": 1}
+        hi = {"xgboost": 400, "lightgbm": 400, "random_forest": 120, "lstm": 6}
+        units = {
+            m: int(np.clip(share[m] * per_ensemble / (UNIT_COST_S[m] * rows_k[m]), lo[m], hi[m]))
+            for m in _MODELS
+        }
+        tune_s = 0.3 * s
+        tune_rows = int(np.clip(s * 40, 8_000, 30_000))
+        tune_rows_slow = tune_rows // 2
+        tune_units = {"xgboost": 150, "lightgbm": 150, "random_forest": 30, "lstm": 2}
+        return cls(
+            tune_seconds=tune_s,
+            fit=FitConfig(seed=seed, threads=threads, rf_max_rows=slow_rows, lstm_max_rows=slow_rows),
+            wf=WalkForwardConfig(
+                n_folds=n_folds, test_fraction=0.25, embargo_bars=4, max_train_rows=max_rows
+            ),
+            tune_max_rows=tune_rows,
+            units=units,
+            tune_units=tune_units,
+            tune_folds=1,
+            tune_max_rows_slow=tune_rows_slow,
+            budget_minutes=float(minutes),
         )
-        wf = WalkForwardConfig(n_folds=n_folds, test_fraction=0.25, embargo_bars=4, max_train_rows=max_rows)
-        return cls(tune_seconds=0.3 * s, fit=fit, wf=wf, tune_max_rows=max_rows // 2)
+
+    # --- derived ------------------------------------------------------------------------------
+    def folds_for_tuning(self) -> int:
+        """Walk-forward folds of one tuning trial."""
+        return self.tune_folds if self.tune_folds is not None else (1 if self.tune_seconds < 60 else 2)
+
+    def tune_rows(self, model: str) -> int:
+        """Training rows of one tuning fold of ``model``."""
+        if model in ("random_forest", "lstm") and self.tune_max_rows_slow:
+            return self.tune_max_rows_slow
+        return self.tune_max_rows
+
+    def trial_seconds(self, model: str) -> float:
+        """Planned CPU seconds of one tuning trial of ``model`` (worst corner of its space)."""
+        rows_k = 0.8 * self.tune_rows(model) / 1000
+        return UNIT_COST_S[model] * rows_k * self.tune_units[model] * self.folds_for_tuning()
+
+    def trials(self) -> dict[str, int]:
+        """Trials per model: given, or as many as the tuning seconds buy (at least 3; 1 below 10 s)."""
+        if self.tune_trials is not None:
+            return dict(self.tune_trials)
+        floor = 3 if self.tune_seconds >= 10 else 1
+        return {m: max(floor, int(SHARES[m] * self.tune_seconds / self.trial_seconds(m))) for m in _MODELS}
+
+    def ensemble_seconds(self) -> float:
+        """Planned CPU seconds of one ensemble fit at the rows caps."""
+        rows = self.wf.max_train_rows or 120_000
+        fit_k = 0.8 * rows / 1000
+        slow_k = 0.8 * min(rows, self.fit.rf_max_rows) / 1000
+        k = {"xgboost": fit_k, "lightgbm": fit_k, "random_forest": slow_k, "lstm": slow_k}
+        return float(sum(UNIT_COST_S[m] * k[m] * self.units[m] for m in _MODELS))
+
+    def estimate(self) -> dict[str, float]:
+        """Planned CPU seconds per stage (an upper bound: early stopping usually ends fits sooner)."""
+        rows_k = 0.8 * (self.wf.max_train_rows or 120_000) / 1000
+        tune = sum(n * self.trial_seconds(m) for m, n in self.trials().items())
+        baseline = UNIT_COST_S["lightgbm"] * rows_k * BASELINE_ROUNDS
+        ens = self.ensemble_seconds()
+        return {
+            "tune_s": tune,
+            "walk_forward_s": self.wf.n_folds * (ens + baseline),
+            "final_fit_s": ens,
+            "total_s": tune + self.wf.n_folds * (ens + baseline) + ens,
+        }
+
+    def apply(self, params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """``params`` with each model's size (rounds, trees, epochs) set to the plan's."""
+        out = {m: dict(p) for m, p in params.items()}
+        for m in _MODELS:
+            if m in out:
+                out[m][_SIZE_KEYS[m]] = int(self.units[m])
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as JSON (logged to MLflow as ``plan.json`` and ``plan.*`` params)."""
+        return {
+            "budget_minutes": self.budget_minutes,
+            "seed": self.fit.seed,
+            "threads": self.fit.threads,
+            "unit_cost_s_per_1k_rows": dict(UNIT_COST_S),
+            "tune": {
+                "trials": self.trials(),
+                "folds": self.folds_for_tuning(),
+                "rows": {m: self.tune_rows(m) for m in _MODELS},
+                "units": dict(self.tune_units),
+                "trial_seconds": {m: round(self.trial_seconds(m), 3) for m in _MODELS},
+            },
+            "fit": {
+                "units": dict(self.units),
+                "max_train_rows": self.wf.max_train_rows,
+                "rf_max_rows": self.fit.rf_max_rows,
+                "lstm_max_rows": self.fit.lstm_max_rows,
+            },
+            "walk_forward": {
+                "n_folds": self.wf.n_folds,
+                "test_fraction": self.wf.test_fraction,
+                "embargo_bars": self.wf.embargo_bars,
+                "n_boot": self.wf.n_boot,
+            },
+            "estimate_cpu_s": {k: round(v, 1) for k, v in self.estimate().items()},
+        }
+
+    def key(self) -> str:
+        """A short stable digest of the plan (part of the Optuna study names)."""
+        raw = json.dumps({k: v for k, v in self.as_dict().items() if k != "estimate_cpu_s"}, sort_keys=True)
+        return f"{zlib.crc32(raw.encode()):08x}"
 
 
 @dataclass
@@ -85,6 +218,7 @@ class TrainResult:
     dataset: Dataset
     info: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # TrainPlan.as_dict(): the work, fixed up front
 
 
 def git_commit() -> str:
@@ -118,13 +252,14 @@ def train(
     features: FeatureSet | None = None,
     bars: dict[str, pd.DataFrame] | None = None,
     plan: TrainPlan | None = None,
+    seed: int = 42,
 ) -> TrainResult:
     """Build the dataset, tune, evaluate walk-forward against the baselines, and fit the final ensemble."""
     started = time.monotonic()
     commit = git_commit()  # read at start: the tree may move on while a long run trains
     timings: dict[str, float] = {}
     features = features or default_feature_set()
-    plan = plan or TrainPlan.for_budget(budget_minutes)
+    plan = plan or TrainPlan.for_budget(budget_minutes, seed=seed)
     bars = bars if bars is not None else load_bars(data, symbols, interval)
     # `end` is a date: everything that closed on that day is in
     end_ts = _ts(end)
@@ -155,11 +290,15 @@ def train(
         plan.tune_seconds,
         plan.fit,
         storage,
-        study_prefix,
+        f"{study_prefix}-{'+'.join(sorted(bars))}-{plan.key()}",
         embargo_bars=plan.wf.embargo_bars,
-        n_folds=1 if plan.tune_seconds < 60 else 2,
-        max_rows=plan.tune_max_rows,
+        n_folds=plan.folds_for_tuning(),
+        max_rows={m: plan.tune_rows(m) for m in SHARES},
+        n_trials=plan.trials(),
+        units=plan.tune_units,
+        sampler_key="+".join(sorted(bars)),
     )
+    params = plan.apply(params)
     timings["tune_s"] = time.monotonic() - t
     t = time.monotonic()
     report = walk_forward_report(ds, params, plan.fit, plan.wf, M.Costs.from_settings(settings))
@@ -202,8 +341,16 @@ def train(
         "budget_minutes": budget_minutes,
         "git_commit": commit,
     }
+    ensemble.symbols = tuple(sorted(bars))
     return TrainResult(
-        ensemble=ensemble, report=report, tuning=tuning, params=params, dataset=ds, info=info, timings=timings
+        ensemble=ensemble,
+        report=report,
+        tuning=tuning,
+        params=params,
+        dataset=ds,
+        info=info,
+        timings=timings,
+        plan=plan.as_dict(),
     )
 
 
@@ -244,6 +391,21 @@ def _flat_metrics(result: TrainResult) -> dict[str, float]:
         out[f"tune.{model}.best_auc"] = float(s["best_auc"])
         out[f"tune.{model}.trials"] = float(s["trials"])
     return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def _plan_params(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan's work as flat ``plan.*`` params (the full plan is the artifact ``plan.json``)."""
+    if not plan:
+        return {}
+    out: dict[str, Any] = {"plan.tune_folds": plan["tune"]["folds"]}
+    for m, n in plan["tune"]["trials"].items():
+        out[f"plan.tune_trials.{m}"] = n
+    for m, n in plan["fit"]["units"].items():
+        out[f"plan.units.{m}"] = n
+    out["plan.max_train_rows"] = plan["fit"]["max_train_rows"]
+    out["plan.n_folds"] = plan["walk_forward"]["n_folds"]
+    out["plan.estimate_cpu_s"] = plan["estimate_cpu_s"]["total_s"]
+    return out
 
 
 def _plots(result: TrainResult) -> dict[str, Any]:
@@ -301,7 +463,7 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
             {
                 "git_commit": commit,
                 "n_features": len(ds.feature_names),
-                "seed": 42,
+                "seed": result.plan.get("seed", 42),
                 "taker_fee_bps": settings.taker_fee_bps,
                 "slippage_bps": settings.slippage_bps,
                 "buy_threshold": settings.buy_threshold,
@@ -312,7 +474,9 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
         for model, p in result.params.items():
             for k, v in p.items():
                 params[f"{model}.{k}"] = v
+        params.update(_plan_params(result.plan))
         mlflow.log_params(params)
+        mlflow.log_dict(result.plan, "plan.json")
         mlflow.log_metrics(_flat_metrics(result))
         for fold in result.report.folds:
             for model, rep in fold["models"].items():
@@ -404,3 +568,49 @@ def train_and_register(
     uri = log_and_register(settings, result, name)
     log.info("registered %s in %.0f s", uri, result.timings["total_s"])
     return uri
+
+
+def measure_unit_costs(data: str | Path, symbol: str = "BTCUSDT", rows: int = 20_000) -> dict[str, float]:
+    """CPU seconds per unit per 1,000 rows of each model at the expensive corner of its search space.
+
+    What :data:`UNIT_COST_S` was set from (rounded up): ``python -m hft.ml.train <OHLCV CSV>``.
+    """
+    from hft.ml.models import DEFAULT_PARAMS, fit_lightgbm, fit_lstm, fit_random_forest, fit_xgboost
+
+    ds = build_dataset(load_bars(data, [symbol], "15m"), default_feature_set(), "15m", horizon=1)
+    ok = ds.labeled()
+    ok = ok[ds.window_ok(32)[ok]]
+    fit, es = ok[-rows - 4000 : -4000], ok[-3900:]
+    cfg = FitConfig(threads=1)
+    k = rows / 1000
+    out = {}
+    sizes = {"xgboost": 50, "lightgbm": 50, "random_forest": 10, "lstm": 1}
+    worst: dict[str, dict[str, Any]] = {
+        "xgboost": {"max_depth": 6, "min_child_weight": 5.0, "eta": 0.2, "num_boost_round": 50},
+        "lightgbm": {"num_leaves": 63, "min_data_in_leaf": 50, "learning_rate": 0.2, "num_boost_round": 50},
+        "random_forest": {"n_estimators": 10, "max_depth": 10, "min_samples_leaf": 50, "max_features": 0.8},
+        "lstm": {"seq_len": 32, "hidden": 24, "max_epochs": 1},
+    }
+    Z = np.clip((ds.X - ds.X[fit].mean(0)) / (ds.X[fit].std(0) + 1e-9), -10, 10).astype(np.float32)
+    for m in _MODELS:
+        p = {**DEFAULT_PARAMS[m], **worst[m]}
+        t = time.process_time()
+        if m == "xgboost":
+            b = fit_xgboost(ds.X, ds.y, fit, es, p, cfg)
+            units = b.num_boosted_rounds() + 30  # early stopping trained 30 rounds past the best
+        elif m == "lightgbm":
+            units = fit_lightgbm(ds.X, ds.y, fit, None, p, cfg).num_trees()
+        elif m == "random_forest":
+            fit_random_forest(ds.X, ds.y, fit, p, cfg)
+            units = sizes[m]
+        else:
+            fit_lstm(Z, ds.y, fit, es, p, cfg)
+            units = sizes[m]
+        out[m] = (time.process_time() - t) / max(1, units) / k
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(measure_unit_costs(sys.argv[1]), indent=2))

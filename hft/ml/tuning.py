@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,31 @@ log = logging.getLogger(__name__)
 
 # share of the tuning time per model: the LSTM's trials cost the most
 SHARES = {"xgboost": 0.25, "lightgbm": 0.25, "random_forest": 0.2, "lstm": 0.3}
+# the size of one tuning fit when no plan says otherwise: boosting rounds (early-stopped), trees, epochs
+TUNE_UNITS = {"xgboost": 400, "lightgbm": 400, "random_forest": 60, "lstm": 6}
+SIZE_KEYS = {
+    "xgboost": "num_boost_round",
+    "lightgbm": "num_boost_round",
+    "random_forest": "n_estimators",
+    "lstm": "max_epochs",
+}
 
 
-def suggest(trial: Any, model: str) -> dict[str, Any]:
-    """Sample one model's hyper-parameters (search spaces kept small and sane for noisy targets)."""
+def sampler_seed(seed: int, key: str, model: str) -> int:
+    """The TPE seed of one study: stable across runs, different per (symbols, model) and per ``seed``.
+
+    One seed for every study made the sampler propose the same parameters for BTC and ETH and for
+    models sharing a search-space shape; crc32 (not ``hash``) keeps it stable across processes.
+    """
+    return zlib.crc32(f"{seed}|{key}|{model}".encode()) & 0x7FFFFFFF
+
+
+def suggest(trial: Any, model: str, units: dict[str, int] | None = None) -> dict[str, Any]:
+    """Sample one model's hyper-parameters (search spaces kept small and sane for noisy targets).
+
+    The size of the fit (rounds, trees, epochs) is not searched: the plan fixes it (``units``).
+    """
+    size = {**TUNE_UNITS, **(units or {})}
     if model == "xgboost":
         return {
             "max_depth": trial.suggest_int("max_depth", 2, 6),
@@ -45,7 +67,7 @@ def suggest(trial: Any, model: str) -> dict[str, Any]:
             "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
             "min_child_weight": trial.suggest_float("min_child_weight", 5.0, 500.0, log=True),
             "lambda": trial.suggest_float("lambda", 0.1, 50.0, log=True),
-            "num_boost_round": 400,
+            "num_boost_round": int(size["xgboost"]),
         }
     if model == "lightgbm":
         return {
@@ -55,11 +77,11 @@ def suggest(trial: Any, model: str) -> dict[str, Any]:
             "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
             "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
             "lambda_l2": trial.suggest_float("lambda_l2", 0.01, 50.0, log=True),
-            "num_boost_round": 400,
+            "num_boost_round": int(size["lightgbm"]),
         }
     if model == "random_forest":
         return {
-            "n_estimators": trial.suggest_int("n_estimators", 30, 120, step=10),
+            "n_estimators": int(size["random_forest"]),
             "max_depth": trial.suggest_int("max_depth", 4, 10),
             "min_samples_leaf": trial.suggest_int("min_samples_leaf", 50, 1000, log=True),
             "max_features": trial.suggest_float("max_features", 0.2, 0.8),
@@ -70,7 +92,7 @@ def suggest(trial: Any, model: str) -> dict[str, Any]:
             "hidden": trial.suggest_categorical("hidden", [8, 16, 24]),
             "lr": trial.suggest_float("lr", 5e-4, 1e-2, log=True),
             "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
-            "max_epochs": 6,
+            "max_epochs": int(size["lstm"]),
             "batch": 512,
         }
     raise ValueError(model)
@@ -117,12 +139,19 @@ def tune(
     study_prefix: str,
     embargo_bars: int = 4,
     n_folds: int = 2,
-    max_rows: int = 60_000,
+    max_rows: int | dict[str, int] = 60_000,
+    n_trials: dict[str, int] | None = None,
+    units: dict[str, int] | None = None,
+    sampler_key: str = "",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Tune each model within ``seconds`` in all; return the best params and a summary per study.
+    """Run ``n_trials[model]`` trials per model; return the best params and a summary per study.
 
+    The work is fixed up front (trials, each a fit of ``units[model]`` rounds/trees/epochs), never
+    cut by the clock, so the result does not depend on the machine's load. ``seconds`` only
+    matters when ``n_trials`` is not given (old callers): then one trial per model.
     The first trial of a new study is the defaults, so even a tiny budget yields a sane model.
-    A study that already holds trials (same prefix: model name, interval, feature version) resumes.
+    A study that already holds finished trials resumes and only runs what is missing to reach
+    ``n_trials``: run again, the same study gives the same best trial.
     """
     import optuna
 
@@ -130,30 +159,30 @@ def tune(
     step = interval_timedelta(ds.interval).value
     horizon_ns, embargo_ns = ds.horizon * step, embargo_bars * step
     params = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
+    size = {**TUNE_UNITS, **(units or {})}
     summary: dict[str, Any] = {}
-    for model, share in SHARES.items():
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for model in SHARES:
         seq_len = 32  # the longest window any LSTM trial may ask for
         rows = dev_rows[ds.window_ok(seq_len)[dev_rows]]
-        folds = walk_forward(ds.times, rows, n_folds, 0.3, horizon_ns, embargo_ns, max_rows)
+        cap = max_rows.get(model, 60_000) if isinstance(max_rows, dict) else max_rows
+        folds = walk_forward(ds.times, rows, n_folds, 0.3, horizon_ns, embargo_ns, cap)
+        seed = sampler_seed(cfg.seed, sampler_key, model)
         study = optuna.create_study(
             study_name=f"{study_prefix}-{model}",
             storage=storage,
             load_if_exists=True,
             direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
         )
-        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        if not study.trials:
             study.enqueue_trial(
-                {
-                    k: v
-                    for k, v in DEFAULT_PARAMS[model].items()
-                    if k not in ("num_boost_round", "max_epochs", "batch")
-                }
+                {k: v for k, v in DEFAULT_PARAMS[model].items() if k not in (SIZE_KEYS[model], "batch")}
             )
 
         def objective(trial: Any, model: str = model, folds: list[Any] = folds) -> float:
-            p = suggest(trial, model)
+            p = suggest(trial, model, size)
             aucs = []
             for fold in folds:
                 aucs.append(score_model(model, p, ds, fold.train, fold.test, cfg, horizon_ns, embargo_ns))
@@ -163,32 +192,38 @@ def tune(
             return float(np.mean(aucs))
 
         started = time.monotonic()
-        budget = max(1.0, seconds * share)
-        if folds:
-            # at least one trial runs even when the budget is smaller than a trial
-            study.optimize(objective, n_trials=1)
-            left = budget - (time.monotonic() - started)
-            if left > 0:
-                study.optimize(objective, timeout=left)
+        wanted = max(1, int((n_trials or {}).get(model, 1)))
+        missing = wanted - sum(t.state in finished for t in study.trials)
+        if folds and missing > 0:
+            study.optimize(objective, n_trials=missing)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        base = {
+            "trials": len(study.trials),
+            "planned_trials": wanted,
+            "complete": len(done),
+            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+            "seconds": time.monotonic() - started,
+            "study": study.study_name,
+            "sampler_seed": seed,
+            "size": {SIZE_KEYS[model]: int(size[model])},
+            "train_rows_cap": cap,
+        }
         if done:
-            best = study.best_trial
+            # the best of the first `wanted` finished trials: a study resumed past its plan answers the same
+            first = [t for t in study.trials if t.state in finished][:wanted]
+            ok = [t for t in first if t.state == optuna.trial.TrialState.COMPLETE] or done
+            best = max(ok, key=_value)
             params[model].update(best.params)
             summary[model] = {
+                **base,
                 "best_auc": float(best.value or float("nan")),
-                "trials": len(study.trials),
-                "complete": len(done),
                 "best_params": best.params,
-                "seconds": time.monotonic() - started,
-                "study": study.study_name,
             }
         else:
-            summary[model] = {
-                "best_auc": float("nan"),
-                "trials": len(study.trials),
-                "complete": 0,
-                "seconds": time.monotonic() - started,
-                "study": study.study_name,
-            }
+            summary[model] = {**base, "best_auc": float("nan")}
         log.info("tuned %s: %s", model, summary[model])
     return params, summary
+
+
+def _value(trial: Any) -> float:
+    return float(trial.value) if trial.value is not None else float("-inf")
