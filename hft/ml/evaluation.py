@@ -95,6 +95,7 @@ class WalkForwardResult:
     equity: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     last_fold_model: Any = None  # the ensemble scored on the last window (logged so it can be re-scored)
+    selection: dict[str, Any] = field(default_factory=dict)  # which model serves, and why (select_served)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready report (no arrays of predictions)."""
@@ -102,6 +103,7 @@ class WalkForwardResult:
             "folds": self.folds,
             "overall": self.overall,
             "calibration": self.calibration,
+            "selection": self.selection,
             "seconds": self.seconds,
         }
 
@@ -140,9 +142,8 @@ def walk_forward_report(
             embargo_ns,
         )
         logits = ens.component_logits(ds.X, ens.scale(ds.X), fold.test)
-        fold_preds = {"ensemble": ens.combine(logits)}
-        for i, name in enumerate(COMPONENTS):
-            fold_preds[name] = 1.0 / (1.0 + np.exp(-logits[:, i]))
+        # every member calibrated on the same slice as the ensemble, so their backtests compare
+        fold_preds = {name: ens.combined(logits, name) for name in ("ensemble", *COMPONENTS)}
         fold_preds.update(baseline_predictions(ds, fold.train, fold.test, fit_cfg))
         y, fwd, t = ds.y[fold.test], ds.fwd_ret[fold.test], ds.times[fold.test]
         fold_rep: dict[str, Any] = {
@@ -154,9 +155,15 @@ def walk_forward_report(
             "test_start": fold.test_start,
             "test_end": fold.test_end,
             "fit_seconds": timings,
-            "stack_weights": dict(zip(COMPONENTS, ens.stack_coef.tolist(), strict=True)),
+            "combiner_weights": dict(zip(COMPONENTS, ens.combiners["ensemble"][0], strict=True)),
             "models": {name: model_report(y, p, fwd, t, costs, n_boot=0) for name, p in fold_preds.items()},
         }
+        member_auc = {name: fold_rep["models"][name]["roc_auc"] for name in COMPONENTS}
+        best_member = max(member_auc, key=lambda n: member_auc[n])
+        fold_rep["best_member"] = best_member
+        fold_rep["ensemble_beats_best_member"] = bool(
+            fold_rep["models"]["ensemble"]["roc_auc"] >= member_auc[best_member]
+        )
         result.folds.append(fold_rep)
         result.last_fold_model = ens
         for name, p in fold_preds.items():
@@ -169,9 +176,37 @@ def walk_forward_report(
     y, fwd, t = ds.y[result.oof_rows], ds.fwd_ret[result.oof_rows], ds.times[result.oof_rows]
     for name, p in result.oof.items():
         result.overall[name] = model_report(y, p, fwd, t, costs, n_boot=wf.n_boot)
+    result.selection = select_served(result)
+    if result.last_fold_model is not None:
+        result.last_fold_model.serve(result.selection["served"])
     result.calibration = M.calibration_curve(y, result.oof["ensemble"])
     for name in ("ensemble", "lightgbm_plain"):
         bt = M.backtest(result.oof[name], fwd, t, costs)
         result.equity[name] = {"times": bt["equity_times"], "equity": bt["equity"]}
     result.seconds = time.monotonic() - started
     return result
+
+
+def select_served(result: WalkForwardResult) -> dict[str, Any]:
+    """Serve the ensemble only if it earns its place: its walk-forward ROC-AUC (all test windows
+    pooled) is at least its best member's; else that member, calibrated. Ties go to the ensemble.
+
+    The per-fold record says in how many windows the ensemble beat the best member of that window
+    (a harder test: the member is picked with hindsight).
+    """
+    auc = {name: float(result.overall[name]["roc_auc"]) for name in ("ensemble", *COMPONENTS)}
+    best_member = max(COMPONENTS, key=lambda n: auc[n])
+    served = "ensemble" if auc["ensemble"] >= auc[best_member] else best_member
+    wins = [bool(f["ensemble_beats_best_member"]) for f in result.folds]
+    return {
+        "served": served,
+        "best_member": best_member,
+        "auc": auc,
+        "ensemble_beats_best_member_folds": wins,
+        "reason": (
+            f"ensemble walk-forward AUC {auc['ensemble']:.4f} "
+            + (">=" if served == "ensemble" else "<")
+            + f" best member {best_member} {auc[best_member]:.4f}; ensemble beat the best member of "
+            f"{sum(wins)} of {len(wins)} windows"
+        ),
+    }

@@ -1,8 +1,10 @@
 """The four models and their ensemble: XGBoost, LightGBM, a random forest and an LSTM in PyTorch.
 
 Each fit gets a training slice and a later validation slice (purged). The validation slice's
-first half early-stops the boosters and the LSTM; its second half fits the stacker, a logistic
-regression on the four models' logits, which both weights and calibrates them. Seeds are fixed
+first half early-stops the boosters and the LSTM; its second half fits the combiners: an
+equal-weight average of the four (standardised) logits with one Platt calibration, and a Platt
+calibration of each member alone, so serving can use the best member when the average does not
+beat it. Seeds are fixed
 and every library runs single-process-deterministic settings, so a run is reproducible.
 
 torch, XGBoost, LightGBM and scikit-learn are imported inside functions: they cost seconds at
@@ -274,6 +276,25 @@ class Ensemble:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     importance: dict[str, dict[str, float]] = field(default_factory=dict)
     symbols: tuple[str, ...] = ()  # what it was trained on (``hft evaluate`` names a file's symbol by it)
+    # every way to turn the four logits into P(up), each a linear map (coef, intercept) fitted at
+    # fit time: "ensemble" (equal-weight average + one calibration) and each member on its own;
+    # `served` says which one `stack_coef`/`stack_intercept` hold (see :meth:`serve`)
+    combiners: dict[str, tuple[list[float], float]] = field(default_factory=dict)
+    served: str = "ensemble"
+
+    def serve(self, name: str) -> None:
+        """Make ``combine`` answer with combiner ``name`` (``ensemble`` or one member, calibrated)."""
+        if name not in self.combiners:
+            raise ValueError(f"no combiner {name!r}; have {sorted(self.combiners)}")
+        coef, intercept = self.combiners[name]
+        self.stack_coef = np.asarray(coef, dtype=np.float64)
+        self.stack_intercept = float(intercept)
+        self.served = name
+
+    def combined(self, logits: np.ndarray, name: str) -> np.ndarray:
+        """P(up) of combiner ``name`` (whatever is served) from the four logits."""
+        coef, intercept = self.combiners[name]
+        return _sigmoid(logits @ np.asarray(coef, dtype=np.float64) + float(intercept))
 
     def scale(self, X: np.ndarray) -> np.ndarray:
         """Standardise with the training slice's mean/std (clipped), float32."""
@@ -329,6 +350,8 @@ class Ensemble:
             "components": list(COMPONENTS),
             "params": self.params,
             "symbols": list(self.symbols),
+            "combiners": {k: [list(c), float(b)] for k, (c, b) in self.combiners.items()},
+            "served": self.served,
         }
         (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
 
@@ -358,6 +381,8 @@ class Ensemble:
             stack_intercept=float(meta["stack_intercept"]),
             params=meta.get("params", {}),
             symbols=tuple(meta.get("symbols", ())),
+            combiners={k: (list(c), float(b)) for k, (c, b) in meta.get("combiners", {}).items()},
+            served=str(meta.get("served", "ensemble")),
         )
 
 
@@ -382,12 +407,10 @@ def fit_ensemble(
     horizon_ns: int,
     embargo_ns: int,
 ) -> tuple[Ensemble, dict[str, float]]:
-    """Fit the four models and the stacker on training ``rows`` (all labelled, windows complete).
+    """Fit the four models and the combiners on training ``rows`` (all labelled, windows complete).
 
     Returns the ensemble and the seconds each part took.
     """
-    from sklearn.linear_model import LogisticRegression
-
     timings: dict[str, float] = {}
     fit, es, stack = split_validation(times, rows, horizon_ns, embargo_ns)
     mean = X[fit].astype(np.float64).mean(axis=0)
@@ -424,11 +447,8 @@ def fit_ensemble(
     scaler.lstm = net
     timings["lstm"] = time.monotonic() - t
     logits = scaler.component_logits(X, Z, stack)
-    # a lightly regularised stacker: four inputs, thousands of rows, weights stay interpretable
-    lr = LogisticRegression(C=1.0, max_iter=1000)
-    lr.fit(logits, y[stack])
-    scaler.stack_coef = lr.coef_[0].astype(np.float64)
-    scaler.stack_intercept = float(lr.intercept_[0])
+    scaler.combiners = fit_combiners(logits, y[stack])
+    scaler.serve("ensemble")
     scaler.params = params
     scaler.importance = {
         "xgboost": {
@@ -442,6 +462,45 @@ def fit_ensemble(
         ),
     }
     return scaler, timings
+
+
+def _platt(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One calibration: P(up) = sigmoid(a * score + b), a >= 0 (a weak signal never flips sign)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(y)) < 2:
+        return 0.0, float(_logit(np.array([float(np.mean(y)) if len(y) else 0.5]))[0])
+    lr = LogisticRegression(C=1e4, max_iter=1000)
+    lr.fit(score.reshape(-1, 1), y)
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if a < 0:  # the slice says the signal points the wrong way: trust neither, answer the base rate
+        a, b = 0.0, float(_logit(np.array([float(np.mean(y))]))[0])
+    return a, b
+
+
+def fit_combiners(logits: np.ndarray, y: np.ndarray) -> dict[str, tuple[list[float], float]]:
+    """Linear maps from the four logits to a calibrated P(up), fitted on the stack slice.
+
+    ``ensemble``: each member's logit centred and scaled by its own mean and spread on the slice
+    (label-free, so it cannot chase noise), averaged with equal weights, then one Platt
+    calibration (two numbers). Replaces the four-weight stacker whose weights flipped sign
+    between folds. Each member also gets its own Platt calibration, so serving can fall back
+    to the best member when the ensemble does not beat it (:meth:`Ensemble.serve`).
+    """
+    k = logits.shape[1]
+    m = logits.mean(axis=0)
+    sd = logits.std(axis=0)
+    sd[sd < 1e-12] = 1.0
+    w = 1.0 / (k * sd)
+    avg = (logits - m) @ w
+    a, b = _platt(avg, y)
+    out: dict[str, tuple[list[float], float]] = {"ensemble": ((a * w).tolist(), float(b - a * float(m @ w)))}
+    for i, name in enumerate(COMPONENTS):
+        ai, bi = _platt(logits[:, i], y)
+        coef = np.zeros(k)
+        coef[i] = ai
+        out[name] = (coef.tolist(), bi)
+    return out
 
 
 def predict_frame(ens: Ensemble, df: pd.DataFrame) -> np.ndarray:

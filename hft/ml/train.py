@@ -321,6 +321,8 @@ def train(
         horizon_ns,
         embargo_ns,
     )
+    # the ensemble serves only if it beat its best member walk-forward; else that member does
+    ensemble.serve(str(report.selection.get("served", "ensemble")))
     timings["final_fit_s"] = time.monotonic() - t
     timings["total_s"] = time.monotonic() - started
     info = {
@@ -358,14 +360,15 @@ def gate_metrics(result: TrainResult) -> dict[str, float]:
     """Out-of-sample metrics of the most recent walk-forward window, the promotion gate's input."""
     last = result.report.folds[-1]
     m = last["models"]
+    served = str(result.report.selection.get("served", "ensemble"))  # what the version serves
     out = {
         "gate.window_start_ns": float(last["test_start"]),
         "gate.window_end_ns": float(last["test_end"]),
-        "gate.roc_auc": m["ensemble"]["roc_auc"],
-        "gate.accuracy": m["ensemble"]["accuracy"],
-        "gate.log_loss": m["ensemble"]["log_loss"],
-        "gate.net_pnl_after_fees": m["ensemble"]["backtest"]["net_pnl_after_fees"],
-        "gate.trades": float(m["ensemble"]["backtest"]["trades"]),
+        "gate.roc_auc": m[served]["roc_auc"],
+        "gate.accuracy": m[served]["accuracy"],
+        "gate.log_loss": m[served]["log_loss"],
+        "gate.net_pnl_after_fees": m[served]["backtest"]["net_pnl_after_fees"],
+        "gate.trades": float(m[served]["backtest"]["trades"]),
     }
     for b in ("majority", "persistence", "logistic", "lightgbm_plain"):
         out[f"gate.{b}.roc_auc"] = m[b]["roc_auc"]
@@ -457,7 +460,16 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
     ds, info = result.dataset, result.info
     commit = str(info.get("git_commit") or git_commit())
     with mlflow.start_run(run_name=f"train-{'+'.join(info['symbols'])}-{info['interval']}") as run:
-        mlflow.set_tags({"git_commit": commit, "feature_version": ds.feature_version, "kind": "train"})
+        served = str(result.report.selection.get("served", "ensemble"))
+        mlflow.set_tags(
+            {
+                "git_commit": commit,
+                "feature_version": ds.feature_version,
+                "kind": "train",
+                "served_model": served,
+                "served_reason": str(result.report.selection.get("reason", "")),
+            }
+        )
         params: dict[str, Any] = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in info.items()}
         params.update(
             {
@@ -482,6 +494,12 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
             for model, rep in fold["models"].items():
                 mlflow.log_metric(f"fold.{model}.roc_auc", rep["roc_auc"], step=fold["fold"])
                 mlflow.log_metric(f"fold.{model}.accuracy", rep["accuracy"], step=fold["fold"])
+            if "ensemble_beats_best_member" in fold:
+                mlflow.log_metric(
+                    "fold.ensemble_beats_best_member",
+                    float(fold["ensemble_beats_best_member"]),
+                    step=fold["fold"],
+                )
         mlflow.log_dict(result.report.summary(), "walk_forward_report.json")
         mlflow.log_dict(result.tuning, "tuning.json")
         mlflow.log_dict(
@@ -521,6 +539,8 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
             "run_id": run_id,
             "gate_window_start_ns": str(int(gate["gate.window_start_ns"])),
             "gate_window_end_ns": str(int(gate["gate.window_end_ns"])),
+            "served_model": served,
+            "served_reason": str(result.report.selection.get("reason", "")),
         },
     )
     return f"models:/{model_name}/{version}"

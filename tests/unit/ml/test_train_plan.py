@@ -108,6 +108,11 @@ def test_two_trainings_with_the_same_seed_and_plan_give_identical_models(
     assert a.params["xgboost"]["num_boost_round"] == 30
     assert a.params["random_forest"]["n_estimators"] == 8
     assert a.ensemble.symbols == ("BTCUSDT",)
+    # item 3: each fold records whether the ensemble beat its best member; the final model serves
+    # what the walk-forward selected, and so does the gate's fold model
+    assert all(isinstance(f["ensemble_beats_best_member"], bool) for f in a.report.folds)
+    assert a.ensemble.served == a.report.selection["served"] == b.ensemble.served
+    assert a.report.last_fold_model.served == a.ensemble.served
 
 
 def test_evaluate_names_a_symbolless_file_by_the_models_symbol(tmp_path: Path) -> None:
