@@ -2,16 +2,24 @@
 ### retrain_models
 
 On `HFT_RETRAIN_SCHEDULE` (default weekly; paused until switched on): Optuna-tuned training of
-the ensemble on historical bars within a time budget (`hft.ml.train.train_and_register`),
-logged to MLflow and registered as a new version with the alias `challenger`. The event on the
-asset `model_challenger` starts `promote_model`. Trigger config may override `start`, `end`,
-`budget_minutes`, `symbols` and `data` (the tests use a small budget); the run needs no data
-interval, so a manual or REST trigger with `logical_date: null` and no config trains on the
-settings' window.
+the ensemble within a time budget, logged to MLflow and registered as a new version with the
+alias `challenger`. The event on the asset `model_challenger` starts `promote_model`.
+
+It trains on what the system collected: without `data` the training frame comes from the
+store (`hft.ml.store_frame.train_and_register_from_store`, as `hft train` without `--data`):
+bars from `market.bars` (loaded history and the bars the tick ingestor built from live
+trades), features from Feast's offline store (`get_historical_features` with the model's
+FeatureService, one entity row per symbol and bar close), labels from the bars; bars of the
+window without features are backfilled first by the feature backfill. With `data` (an OHLCV
+CSV file or folder) it trains on that file (`hft.ml.train.train_and_register`).
+
+Trigger config may override `start`, `end`, `budget_minutes`, `symbols` and `data` (the tests
+use a small budget); the run needs no data interval, so a manual or REST trigger with
+`logical_date: null` and no config trains on the settings' window from the store.
 
 `plan` checks the config before any training starts and logs what will be trained: `start` and
 `end` ISO 8601 dates with `end` after `start`, `budget_minutes` > 0, `symbols` a non-empty list
-of names, `data` an existing file or folder (or a URL). A bad config, or an unknown key, fails
+of names, `data` an existing file or folder (or a URL; `store` or none: the database). A bad config, or an unknown key, fails
 the run at once (no retry) with a message saying what is wrong.
 """
 
@@ -33,6 +41,7 @@ def _plan() -> dict[str, object]:
 
     from airflow.sdk.exceptions import AirflowFailException
 
+    from hft.ml.dataset import STORE_DATA
     from hft.quality.partition import PartitionError, check_conf_keys, parse_time, run_facts
 
     settings = get_settings()
@@ -52,9 +61,12 @@ def _plan() -> dict[str, object]:
         symbols = params.get("symbols") or list(settings.symbols)
         if not all(isinstance(s, str) and s.strip() for s in symbols):
             raise PartitionError(f"symbols must be a list of symbol names, got {symbols!r}")
-        data = str(params.get("data") or settings.data_dir)
-        if "://" not in data and not Path(data).exists():
-            raise PartitionError(f"data {data!r} does not exist (an OHLCV CSV file or folder)")
+        data = str(params.get("data") or STORE_DATA)  # none: market.bars + Feast's offline store
+        if data != STORE_DATA and "://" not in data and not Path(data).exists():
+            raise PartitionError(
+                f"data {data!r} does not exist (an OHLCV CSV file or folder; leave it out to train "
+                "from the store)"
+            )
     except PartitionError as exc:
         raise AirflowFailException(f"bad trigger config: {exc}") from None
     plan: dict[str, object] = {
@@ -89,7 +101,9 @@ def _plan() -> dict[str, object]:
         "budget_minutes": Param(None, type=["null", "number"], description="Tuning time budget"),
         "symbols": Param(None, type=["null", "array"], description="Symbols (default settings)"),
         "data": Param(
-            None, type=["null", "string"], description="OHLCV CSV file or folder (default data_dir)"
+            None,
+            type=["null", "string"],
+            description="OHLCV CSV file or folder (default: the store, market.bars + Feast)",
         ),
     },
     doc_md=__doc__,
@@ -103,17 +117,20 @@ def retrain_models() -> None:
 
     @task(outlets=[MODEL_CHALLENGER])
     def train(spec: dict[str, object]):  # type: ignore[no-untyped-def]
+        from hft.ml.dataset import is_store
+        from hft.ml.store_frame import train_and_register_from_store
         from hft.ml.train import train_and_register
 
-        uri = train_and_register(
-            get_settings(),
-            symbols=list(spec["symbols"]),  # type: ignore[call-overload]
-            interval=str(spec["interval"]),
-            data=str(spec["data"]),
-            start=str(spec["start"]),
-            end=str(spec["end"]),
-            budget_minutes=float(spec["budget_minutes"]),  # type: ignore[arg-type]
-        )
+        settings = get_settings()
+        symbols = list(spec["symbols"])  # type: ignore[call-overload]
+        budget = float(spec["budget_minutes"])  # type: ignore[arg-type]
+        interval, start, end = str(spec["interval"]), str(spec["start"]), str(spec["end"])
+        if is_store(str(spec["data"])):
+            uri = train_and_register_from_store(settings, symbols, interval, start, end, budget)
+        else:
+            uri = train_and_register(
+                settings, symbols, interval, str(spec["data"]), start, end, budget_minutes=budget
+            )
         print(f"registered challenger {uri}")
         yield Metadata(MODEL_CHALLENGER, extra={"uri": uri})
 

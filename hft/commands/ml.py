@@ -17,7 +17,11 @@ def train(
         str | None, typer.Option(help="Bar interval (settings.bar_interval when omitted)")
     ] = None,
     data: Annotated[
-        str | None, typer.Option(help="OHLCV CSV file or a directory of them (klines_<interval>)")
+        str | None,
+        typer.Option(
+            help="OHLCV CSV file or a directory of them (klines_<interval>); omitted (or 'store'): "
+            "bars from market.bars, features from Feast's offline store (missing ones backfilled)"
+        ),
     ] = None,
     start: Annotated[str | None, typer.Option(help="First day YYYY-MM-DD (settings.train_start)")] = None,
     end: Annotated[
@@ -33,23 +37,20 @@ def train(
     """Tune, evaluate walk-forward, log to MLflow and register; print the version URI last."""
     from hft.config import ConfigurationError, TransientError, get_settings
     from hft.logs import setup_logging
+    from hft.ml.dataset import is_store
+    from hft.ml.store_frame import train_and_register_from_store
     from hft.ml.train import train_and_register
 
     s = get_settings()
     setup_logging(s.log_level, "train")
     iv = interval or s.bar_interval
-    src = data or str(s.data_dir / f"klines_{iv}")
+    syms, lo, hi = list(symbol or s.symbols), start or s.train_start, end or s.train_end
+    budget = budget_minutes if budget_minutes is not None else s.train_budget_minutes
     try:
-        uri = train_and_register(
-            s,
-            list(symbol or s.symbols),
-            iv,
-            src,
-            start or s.train_start,
-            end or s.train_end,
-            budget_minutes if budget_minutes is not None else s.train_budget_minutes,
-            model_name,
-        )
+        if data is None or is_store(data):  # the database: market.bars + Feast's offline store
+            uri = train_and_register_from_store(s, syms, iv, lo, hi, budget, model_name)
+        else:
+            uri = train_and_register(s, syms, iv, data, lo, hi, budget, model_name)
     except (ConfigurationError, TransientError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

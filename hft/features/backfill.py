@@ -8,6 +8,11 @@
 Feast's ``materialize``. The Airflow DAG and ``hft features backfill`` call exactly this.
 
 Bars from klines without trade columns give null (absent) trade-derived features.
+
+Training from the store (:mod:`hft.ml.store_frame`) reads the closed bars of its window with
+:func:`load_closed_bars` and first calls :func:`backfill_missing`: every closed bar past its
+symbol's warm-up that has no row in ``features.bar_features`` is backfilled by :func:`backfill`
+(the same code), so Feast's point-in-time join finds each bar's own row.
 """
 
 from __future__ import annotations
@@ -48,6 +53,41 @@ ORDER BY open_time
 """
 
 
+_CLOSED_BARS_SQL = """
+WITH last_tick AS (
+    SELECT coalesce((SELECT trade_time FROM market.ticks WHERE symbol = %(symbol)s
+                     ORDER BY trade_id DESC LIMIT 1), '-infinity'::timestamptz) AS t
+)
+SELECT open_time, open, high, low, close, volume, trade_count, buy_volume, quote_volume, vwap
+FROM market.bars b
+WHERE b.symbol = %(symbol)s AND b.interval = %(interval)s
+  AND b.open_time >= %(start)s AND b.open_time < %(end)s
+  AND (b.source = 'kline' OR b.close_time <= (SELECT t FROM last_tick))
+ORDER BY open_time
+"""
+
+# Closed bars past the symbol's warm-up (the first `warmup` stored bars never get a row) whose
+# close has no row in the offline table; `i` is the bar's position among the symbol's bars.
+_MISSING_SQL = """
+WITH last_tick AS (
+    SELECT coalesce((SELECT trade_time FROM market.ticks WHERE symbol = %(symbol)s
+                     ORDER BY trade_id DESC LIMIT 1), '-infinity'::timestamptz) AS t
+), b AS (
+    SELECT open_time, close_time, source, row_number() OVER (ORDER BY open_time) - 1 AS i
+    FROM market.bars WHERE symbol = %(symbol)s AND interval = %(interval)s
+)
+SELECT b.open_time, b.i FROM b
+WHERE b.i >= %(warmup)s AND b.open_time >= %(start)s AND b.open_time < %(end)s
+  AND (b.source = 'kline' OR b.close_time <= (SELECT t FROM last_tick))
+  AND NOT EXISTS (SELECT 1 FROM features.bar_features f WHERE f.symbol = %(symbol)s
+                  AND f.interval = %(interval)s AND f.event_timestamp = b.close_time)
+ORDER BY b.open_time
+"""
+
+_FAR_PAST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+_FAR_FUTURE = datetime.fromisoformat("9999-01-01T00:00:00+00:00")
+
+
 def bars_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     """Turn market.bars rows (open_time + BAR_COLUMNS) into the feature layout, NULL -> NaN.
 
@@ -72,6 +112,78 @@ def load_bars(
             _BARS_SQL, {"symbol": symbol, "interval": interval, "start": start, "end": end, "warmup": warmup}
         )
         return bars_frame(cur.fetchall())
+
+
+def load_closed_bars(
+    conn: Any, symbol: str, interval: str, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Closed bars with open time in [start, end), by the backfill's rule (a ticks bar is closed
+    once a trade at or after its close is stored); no warm-up bars before ``start``."""
+    params = {
+        "symbol": symbol,
+        "interval": interval,
+        "start": start or _FAR_PAST,
+        "end": end or _FAR_FUTURE,
+    }
+    with conn.cursor() as cur:
+        cur.execute(_CLOSED_BARS_SQL, params)
+        return bars_frame(cur.fetchall())
+
+
+def missing_feature_runs(
+    conn: Any,
+    symbol: str,
+    interval: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    warmup: int = FEATURE_SPEC_FULL.warmup_bars,
+) -> list[tuple[datetime, datetime]]:
+    """Windows ``[first open, last open + interval)`` covering the closed bars of [start, end) that
+    lack an offline feature row (bars inside the symbol's warm-up excepted).
+
+    Missing bars closer than ``warmup`` stored bars to each other share one window: a backfill
+    reads ``warmup`` bars before its window anyway, so rewriting the rows between is cheaper than
+    a second read.
+    """
+    params = {
+        "symbol": symbol,
+        "interval": interval,
+        "start": start or _FAR_PAST,
+        "end": end or _FAR_FUTURE,
+        "warmup": warmup,
+    }
+    with conn.cursor() as cur:
+        cur.execute(_MISSING_SQL, params)
+        rows = cur.fetchall()
+    step = pd.Timedelta(interval_ns(interval), unit="ns").to_pytimedelta()
+    runs: list[tuple[datetime, datetime]] = []
+    first = last = None
+    last_i = -(10**18)
+    for open_time, i in rows:
+        if first is not None and last is not None and i - last_i >= warmup:
+            runs.append((first, last + step))
+            first = None
+        if first is None:
+            first = open_time
+        last, last_i = open_time, i
+    if first is not None and last is not None:
+        runs.append((first, last + step))
+    return runs
+
+
+def backfill_missing(
+    settings: Settings, symbol: str, interval: str, start: datetime | None = None, end: datetime | None = None
+) -> int:
+    """Backfill (no materialize) every closed bar of [start, end) without an offline row; return
+    the rows upserted (0 when nothing was missing)."""
+    with db.connect(settings) as conn:
+        runs = missing_feature_runs(conn, symbol, interval, start, end)
+    n = 0
+    for lo, hi in runs:
+        n += backfill(settings, symbol, interval, lo, hi, materialize=False)
+    if runs:
+        log.info("backfilled %d feature rows of %s %s in %d window(s)", n, symbol, interval, len(runs))
+    return n
 
 
 def features_for_window(

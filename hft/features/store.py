@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import numpy as np
+import pandas as pd
 import yaml
 from sqlalchemy.engine import make_url
 
@@ -131,3 +133,37 @@ def ensure_applied(settings: Settings) -> None:
         except FeatureViewNotFoundException:
             pass
     apply(settings)
+
+
+def historical_features(
+    settings: Settings, service: str, entity_rows: pd.DataFrame, chunk_rows: int = 20_000
+) -> pd.DataFrame:
+    """Feast's point-in-time join of a FeatureService for entity rows (``symbol``, ``event_timestamp``).
+
+    Each row gets the newest ``bar_features`` row of its symbol with ``event_timestamp`` at or
+    before the row's (within the view's ttl): for a decision at a bar's close, the features of
+    that bar, computed from bars closed at or before it. Returns the entity columns plus the
+    service's features, in the order of ``entity_rows``; a row with no feature row has NaN.
+    Rows go to Feast in chunks of ``chunk_rows`` (sorted by symbol and time) so that the
+    join's work stays proportional to the rows.
+    """
+    ensure_applied(settings)
+    store = feature_store(settings)
+    fs = store.get_feature_service(service)
+    names = [f.name for proj in fs.feature_view_projections for f in proj.features]
+    rows = entity_rows[[ENTITY, "event_timestamp"]].copy()
+    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    rows["_row"] = np.arange(len(rows))
+    rows = rows.sort_values([ENTITY, "event_timestamp"], kind="stable")
+    parts = []
+    for i in range(0, len(rows), chunk_rows):
+        chunk = rows.iloc[i : i + chunk_rows]
+        got = store.get_historical_features(entity_df=chunk[[ENTITY, "event_timestamp"]], features=fs).to_df()
+        got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True)
+        parts.append(chunk.merge(got, on=[ENTITY, "event_timestamp"], how="left", validate="one_to_one"))
+    if not parts:
+        return pd.DataFrame(columns=[ENTITY, "event_timestamp", *names])
+    out = pd.concat(parts, ignore_index=True).sort_values("_row", kind="stable")
+    out = out.drop(columns="_row").reset_index(drop=True)
+    out[names] = out[names].astype("float64")
+    return out[[ENTITY, "event_timestamp", *names]]

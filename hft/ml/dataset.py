@@ -3,6 +3,11 @@
 Features come from :mod:`hft.features` (the one feature implementation); this module never computes
 an indicator itself. Rows are the bars of one or more symbols; a row's decision time is its bar's
 close time, and everything in the row is known at that time except the label and the forward return.
+
+Two sources of the same frame: an OHLCV CSV (features computed here by
+:func:`hft.features.compute_features`, the function the backfill runs), or the store
+(``data="store"``: bars from ``market.bars``, features from Feast's offline store, see
+:mod:`hft.ml.store_frame`). Either way :func:`build_dataset` assembles the rows and labels.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
 from hft.ml.labels import direction_labels, forward_return
 
 FeatureFn = Callable[[pd.DataFrame], pd.DataFrame]
+FeatureLookup = Callable[[str, pd.DataFrame], pd.DataFrame]
+
+# ``data`` value meaning "the database": bars from market.bars, features through Feast
+STORE_DATA = "store"
+
+
+def is_store(data: str | Path | None) -> bool:
+    """Whether ``data`` names the store (``store``) rather than an OHLCV CSV file or folder."""
+    return data is not None and str(data) == STORE_DATA
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,13 @@ class FeatureSet:
     warmup_bars: int
     compute: FeatureFn = field(repr=False, compare=False)
     baseline_names: tuple[str, ...] = ()  # the simple OHLCV subset for the plain LightGBM baseline
+    # features already computed (the store's), by symbol and bars; None: ``compute`` the bars
+    lookup: FeatureLookup | None = field(default=None, repr=False, compare=False)
+
+    def features_of(self, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
+        """The feature rows of one symbol's bars (indexed like them, columns ``names``)."""
+        feats = self.lookup(symbol, bars) if self.lookup is not None else self.compute(bars)
+        return feats if list(feats.columns) == list(self.names) else feats[list(self.names)]
 
 
 # The issue's plain baseline: returns, volatility, RSI, MACD, ranges, volume z-score, hour.
@@ -121,9 +142,7 @@ def build_dataset(
     offset = 0
     for symbol, bars in sorted(bars_by_symbol.items()):
         bars = bars.sort_index()
-        feats = features.compute(bars)
-        if list(feats.columns) != list(features.names):
-            feats = feats[list(features.names)]
+        feats = features.features_of(symbol, bars)
         close = bars["close"].astype("float64")
         label = direction_labels(close, horizon, dead_zone_bps, step)
         fwd = forward_return(close, horizon, step)
@@ -178,7 +197,14 @@ def load_bars(data: str | Path, symbols: list[str], interval: str) -> dict[str, 
 
     A file serves the one symbol asked for (or the symbol in its name); a directory is searched
     for ``{SYMBOL}_{interval}_*.csv[.gz]`` (the layout of ``shared/data/binance/klines_*``).
+    ``data="store"`` reads the closed bars of ``market.bars`` (what a store-trained model's
+    ``data`` tag says, so the promotion gate re-scores the champion on the same bars).
     """
+    if is_store(data):
+        from hft.config import get_settings
+        from hft.ml.store_frame import read_store_bars
+
+        return read_store_bars(get_settings(), symbols, interval)
     text = str(data)
     if text.startswith(("http://", "https://", "file://")):
         raise ConfigurationError(
