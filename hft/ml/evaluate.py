@@ -12,7 +12,7 @@ from hft.config import ConfigurationError, Settings, use_mlflow
 from hft.market.ohlcv import symbol_from_filename
 from hft.ml import metrics as M
 from hft.ml.dataset import build_dataset, default_feature_set, interval_timedelta, load_bars
-from hft.ml.evaluation import model_report
+from hft.ml.evaluation import expected_moves, model_report
 from hft.ml.models import Ensemble
 from hft.ml.registry import load_ensemble
 
@@ -78,7 +78,13 @@ def score(
         raise ConfigurationError("no labelled decisions in the requested range")
     p = ens.predict_rows(ds.X, rows)
     rep = model_report(
-        ds.y[rows], p, ds.fwd_ret[rows], ds.times[rows], M.Costs.from_settings(settings), n_boot
+        ds.y[rows],
+        p,
+        ds.fwd_ret[rows],
+        ds.times[rows],
+        M.Costs.from_settings(settings),
+        n_boot,
+        move_bps=expected_moves(ds, rows),
     )
     rep["n"] = len(rows)
     rep["first_decision"] = str(pd.Timestamp(int(ds.times[rows].min()), tz="UTC"))

@@ -15,6 +15,7 @@ from hft.ml import metrics as M
 from hft.ml.dataset import Dataset, interval_timedelta
 from hft.ml.models import COMPONENTS, FitConfig, fit_ensemble, fit_lightgbm
 from hft.ml.splits import walk_forward
+from hft.trading.strategy import expected_move_bps
 
 BASELINES = ("majority", "persistence", "logistic", "lightgbm_plain")
 PLAIN_LIGHTGBM = {
@@ -65,6 +66,20 @@ def baseline_predictions(
     return out
 
 
+VOL_FEATURE = "vol_64"  # per-bar volatility behind the expected move (hft.trading.strategy)
+
+
+def expected_moves(ds: Dataset, rows: np.ndarray) -> np.ndarray | None:
+    """Expected move over the label horizon (bps) at each decision row, from the past only.
+
+    None when the feature set has no ``vol_64`` (the backtest then trades on thresholds alone).
+    """
+    if VOL_FEATURE not in ds.feature_names:
+        return None
+    col = ds.feature_names.index(VOL_FEATURE)
+    return np.array([expected_move_bps(float(v), ds.horizon) for v in ds.X[rows, col].tolist()])
+
+
 def model_report(
     y: np.ndarray,
     p: np.ndarray,
@@ -73,13 +88,22 @@ def model_report(
     costs: M.Costs,
     n_boot: int,
     seed: int = 0,
+    move_bps: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Classification metrics with bootstrap intervals and the cost-aware backtest for one model."""
+    """Classification metrics with bootstrap intervals and the cost-aware backtest for one model.
+
+    ``backtest`` trades by the bot's rule (thresholds and, given ``move_bps``, expected edge above
+    the round trip); ``backtest.threshold_*`` are the thresholds alone, for comparison.
+    """
     rep: dict[str, Any] = M.classification(y, p)
     if n_boot:
         rep.update(M.bootstrap_ci(y, p, n_boot=n_boot, seed=seed))
-    bt = M.backtest(p, fwd, times, costs)
+    bt = M.backtest(p, fwd, times, costs, move_bps)
     rep["backtest"] = {k: v for k, v in bt.items() if k not in ("equity", "equity_times")}
+    if move_bps is not None and costs.edge_filter:
+        plain = M.backtest(p, fwd, times, costs)
+        for k in ("trades", "net_pnl_after_fees", "avg_gross_edge_bps"):
+            rep["backtest"][f"threshold_{k}"] = plain[k]
     return rep
 
 
@@ -146,6 +170,7 @@ def walk_forward_report(
         fold_preds = {name: ens.combined(logits, name) for name in ("ensemble", *COMPONENTS)}
         fold_preds.update(baseline_predictions(ds, fold.train, fold.test, fit_cfg))
         y, fwd, t = ds.y[fold.test], ds.fwd_ret[fold.test], ds.times[fold.test]
+        moves = expected_moves(ds, fold.test)
         fold_rep: dict[str, Any] = {
             "fold": fold.index,
             "train_rows": len(fold.train),
@@ -156,7 +181,10 @@ def walk_forward_report(
             "test_end": fold.test_end,
             "fit_seconds": timings,
             "combiner_weights": dict(zip(COMPONENTS, ens.combiners["ensemble"][0], strict=True)),
-            "models": {name: model_report(y, p, fwd, t, costs, n_boot=0) for name, p in fold_preds.items()},
+            "models": {
+                name: model_report(y, p, fwd, t, costs, n_boot=0, move_bps=moves)
+                for name, p in fold_preds.items()
+            },
         }
         member_auc = {name: fold_rep["models"][name]["roc_auc"] for name in COMPONENTS}
         best_member = max(member_auc, key=lambda n: member_auc[n])
@@ -174,14 +202,15 @@ def walk_forward_report(
     result.oof_rows = np.concatenate(all_test)
     result.oof = {name: np.concatenate(ps) for name, ps in preds.items()}
     y, fwd, t = ds.y[result.oof_rows], ds.fwd_ret[result.oof_rows], ds.times[result.oof_rows]
+    moves = expected_moves(ds, result.oof_rows)
     for name, p in result.oof.items():
-        result.overall[name] = model_report(y, p, fwd, t, costs, n_boot=wf.n_boot)
+        result.overall[name] = model_report(y, p, fwd, t, costs, n_boot=wf.n_boot, move_bps=moves)
     result.selection = select_served(result)
     if result.last_fold_model is not None:
         result.last_fold_model.serve(result.selection["served"])
     result.calibration = M.calibration_curve(y, result.oof["ensemble"])
     for name in ("ensemble", "lightgbm_plain"):
-        bt = M.backtest(result.oof[name], fwd, t, costs)
+        bt = M.backtest(result.oof[name], fwd, t, costs, moves)
         result.equity[name] = {"times": bt["equity_times"], "equity": bt["equity"]}
     result.seconds = time.monotonic() - started
     return result

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hft.trading.strategy import Signal, signal_from_prob
+
 _EPS = 1e-6
 
 
@@ -93,6 +95,7 @@ class Costs:
     buy_threshold: float
     sell_threshold: float
     notional: float = 1000.0
+    edge_filter: bool = True  # trade only when the expected edge beats the round trip (needs moves)
 
     @property
     def round_trip_bps(self) -> float:
@@ -111,10 +114,42 @@ class Costs:
         )
 
 
-def backtest(p: np.ndarray, fwd_ret: np.ndarray, times: np.ndarray, costs: Costs) -> dict[str, Any]:
-    """Trade only confident signals: long when p >= buy, short when p <= sell, each held h bars.
+_SIDE = {Signal.BUY: 1.0, Signal.SELL: -1.0, Signal.HOLD: 0.0}
 
-    Every trade pays the round-trip costs. PnL is in quote currency at ``costs.notional`` per
+
+def trade_sides(p: np.ndarray, costs: Costs, move_bps: np.ndarray | None = None) -> np.ndarray:
+    """+1 long, -1 short, 0 none per decision, by :func:`hft.trading.strategy.signal_from_prob`.
+
+    The bot's own rule, called once per decision (so the backtest can never drift from what the
+    bot does); with ``move_bps`` and ``costs.edge_filter`` a trade also needs an expected edge
+    above the round trip.
+    """
+    use_moves = move_bps is not None and costs.edge_filter
+    out = np.zeros(len(p))
+    for i, prob in enumerate(np.asarray(p, dtype=np.float64).tolist()):
+        sig = signal_from_prob(
+            prob,
+            costs.buy_threshold,
+            costs.sell_threshold,
+            move_bps=float(move_bps[i]) if use_moves and move_bps is not None else None,
+            cost_bps=costs.round_trip_bps,
+        )
+        out[i] = _SIDE[sig]
+    return out
+
+
+def backtest(
+    p: np.ndarray,
+    fwd_ret: np.ndarray,
+    times: np.ndarray,
+    costs: Costs,
+    move_bps: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Trade the signals of :func:`trade_sides` (the bot's rule), each position held h bars.
+
+    Without ``move_bps`` (or with ``costs.edge_filter`` off) that is: long when p >= buy, short
+    when p <= sell. With it, a signal also needs an expected edge ((2p - 1) x expected move)
+    above the round trip. Every trade pays the round-trip costs. PnL is in quote currency at ``costs.notional`` per
     trade; Sharpe is of daily PnL, annualised with 365 days; max drawdown is of the equity
     curve in quote currency (a positive number).
     """
@@ -122,7 +157,7 @@ def backtest(p: np.ndarray, fwd_ret: np.ndarray, times: np.ndarray, costs: Costs
     r = np.asarray(fwd_ret, dtype=np.float64)
     order = np.argsort(times, kind="stable")
     p, r, t = p[order], r[order], np.asarray(times)[order]
-    side = np.where(p >= costs.buy_threshold, 1.0, np.where(p <= costs.sell_threshold, -1.0, 0.0))
+    side = trade_sides(p, costs, None if move_bps is None else np.asarray(move_bps, dtype=np.float64)[order])
     side[np.isnan(r)] = 0.0
     traded = side != 0
     gross_bps = side[traded] * r[traded] * 1e4
@@ -146,6 +181,7 @@ def backtest(p: np.ndarray, fwd_ret: np.ndarray, times: np.ndarray, costs: Costs
         "avg_net_bps": float(net_bps.mean()) if len(net_bps) else 0.0,
         "hit_rate": float((gross_bps > 0).mean()) if len(gross_bps) else 0.0,
         "round_trip_cost_bps": costs.round_trip_bps,
+        "edge_filter": float(move_bps is not None and costs.edge_filter),
         "sharpe": sharpe,
         "max_drawdown": max_dd,
         "equity_times": t[traded].tolist(),

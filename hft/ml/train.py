@@ -33,7 +33,16 @@ from hft.ml.dataset import (
     load_bars,
 )
 from hft.ml.evaluation import WalkForwardConfig, WalkForwardResult, walk_forward_report
-from hft.ml.models import Ensemble, FitConfig, fit_ensemble
+from hft.ml.models import (
+    DEFAULT_PARAMS,
+    Ensemble,
+    FitConfig,
+    fit_ensemble,
+    fit_lightgbm,
+    fit_lstm,
+    fit_random_forest,
+    fit_xgboost,
+)
 from hft.ml.registry import log_ensemble, set_alias, version_tags
 from hft.ml.splits import purged_before
 from hft.ml.tuning import SHARES, tune
@@ -595,8 +604,6 @@ def measure_unit_costs(data: str | Path, symbol: str = "BTCUSDT", rows: int = 20
 
     What :data:`UNIT_COST_S` was set from (rounded up): ``python -m hft.ml.train <OHLCV CSV>``.
     """
-    from hft.ml.models import DEFAULT_PARAMS, fit_lightgbm, fit_lstm, fit_random_forest, fit_xgboost
-
     ds = build_dataset(load_bars(data, [symbol], "15m"), default_feature_set(), "15m", horizon=1)
     ok = ds.labeled()
     ok = ok[ds.window_ok(32)[ok]]

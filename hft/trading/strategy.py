@@ -8,6 +8,7 @@ clock (``now``), the position and the day's PnL.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -34,15 +35,61 @@ class TradingState(StrEnum):
     HALTED = "halted"
 
 
-def signal_from_prob(prob_up: float, buy_threshold: float, sell_threshold: float) -> Signal:
-    """Map the probability of an up move to a signal (buy above, sell below, hold between)."""
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def expected_move_bps(vol_per_bar: float, horizon_bars: int) -> float:
+    """Expected size of the move over ``horizon_bars`` (bps) from the recent per-bar volatility.
+
+    ``vol_per_bar`` is the standard deviation of one-bar log returns (the feature ``vol_64``);
+    for a random walk E|r_h| = sqrt(2/pi) * sigma * sqrt(h).
+    """
+    if not math.isfinite(vol_per_bar) or vol_per_bar < 0:
+        return math.nan
+    return _SQRT_2_OVER_PI * vol_per_bar * math.sqrt(max(1, horizon_bars)) * 1e4
+
+
+def expected_edge_bps(prob_up: float, move_bps: float) -> float:
+    """Expected gross return (bps) of a long held over the horizon: (2p - 1) x expected move.
+
+    A short's is the negative. With a calibrated ``prob_up`` this is the edge a trade must have
+    to pay its costs.
+    """
+    return (2.0 * prob_up - 1.0) * move_bps
+
+
+def signal_from_prob(
+    prob_up: float,
+    buy_threshold: float,
+    sell_threshold: float,
+    *,
+    move_bps: float | None = None,
+    cost_bps: float = 0.0,
+) -> Signal:
+    """Map the probability of an up move to a signal: the one trading rule of the backtest and the bot.
+
+    Buy at or above ``buy_threshold``, sell at or below ``sell_threshold``, hold between. Given the
+    expected move over the horizon (``move_bps``, see :func:`expected_move_bps`), a signal also
+    needs an expected edge (:func:`expected_edge_bps`) above ``cost_bps`` (the round trip: taker
+    fee and slippage, both sides) or it holds: trade only when it pays. ``hft evaluate``'s backtest
+    (:func:`hft.ml.metrics.backtest`) calls this function for every decision.
+    """
     if not sell_threshold <= buy_threshold:
         raise ValueError(f"sell_threshold {sell_threshold} above buy_threshold {buy_threshold}")
     if prob_up >= buy_threshold:
-        return Signal.BUY
-    if prob_up <= sell_threshold:
-        return Signal.SELL
-    return Signal.HOLD
+        signal = Signal.BUY
+    elif prob_up <= sell_threshold:
+        signal = Signal.SELL
+    else:
+        return Signal.HOLD
+    if move_bps is None:
+        return signal
+    if not math.isfinite(move_bps):
+        return Signal.HOLD  # no volatility estimate: no edge estimate, no trade
+    edge = expected_edge_bps(prob_up, move_bps)
+    if (edge if signal is Signal.BUY else -edge) <= cost_bps:
+        return Signal.HOLD
+    return signal
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""Issue 23 item 4: one trading rule, hft.trading.strategy.signal_from_prob, for the backtest and the bot;
+it trades only when the expected edge beats the round trip."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import hft.ml.metrics as M
+import hft.trading.bot as bot
+from hft.trading import strategy
+from hft.trading.strategy import Signal, expected_edge_bps, expected_move_bps, signal_from_prob
+
+COSTS = M.Costs(fee_bps=10.0, slippage_bps=1.0, buy_threshold=0.55, sell_threshold=0.45)
+
+
+def test_the_backtest_and_the_bot_call_the_same_rule() -> None:
+    assert bot.signal_from_prob is strategy.signal_from_prob
+    assert M.signal_from_prob is strategy.signal_from_prob
+
+
+def test_backtest_sides_are_the_rule_applied_to_every_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.3, 0.7, 400)
+    moves = rng.uniform(5, 400, 400)
+    fwd = rng.normal(0, 0.01, 400)
+    times = np.arange(400, dtype=np.int64) * 900 * 10**9
+    expected = [
+        {Signal.BUY: 1, Signal.SELL: -1, Signal.HOLD: 0}[
+            signal_from_prob(pi, 0.55, 0.45, move_bps=mi, cost_bps=COSTS.round_trip_bps)
+        ]
+        for pi, mi in zip(p, moves, strict=True)
+    ]
+    np.testing.assert_array_equal(M.trade_sides(p, COSTS, moves), expected)
+    calls: list[float] = []
+
+    def spy(prob: float, *a: object, **k: object) -> Signal:
+        calls.append(prob)
+        return strategy.signal_from_prob(prob, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(M, "signal_from_prob", spy)
+    bt = M.backtest(p, fwd, times, COSTS, moves)
+    assert len(calls) == 400
+    assert bt["trades"] == int(np.count_nonzero(expected))
+    assert bt["edge_filter"] == 1.0
+
+
+def test_a_trade_needs_an_expected_edge_above_the_round_trip() -> None:
+    assert COSTS.round_trip_bps == 22.0
+    # p = 0.6 over an expected 100 bps move: edge 20 bps < 22 bps round trip -> hold
+    assert expected_edge_bps(0.6, 100.0) == pytest.approx(20.0)
+    assert signal_from_prob(0.6, 0.55, 0.45, move_bps=100.0, cost_bps=22.0) is Signal.HOLD
+    assert signal_from_prob(0.6, 0.55, 0.45, move_bps=120.0, cost_bps=22.0) is Signal.BUY
+    assert signal_from_prob(0.4, 0.55, 0.45, move_bps=120.0, cost_bps=22.0) is Signal.SELL
+    assert signal_from_prob(0.5, 0.55, 0.45, move_bps=1e6, cost_bps=22.0) is Signal.HOLD
+    assert signal_from_prob(0.6, 0.55, 0.45, move_bps=math.nan, cost_bps=22.0) is Signal.HOLD
+    # without an expected move: the thresholds alone (what callers that pass none keep getting)
+    assert signal_from_prob(0.6, 0.55, 0.45) is Signal.BUY
+    assert signal_from_prob(0.45, 0.55, 0.45) is Signal.SELL
+    # E|r_h| of a random walk: sqrt(2/pi) sigma sqrt(h)
+    assert expected_move_bps(0.001, 4) == pytest.approx(math.sqrt(2 / math.pi) * 0.001 * 2 * 1e4)
+    assert math.isnan(expected_move_bps(math.nan, 1))
+
+
+def test_without_moves_the_backtest_trades_on_thresholds_as_before() -> None:
+    p = np.array([0.6, 0.5, 0.4, 0.56])
+    fwd = np.array([0.01, 0.01, -0.01, -0.002])
+    times = np.arange(4, dtype=np.int64)
+    bt = M.backtest(p, fwd, times, COSTS)
+    assert bt["trades"] == 3
+    assert bt["edge_filter"] == 0.0
+    filtered = M.backtest(p, fwd, times, COSTS, np.array([10.0, 10.0, 500.0, 500.0]))
+    assert filtered["trades"] == 2  # the 0.6 call on a 10 bps move cannot pay 22 bps
