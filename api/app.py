@@ -32,7 +32,7 @@ from api.routes import ApiError, router
 from hft import heap
 from hft.config import Settings, get_settings
 from hft.logs import setup_logging
-from hft.trading.scoring import Scorer
+from hft.trading.scoring import NO_ALIAS, Scorer
 
 log = logging.getLogger("api")
 
@@ -195,6 +195,7 @@ def create_app(
     # answers at once and /ready says what is missing
     app.state.scorer = scorer
     app.state.scorer_error = None if scorer else "starting"
+    app.state.challenger = None  # the shadow of the challenger alias (built with the scorer)
     # a fixed version (tests) or any version the feature code knows
     app.state.feature_version = feature_version
     app.state.known_feature_version = _known_feature_version
@@ -241,6 +242,56 @@ def _build_scorer(settings: Settings) -> Scorer:
     return build_scorer(settings)
 
 
+def _challenger(settings: Settings, champion: Scorer) -> Scorer | None:
+    try:
+        from hft.trading.scoring import challenger_scorer
+
+        return challenger_scorer(settings, champion)
+    except Exception as exc:  # the champion serves without its shadow
+        log.warning("no challenger scorer: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def _record_shadow(app: FastAPI, fields: dict[bytes, bytes], champion: Any) -> int:
+    """Write the champion's score of a closed bar and the challenger's (scored now) to the live record."""
+    from hft.storage.db import engine
+    from hft.trading import shadow
+
+    settings: Settings = app.state.settings
+    symbol = champion.symbol
+    open_time = datetime.fromtimestamp(int(fields[b"open_time_ns"]) / 1e9, UTC)
+    close = float(fields[b"close"])
+    interval = fields.get(b"interval", b"").decode() or settings.bar_interval
+
+    def row(score: Any, role: str) -> Any:
+        return shadow.ShadowRow(
+            symbol,
+            interval,
+            open_time,
+            score.model_name,
+            score.model_version,
+            role,
+            score.prob_up,
+            close,
+            score.feature_time,
+        )
+
+    rows = [row(champion, "champion")]
+    challenger: Scorer | None = app.state.challenger
+    model = challenger.model if challenger is not None else None
+    if challenger is not None and model is not None and str(model.version) != champion.model_version:
+        try:
+            theirs = challenger.score(symbol)
+        except Exception as exc:  # e.g. a feature version the stream does not write: no shadow row
+            app.state.metrics.ahead.labels("challenger_failed").inc()
+            log.debug("challenger %s: %s: %s", model.version, type(exc).__name__, exc)
+        else:
+            if theirs.feature_time == champion.feature_time:
+                rows.append(row(theirs, "challenger"))
+    with engine(settings).begin() as conn:
+        return shadow.record(conn, rows)
+
+
 async def _poll_alias(app: FastAPI) -> None:
     """Build the scorer, load the champion, then every model_poll_s check whether the alias moved."""
     settings: Settings = app.state.settings
@@ -258,6 +309,14 @@ async def _poll_alias(app: FastAPI) -> None:
                 log.error("cannot build the scorer: %s: %s", type(exc).__name__, exc)
             else:
                 app.state.scorer, app.state.scorer_error = scorer, None
+        if scorer is not None and settings.shadow_challenger:
+            challenger: Scorer | None = app.state.challenger
+            if challenger is None:
+                challenger = app.state.challenger = _challenger(settings, scorer)
+            if challenger is not None:  # the shadow: a failed load is logged and retried next round
+                await asyncio.to_thread(challenger.reload_if_moved)
+                if challenger.model is not None and challenger.last_reload_error == NO_ALIAS:
+                    app.state.challenger = None  # the alias was removed: no more shadow rows
         if scorer is not None:
             swapped = await asyncio.to_thread(scorer.reload_if_moved)
             model = scorer.model
@@ -316,6 +375,12 @@ async def _predict_ahead(app: FastAPI) -> None:
             maxlen=SCORED_STREAM_MAXLEN,
             approximate=True,
         )
+        if settings.shadow_record and fields.get(b"close"):  # after the bot has its score
+            try:
+                await asyncio.to_thread(_record_shadow, app, fields, score)
+            except Exception as exc:  # the live record is lost for this bar, the trading is not
+                metrics.ahead.labels("record_failed").inc()
+                log.warning("live record of %s: %s: %s", score.symbol, type(exc).__name__, exc)
         return "scored"
 
     grouped = False

@@ -592,10 +592,80 @@ def models_layout(settings: Settings) -> html.Div:
             ),
             html.Div(
                 className="panel",
+                children=[
+                    html.H3("Live record: champion and challenger on the same closed bars"),
+                    html.Div(id="models-live-note", className="note"),
+                    html.Div(id="models-live"),
+                ],
+            ),
+            html.Div(
+                className="panel",
                 children=[html.H3("Latest registered versions"), html.Div(id="models-versions")],
             ),
         ],
     )
+
+
+LIVE_COLUMNS = [
+    "version",
+    "role",
+    "bars",
+    "accuracy",
+    "roc_auc",
+    "base_rate",
+    "trades",
+    "gross_edge_bps",
+    "net_pnl",
+    "since",
+]
+
+
+def live_record(settings: Settings, view: Any) -> tuple[str, pd.DataFrame]:
+    """The shadow record of the champion and the challenger (``hft.trading.shadow``), judged on the
+    bars both scored while both existed; the champion alone when there is no challenger."""
+    from hft.storage.db import engine
+    from hft.trading import shadow
+
+    champ, chal = view.versions.get("champion"), view.versions.get("challenger")
+    empty = pd.DataFrame(columns=LIVE_COLUMNS)
+    if champ is None and chal is None:
+        return "no registered model yet", empty
+    with engine(settings).connect() as conn:
+        if chal is not None and (champ is None or chal.version != champ.version):
+            live = shadow.compare(conn, settings, str(chal.version), str(champ.version) if champ else None)
+            rows = [live[r] for r in ("champion", "challenger") if r in live]
+            note = (
+                f"challenger v{chal.version} beside champion v{champ.version if champ else '-'}: every closed "
+                "bar scored by both, judged by the next bar's close; one-bar paper trades where the bot would "
+                f"trade, {settings.taker_fee_bps + settings.slippage_bps:g} bps a side. Promotion waits for "
+                f"{settings.shadow_min_decisions} such bars (HFT_SHADOW_MIN_DECISIONS; 0: walk-forward alone)."
+            )
+        else:
+            rows = [
+                r for r in shadow.summary(conn, settings) if champ and r.model_version == str(champ.version)
+            ]
+            note = "no challenger: the champion's own live record (every closed bar the API scored)"
+    if not rows:
+        return note + ". No judged bar yet: the API writes the record as bars close.", empty
+    frame = pd.DataFrame(
+        [
+            {
+                "version": r.model_version,
+                "role": r.role,
+                "bars": r.decisions,
+                "accuracy": round(r.accuracy, 4),
+                "roc_auc": round(r.roc_auc, 4),
+                "base_rate": round(r.base_rate, 4),
+                "trades": r.trades,
+                "gross_edge_bps": round(r.gross_edge_bps, 2),
+                "net_pnl": round(r.net_pnl, 2),
+                "since": f"{r.since:%Y-%m-%d %H:%M}" if r.since else "-",
+            }
+            for r in rows
+        ],
+        columns=LIVE_COLUMNS,
+    )
+    return note, frame
 
 
 def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
@@ -657,12 +727,15 @@ def _models_refresh(settings: Settings) -> Callable[..., tuple[Any, ...]]:
         gate = pd.DataFrame(models.metric_table(view), columns=["metric", *models.ALIASES])
         gate = gate.apply(lambda col: col.map(lambda v: round(v, 4) if isinstance(v, float) else v))
         vdf = pd.DataFrame(view.latest, columns=["version", "created", "aliases", "run_id"])
+        live_note, live = live_record(settings, view)
         return (
             cards,
             wf_note,
             _table("models-metrics-table", wf.round(4), page_size=20),
             gate_note,
             _table("models-gate-table", gate, page_size=20),
+            live_note,
+            _table("models-live-table", live),
             _table("models-versions-table", vdf),
         )
 
@@ -678,9 +751,11 @@ def register_models(app: Dash, settings: Settings) -> None:
         Output("models-metrics", "children"),
         Output("models-gate-note", "children"),
         Output("models-gate", "children"),
+        Output("models-live-note", "children"),
+        Output("models-live", "children"),
         Output("models-versions", "children"),
         Input("tick", "n_intervals"),
-    )(guarded("models", 7, _models_refresh(settings)))
+    )(guarded("models", 9, _models_refresh(settings)))
 
 
 # ---- Data quality ----------------------------------------------------------------------------

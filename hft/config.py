@@ -295,6 +295,21 @@ class Settings(BaseSettings):
         description="The API scores each closed bar when it is announced, before anyone asks for it, "
         "and announces the score on hft:bars:scored, where the trading bot reads it",
     )
+    shadow_record: bool = Field(
+        default=True,
+        description="The API writes each closed bar's champion score (and challenger score) to "
+        "trading.shadow_predictions: the live record hft shadow and promotion read",
+    )
+    shadow_challenger: bool = Field(
+        default=True,
+        description="The API loads the model holding the challenger alias and scores every bar with it",
+    )
+    shadow_min_decisions: int = Field(
+        default=0,
+        ge=0,
+        description="Promotion over a champion waits for this many live (shadow) decisions of the challenger "
+        "and needs them no worse than the champion's on the same bars; 0: the walk-forward gate alone",
+    )
     bot_score_wait_ms: float = Field(
         default=250.0,
         ge=0,

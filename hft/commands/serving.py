@@ -1,4 +1,4 @@
-"""``hft bot halt|resume|reduce|status``: the trading bot's kill switch and its book."""
+"""``hft bot halt|resume|reduce|status``: the trading bot's kill switch and its book; ``hft shadow``."""
 
 from __future__ import annotations
 
@@ -111,6 +111,60 @@ def status() -> None:
         console.print(intents)
 
 
+def shadow(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+) -> None:
+    """The live record: every model version the API scored closed bars with (champion, challenger),
+    judged by the next bar: accuracy, ROC-AUC, paper trades and PnL after costs."""
+    import json
+    import math
+
+    from hft.config import get_settings
+    from hft.trading.shadow import summary
+
+    s = get_settings()
+    with _engine().connect() as conn:
+        rows = summary(conn, s)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
+        return
+    if not rows:
+        console.print(f"no live record of {s.model_name} yet (the API writes it as bars close)")
+        return
+    table = Table(
+        "version",
+        "role",
+        "bars",
+        "accuracy",
+        "ROC-AUC",
+        "base rate",
+        "trades",
+        "gross bps/trade",
+        "net PnL",
+        "since",
+    )
+
+    def num(v: float, fmt: str) -> str:
+        return "-" if math.isnan(v) else format(v, fmt)
+
+    for r in rows:
+        table.add_row(
+            r.model_version,
+            r.role,
+            str(r.decisions),
+            num(r.accuracy, ".3f"),
+            num(r.roc_auc, ".3f"),
+            num(r.base_rate, ".3f"),
+            str(r.trades),
+            num(r.gross_edge_bps, ".2f"),
+            f"{r.net_pnl:,.2f}",
+            r.since.strftime("%Y-%m-%d %H:%M") if r.since else "-",
+        )
+    console.print(f"live record of {s.model_name} (one-bar paper trades, fees and slippage both sides)")
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``hft bot`` to the CLI."""
+    """Add ``hft bot`` and ``hft shadow`` to the CLI."""
     app.add_typer(bot_app, name="bot")
+    app.command("shadow")(shadow)

@@ -22,6 +22,7 @@ from hft.config import Settings, use_mlflow
 from hft.ml.dataset import load_bars
 from hft.ml.evaluate import score
 from hft.ml.registry import load_ensemble
+from hft.storage.db import engine
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class PromotionDecision:
     challenger: dict[str, float] = field(default_factory=dict)
     champion: dict[str, float] = field(default_factory=dict)
     baselines: dict[str, float] = field(default_factory=dict)
+    shadow: dict[str, dict[str, Any]] = field(default_factory=dict)  # the live record, role -> stats
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -142,11 +144,31 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
         decision.challenger, champ_numbers, decision.baselines, settings.promotion_margin_auc
     )
     decision.reason += note
+    if decision.promoted and champ is not None and settings.shadow_min_decisions > 0:
+        _live_gate(settings, decision)
     if decision.promoted:
         client.set_registered_model_alias(name, "champion", str(chal.version))
     _log_decision(settings, decision, start, end)
     log.info("promotion of %s v%s: %s (%s)", name, chal.version, decision.promoted, decision.reason)
     return decision
+
+
+def _live_gate(settings: Settings, decision: PromotionDecision) -> None:
+    """The second gate: the challenger's live (shadow) record beside the champion's on the same bars."""
+    from hft.trading import shadow  # pandas-heavy, and only when the live gate is on
+
+    assert decision.challenger_version is not None
+    with engine(settings).connect() as conn:
+        live = shadow.compare(
+            conn,
+            settings.model_copy(update={"model_name": decision.model_name}),
+            decision.challenger_version,
+            decision.champion_version,
+        )
+    decision.shadow = {role: s.as_dict() for role, s in live.items()}
+    ok, why = shadow.gate(live, settings.shadow_min_decisions)
+    decision.promoted = ok
+    decision.reason = f"{decision.reason}; {why}" if ok else why
 
 
 def _log_decision(settings: Settings, d: PromotionDecision, start: int, end: int) -> None:
@@ -169,6 +191,10 @@ def _log_decision(settings: Settings, d: PromotionDecision, start: int, end: int
         metrics = {f"challenger.{k}": v for k, v in d.challenger.items()}
         metrics.update({f"champion.{k}": v for k, v in d.champion.items()})
         metrics.update({f"baseline.{k}.roc_auc": v for k, v in d.baselines.items()})
+        for role, live in d.shadow.items():
+            metrics.update(
+                {f"live.{role}.{k}": float(v) for k, v in live.items() if isinstance(v, int | float)}
+            )
         metrics["promoted"] = float(d.promoted)
         mlflow.log_metrics(metrics)
     if d.challenger_version:

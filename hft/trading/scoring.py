@@ -56,6 +56,9 @@ class OnlineReader(Protocol):
 HistoryLoader = Callable[[str, datetime, int], list[tuple[datetime, dict[str, float]]]]
 
 
+NO_ALIAS = "no model version holds the alias"
+
+
 class UnknownSymbolError(LookupError):
     """The online store has no features for this symbol."""
 
@@ -176,7 +179,7 @@ class Scorer:
                 target = self._alias_version()
                 current = self._active.model.version if self._active else None
                 if target is None or (target == current and not force):
-                    self.last_reload_error = None if target else "no model version holds the alias"
+                    self.last_reload_error = None if target else NO_ALIAS
                     return False
                 model = self._load_model()
             except Exception as exc:
@@ -325,6 +328,20 @@ def build_scorer(settings: Any, alias: str = "champion") -> Scorer:
         features=features,
         history=offline_history(settings),
         probe=feast_timestamp_probe(features),
+    )
+
+
+def challenger_scorer(settings: Any, champion: Scorer, alias: str = "challenger") -> Scorer:
+    """A scorer of the model under ``alias`` that shares the champion's online store, history and probe
+    (the shadow: scored on every closed bar, traded by nobody)."""
+    from hft.ml.registry import load_serving_model
+
+    return Scorer(
+        load_model=lambda: load_serving_model(settings, alias),
+        alias_version=lambda: champion_version(settings, alias),
+        features=champion._features,
+        history=champion._history,
+        probe=champion._probe,
     )
 
 

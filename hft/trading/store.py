@@ -216,7 +216,8 @@ def execute_intent(engine: Engine, intent_id: str, params: FillParams, now: date
     with engine.begin() as conn:
         row = conn.execute(
             text(
-                "SELECT id, symbol, side, quantity, decided_at, status FROM trading.intents WHERE id = :id FOR UPDATE"
+                "SELECT id, symbol, side, quantity, decided_at, status, created_at FROM trading.intents "
+                "WHERE id = :id FOR UPDATE"
             ),
             {"id": intent_id},
         ).first()
@@ -227,7 +228,10 @@ def execute_intent(engine: Engine, intent_id: str, params: FillParams, now: date
         fill_at = row.decided_at + timedelta(milliseconds=params.order_latency_ms)
         trade = next_trade(conn, row.symbol, fill_at)
         if trade is None:
-            if (now - fill_at).total_seconds() < params.max_wait_s:
+            # waited on the market clock, or since the intent was written on the wall clock (a replay's
+            # clock can run ahead of the wall clock: its feed may end before the market reaches fill_at)
+            waited = max((now - fill_at).total_seconds(), (now - row.created_at).total_seconds())
+            if waited < params.max_wait_s:
                 raise TransientError(f"no trade of {row.symbol} at or after {fill_at.isoformat()} yet")
             trade = last_trade(conn, row.symbol, fill_at)
             if trade is None:

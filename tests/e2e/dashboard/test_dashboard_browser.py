@@ -202,6 +202,8 @@ def test_models_page_explains_the_two_net_pnls(
     assert _rows(dom, "models-metrics-table") >= 3
     assert "pooled" in dom.find("models-wf-note").all_text()
     assert "most recent test window" in dom.find("models-gate-note").all_text()
+    # the live record panel says whose record it shows (here champion and challenger are one version)
+    assert "live record" in dom.find("models-live-note").all_text()
     versions = _cells(dom, "models-versions-table")
     aliases = {a.strip() for row in versions for a in row[2].split(",") if a.strip()}
     assert {"champion", "challenger"} <= aliases, versions

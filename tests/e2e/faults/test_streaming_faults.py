@@ -95,9 +95,11 @@ def test_replay_survives_ws_faults_sigkills_redis_and_postgres_restarts(
     assert st.rig.metrics("market-producer"), "the market producer serves /metrics again"
     # the serving side came back too: the API is ready again and the bot's intents were filled
     wait_until(st.api_ready, "the model server's /ready to answer 200 again", timeout=120)
-    wait_until(
-        lambda: any(status == "filled" for _, status in st.intents()), "a filled order intent", timeout=60
-    )
+    if not wait_until(lambda: any(s == "filled" for _, s in st.intents()), "", timeout=60, fail=False):
+        pytest.fail(
+            f"no filled order intent after 60 s: intents {st.intents()}\n"
+            + st.diagnose("trading-bot", "worker", "api", lines=20)
+        )
     assert st.rig.metrics("trading-bot"), "the trading bot serves /metrics again"
     # the faults hit a running replay (on a slow machine the replay could end first: then this says so)
     assert all(during.values()), f"faults after the replay ended: {[k for k, v in during.items() if not v]}"

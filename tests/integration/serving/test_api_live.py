@@ -7,6 +7,7 @@ Redis, so it runs last in this module.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from hft.config import Settings
+from hft.devstack.host import child_env
 from tests.integration.serving.conftest import API_KEY, TEST_MODEL
 
 pytestmark = pytest.mark.integration
@@ -129,11 +131,15 @@ def test_alias_move_switches_version_with_zero_failed_requests(
         while time.monotonic() < deadline and (not versions or versions[-1][1] != registered_model["v2"]):
             time.sleep(0.2)
         time.sleep(2.0)
+        stop.set()
+        metrics = httpx.get(f"{api_server}/metrics").text
+        shown = [ln for ln in metrics.splitlines() if ln.startswith("hft_api_model_version")]
     finally:
         stop.set()
         for w in workers:
             w.join()
         set_alias(serving_settings, TEST_MODEL, "champion", registered_model["v1"])
+        _settle_on(api_server, registered_model["v1"])
     assert set(statuses) == {200}, statuses
     assert versions[0][1] == registered_model["v1"]
     assert versions[-1][1] == registered_model["v2"]
@@ -145,8 +151,26 @@ def test_alias_move_switches_version_with_zero_failed_requests(
     tail = [v for t, v in versions if t > last_v1]
     assert tail, "no answer after the last v1"
     assert set(tail) == {registered_model["v2"]}
-    metrics = httpx.get(f"{api_server}/metrics").text
-    assert f'hft_api_model_version{{model_name="{TEST_MODEL}"}} {float(registered_model["v2"])}' in metrics
+    # scraped while v2 was champion (before the alias went back to v1)
+    assert f'hft_api_model_version{{model_name="{TEST_MODEL}"}} {float(registered_model["v2"])}' in shown, (
+        shown
+    )
+
+
+def _settle_on(api_server: str, version: str, timeout: float = 60.0) -> None:
+    """Wait until every worker serves ``version`` (each follows the alias at its own poll): 20 new
+    connections per worker in a row answer it, so the next test starts from one model."""
+    from tests.integration.serving.conftest import API_WORKERS
+
+    deadline, in_a_row = time.monotonic() + timeout, 0
+    while in_a_row < 20 * API_WORKERS:
+        assert time.monotonic() < deadline, (
+            f"the workers did not all serve version {version} in {timeout:.0f}s"
+        )
+        r = httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10)
+        in_a_row = in_a_row + 1 if r.status_code == 200 and r.json()["model_version"] == version else 0
+        if not in_a_row:
+            time.sleep(0.2)
 
 
 @pytest.mark.faults
@@ -277,3 +301,113 @@ def test_metrics_count_every_workers_requests(api_server: str) -> None:
         assert httpx.post(f"{api_server}/predict", json={"symbol": "BTCUSDT"}, timeout=10).status_code == 200
     counts = {predicted() for _ in range(4 * API_WORKERS)}  # scrapes that reach different workers
     assert counts == {before + n}, (before, counts)
+
+
+@pytest.mark.slow
+def test_champion_and_challenger_are_both_recorded_live_and_judged_on_the_same_bars(
+    api_server: str, online_rows: Any, serving_settings: Settings, registered_model: dict[str, str]
+) -> None:
+    """Shadow scoring: with a challenger alias, the API scores each announced bar with the champion
+    (whose score the bot trades) and the challenger, and writes both to ``trading.shadow_predictions``;
+    the next bar's close judges both (``hft.trading.shadow.compare``), and ``hft shadow`` shows them."""
+    from datetime import timedelta
+
+    import redis
+    from sqlalchemy import text
+
+    from hft.config import use_mlflow
+    from hft.features.calculator import CLOSED_STREAM
+    from hft.features.online import OnlineFeatures, OnlineWriter
+    from hft.ml.registry import set_alias
+    from hft.storage.db import engine
+    from hft.trading import shadow
+
+    s = serving_settings
+    client = redis.Redis.from_url(s.redis_dsn)
+    eng = engine(s)
+    latest = OnlineFeatures(s).latest("BTCUSDT")
+    assert latest is not None
+    # the two bars after the fixture's history (a fresh challenger reads its window from there); what
+    # earlier tests and runs recorded for them is forgotten first
+    bars = [online_rows["feature_time"] + timedelta(minutes=15 * k) for k in (1, 2)]
+    closes = ["62000.0", "62310.0"]  # the second bar closes 0.5 % higher: the first one was "up"
+    announced: list[bytes] = []
+
+    def rows_for(feature_time: Any) -> list[Any]:
+        with eng.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT role, model_version, close FROM trading.shadow_predictions "
+                    "WHERE model_name = :m AND symbol = 'BTCUSDT' AND open_time = :t ORDER BY role"
+                ),
+                {"m": TEST_MODEL, "t": feature_time - timedelta(minutes=15)},
+            ).all()
+
+    def forget() -> None:
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "DELETE FROM trading.shadow_predictions WHERE model_name = :m AND open_time >= :a "
+                    "AND open_time <= :b"
+                ),
+                {"m": TEST_MODEL, "a": bars[0] - timedelta(minutes=15), "b": bars[1]},
+            )
+
+    forget()
+    set_alias(s, TEST_MODEL, "challenger", registered_model["v2"])
+    try:
+        for feature_time, close in zip(bars, closes, strict=True):
+            OnlineWriter(s).write("BTCUSDT", feature_time, latest[1])
+            ns = int(feature_time.timestamp() * 1e9)
+            deadline = time.monotonic() + 60
+            # announced again until both rows are there: the API loads the challenger at its next poll,
+            # and a bar scored again writes only what is new
+            while len(rows_for(feature_time)) < 2:
+                assert time.monotonic() < deadline, f"rows for {feature_time}: {rows_for(feature_time)}"
+                announced.append(
+                    client.xadd(
+                        CLOSED_STREAM,
+                        {
+                            "symbol": "BTCUSDT",
+                            "interval": s.bar_interval,
+                            "open_time_ns": ns - 15 * 60 * 10**9,
+                            "feature_time_ns": ns,
+                            "close": close,
+                            "close_receive_time_ns": time.time_ns(),
+                            "published_ns": time.time_ns(),
+                            "has_features": 1,
+                        },
+                    )
+                )
+                time.sleep(2.0)
+            got = rows_for(feature_time)
+            assert [(r.role, r.model_version) for r in got] == [
+                ("challenger", registered_model["v2"]),
+                ("champion", registered_model["v1"]),
+            ]
+            assert {r.close for r in got} == {float(close)}
+        with eng.connect() as conn:
+            live = shadow.compare(conn, s, registered_model["v2"], registered_model["v1"])
+        assert set(live) == {"challenger", "champion"}
+        for role in live.values():
+            assert role.decisions >= 1
+            assert role.base_rate >= 0.5
+        hft = str(Path(sys.executable).with_name("hft"))
+        env = {**child_env(), "HFT_MODEL_NAME": TEST_MODEL}
+        out = subprocess.run([hft, "shadow", "--json"], capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        versions = {r["model_version"]: r["role"] for r in json.loads(out.stdout)}
+        assert versions[registered_model["v2"]] == "challenger"
+        assert versions[registered_model["v1"]] == "champion"
+    finally:
+        from mlflow import MlflowClient
+
+        uri = use_mlflow(s)
+        MlflowClient(tracking_uri=uri, registry_uri=uri).delete_registered_model_alias(
+            TEST_MODEL, "challenger"
+        )
+        forget()
+        _drop_online_row(s, "BTCUSDT")
+        online_rows["write_latest"]()
+        if announced:
+            client.xdel(CLOSED_STREAM, *announced)
