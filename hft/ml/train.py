@@ -54,10 +54,11 @@ GATE_BASELINES = ("majority", "persistence")
 # Seconds of one CPU core per unit of work per 1,000 training rows, for the most expensive corner of
 # each search space (XGBoost depth 6, a forest of depth 10 with max_features 0.8, an LSTM of 24 units
 # over 32 bars); one unit = one boosting round, one tree, one epoch. Measured on the shared 2-core
-# machine (2026-12-06, load ~8, BTCUSDT 15m, 22 features, one thread) with
-# `python -m hft.ml.train --measure-unit-costs` and rounded up. They only size the plan: the
+# machine (2026-12-06 15:50 UTC, load 6-9, BTCUSDT 15m, 22 features, one thread; measured 0.00081 /
+# 0.00042 / 0.0112 / 0.221) with
+# `python -m hft.ml.train costs <OHLCV CSV>` and rounded up. They only size the plan: the
 # same budget always gives the same plan, so a busy machine costs time, never a different model.
-UNIT_COST_S = {"xgboost": 0.0010, "lightgbm": 0.0004, "random_forest": 0.012, "lstm": 0.30}
+UNIT_COST_S = {"xgboost": 0.0010, "lightgbm": 0.0005, "random_forest": 0.012, "lstm": 0.30}
 BASELINE_ROUNDS = 200  # the plain LightGBM baseline of every walk-forward fold
 _MODELS = ("xgboost", "lightgbm", "random_forest", "lstm")
 _SIZE_KEYS = {
@@ -602,7 +603,7 @@ def train_and_register(
 def measure_unit_costs(data: str | Path, symbol: str = "BTCUSDT", rows: int = 20_000) -> dict[str, float]:
     """CPU seconds per unit per 1,000 rows of each model at the expensive corner of its search space.
 
-    What :data:`UNIT_COST_S` was set from (rounded up): ``python -m hft.ml.train <OHLCV CSV>``.
+    What :data:`UNIT_COST_S` was set from (rounded up): ``python -m hft.ml.train costs <OHLCV CSV>``.
     """
     ds = build_dataset(load_bars(data, [symbol], "15m"), default_feature_set(), "15m", horizon=1)
     ok = ds.labeled()
@@ -637,7 +638,84 @@ def measure_unit_costs(data: str | Path, symbol: str = "BTCUSDT", rows: int = 20
     return out
 
 
-if __name__ == "__main__":
-    import sys
+def research_summary(result: TrainResult, seconds: float) -> dict[str, Any]:
+    """The walk-forward numbers of a run as JSON (what docs/ml.md's tables are filled from)."""
+    o = result.report.overall
+    keys = ("roc_auc", "roc_auc_ci95", "accuracy", "accuracy_ci95", "base_rate", "log_loss", "backtest")
+    return {
+        "seconds": seconds,
+        "cpu_seconds": time.process_time(),
+        "timings": result.timings,
+        "plan": result.plan,
+        "tuning": {m: {k: v for k, v in s.items() if k != "study"} for m, s in result.tuning.items()},
+        "params": result.params,
+        "selection": result.report.selection,
+        "served": result.ensemble.served,
+        "overall": {m: {k: o[m][k] for k in keys if k in o[m]} for m in o},
+        "folds": [
+            {
+                "fold": f["fold"],
+                "test_start": str(pd.Timestamp(int(f["test_start"]), tz="UTC")),
+                "test_end": str(pd.Timestamp(int(f["test_end"]), tz="UTC")),
+                "train_rows": f["train_rows"],
+                "test_rows": f["test_rows"],
+                "combiner_weights": f.get("combiner_weights"),
+                "best_member": f.get("best_member"),
+                "ensemble_beats_best_member": f.get("ensemble_beats_best_member"),
+                "roc_auc": {m: r["roc_auc"] for m, r in f["models"].items()},
+                "backtest": {m: r["backtest"] for m, r in f["models"].items()},
+            }
+            for f in result.report.folds
+        ],
+        "info": result.info,
+    }
 
-    print(json.dumps(measure_unit_costs(sys.argv[1]), indent=2))
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m hft.ml.train walk-forward --symbol S --data CSV --budget-minutes B --out r.json``: what
+    ``hft train`` runs, without MLflow (in-memory Optuna, nothing registered); or
+    ``python -m hft.ml.train costs CSV``: the per-unit costs behind :data:`UNIT_COST_S`."""
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser(prog="python -m hft.ml.train")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("costs")
+    c.add_argument("data")
+    w = sub.add_parser("walk-forward")
+    w.add_argument("--symbol", action="append", required=True)
+    w.add_argument("--data", required=True)
+    w.add_argument("--interval", default="15m")
+    w.add_argument("--start", default="2023-01-01")
+    w.add_argument("--end", default="2025-08-31")
+    w.add_argument("--budget-minutes", type=float, default=10.0)
+    w.add_argument("--seed", type=int, default=42)
+    w.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    if a.cmd == "costs":
+        print(json.dumps(measure_unit_costs(a.data), indent=2))
+        return
+    from hft.config import get_settings
+
+    load_before = os.getloadavg()
+    t = time.monotonic()
+    result = train(
+        get_settings(),
+        list(a.symbol),
+        a.interval,
+        a.data,
+        a.start,
+        a.end,
+        a.budget_minutes,
+        None,
+        f"research-{time.time_ns()}",
+        seed=a.seed,
+    )
+    out = research_summary(result, time.monotonic() - t)
+    out["load_average_before"], out["load_average_after"] = list(load_before), list(os.getloadavg())
+    Path(a.out).write_text(json.dumps(out, indent=1, default=str) + "\n")
+    print(f"{a.out}: {out['seconds']:.0f} s, served {out['served']}")
+
+
+if __name__ == "__main__":
+    main()
