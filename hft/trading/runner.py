@@ -313,8 +313,12 @@ class BotProcess(Loop):
         read_ns = time.time_ns()
         for entry_id, fields in closed:
             key = self._bar_key(fields)
-            if self._to_decide(fields, read_ns) is None or key in self._held:
-                self.handle(entry_id, fields, read_ns)  # a skip (counted), or the bar again
+            if key in self._held:  # the bar announced again while it waits for its score
+                SKIPPED.labels("already_waiting").inc()
+                self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
+                n += 1
+            elif self._to_decide(fields, read_ns) is None:
+                self.handle(entry_id, fields, read_ns)  # a skip, counted there
                 self.redis.xack(CLOSED_STREAM, GROUP, entry_id)
                 n += 1
             else:

@@ -219,7 +219,7 @@ def test_the_bot_decides_on_the_apis_scored_entry_and_asks_predict_only_after_it
             "sell_threshold": 0.0,
             "cooldown_s": 0.0,
             "api_predict_ahead": True,
-            "bot_score_wait_ms": 400.0,
+            "bot_score_wait_ms": 2000.0,
         }
     )
     r = redis.Redis.from_url(s.redis_dsn)
@@ -245,6 +245,11 @@ def test_the_bot_decides_on_the_apis_scored_entry_and_asks_predict_only_after_it
         r.xadd(STREAM, closed)
         assert bot.run_once() == 0  # read and held: its score has not come
         assert len(bot._held) == 1
+        waiting0 = sample("trading_bot_bars_skipped_total", why="already_waiting")
+        r.xadd(STREAM, closed)  # the calculator announces the bar again (a retry): acked, still one wait
+        assert bot.run_once() == 1
+        assert len(bot._held) == 1
+        assert sample("trading_bot_bars_skipped_total", why="already_waiting") == waiting0 + 1
         feature_time = datetime.fromtimestamp((open_ns + 60_000_000_000) / 1e9, UTC)
         r.xadd(
             SCORED_STREAM,
@@ -274,7 +279,7 @@ def test_the_bot_decides_on_the_apis_scored_entry_and_asks_predict_only_after_it
         while sample("trading_bot_decisions_total", reason="predict_failed") == failed0:
             assert time.monotonic() - t0 < 10, "the bar without a score was never asked of /predict"
             bot.run_once()
-        assert time.monotonic() - t0 >= 0.4 * 0.9  # it waited for the score first
+        assert time.monotonic() - t0 >= 2.0 * 0.9  # it waited for the score first
         assert sample("trading_bot_predict_errors_total", kind="unreachable") == unreachable0 + 1
         assert len(sent) == 1
         assert bot._held == {}
