@@ -121,22 +121,24 @@ def apply(settings: Settings) -> list[str]:
 
 
 def ensure_applied(settings: Settings) -> None:
-    """Apply the declarations when the registry does not hold the feature view yet."""
+    """Apply the declarations when the registry does not hold the feature view yet, or holds it
+    with another ttl (a registry applied before the declaration changed)."""
     from feast.errors import FeatureViewNotFoundException
 
     store = feature_store(settings)
     registry_file = Path(feast_env(settings)["HFT_FEAST_REGISTRY"])
     if registry_file.exists():
         try:
-            store.get_feature_view(FEATURE_VIEW)
-            return
+            registered = store.get_feature_view(FEATURE_VIEW)
+            if registered.ttl == declarations(settings.bar_interval)[FEATURE_VIEW].ttl:
+                return
         except FeatureViewNotFoundException:
             pass
     apply(settings)
 
 
 def historical_features(
-    settings: Settings, service: str, entity_rows: pd.DataFrame, chunk_rows: int = 20_000
+    settings: Settings, service: str, entity_rows: pd.DataFrame, chunk_rows: int = 4_000
 ) -> pd.DataFrame:
     """Feast's point-in-time join of a FeatureService for entity rows (``symbol``, ``event_timestamp``).
 
@@ -144,8 +146,10 @@ def historical_features(
     before the row's (within the view's ttl): for a decision at a bar's close, the features of
     that bar, computed from bars closed at or before it. Returns the entity columns plus the
     service's features, in the order of ``entity_rows``; a row with no feature row has NaN.
-    Rows go to Feast in chunks of ``chunk_rows`` (sorted by symbol and time) so that the
-    join's work stays proportional to the rows.
+    Rows go to Feast in chunks of ``chunk_rows``, ordered by time then symbol: Feast's
+    PostgreSQL join matches rows by symbol and then filters by time, so its work grows with the
+    square of the rows per symbol in one call, while each call costs a fixed ~0.5 s (template,
+    entity table upload). 4,000 rows of two symbols is about where the two meet.
     """
     ensure_applied(settings)
     store = feature_store(settings)
@@ -154,7 +158,7 @@ def historical_features(
     rows = entity_rows[[ENTITY, "event_timestamp"]].copy()
     rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
     rows["_row"] = np.arange(len(rows))
-    rows = rows.sort_values([ENTITY, "event_timestamp"], kind="stable")
+    rows = rows.sort_values(["event_timestamp", ENTITY], kind="stable")
     parts = []
     for i in range(0, len(rows), chunk_rows):
         chunk = rows.iloc[i : i + chunk_rows]

@@ -10,7 +10,7 @@ storage's kline writer, and the same bars into OHLCV CSV files in a temporary fo
   + ``compute_features``) give the same frame: same columns, same rows, same labels, features
   equal to float tolerance;
 * a bar whose feature row is missing is backfilled before the join (Feast alone would hand
-  its decision the previous bar's row, up to the view's ttl old);
+  its decision the previous bar's row, or nothing);
 * point in time: each row's features equal the batch over only the bars closed at or before
   its decision time.
 
@@ -161,11 +161,14 @@ def test_bars_without_feature_rows_are_backfilled_before_the_join(
             ("SFBTC", "15m", [t.to_pydatetime() for t in hole]),
         )
         conn.commit()
-    # Feast alone fills the hole with the newest row before it (within the view's ttl): stale
-    stale = historical_features(
+    # Feast alone hands the hole's first decision the bar before's row (one bar old: within the
+    # view's ttl of one interval) and the others nothing
+    alone = historical_features(
         settings, "bar_features_ohlcv_v1", pd.DataFrame({"symbol": "SFBTC", "event_timestamp": hole})
     )
-    assert (stale["ret_1"] == stale["ret_1"].iloc[0]).all()
+    before = reference[(reference["symbol"] == "SFBTC") & (reference["decision_time"] == hole[0] - STEP)]
+    assert alone["ret_1"].iloc[0] == pytest.approx(before["ret_1"].iloc[0], rel=1e-6)
+    assert alone["ret_1"].iloc[1:].isna().all()
     from_store, from_csv, inputs = _frames(settings, folder)
     assert inputs.backfilled["SFBTC"] == len(hole)
     assert inputs.backfilled["SFETH"] == 0
@@ -188,3 +191,45 @@ def test_a_row_uses_only_bars_closed_at_or_before_its_decision_time(
             known = bars[sym][bars[sym].index + STEP <= t]  # bars closed at or before t
             want = compute_features(known, FEATURE_SPEC_OHLCV).iloc[-1][names].to_numpy(dtype="float64")
             np.testing.assert_allclose(row[names].to_numpy(dtype="float64"), want, rtol=1e-6, atol=1e-7)
+
+
+def test_hft_train_without_data_trains_from_the_store(
+    stored: tuple[Settings, dict[str, pd.DataFrame], Path],
+) -> None:
+    """The CLI as a user runs it (a subprocess): no --data, so market.bars + Feast; tiny budget."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import uuid
+
+    from mlflow import MlflowClient
+
+    from hft.config import REPO_ROOT
+
+    settings, _, _ = stored
+    name = f"test-store-{uuid.uuid4().hex[:8]}"
+    args = ["--symbol", "SFBTC", "--symbol", "SFETH", "--interval", "15m", "--start", START, "--end", END]
+    out = subprocess.run(
+        [sys.executable, "-m", "hft.cli", "train", *args, "--budget-minutes", "0.1", "--model-name", name],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = out.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(rf"models:/{name}/(\d+)", last)
+    assert m, f"last stdout line is not the model URI: {last!r}"
+    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    mv = client.get_model_version_by_alias(name, "challenger")
+    assert str(mv.version) == m.group(1)
+    assert mv.tags["feature_version"] == "bar_features_ohlcv_v1"
+    assert mv.tags["data"] == "store"  # what the promotion gate re-reads the bars from
+    params = client.get_run(mv.run_id).data.params
+    assert params["data"] == "store"
+    assert "store_backfilled_rows" in params
+    assert (params["start"], params["end"]) == (START, END)
+    assert params["symbols"] == '["SFBTC", "SFETH"]'
