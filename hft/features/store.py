@@ -138,7 +138,7 @@ def ensure_applied(settings: Settings) -> None:
 
 
 def historical_features(
-    settings: Settings, service: str, entity_rows: pd.DataFrame, chunk_rows: int = 4_000
+    settings: Settings, service: str, entity_rows: pd.DataFrame, chunk_rows: int = 2_000
 ) -> pd.DataFrame:
     """Feast's point-in-time join of a FeatureService for entity rows (``symbol``, ``event_timestamp``).
 
@@ -148,8 +148,9 @@ def historical_features(
     service's features, in the order of ``entity_rows``; a row with no feature row has NaN.
     Rows go to Feast in chunks of ``chunk_rows``, ordered by time then symbol: Feast's
     PostgreSQL join matches rows by symbol and then filters by time, so its work grows with the
-    square of the rows per symbol in one call, while each call costs a fixed ~0.5 s (template,
-    entity table upload). 4,000 rows of two symbols is about where the two meet.
+    square of the rows per symbol in one call, while each call costs a fixed ~0.2-0.5 s (template,
+    entity table upload). Measured on 24,000 rows of two symbols: 1,000 or 2,000 rows a call
+    5.5 s, 4,000 7.7 s, 8,000 11.7 s (load 4 on 2 cores).
     """
     ensure_applied(settings)
     store = feature_store(settings)
