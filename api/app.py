@@ -309,14 +309,6 @@ async def _poll_alias(app: FastAPI) -> None:
                 log.error("cannot build the scorer: %s: %s", type(exc).__name__, exc)
             else:
                 app.state.scorer, app.state.scorer_error = scorer, None
-        if scorer is not None and settings.shadow_challenger:
-            challenger: Scorer | None = app.state.challenger
-            if challenger is None:
-                challenger = app.state.challenger = _challenger(settings, scorer)
-            if challenger is not None:  # the shadow: a failed load is logged and retried next round
-                await asyncio.to_thread(challenger.reload_if_moved)
-                if challenger.model is not None and challenger.last_reload_error == NO_ALIAS:
-                    app.state.challenger = None  # the alias was removed: no more shadow rows
         if scorer is not None:
             swapped = await asyncio.to_thread(scorer.reload_if_moved)
             model = scorer.model
@@ -324,6 +316,17 @@ async def _poll_alias(app: FastAPI) -> None:
                 metrics.reloads.inc()
                 metrics.set_model(model)
                 heap.freeze()  # the new model is what the server keeps: out of the collector's way
+        # the shadow, once the champion serves: a failed load is logged and retried next round
+        if scorer is not None and scorer.model is not None and settings.shadow_challenger:
+            challenger: Scorer | None = app.state.challenger
+            if challenger is None:
+                challenger = app.state.challenger = _challenger(settings, scorer)
+            if challenger is not None:
+                await asyncio.to_thread(challenger.reload_if_moved)
+                if challenger.model is not None and challenger.last_reload_error == NO_ALIAS:
+                    # the alias was removed, or holds the champion's version: no shadow, no second model
+                    app.state.challenger = None
+                    heap.freeze()
         await asyncio.sleep(settings.model_poll_s)
 
 

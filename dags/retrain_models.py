@@ -6,7 +6,7 @@ the ensemble within a time budget, logged to MLflow and registered as a new vers
 alias `challenger`. The event on the asset `model_challenger` starts `promote_model`.
 
 It trains on what the system collected: without `data` the training frame comes from the
-store (`hft.ml.store_frame.train_and_register_from_store`, as `hft train` without `--data`):
+store (`hft.ml.train.train_and_register_from_store`, as `hft train` without `--data`):
 bars from `market.bars` (loaded history and the bars the tick ingestor built from live
 trades), features from Feast's offline store (`get_historical_features` with the model's
 FeatureService, one entity row per symbol and bar close), labels from the bars; bars of the
@@ -118,8 +118,7 @@ def retrain_models() -> None:
     @task(outlets=[MODEL_CHALLENGER])
     def train(spec: dict[str, object]):  # type: ignore[no-untyped-def]
         from hft.ml.dataset import is_store
-        from hft.ml.store_frame import train_and_register_from_store
-        from hft.ml.train import train_and_register
+        from hft.ml.train import train_and_register, train_and_register_from_store
 
         settings = get_settings()
         symbols = list(spec["symbols"])  # type: ignore[call-overload]

@@ -38,8 +38,7 @@ def train(
     from hft.config import ConfigurationError, TransientError, get_settings
     from hft.logs import setup_logging
     from hft.ml.dataset import is_store
-    from hft.ml.store_frame import train_and_register_from_store
-    from hft.ml.train import train_and_register
+    from hft.ml.train import train_and_register, train_and_register_from_store
 
     s = get_settings()
     setup_logging(s.log_level, "train")

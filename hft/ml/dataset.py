@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hft.config import ConfigurationError
+from hft.config import ConfigurationError, get_settings
 from hft.features import FEATURE_SPEC_OHLCV, compute_features, get_spec
 from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
 from hft.ml.labels import direction_labels, forward_return
+from hft.ml.store_bars import read_store_bars
 
 FeatureFn = Callable[[pd.DataFrame], pd.DataFrame]
 FeatureLookup = Callable[[str, pd.DataFrame], pd.DataFrame]
@@ -201,9 +202,6 @@ def load_bars(data: str | Path, symbols: list[str], interval: str) -> dict[str, 
     ``data`` tag says, so the promotion gate re-scores the champion on the same bars).
     """
     if is_store(data):
-        from hft.config import get_settings
-        from hft.ml.store_frame import read_store_bars
-
         return read_store_bars(get_settings(), symbols, interval)
     text = str(data)
     if text.startswith(("http://", "https://", "file://")):

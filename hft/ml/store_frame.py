@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from hft.config import ConfigurationError, Settings
-from hft.ml.dataset import STORE_DATA, Dataset, FeatureSet, default_feature_set, interval_timedelta
+from hft.ml.dataset import Dataset, FeatureSet, default_feature_set, interval_timedelta
+from hft.ml.store_bars import read_store_bars
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +65,6 @@ def decision_window(start: str | None, end: str | None) -> tuple[pd.Timestamp | 
 
 def _py(t: pd.Timestamp | None) -> datetime | None:
     return None if t is None else t.to_pydatetime()
-
-
-def read_store_bars(
-    settings: Settings,
-    symbols: list[str],
-    interval: str,
-    start: pd.Timestamp | None = None,
-    end: pd.Timestamp | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Closed bars of each symbol from ``market.bars`` with open time in [start, end)."""
-    from hft.features.backfill import load_closed_bars
-    from hft.storage import db
-
-    out = {}
-    with db.connect(settings) as conn:
-        for sym in symbols:
-            bars = load_closed_bars(conn, sym, interval, _py(start), _py(end))
-            if bars.empty:
-                raise ConfigurationError(
-                    f"market.bars holds no closed {interval} bars of {sym} in [{start}, {end}): "
-                    "load history (hft data load) or pass --data <OHLCV CSV>"
-                )
-            out[sym] = bars
-    return out
 
 
 def store_features(
@@ -183,41 +160,3 @@ def training_frame(ds: Dataset) -> pd.DataFrame:
     frame["prev_dir"] = ds.prev_dir
     frame["run_start"] = ds.run_start
     return frame
-
-
-def train_and_register_from_store(
-    settings: Settings,
-    symbols: list[str],
-    interval: str,
-    start: str | None,
-    end: str | None,
-    budget_minutes: float,
-    model_name: str | None = None,
-) -> str:
-    """:func:`hft.ml.train.train_and_register` with the frame from the store; returns the URI.
-
-    The run's ``data`` param and the version's ``data`` tag say ``store``; the promotion gate
-    then re-scores the champion on ``market.bars`` (:func:`hft.ml.dataset.load_bars`).
-    """
-    from hft.ml.train import log_and_register, train
-
-    name = model_name or settings.model_name
-    base = default_feature_set()
-    inputs = store_inputs(settings, symbols, interval, start, end, base)
-    result = train(
-        settings,
-        symbols,
-        interval,
-        STORE_DATA,
-        start,
-        end,
-        budget_minutes,
-        settings.optuna_url,
-        f"{name}-{interval}-{base.version}",
-        features=inputs.features,
-        bars=inputs.bars,
-    )
-    result.info["store_backfilled_rows"] = int(sum(inputs.backfilled.values()))
-    uri = log_and_register(settings, result, name)
-    log.info("registered %s from the store in %.0f s", uri, result.timings["total_s"])
-    return uri

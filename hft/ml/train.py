@@ -9,8 +9,10 @@ mlflow and matplotlib are imported inside functions: they cost seconds at start-
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import subprocess
 import tempfile
 import time
@@ -22,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hft.config import REPO_ROOT, Settings, use_mlflow
+from hft.config import REPO_ROOT, Settings, get_settings, use_mlflow
 from hft.ml import metrics as M
 from hft.ml.dataset import (
+    STORE_DATA,
     Dataset,
     FeatureSet,
     build_dataset,
@@ -45,6 +48,7 @@ from hft.ml.models import (
 )
 from hft.ml.registry import log_ensemble, set_alias, version_tags
 from hft.ml.splits import purged_before
+from hft.ml.store_frame import store_inputs
 from hft.ml.tuning import SHARES, tune
 
 log = logging.getLogger(__name__)
@@ -671,13 +675,46 @@ def research_summary(result: TrainResult, seconds: float) -> dict[str, Any]:
     }
 
 
+def train_and_register_from_store(
+    settings: Settings,
+    symbols: list[str],
+    interval: str,
+    start: str | None,
+    end: str | None,
+    budget_minutes: float,
+    model_name: str | None = None,
+) -> str:
+    """:func:`hft.ml.train.train_and_register` with the frame from the store; returns the URI.
+
+    The run's ``data`` param and the version's ``data`` tag say ``store``; the promotion gate
+    then re-scores the champion on ``market.bars`` (:func:`hft.ml.dataset.load_bars`).
+    """
+    name = model_name or settings.model_name
+    base = default_feature_set()
+    inputs = store_inputs(settings, symbols, interval, start, end, base)
+    result = train(
+        settings,
+        symbols,
+        interval,
+        STORE_DATA,
+        start,
+        end,
+        budget_minutes,
+        settings.optuna_url,
+        f"{name}-{interval}-{base.version}",
+        features=inputs.features,
+        bars=inputs.bars,
+    )
+    result.info["store_backfilled_rows"] = int(sum(inputs.backfilled.values()))
+    uri = log_and_register(settings, result, name)
+    log.info("registered %s from the store in %.0f s", uri, result.timings["total_s"])
+    return uri
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m hft.ml.train walk-forward --symbol S --data CSV --budget-minutes B --out r.json``: what
     ``hft train`` runs, without MLflow (in-memory Optuna, nothing registered); or
     ``python -m hft.ml.train costs CSV``: the per-unit costs behind :data:`UNIT_COST_S`."""
-    import argparse
-    import os
-
     ap = argparse.ArgumentParser(prog="python -m hft.ml.train")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("costs")
@@ -695,8 +732,6 @@ def main(argv: list[str] | None = None) -> None:
     if a.cmd == "costs":
         print(json.dumps(measure_unit_costs(a.data), indent=2))
         return
-    from hft.config import get_settings
-
     load_before = os.getloadavg()
     t = time.monotonic()
     result = train(

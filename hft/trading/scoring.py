@@ -333,12 +333,18 @@ def build_scorer(settings: Any, alias: str = "champion") -> Scorer:
 
 def challenger_scorer(settings: Any, champion: Scorer, alias: str = "challenger") -> Scorer:
     """A scorer of the model under ``alias`` that shares the champion's online store, history and probe
-    (the shadow: scored on every closed bar, traded by nobody)."""
+    (the shadow: scored on every closed bar, traded by nobody). It holds no model while the alias
+    is missing or points at the version the champion serves (after a promotion, or the first model)."""
     from hft.ml.registry import load_serving_model
+
+    def version() -> str | None:
+        target = champion_version(settings, alias)
+        serving = champion.model
+        return None if serving is not None and str(serving.version) == target else target
 
     return Scorer(
         load_model=lambda: load_serving_model(settings, alias),
-        alias_version=lambda: champion_version(settings, alias),
+        alias_version=version,
         features=champion._features,
         history=champion._history,
         probe=champion._probe,

@@ -67,10 +67,13 @@ def test_a_broker_sigkill_and_restart_loses_and_duplicates_nothing(streaming: An
     node = stack.kafka.node(1)
     before = st.stored_count()
     stack.kafka.kill_node(node)  # SIGKILL: no flush, no hand-over
+    # the fault must hit a running replay; if the replay ends while the broker is down (its JVM takes
+    # tens of seconds to start on a loaded machine), the producer holds the rest until it is back:
+    # a harder case of the same property, so only the kill's timing is asserted
+    assert not st.rig.exchange_status().get("finished", True), "the replay ended before the broker was killed"
     time.sleep(3)
     assert not stack.kafka.healthy()
     stack.kafka.start()
-    assert not st.rig.exchange_status().get("finished", True), "the broker came back after the replay ended"
     wait_until(lambda: st.stored_count() > before + 500, "ticks stored after the broker restart", timeout=120)
     _finish(st, n)
     _report(st, "broker SIGKILL + restart")
