@@ -1,7 +1,10 @@
-"""The parity test of issue 5: the stream's incremental state equals the batch computation.
+"""One implementation (issue 22): the batch is the stream's state folded; formulas checked on real data.
 
-Both run over the shared real Binance bars (BTCUSDT and ETHUSDT, 15m and 1m, plus the full
-15m klines with trade columns); every feature and every bar after warm-up must agree to 1e-9.
+* batch == stream: :func:`compute_features` folds :class:`FeatureState`; feeding the same bars one
+  by one through ``FeatureState.update`` (what the calculator does) gives the same rows, bit for bit.
+* golden: an independent vectorised computation of the v1 formulas (``reference.py``, the former
+  numpy batch path) agrees with the fold to 1e-9 on the shared real bars (BTCUSDT and ETHUSDT,
+  15m 2023-01..2025-08 and 1m 2025-05..08, plus the 15m klines with trade columns).
 """
 
 from __future__ import annotations
@@ -9,35 +12,63 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from hft.features import FEATURE_SPEC_FULL, FEATURE_SPEC_OHLCV, compute_features, fold_features
+from hft.features import FEATURE_SPEC_FULL, FEATURE_SPEC_OHLCV, FeatureState, compute_features, fold_features
 from hft.features.spec import FeatureSpec
 from tests.unit.features.conftest import FULL_KLINES, KLINES, load_klines
+from tests.unit.features.reference import reference_features
 
 CASES = [(f"{sym}-{iv}", rel, FEATURE_SPEC_OHLCV) for (sym, iv), rel in KLINES.items()]
 CASES.append(("BTCUSDT-15m-full", FULL_KLINES, FEATURE_SPEC_FULL))
 
 
 @pytest.mark.parametrize(("name", "rel", "spec"), CASES, ids=[c[0] for c in CASES])
-def test_stream_state_equals_batch_on_real_bars(
+def test_fold_matches_the_vectorised_formulas_on_real_bars(
     data_dir: Path, name: str, rel: str, spec: FeatureSpec
 ) -> None:
     bars = load_klines(data_dir, rel)
     batch = compute_features(bars, spec)
-    stream = fold_features(bars, spec)
+    golden = reference_features(bars, spec)
+    assert list(batch.columns) == list(spec.names)
+    assert (batch.dtypes == "float64").all()
+    # the same NaN pattern (each feature's own warm-up), the same numbers after it
+    assert (batch.isna() == golden.isna()).all().all(), name
     w = spec.warmup_bars
     assert len(bars) > 10 * w, name
-    b, s = batch.iloc[w:].to_numpy(), stream.iloc[w:].to_numpy()
+    b, g = batch.iloc[w:].to_numpy(), golden.iloc[w:].to_numpy()
     assert not np.isnan(b).any()
-    assert not np.isnan(s).any()
-    diff = np.abs(b - s)
+    diff = np.abs(b - g)
     worst = np.unravel_index(diff.argmax(), diff.shape)
     assert diff.max() <= 1e-9, (
         f"{name}: {spec.names[worst[1]]} differs by {diff.max()} at {batch.index[w + worst[0]]}"
     )
-    # before warm-up the stream says nothing
-    assert stream.iloc[:w].isna().all().all()
+    stream = fold_features(bars, spec)
+    assert stream.iloc[:w].isna().all().all()  # before warm-up the stream says nothing
+    pd.testing.assert_frame_equal(stream.iloc[w:], batch.iloc[w:])
+
+
+@pytest.mark.parametrize("spec", [FEATURE_SPEC_OHLCV, FEATURE_SPEC_FULL], ids=lambda s: s.version)
+def test_batch_is_the_stream_folded(data_dir: Path, spec: FeatureSpec) -> None:
+    bars = load_klines(data_dir, FULL_KLINES).iloc[:3000]
+    batch = compute_features(bars, spec)
+    state = FeatureState(spec)
+    rows = [
+        state.update({"open_time_ns": t.value, **r})
+        for t, r in zip(bars.index, _bar_records(bars), strict=True)
+    ]
+    w = spec.warmup_bars
+    assert all(r is None for r in rows[:w])
+    streamed = pd.DataFrame([r for r in rows[w:] if r is not None], index=bars.index[w:])
+    assert list(streamed.columns) == list(spec.names)
+    pd.testing.assert_frame_equal(streamed, batch.iloc[w:], check_exact=True, check_freq=False)
+
+
+def _bar_records(bars: pd.DataFrame) -> list[dict[str, float]]:
+    from hft.features import normalize_bars
+
+    return normalize_bars(bars).to_dict("records")
 
 
 def test_stream_equals_batch_when_klines_without_trade_columns_precede_trade_bars(data_dir: Path) -> None:
@@ -45,10 +76,10 @@ def test_stream_equals_batch_when_klines_without_trade_columns_precede_trade_bar
     bars = load_klines(data_dir, FULL_KLINES).iloc[:3000].copy()
     bars.loc[bars.index[:1000], ["count", "taker_buy_volume", "quote_volume"]] = np.nan
     batch = compute_features(bars, FEATURE_SPEC_FULL)
-    stream = fold_features(bars, FEATURE_SPEC_FULL)
+    golden = reference_features(bars, FEATURE_SPEC_FULL)
     w = FEATURE_SPEC_FULL.warmup_bars
     np.testing.assert_allclose(
-        stream.iloc[w:].to_numpy(), batch.iloc[w:].to_numpy(), rtol=0, atol=1e-9, equal_nan=True
+        batch.iloc[w:].to_numpy(), golden.iloc[w:].to_numpy(), rtol=0, atol=1e-9, equal_nan=True
     )
     # trade features are absent while the bars lack them, present afterwards
     assert batch["buy_imbalance"].iloc[w:1000].isna().all()
