@@ -13,18 +13,28 @@ no offset; anything else, or an unknown key, fails the run at once saying what i
 the window of the triggering asset event; else (a manual or REST run, with or without
 `logical_date`) the latest complete hour of the stored market data's own time line, the same
 rule as `validate_market_data` (`hft.quality.partition`).
+
+**What it emits.** `backfill` emits `bar_features_backfilled` (the window in `extra`).
+`check_drift` reads the PSI the features validation measured (trailing
+`HFT_DRIFT_WINDOW_DAYS` against the training window) and, when any feature's PSI is above
+`HFT_DRIFT_RETRAIN_THRESHOLD`, emits `features_drifted` (PSI values and window in `extra`):
+that event starts `retrain_models` outside its time schedule. No drift above the threshold (or
+too few bars to measure it): the task is skipped, nothing is emitted, and the log says why.
+
+Every task is idempotent per window: the backfill upserts, the validation only reads.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Metadata, Param, dag, get_current_context, task
 
 from hft.config import get_settings
 
 MARKET_DATA_VALIDATED = Asset("market_data_validated")
 FEATURES_BACKFILLED = Asset("bar_features_backfilled")
+FEATURES_DRIFTED = Asset("features_drifted")
 CONF_KEYS = ("start", "end")
 
 
@@ -85,7 +95,7 @@ def backfill_features() -> None:
         return window.to_dict()
 
     @task(outlets=[FEATURES_BACKFILLED])
-    def backfill(part: dict[str, str]) -> int:
+    def backfill(part: dict[str, str]):  # type: ignore[no-untyped-def]
         from hft.features.backfill import backfill as run_backfill
 
         settings = get_settings()
@@ -94,10 +104,11 @@ def backfill_features() -> None:
         for symbol in settings.symbols:
             rows += run_backfill(settings, symbol, settings.bar_interval, start, end, materialize=True)
         print(f"{rows} feature rows upserted for {part['start']} → {part['end']}")
+        yield Metadata(FEATURES_BACKFILLED, extra={"start": part["start"], "end": part["end"], "rows": rows})
         return rows
 
     @task
-    def validate_features(part: dict[str, str], rows: int) -> str:
+    def validate_features(part: dict[str, str], rows: int) -> dict[str, object]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from hft.quality.validate import validate_features as run
@@ -108,10 +119,34 @@ def backfill_features() -> None:
         print(summary.text())
         if not summary.success:
             raise AirflowFailException(summary.text())
-        return summary.text()
+        return {"summary": summary.text(), "drift": summary.drift, "skipped": summary.skipped}
+
+    @task(outlets=[FEATURES_DRIFTED])
+    def check_drift(part: dict[str, str], report: dict[str, object]):  # type: ignore[no-untyped-def]
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from hft.quality.drift import retrain_decision
+
+        threshold = get_settings().drift_retrain_threshold
+        psi = {str(k): float(v) for k, v in dict(report.get("drift") or {}).items()}  # type: ignore[call-overload]
+        retrain, why = retrain_decision(psi, threshold)
+        print(why)
+        if not retrain:
+            # no event: retrain_models keeps its time schedule
+            raise AirflowSkipException(why)
+        yield Metadata(
+            FEATURES_DRIFTED,
+            extra={
+                "start": part["start"],
+                "end": part["end"],
+                "psi": psi,
+                "threshold": threshold,
+                "why": why,
+            },
+        )
 
     part = partition()
-    validate_features(part, backfill(part))
+    check_drift(part, validate_features(part, backfill(part)))
 
 
 backfill_features()

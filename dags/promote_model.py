@@ -10,13 +10,23 @@ champion by itself.
 Triggered by hand (UI or `POST /api/v2/dags/promote_model/dagRuns`, with or without
 `logical_date`) it gates the settings' model; config `{"model_name": "..."}` gates another
 registered model. An unknown config key fails the run at once, saying which keys it takes.
+
+**The live record first.** With `HFT_SHADOW_MIN_DECISIONS` > 0 the gate also needs the
+challenger's live (shadow) record beside the champion. `wait_for_live_record` (a sensor in
+reschedule mode: it holds no worker slot between pokes, every 30 s for up to 2 days) waits until
+the API has scored that many closed bars with both, logging the count at each poke; then
+`promote` gates. Without a champion, or with the live gate off, it passes at once. Past the 2
+days the sensor gives up (skipped) and the challenger stays a challenger.
+
+Idempotent: gating the same challenger again gives the same answer; once it is champion the
+run says so and changes nothing.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
 
 from hft.config import get_settings
 
@@ -46,6 +56,22 @@ CONF_KEYS = ("model_name",)
 def promote_model() -> None:
     """Promote the challenger when it beats the champion."""
 
+    @task.sensor(poke_interval=30, timeout=2 * 24 * 3600, mode="reschedule", soft_fail=True)
+    def wait_for_live_record() -> PokeReturnValue:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from hft.ml.promote import live_record_ready
+        from hft.quality.partition import PartitionError, check_conf_keys, run_facts
+
+        context = get_current_context()
+        try:
+            check_conf_keys(run_facts(context)[0], CONF_KEYS)
+        except PartitionError as exc:
+            raise AirflowFailException(f"bad trigger config: {exc}") from None
+        ready, why = live_record_ready(get_settings(), context["params"].get("model_name") or None)
+        print(("ready: " if ready else "waiting: ") + why)
+        return PokeReturnValue(is_done=ready, xcom_value=why)
+
     @task
     def promote() -> dict[str, object]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -63,7 +89,7 @@ def promote_model() -> None:
         print(("PROMOTED: " if decision.promoted else "KEPT CHAMPION: ") + outcome["reason"])
         return outcome
 
-    promote()
+    wait_for_live_record() >> promote()
 
 
 promote_model()

@@ -1,9 +1,16 @@
 """
 ### retrain_models
 
-On `HFT_RETRAIN_SCHEDULE` (default weekly; paused until switched on): Optuna-tuned training of
-the ensemble within a time budget, logged to MLflow and registered as a new version with the
-alias `challenger`. The event on the asset `model_challenger` starts `promote_model`.
+On `HFT_RETRAIN_SCHEDULE` (default weekly; paused until switched on) **or** whenever the asset
+`features_drifted` gets an event (`AssetOrTimeSchedule`): `backfill_features` emits it when a
+feature's PSI against the training window is above `HFT_DRIFT_RETRAIN_THRESHOLD`, so drift
+retrains outside the schedule. Optuna-tuned training of the ensemble within a time budget,
+logged to MLflow and registered as a new version with the alias `challenger`. The event on the
+asset `model_challenger` starts `promote_model`.
+
+Idempotent per run: the registered version is tagged with the Airflow run
+(`airflow_run_id`); a retried `train` task that finds its run's version already registered
+hands that version on instead of training and registering another one.
 
 It trains on what the system collected: without `data` the training frame comes from the
 store (`hft.ml.train.train_and_register_from_store`, as `hft train` without `--data`):
@@ -27,10 +34,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, Metadata, Param, dag, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Metadata,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 
 from hft.config import get_settings
 
+FEATURES_DRIFTED = Asset("features_drifted")
 MODEL_CHALLENGER = Asset("model_challenger")
 CONF_KEYS = ("start", "end", "budget_minutes", "symbols", "data")
 
@@ -77,13 +94,32 @@ def _plan() -> dict[str, object]:
         "end": end,
         "budget_minutes": budget,
     }
+    events = (context.get("triggering_asset_events") or {}).get(FEATURES_DRIFTED) or []
+    if events:
+        plan["trigger"] = f"drift: {events[-1].extra.get('why', events[-1].extra)}"
     print(f"training plan: {plan}")
     return plan
 
 
+def _registered_by(settings: object, model_name: str, run_key: str) -> str | None:
+    """The URI of the version this Airflow run registered already (a retried task), or None."""
+    from mlflow import MlflowClient
+
+    from hft.config import use_mlflow
+
+    client = MlflowClient(tracking_uri=use_mlflow(settings))  # type: ignore[arg-type]
+    for v in client.search_model_versions(f"name='{model_name}'"):
+        if (v.tags or {}).get("airflow_run_id") == run_key:
+            return f"models:/{model_name}/{v.version}"
+    return None
+
+
 @dag(
     dag_id="retrain_models",
-    schedule=get_settings().retrain_schedule,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(get_settings().retrain_schedule, timezone="UTC"),
+        assets=[FEATURES_DRIFTED],
+    ),
     start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -117,10 +153,20 @@ def retrain_models() -> None:
 
     @task(outlets=[MODEL_CHALLENGER])
     def train(spec: dict[str, object]):  # type: ignore[no-untyped-def]
+        from mlflow import MlflowClient
+
+        from hft.config import use_mlflow
         from hft.ml.dataset import is_store
         from hft.ml.train import train_and_register, train_and_register_from_store
 
         settings = get_settings()
+        run = get_current_context()["dag_run"]
+        run_key = f"{run.dag_id}/{run.run_id}"
+        uri = _registered_by(settings, settings.model_name, run_key)
+        if uri is not None:
+            print(f"this run registered {uri} already (a retry): not training again")
+            yield Metadata(MODEL_CHALLENGER, extra={"uri": uri})
+            return
         symbols = list(spec["symbols"])  # type: ignore[call-overload]
         budget = float(spec["budget_minutes"])  # type: ignore[arg-type]
         interval, start, end = str(spec["interval"]), str(spec["start"]), str(spec["end"])
@@ -130,6 +176,10 @@ def retrain_models() -> None:
             uri = train_and_register(
                 settings, symbols, interval, str(spec["data"]), start, end, budget_minutes=budget
             )
+        name, version = uri.removeprefix("models:/").rsplit("/", 1)
+        MlflowClient(tracking_uri=use_mlflow(settings)).set_model_version_tag(
+            name, version, "airflow_run_id", run_key
+        )
         print(f"registered challenger {uri}")
         yield Metadata(MODEL_CHALLENGER, extra={"uri": uri})
 

@@ -342,6 +342,11 @@ class Settings(BaseSettings):
     drift_window_days: int = Field(
         default=7, description="Trailing window compared with the training reference"
     )
+    drift_retrain_threshold: float = Field(
+        default=0.5,
+        description="PSI of a feature above which backfill_features emits the asset features_drifted, "
+        "which starts retrain_models outside its schedule; set it very high to switch the trigger off",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -153,6 +153,35 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
     return decision
 
 
+def live_record_ready(settings: Settings, model_name: str | None = None) -> tuple[bool, str]:
+    """Whether the promotion gate can judge now: ``(ready, why)``.
+
+    Not ready only while a challenger and a champion (other versions) exist, the live gate is on
+    (``settings.shadow_min_decisions`` > 0) and the challenger has fewer judged live decisions
+    beside the champion than that; everything else (no challenger, no champion, gate off, enough
+    decisions) is for the gate itself to decide.
+    """
+    from mlflow import MlflowClient
+
+    from hft.trading import shadow
+
+    name = model_name or settings.model_name
+    need = settings.shadow_min_decisions
+    if need <= 0:
+        return True, "live gate off (shadow_min_decisions 0)"
+    client = MlflowClient(tracking_uri=use_mlflow(settings))
+    chal, champ = _alias(client, name, "challenger"), _alias(client, name, "champion")
+    if chal is None or champ is None or str(chal.version) == str(champ.version):
+        return True, f"{name}: challenger {chal and chal.version}, champion {champ and champ.version}"
+    with engine(settings).connect() as conn:
+        live = shadow.compare(
+            conn, settings.model_copy(update={"model_name": name}), str(chal.version), str(champ.version)
+        )
+    have = live["challenger"].decisions if "challenger" in live else 0
+    why = f"{name} v{chal.version} has {have} of {need} live decisions beside champion v{champ.version}"
+    return have >= need, why
+
+
 def _live_gate(settings: Settings, decision: PromotionDecision) -> None:
     """The second gate: the challenger's live (shadow) record beside the champion's on the same bars."""
     from hft.trading import shadow  # pandas-heavy, and only when the live gate is on

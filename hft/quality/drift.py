@@ -86,3 +86,20 @@ def drift_frame(
     return frame.astype(
         {"psi": "float64", "threshold": "float64", "reference_rows": "int64", "current_rows": "int64"}
     )
+
+
+def retrain_decision(values: Mapping[str, float], threshold: float) -> tuple[bool, str]:
+    """Whether the PSI ``values`` (feature -> PSI) call for a retrain outside the schedule, and why.
+
+    True when any feature's PSI is above ``threshold`` (``settings.drift_retrain_threshold``);
+    NaN values (not computable) never trigger. No values at all (too few bars for PSI): False.
+    """
+    finite = {k: v for k, v in values.items() if v == v}
+    if not finite:
+        return False, "drift not measured (too few bars for PSI): no retrain"
+    above = sorted(((v, k) for k, v in finite.items() if v > threshold), reverse=True)
+    worst_value, worst = max((v, k) for k, v in finite.items())
+    if not above:
+        return False, f"no drift above {threshold}: the largest PSI is {worst} {worst_value:.3f}"
+    named = ", ".join(f"{k} {v:.3f}" for v, k in above)
+    return True, f"drift above {threshold}: {named}: retrain"

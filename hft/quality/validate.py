@@ -56,6 +56,8 @@ class ValidationSummary:
     notes: tuple[str, ...] = ()
     # why nothing was validated (no data in the window, none expected there); empty when checked
     skipped: str = ""
+    # PSI per feature against the training reference (features only; empty when not computed)
+    drift: dict[str, float] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -108,6 +110,7 @@ class ValidationSummary:
             "pages": list(self.pages),
             "finished_at": self.finished_at.isoformat(),
             "notes": list(self.notes),
+            "drift": dict(self.drift),
             "skipped": self.skipped,
             "summary": self.text(),
         }
@@ -170,6 +173,7 @@ def _finish(
     results: Sequence[tuple[list[CheckResult], list[str]]],
     notes: Sequence[str] = (),
     skipped: str = "",
+    drift: Mapping[str, float] | None = None,
 ) -> ValidationSummary:
     checks = tuple(c for part, _ in results for c in part)
     pages = tuple(p for _, part in results for p in part)
@@ -183,6 +187,7 @@ def _finish(
         pages=pages,
         notes=tuple(notes),
         skipped=skipped,
+        drift=dict(drift or {}),
     )
     record(settings, summary)
     return summary
@@ -435,6 +440,7 @@ def validate_features(
     ref_rows = min((int(p["rows"]) for p in profile.values()), default=0)
     cur_rows = int(current[ohlcv].notna().all(axis=1).sum()) if len(current) else 0
     span = f"{_label(end - window)} → {_label(end)}"
+    psi_values: dict[str, float] = {}
     if min(ref_rows, cur_rows) < MIN_DRIFT_ROWS:
         # PSI over a handful of bars measures sampling noise, not drift
         notes = [
@@ -450,7 +456,8 @@ def validate_features(
             f"PSI over {span} vs training reference: "
             + ", ".join(f"{r.feature} {r.psi:.3f}" for r in drift.itertuples() if r.psi == r.psi)
         ]
-    return _finish(settings, "features", start, end, len(partition), results, notes)
+        psi_values = {str(r.feature): float(r.psi) for r in drift.itertuples() if r.psi == r.psi}
+    return _finish(settings, "features", start, end, len(partition), results, notes, drift=psi_values)
 
 
 VALIDATORS: dict[str, Callable[..., ValidationSummary]] = {
