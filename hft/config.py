@@ -310,6 +310,12 @@ class Settings(BaseSettings):
         description="Promotion over a champion waits for this many live (shadow) decisions of the challenger "
         "and needs them no worse than the champion's on the same bars; 0: the walk-forward gate alone",
     )
+    shadow_auc_tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        description="Live ROC-AUC points the challenger may trail the champion by on the shared bars "
+        "(a few dozen bars make AUC noisy); its paper PnL still must be no worse",
+    )
     bot_score_wait_ms: float = Field(
         default=250.0,
         ge=0,

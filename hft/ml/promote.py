@@ -195,7 +195,7 @@ def _live_gate(settings: Settings, decision: PromotionDecision) -> None:
             decision.champion_version,
         )
     decision.shadow = {role: s.as_dict() for role, s in live.items()}
-    ok, why = shadow.gate(live, settings.shadow_min_decisions)
+    ok, why = shadow.gate(live, settings.shadow_min_decisions, settings.shadow_auc_tolerance)
     decision.promoted = ok
     decision.reason = f"{decision.reason}; {why}" if ok else why
 

@@ -197,10 +197,11 @@ def summary(conn: Connection, settings: Any, since: datetime | None = None) -> l
     return sorted(rows, key=lambda s: (len(s.model_version), s.model_version), reverse=True)
 
 
-def gate(live: dict[str, ShadowStats], min_decisions: int) -> tuple[bool, str]:
+def gate(live: dict[str, ShadowStats], min_decisions: int, auc_tolerance: float = 0.0) -> tuple[bool, str]:
     """Whether the challenger's live record lets it take over (the walk-forward gate came first):
-    at least ``min_decisions`` judged bars shared with the champion, a ROC-AUC and a paper PnL after
-    costs no worse than the champion's on those bars."""
+    at least ``min_decisions`` judged bars shared with the champion, a ROC-AUC no more than
+    ``auc_tolerance`` below the champion's and a paper PnL after costs no worse than the
+    champion's on those bars."""
     ch, champ = live.get("challenger"), live.get("champion")
     have = ch.decisions if ch else 0
     if ch is None or champ is None or have < min_decisions:
@@ -209,8 +210,9 @@ def gate(live: dict[str, ShadowStats], min_decisions: int) -> tuple[bool, str]:
             f"waiting for live decisions: the challenger has {have} of {min_decisions} beside the champion",
         )
     auc, c_auc = ch.roc_auc, champ.roc_auc
-    if not (math.isnan(auc) or math.isnan(c_auc)) and auc < c_auc:
-        return False, f"live ROC-AUC {auc:.4f} < champion's {c_auc:.4f} over {have} bars"
+    if not (math.isnan(auc) or math.isnan(c_auc)) and auc < c_auc - auc_tolerance:
+        within = f" - tolerance {auc_tolerance}" if auc_tolerance else ""
+        return False, f"live ROC-AUC {auc:.4f} < champion's {c_auc:.4f}{within} over {have} bars"
     if ch.net_pnl < champ.net_pnl:
         return (
             False,
