@@ -33,23 +33,41 @@ def train(
     model_name: Annotated[
         str | None, typer.Option("--model-name", help="Registered model (settings.model_name)")
     ] = None,
+    horizon: Annotated[
+        int | None,
+        typer.Option(
+            help="Label and trade horizon in bars (settings.label_horizon); stored with the model", min=1
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="Label kind: direction (close[t+h] > close[t]) or barrier (triple barrier: take-profit / stop "
+            "at max(vol_64 x sqrt(h), the round trip), time limit h); default: hft.ml.train.DEFAULT_LABEL_KIND"
+        ),
+    ] = None,
 ) -> None:
     """Tune, evaluate walk-forward, log to MLflow and register; print the version URI last."""
     from hft.config import ConfigurationError, TransientError, get_settings
     from hft.logs import setup_logging
     from hft.ml.dataset import is_store
-    from hft.ml.train import train_and_register, train_and_register_from_store
+    from hft.ml.labels import LABEL_KINDS
+    from hft.ml.train import DEFAULT_LABEL_KIND, train_and_register, train_and_register_from_store
 
     s = get_settings()
     setup_logging(s.log_level, "train")
     iv = interval or s.bar_interval
     syms, lo, hi = list(symbol or s.symbols), start or s.train_start, end or s.train_end
     budget = budget_minutes if budget_minutes is not None else s.train_budget_minutes
+    kind = label or DEFAULT_LABEL_KIND
+    if kind not in LABEL_KINDS:
+        typer.echo(f"error: --label must be one of {', '.join(LABEL_KINDS)}", err=True)
+        raise typer.Exit(2)
     try:
         if data is None or is_store(data):  # the database: market.bars + Feast's offline store
-            uri = train_and_register_from_store(s, syms, iv, lo, hi, budget, model_name)
+            uri = train_and_register_from_store(s, syms, iv, lo, hi, budget, model_name, horizon, kind)
         else:
-            uri = train_and_register(s, syms, iv, data, lo, hi, budget, model_name)
+            uri = train_and_register(s, syms, iv, data, lo, hi, budget, model_name, horizon, kind)
     except (ConfigurationError, TransientError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

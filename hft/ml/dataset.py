@@ -22,7 +22,7 @@ import pandas as pd
 from hft.config import ConfigurationError, get_settings
 from hft.features import FEATURE_SPEC_OHLCV, compute_features, get_spec
 from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
-from hft.ml.labels import direction_labels, forward_return
+from hft.ml.labels import make_labels
 from hft.ml.store_bars import read_store_bars
 
 FeatureFn = Callable[[pd.DataFrame], pd.DataFrame]
@@ -89,7 +89,8 @@ class Dataset:
     y: np.ndarray  # float64, 1.0 up / 0.0 down / NaN unknown
     times: np.ndarray  # int64 ns, decision time = bar close time
     symbols: np.ndarray  # str
-    fwd_ret: np.ndarray  # float64, close[t+h]/close[t]-1 (the backtest's return)
+    fwd_ret: np.ndarray  # float64, the return a position opened at t realises (close[t+h]/close[t]-1,
+    # or for barrier labels the return where the first barrier is touched): the backtest's return
     prev_dir: np.ndarray  # float64, 1.0 if the last h-bar move was up (persistence baseline)
     run_start: np.ndarray  # int64, first row of this row's contiguous run (same symbol, no gap)
     feature_names: tuple[str, ...]
@@ -97,6 +98,8 @@ class Dataset:
     interval: str
     horizon: int
     baseline_names: tuple[str, ...] = ()
+    label_kind: str = "direction"  # hft.ml.labels.LABEL_KINDS
+    label_params: dict[str, float] = field(default_factory=dict)  # barrier_k, barrier_min_bps
 
     def __len__(self) -> int:
         return len(self.y)
@@ -131,12 +134,17 @@ def build_dataset(
     dead_zone_bps: float = 0.0,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
+    label_kind: str = "direction",
+    barrier_k: float = 1.0,
+    barrier_min_bps: float = 0.0,
 ) -> Dataset:
     """Compute features and labels per symbol and stack the rows.
 
     Bars before ``start`` serve only as warm-up (their rows are dropped after the features are
     computed); rows whose decision time is after ``end`` are dropped. ``bars`` are indexed by
-    open time; the decision time of a row is its bar's close (open + interval).
+    open time; the decision time of a row is its bar's close (open + interval). ``label_kind``
+    ``direction`` or ``barrier`` (:func:`hft.ml.labels.make_labels`; barrier width
+    max(``barrier_k`` x vol x sqrt(h), ``barrier_min_bps``)).
     """
     step = interval_timedelta(interval)
     parts: list[dict[str, np.ndarray]] = []
@@ -145,8 +153,7 @@ def build_dataset(
         bars = bars.sort_index()
         feats = features.features_of(symbol, bars)
         close = bars["close"].astype("float64")
-        label = direction_labels(close, horizon, dead_zone_bps, step)
-        fwd = forward_return(close, horizon, step)
+        label, fwd = make_labels(close, horizon, label_kind, dead_zone_bps, step, barrier_k, barrier_min_bps)
         past = close / close.shift(horizon) - 1.0
         decision = bars.index + step
         keep = feats.notna().all(axis=1).to_numpy()
@@ -190,6 +197,10 @@ def build_dataset(
         interval=interval,
         horizon=horizon,
         baseline_names=features.baseline_names,
+        label_kind=label_kind,
+        label_params={"barrier_k": barrier_k, "barrier_min_bps": barrier_min_bps}
+        if label_kind == "barrier"
+        else {},
     )
 
 

@@ -62,8 +62,16 @@ def score(
         step = interval_timedelta(interval)
         first = start - step * (features.warmup_bars + ens.seq_len + 8)
         bars = {sym: b[b.index >= first] for sym, b in bars.items()}
+    # the model's own label (issue 23 item 1): its horizon, kind and barriers; positions held h bars
     ds = build_dataset(
-        bars, features, interval, horizon=settings.label_horizon, dead_zone_bps=settings.label_dead_zone_bps
+        bars,
+        features,
+        interval,
+        horizon=ens.horizon,
+        dead_zone_bps=settings.label_dead_zone_bps,
+        label_kind=ens.label_kind,
+        barrier_k=float(ens.label_params.get("barrier_k", 1.0)),
+        barrier_min_bps=float(ens.label_params.get("barrier_min_bps", 0.0)),
     )
     rows = ds.labeled()
     rows = rows[ds.window_ok(ens.seq_len)[rows]]
@@ -85,8 +93,12 @@ def score(
         M.Costs.from_settings(settings),
         n_boot,
         move_bps=expected_moves(ds, rows),
+        hold_ns=ens.horizon * interval_timedelta(interval).value,
+        groups=ds.symbols[rows],
     )
     rep["n"] = len(rows)
+    rep["horizon"] = ens.horizon
+    rep["label_kind"] = ens.label_kind
     rep["first_decision"] = str(pd.Timestamp(int(ds.times[rows].min()), tz="UTC"))
     rep["last_decision"] = str(pd.Timestamp(int(ds.times[rows].max()), tz="UTC"))
     rep["symbols"] = sorted(bars)

@@ -77,7 +77,11 @@ def expected_moves(ds: Dataset, rows: np.ndarray) -> np.ndarray | None:
     if VOL_FEATURE not in ds.feature_names:
         return None
     col = ds.feature_names.index(VOL_FEATURE)
-    return np.array([expected_move_bps(float(v), ds.horizon) for v in ds.X[rows, col].tolist()])
+    k = float(ds.label_params.get("barrier_k", 1.0))
+    floor = float(ds.label_params.get("barrier_min_bps", 0.0))
+    return np.array(
+        [expected_move_bps(float(v), ds.horizon, ds.label_kind, k, floor) for v in ds.X[rows, col].tolist()]
+    )
 
 
 def model_report(
@@ -89,19 +93,22 @@ def model_report(
     n_boot: int,
     seed: int = 0,
     move_bps: np.ndarray | None = None,
+    hold_ns: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Classification metrics with bootstrap intervals and the cost-aware backtest for one model.
 
     ``backtest`` trades by the bot's rule (thresholds and, given ``move_bps``, expected edge above
-    the round trip); ``backtest.threshold_*`` are the thresholds alone, for comparison.
+    the round trip); ``backtest.threshold_*`` are the thresholds alone, for comparison. Positions
+    are held ``hold_ns`` (the horizon), one at a time per ``groups`` value (symbol).
     """
     rep: dict[str, Any] = M.classification(y, p)
     if n_boot:
         rep.update(M.bootstrap_ci(y, p, n_boot=n_boot, seed=seed))
-    bt = M.backtest(p, fwd, times, costs, move_bps)
+    bt = M.backtest(p, fwd, times, costs, move_bps, hold_ns, groups)
     rep["backtest"] = {k: v for k, v in bt.items() if k not in ("equity", "equity_times")}
     if move_bps is not None and costs.edge_filter:
-        plain = M.backtest(p, fwd, times, costs)
+        plain = M.backtest(p, fwd, times, costs, None, hold_ns, groups)
         for k in ("trades", "net_pnl_after_fees", "avg_gross_edge_bps"):
             rep["backtest"][f"threshold_{k}"] = plain[k]
     return rep
@@ -182,7 +189,17 @@ def walk_forward_report(
             "fit_seconds": timings,
             "combiner_weights": dict(zip(COMPONENTS, ens.combiners["ensemble"][0], strict=True)),
             "models": {
-                name: model_report(y, p, fwd, t, costs, n_boot=0, move_bps=moves)
+                name: model_report(
+                    y,
+                    p,
+                    fwd,
+                    t,
+                    costs,
+                    n_boot=0,
+                    move_bps=moves,
+                    hold_ns=horizon_ns,
+                    groups=ds.symbols[fold.test],
+                )
                 for name, p in fold_preds.items()
             },
         }
@@ -204,13 +221,23 @@ def walk_forward_report(
     y, fwd, t = ds.y[result.oof_rows], ds.fwd_ret[result.oof_rows], ds.times[result.oof_rows]
     moves = expected_moves(ds, result.oof_rows)
     for name, p in result.oof.items():
-        result.overall[name] = model_report(y, p, fwd, t, costs, n_boot=wf.n_boot, move_bps=moves)
+        result.overall[name] = model_report(
+            y,
+            p,
+            fwd,
+            t,
+            costs,
+            n_boot=wf.n_boot,
+            move_bps=moves,
+            hold_ns=horizon_ns,
+            groups=ds.symbols[result.oof_rows],
+        )
     result.selection = select_served(result)
     if result.last_fold_model is not None:
         result.last_fold_model.serve(result.selection["served"])
     result.calibration = M.calibration_curve(y, result.oof["ensemble"])
     for name in ("ensemble", "lightgbm_plain"):
-        bt = M.backtest(result.oof[name], fwd, t, costs, moves)
+        bt = M.backtest(result.oof[name], fwd, t, costs, moves, horizon_ns, ds.symbols[result.oof_rows])
         result.equity[name] = {"times": bt["equity_times"], "equity": bt["equity"]}
     result.seconds = time.monotonic() - started
     return result

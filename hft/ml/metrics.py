@@ -138,14 +138,38 @@ def trade_sides(p: np.ndarray, costs: Costs, move_bps: np.ndarray | None = None)
     return out
 
 
+def non_overlapping(
+    side: np.ndarray, times: np.ndarray, hold_ns: int, groups: np.ndarray | None
+) -> np.ndarray:
+    """Keep a signal only if its group (symbol) holds no position: one opened at t closes at t + hold_ns.
+
+    ``times`` sorted ascending; returns a copy of ``side`` with the skipped signals set to 0.
+    """
+    out = np.zeros_like(side)
+    free: dict[Any, int] = {}
+    keys = groups.tolist() if groups is not None else [None] * len(side)
+    for i in np.flatnonzero(side != 0).tolist():
+        g, ti = keys[i], int(times[i])
+        if ti >= free.get(g, -(2**62)):
+            out[i] = side[i]
+            free[g] = ti + hold_ns
+    return out
+
+
 def backtest(
     p: np.ndarray,
     fwd_ret: np.ndarray,
     times: np.ndarray,
     costs: Costs,
     move_bps: np.ndarray | None = None,
+    hold_ns: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Trade the signals of :func:`trade_sides` (the bot's rule), each position held h bars.
+
+    ``hold_ns`` (h bars): positions do not overlap: after a trade opens at t, signals of the same
+    ``groups`` value (symbol) before t + hold_ns are skipped (one position per symbol at a time, so
+    a multi-bar horizon does not multiply the exposure); 0 trades every signal.
 
     Without ``move_bps`` (or with ``costs.edge_filter`` off) that is: long when p >= buy, short
     when p <= sell. With it, a signal also needs an expected edge ((2p - 1) x expected move)
@@ -159,6 +183,8 @@ def backtest(
     p, r, t = p[order], r[order], np.asarray(times)[order]
     side = trade_sides(p, costs, None if move_bps is None else np.asarray(move_bps, dtype=np.float64)[order])
     side[np.isnan(r)] = 0.0
+    if hold_ns > 0:
+        side = non_overlapping(side, t, hold_ns, None if groups is None else np.asarray(groups)[order])
     traded = side != 0
     gross_bps = side[traded] * r[traded] * 1e4
     net_bps = gross_bps - costs.round_trip_bps

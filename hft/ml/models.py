@@ -281,6 +281,11 @@ class Ensemble:
     # `served` says which one `stack_coef`/`stack_intercept` hold (see :meth:`serve`)
     combiners: dict[str, tuple[list[float], float]] = field(default_factory=dict)
     served: str = "ensemble"
+    # what it predicts (issue 23 item 1): the label over `horizon` bars; the backtest of `hft evaluate`
+    # holds positions that long and the bot sizes the expected move by it
+    horizon: int = 1
+    label_kind: str = "direction"
+    label_params: dict[str, float] = field(default_factory=dict)
 
     def serve(self, name: str) -> None:
         """Make ``combine`` answer with combiner ``name`` (``ensemble`` or one member, calibrated)."""
@@ -352,6 +357,9 @@ class Ensemble:
             "symbols": list(self.symbols),
             "combiners": {k: [list(c), float(b)] for k, (c, b) in self.combiners.items()},
             "served": self.served,
+            "horizon": self.horizon,
+            "label_kind": self.label_kind,
+            "label_params": self.label_params,
         }
         (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
 
@@ -383,6 +391,9 @@ class Ensemble:
             symbols=tuple(meta.get("symbols", ())),
             combiners={k: (list(c), float(b)) for k, (c, b) in meta.get("combiners", {}).items()},
             served=str(meta.get("served", "ensemble")),
+            horizon=int(meta.get("horizon", 1)),  # models before issue 23 item 1: the 1-bar direction
+            label_kind=str(meta.get("label_kind", "direction")),
+            label_params={k: float(v) for k, v in meta.get("label_params", {}).items()},
         )
 
 

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,10 @@ GATE_BASELINES = ("majority", "persistence")
 # `python -m hft.ml.train costs <OHLCV CSV>` and rounded up. They only size the plan: the
 # same budget always gives the same plan, so a busy machine costs time, never a different model.
 UNIT_COST_S = {"xgboost": 0.0010, "lightgbm": 0.0005, "random_forest": 0.012, "lstm": 0.30}
+# the label a model learns when nothing says otherwise (issue 23 item 1: chosen by the ablation in
+# docs/ml.md); the horizon defaults to settings.label_horizon
+DEFAULT_LABEL_KIND = "direction"
+DEFAULT_BARRIER_K = 1.0
 BASELINE_ROUNDS = 200  # the plain LightGBM baseline of every walk-forward fold
 _MODELS = ("xgboost", "lightgbm", "random_forest", "lstm")
 _SIZE_KEYS = {
@@ -235,6 +239,13 @@ class TrainResult:
     plan: dict[str, Any] = field(default_factory=dict)  # TrainPlan.as_dict(): the work, fixed up front
 
 
+def _label_suffix(horizon: int | None, label_kind: str) -> str:
+    """Part of the Optuna study name: studies of another label are other studies (the default: none)."""
+    if horizon is None and label_kind == DEFAULT_LABEL_KIND:
+        return ""
+    return f"-{label_kind}-h{horizon if horizon is not None else 'default'}"
+
+
 def git_commit() -> str:
     """The repository's HEAD commit (``unknown`` outside a checkout)."""
     try:
@@ -267,13 +278,31 @@ def train(
     bars: dict[str, pd.DataFrame] | None = None,
     plan: TrainPlan | None = None,
     seed: int = 42,
+    horizon: int | None = None,
+    label_kind: str = DEFAULT_LABEL_KIND,
+    barrier_k: float = DEFAULT_BARRIER_K,
 ) -> TrainResult:
-    """Build the dataset, tune, evaluate walk-forward against the baselines, and fit the final ensemble."""
+    """Build the dataset, tune, evaluate walk-forward against the baselines, and fit the final ensemble.
+
+    The label (issue 23 item 1): ``label_kind`` ``direction`` or ``barrier`` over ``horizon`` bars
+    (``settings.label_horizon`` when None); barriers at max(``barrier_k`` x vol_64 x sqrt(h), the
+    round trip). It is the model's configuration: logged, stored with the model (``ensemble.json``)
+    and tagged on the version, so ``hft evaluate`` and the bot trade at that horizon.
+    """
     started = time.monotonic()
     commit = git_commit()  # read at start: the tree may move on while a long run trains
     timings: dict[str, float] = {}
     features = features or default_feature_set()
     plan = plan or TrainPlan.for_budget(budget_minutes, seed=seed)
+    h = int(horizon if horizon is not None else settings.label_horizon)
+    if h > plan.wf.embargo_bars:  # serial correlation of h-bar labels: embargo at least the horizon
+        plan = replace(plan, wf=replace(plan.wf, embargo_bars=h))
+    costs = M.Costs.from_settings(settings)
+    label_params = (
+        {"barrier_k": float(barrier_k), "barrier_min_bps": costs.round_trip_bps}
+        if label_kind == "barrier"
+        else {}
+    )
     bars = bars if bars is not None else load_bars(data, symbols, interval)
     # `end` is a date: everything that closed on that day is in
     end_ts = _ts(end)
@@ -283,10 +312,13 @@ def train(
         bars,
         features,
         interval,
-        horizon=settings.label_horizon,
+        horizon=h,
         dead_zone_bps=settings.label_dead_zone_bps,
         start=_ts(start),
         end=end_ts,
+        label_kind=label_kind,
+        barrier_k=float(label_params.get("barrier_k", barrier_k)),
+        barrier_min_bps=float(label_params.get("barrier_min_bps", 0.0)),
     )
     timings["dataset_s"] = time.monotonic() - started
     step = interval_timedelta(interval).value
@@ -315,7 +347,7 @@ def train(
     params = plan.apply(params)
     timings["tune_s"] = time.monotonic() - t
     t = time.monotonic()
-    report = walk_forward_report(ds, params, plan.fit, plan.wf, M.Costs.from_settings(settings))
+    report = walk_forward_report(ds, params, plan.fit, plan.wf, costs)
     timings["walk_forward_s"] = time.monotonic() - t
     t = time.monotonic()
     seq_len = int(params["lstm"]["seq_len"])
@@ -354,10 +386,19 @@ def train(
         "final_train_end": str(pd.Timestamp(int(ds.times[rows].max()), tz="UTC")),
         "feature_version": ds.feature_version,
         "horizon": ds.horizon,
+        "label_kind": ds.label_kind,
+        **{f"label.{k}": v for k, v in ds.label_params.items()},
         "budget_minutes": budget_minutes,
         "git_commit": commit,
     }
-    ensemble.symbols = tuple(sorted(bars))
+    for model in (ensemble, report.last_fold_model):
+        if model is not None:
+            model.symbols = tuple(sorted(bars))
+            model.horizon, model.label_kind, model.label_params = (
+                ds.horizon,
+                ds.label_kind,
+                dict(ds.label_params),
+            )
     return TrainResult(
         ensemble=ensemble,
         report=report,
@@ -555,6 +596,10 @@ def log_and_register(settings: Settings, result: TrainResult, model_name: str) -
             "gate_window_end_ns": str(int(gate["gate.window_end_ns"])),
             "served_model": served,
             "served_reason": str(result.report.selection.get("reason", "")),
+            # what the bot sizes its expected move by (hft.trading.strategy.model_move_bps)
+            "horizon": str(ds.horizon),
+            "label_kind": ds.label_kind,
+            **{k: str(v) for k, v in ds.label_params.items()},
         },
     )
     return f"models:/{model_name}/{version}"
@@ -579,6 +624,8 @@ def train_and_register(
     end: str | None,
     budget_minutes: float,
     model_name: str | None = None,
+    horizon: int | None = None,
+    label_kind: str = DEFAULT_LABEL_KIND,
 ) -> str:
     """Train on ``data`` for ``symbols`` (pooled), log and register; return ``models:/NAME/VERSION``.
 
@@ -596,8 +643,10 @@ def train_and_register(
         end,
         budget_minutes,
         settings.optuna_url,
-        prefix,
+        f"{prefix}{_label_suffix(horizon, label_kind)}",
         features=features,
+        horizon=horizon,
+        label_kind=label_kind,
     )
     uri = log_and_register(settings, result, name)
     log.info("registered %s in %.0f s", uri, result.timings["total_s"])
@@ -683,6 +732,8 @@ def train_and_register_from_store(
     end: str | None,
     budget_minutes: float,
     model_name: str | None = None,
+    horizon: int | None = None,
+    label_kind: str = DEFAULT_LABEL_KIND,
 ) -> str:
     """:func:`hft.ml.train.train_and_register` with the frame from the store; returns the URI.
 
@@ -691,7 +742,7 @@ def train_and_register_from_store(
     """
     name = model_name or settings.model_name
     base = default_feature_set()
-    inputs = store_inputs(settings, symbols, interval, start, end, base)
+    inputs = store_inputs(settings, symbols, interval, start, end, base, horizon=horizon)
     result = train(
         settings,
         symbols,
@@ -701,9 +752,11 @@ def train_and_register_from_store(
         end,
         budget_minutes,
         settings.optuna_url,
-        f"{name}-{interval}-{base.version}",
+        f"{name}-{interval}-{base.version}{_label_suffix(horizon, label_kind)}",
         features=inputs.features,
         bars=inputs.bars,
+        horizon=horizon,
+        label_kind=label_kind,
     )
     result.info["store_backfilled_rows"] = int(sum(inputs.backfilled.values()))
     uri = log_and_register(settings, result, name)
@@ -727,10 +780,45 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--end", default="2025-08-31")
     w.add_argument("--budget-minutes", type=float, default=10.0)
     w.add_argument("--seed", type=int, default=42)
+    w.add_argument("--horizon", type=int, default=None, help="label horizon in bars (settings.label_horizon)")
+    w.add_argument("--label", choices=("direction", "barrier"), default=DEFAULT_LABEL_KIND)
     w.add_argument("--out", required=True)
+    ab = sub.add_parser("ablation", help="issue 23's ablation: horizons, labels, models, filters, features")
+    ab.add_argument("--symbol", required=True)
+    ab.add_argument("--data", required=True)
+    ab.add_argument("--interval", default="15m")
+    ab.add_argument("--start", default="2023-01-01")
+    ab.add_argument("--end", default="2025-08-31")
+    ab.add_argument("--test-start", default="2024-01-01")
+    ab.add_argument("--test-end", default="2025-09-01")
+    ab.add_argument("--fold-months", type=int, default=2)
+    ab.add_argument("--label", action="append", help="label configurations (default all): direction-h1 ...")
+    ab.add_argument("--feature-version", default=None)
+    ab.add_argument("--no-simple", action="store_true", help="skip the simple-feature group")
+    ab.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.cmd == "costs":
         print(json.dumps(measure_unit_costs(a.data), indent=2))
+        return
+    if a.cmd == "ablation":
+        from hft.ml.ablation import AblationConfig, run_ablation
+
+        cfg = AblationConfig(test_start=a.test_start, test_end=a.test_end, fold_months=a.fold_months)
+        rep = run_ablation(
+            a.symbol,
+            a.data,
+            a.interval,
+            a.start,
+            a.end,
+            M.Costs.from_settings(get_settings()),
+            cfg,
+            labels=a.label,
+            feature_version=a.feature_version,
+            simple_group=not a.no_simple,
+        )
+        rep["git_commit"] = git_commit()
+        Path(a.out).write_text(json.dumps(rep, indent=1, default=str) + "\n")
+        print(f"{a.out}: {rep['seconds']:.0f} s")
         return
     load_before = os.getloadavg()
     t = time.monotonic()
@@ -745,6 +833,8 @@ def main(argv: list[str] | None = None) -> None:
         None,
         f"research-{time.time_ns()}",
         seed=a.seed,
+        horizon=a.horizon,
+        label_kind=a.label,
     )
     out = research_summary(result, time.monotonic() - t)
     out["load_average_before"], out["load_average_after"] = list(load_before), list(os.getloadavg())

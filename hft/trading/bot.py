@@ -18,7 +18,16 @@ from sqlalchemy import Engine
 
 from hft.config import Settings
 from hft.trading import store
-from hft.trading.strategy import Decision, RiskLimits, Signal, TradingState, decide, signal_from_prob
+from hft.trading.strategy import (
+    Decision,
+    RiskLimits,
+    Signal,
+    TradingState,
+    decide,
+    round_trip_bps,
+    signal_from_prob,
+    thresholds_force,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,7 @@ class TradingBot:
         predict: Callable[[str], dict[str, Any]],
         enqueue: Callable[[str], None],
         clock_ns: Callable[[], int],
+        move_bps: Callable[[str, dict[str, Any]], float] | None = None,
     ) -> None:
         self.s = settings
         self.engine = engine
@@ -81,12 +91,30 @@ class TradingBot:
         self.enqueue = enqueue
         self.clock_ns = clock_ns
         self.limits = RiskLimits.from_settings(settings)
+        # (symbol, prediction) -> expected move of the model's trade (bps); None: thresholds alone
+        self.move_bps = move_bps
+        self.cost_bps = round_trip_bps(settings)
+
+    def signal_for(self, symbol: str, prediction: dict[str, Any]) -> Signal:
+        """The signal of one prediction: :func:`hft.trading.strategy.signal_from_prob`, the rule of
+        ``hft evaluate``'s backtest, with the expected move at the model's horizon and the round trip.
+
+        The move is looked up only when the thresholds alone would trade (it costs a feature read).
+        """
+        prob = float(prediction["prob_up"])
+        buy, sell = self.s.buy_threshold, self.s.sell_threshold
+        signal = signal_from_prob(prob, buy, sell)
+        if signal is Signal.HOLD or self.move_bps is None or thresholds_force(buy, sell):
+            return signal
+        return signal_from_prob(
+            prob, buy, sell, move_bps=self.move_bps(symbol, prediction), cost_bps=self.cost_bps
+        )
 
     def on_bar(self, bar: BarEvent) -> StepResult:
         """Ask the model server, decide under the limits and the stored state, persist and queue the intent."""
         prediction = self.predict(bar.symbol)
         prob = float(prediction["prob_up"])
-        signal = signal_from_prob(prob, self.s.buy_threshold, self.s.sell_threshold)
+        signal = self.signal_for(bar.symbol, prediction)
         decided_ns = self.clock_ns()
         latency = decided_ns - bar.receive_time_ns if bar.receive_time_ns else None
         # the decision on the market's clock (the replay exchange replays recorded time): the bar's

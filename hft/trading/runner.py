@@ -30,13 +30,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import OperationalError
 
 from hft.bus.runtime import Loop
-from hft.config import Settings, TransientError
+from hft.config import Settings, TransientError, use_mlflow
 from hft.features.bars import interval_ns
 from hft.features.calculator import CLOSED_STREAM, PARTIAL_KEY
 from hft.storage.db import engine
 from hft.trading import store
 from hft.trading.bot import TradingBot, bar_event_from_stream
 from hft.trading.scoring import SCORED_STREAM, prediction_from_scored
+from hft.trading.strategy import model_move_bps
 
 log = logging.getLogger(__name__)
 GROUP = "trading-bot"
@@ -115,7 +116,12 @@ class BotProcess(Loop):
         # the worker's task by name: streamers never import workers
         self.celery = Celery("trading-bot", broker=settings.redis_dsn, backend=settings.redis_dsn)
         self.engine = engine(settings)
-        self.bot = TradingBot(settings, self.engine, self._predict, self._enqueue, time.time_ns)
+        self.bot = TradingBot(
+            settings, self.engine, self._predict, self._enqueue, time.time_ns, move_bps=self._move_bps
+        )
+        # the label configuration (horizon, label kind) of each model version, from its registry tags
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
+        self._online: Any = None  # hft.features.online.OnlineFeatures, on first use
         self.max_age_ns = 2 * interval_ns(settings.bar_interval)
         self.consumer = f"bot-{settings.port_base}"
         # newest bar decided on per (symbol, interval): the calculator may announce a bar again
@@ -133,6 +139,44 @@ class BotProcess(Loop):
         self.score_wait_ns = int(settings.bot_score_wait_ms * 1e6)
         self._held: dict[tuple[tuple[str, str], int], _Held] = {}
         self._given: dict[str, dict[str, Any]] = {}  # symbol -> the prediction to decide on now
+
+    def _label_config(self, name: str, version: str) -> dict[str, str] | None:
+        """The version's tags (``horizon``, ``label_kind``, ``barrier_*``: what ``hft train`` sets);
+        None when the registry cannot say now (not cached: asked again next bar)."""
+        key = (name, version)
+        if key not in self._labels:
+            if not name or not version:
+                return {}
+            try:
+                from mlflow import MlflowClient
+
+                mv = MlflowClient(tracking_uri=use_mlflow(self.s)).get_model_version(name, version)
+            except Exception as exc:  # the registry down: no edge estimate, the bar holds
+                log.warning("model %s/%s: no label configuration (%s)", name, version, exc)
+                return None
+            self._labels[key] = {str(k): str(v) for k, v in (mv.tags or {}).items()}
+        return self._labels[key]
+
+    def _move_bps(self, symbol: str, prediction: dict[str, Any]) -> float:
+        """Expected move of the model's trade (bps): ``vol_64`` of the symbol's online feature row
+        (the row the model scored) at the model's horizon (:func:`hft.trading.strategy.model_move_bps`,
+        what ``hft evaluate``'s backtest uses); NaN when either is unknown (the rule then holds)."""
+        label = self._label_config(
+            str(prediction.get("model_name", "")), str(prediction.get("model_version", ""))
+        )
+        if label is None:
+            return float("nan")
+        try:
+            if self._online is None:
+                from hft.features.online import OnlineFeatures
+
+                self._online = OnlineFeatures(self.s)
+            latest = self._online.latest(symbol)
+        except Exception as exc:
+            log.warning("%s: no online features for the expected move (%s)", symbol, exc)
+            return float("nan")
+        vol = latest[1].get("vol_64") if latest is not None else None
+        return model_move_bps(vol, label)
 
     def _predict(self, symbol: str) -> dict[str, Any]:
         given = self._given.pop(symbol, None)

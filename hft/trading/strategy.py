@@ -9,9 +9,11 @@ clock (``now``), the position and the day's PnL.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from hft.config import Settings
 
@@ -38,15 +40,26 @@ class TradingState(StrEnum):
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def expected_move_bps(vol_per_bar: float, horizon_bars: int) -> float:
-    """Expected size of the move over ``horizon_bars`` (bps) from the recent per-bar volatility.
+def expected_move_bps(
+    vol_per_bar: float,
+    horizon_bars: int,
+    label_kind: str = "direction",
+    barrier_k: float = 1.0,
+    barrier_min_bps: float = 0.0,
+) -> float:
+    """Expected size of the move a position realises over ``horizon_bars`` (bps), from the past only.
 
-    ``vol_per_bar`` is the standard deviation of one-bar log returns (the feature ``vol_64``);
-    for a random walk E|r_h| = sqrt(2/pi) * sigma * sqrt(h).
+    ``vol_per_bar`` is the standard deviation of one-bar log returns (the feature ``vol_64``).
+    ``direction`` models (held h bars): for a random walk E|r_h| = sqrt(2/pi) * sigma * sqrt(h).
+    ``barrier`` models exit at a barrier (:func:`hft.ml.labels.barrier_outcome`): the move is the
+    barrier's half-width max(k * sigma * sqrt(h), min_bps).
     """
     if not math.isfinite(vol_per_bar) or vol_per_bar < 0:
         return math.nan
-    return _SQRT_2_OVER_PI * vol_per_bar * math.sqrt(max(1, horizon_bars)) * 1e4
+    h = math.sqrt(max(1, horizon_bars))
+    if label_kind == "barrier":
+        return max(barrier_k * vol_per_bar * h * 1e4, barrier_min_bps)
+    return _SQRT_2_OVER_PI * vol_per_bar * h * 1e4
 
 
 def expected_edge_bps(prob_up: float, move_bps: float) -> float:
@@ -56,6 +69,44 @@ def expected_edge_bps(prob_up: float, move_bps: float) -> float:
     to pay its costs.
     """
     return (2.0 * prob_up - 1.0) * move_bps
+
+
+def round_trip_bps(settings: Settings) -> float:
+    """Costs of one position, open and close (bps): taker fee and slippage, both sides.
+
+    The bot sends market orders; :class:`hft.ml.metrics.Costs` charges the backtest the same.
+    """
+    return 2.0 * (float(settings.taker_fee_bps) + float(settings.slippage_bps))
+
+
+def thresholds_force(buy_threshold: float, sell_threshold: float) -> bool:
+    """Thresholds that accept every probability (buy <= 0 or sell >= 1): trade whatever the edge.
+
+    The operator's (and the test harness's) "buy every bar"; the edge rule filters confident
+    signals and has nothing to say then.
+    """
+    return buy_threshold <= 0.0 or sell_threshold >= 1.0
+
+
+def model_move_bps(vol_per_bar: float | None, label: Mapping[str, Any]) -> float:
+    """The expected move of a model's trade from its label configuration (version tags or metadata).
+
+    ``label``: ``horizon`` (bars, default 1), ``label_kind`` (``direction``), ``barrier_k`` (1.0),
+    ``barrier_min_bps`` (0): what ``hft train`` records on the model (a model from before issue 23
+    item 1 has none: the 1-bar direction). NaN without a volatility (then the rule holds).
+    """
+    if vol_per_bar is None:
+        return math.nan
+    try:
+        return expected_move_bps(
+            float(vol_per_bar),
+            int(label.get("horizon", 1) or 1),
+            str(label.get("label_kind", "direction") or "direction"),
+            float(label.get("barrier_k", 1.0) or 1.0),
+            float(label.get("barrier_min_bps", 0.0) or 0.0),
+        )
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def signal_from_prob(
@@ -72,7 +123,9 @@ def signal_from_prob(
     expected move over the horizon (``move_bps``, see :func:`expected_move_bps`), a signal also
     needs an expected edge (:func:`expected_edge_bps`) above ``cost_bps`` (the round trip: taker
     fee and slippage, both sides) or it holds: trade only when it pays. ``hft evaluate``'s backtest
-    (:func:`hft.ml.metrics.backtest`) calls this function for every decision.
+    (:func:`hft.ml.metrics.backtest`) calls this function for every decision, the bot
+    (:meth:`hft.trading.bot.TradingBot.signal_for`) for every bar. Thresholds that accept every
+    probability (:func:`thresholds_force`) trade on the thresholds alone.
     """
     if not sell_threshold <= buy_threshold:
         raise ValueError(f"sell_threshold {sell_threshold} above buy_threshold {buy_threshold}")
@@ -82,7 +135,7 @@ def signal_from_prob(
         signal = Signal.SELL
     else:
         return Signal.HOLD
-    if move_bps is None:
+    if move_bps is None or thresholds_force(buy_threshold, sell_threshold):
         return signal
     if not math.isfinite(move_bps):
         return Signal.HOLD  # no volatility estimate: no edge estimate, no trade

@@ -69,3 +69,30 @@ def test_evaluate_a_symbolless_csv(data_dir: Path, tmp_path: Path, monkeypatch: 
     assert m["backtest"]["trades"] <= m["backtest"]["threshold_trades"]
     assert m["first_decision"] >= "2025-08-01"
     assert np.isfinite(m["roc_auc"])
+    # issue 23 item 1: the model's horizon and label travel with it (ensemble.json) and
+    # `hft evaluate` scores that label and holds each position h bars, one at a time
+    ens.horizon, ens.label_kind = 4, "barrier"
+    ens.label_params = {"barrier_k": 1.0, "barrier_min_bps": 22.0}
+    ens.save(tmp_path / "saved")
+    loaded = E.Ensemble.load(tmp_path / "saved")
+    assert (loaded.horizon, loaded.label_kind, loaded.label_params) == (4, "barrier", ens.label_params)
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            "runs:/x/gate_model",
+            "--data",
+            str(csv),
+            "--start",
+            "2025-08-01",
+            "--out",
+            str(tmp_path / "m4.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    m4 = json.loads((tmp_path / "m4.json").read_text())
+    assert (m4["horizon"], m4["label_kind"]) == (4, "barrier")
+    assert m4["backtest"]["threshold_trades"] <= m4["n"] / 4 + 1  # non-overlapping 4-bar positions
+    for k in ("n", "accuracy", "accuracy_ci95", "base_rate", "roc_auc"):
+        assert k in m4

@@ -73,3 +73,59 @@ def test_without_moves_the_backtest_trades_on_thresholds_as_before() -> None:
     assert bt["edge_filter"] == 0.0
     filtered = M.backtest(p, fwd, times, COSTS, np.array([10.0, 10.0, 500.0, 500.0]))
     assert filtered["trades"] == 2  # the 0.6 call on a 10 bps move cannot pay 22 bps
+
+
+def _bot(**overrides: object) -> bot.TradingBot:
+    from hft.config import Settings
+
+    s = Settings().model_copy(update={"buy_threshold": 0.55, "sell_threshold": 0.45, **overrides})
+
+    def move(symbol: str, prediction: dict[str, object]) -> float:
+        return float(prediction["move"])  # type: ignore[arg-type]
+
+    return bot.TradingBot(s, None, lambda _: {}, lambda _: None, lambda: 0, move_bps=move)  # type: ignore[arg-type]
+
+
+def test_the_bot_signals_exactly_as_the_backtest_trades() -> None:
+    """Issue 23: the bot's decision step and `hft evaluate`'s backtest, same probabilities and moves,
+    same settings' costs: the same sides, decision by decision."""
+    b = _bot()
+    costs = M.Costs.from_settings(b.s)
+    assert b.cost_bps == costs.round_trip_bps == 22.0
+    rng = np.random.default_rng(7)
+    p = rng.uniform(0.2, 0.8, 600)
+    moves = rng.uniform(5, 300, 600)
+    moves[::50] = math.nan  # no volatility estimate: no trade, in both
+    sides = M.trade_sides(p, costs, moves)
+    bot_sides = [
+        {Signal.BUY: 1, Signal.SELL: -1, Signal.HOLD: 0}[b.signal_for("BTCUSDT", {"prob_up": pi, "move": mi})]
+        for pi, mi in zip(p, moves, strict=True)
+    ]
+    np.testing.assert_array_equal(sides, bot_sides)
+    assert (
+        0
+        < np.count_nonzero(sides)
+        < np.count_nonzero(M.trade_sides(p, M.Costs(**{**costs.__dict__, "edge_filter": False})))
+    )
+    # p = 0.6 at the thresholds would buy; with a 1-bar 15 bps expected move it cannot pay 22 bps
+    assert b.signal_for("BTCUSDT", {"prob_up": 0.6, "move": 15.0}) is Signal.HOLD
+    assert b.signal_for("BTCUSDT", {"prob_up": 0.7, "move": 100.0}) is Signal.BUY
+
+
+def test_forcing_thresholds_trade_without_the_edge_rule() -> None:
+    assert strategy.thresholds_force(0.0, 0.0)
+    assert not strategy.thresholds_force(0.55, 0.45)
+    assert signal_from_prob(0.5, 0.0, 0.0, move_bps=1.0, cost_bps=22.0) is Signal.BUY
+    b = _bot(buy_threshold=0.0, sell_threshold=0.0)
+    assert b.signal_for("BTCUSDT", {"prob_up": 0.5, "move": math.nan}) is Signal.BUY
+
+
+def test_the_models_move_comes_from_its_label_configuration() -> None:
+    vol = 0.002  # 20 bps a bar
+    assert strategy.model_move_bps(vol, {}) == pytest.approx(expected_move_bps(vol, 1))
+    assert strategy.model_move_bps(vol, {"horizon": "16"}) == pytest.approx(4 * expected_move_bps(vol, 1))
+    tags = {"horizon": "16", "label_kind": "barrier", "barrier_k": "1.0", "barrier_min_bps": "22"}
+    assert strategy.model_move_bps(vol, tags) == pytest.approx(80.0)
+    assert strategy.model_move_bps(0.0001, tags) == pytest.approx(22.0)
+    assert math.isnan(strategy.model_move_bps(None, tags))
+    assert math.isnan(strategy.model_move_bps(vol, {"horizon": "x"}))
