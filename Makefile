@@ -47,6 +47,9 @@ test: setup ## unit + integration + e2e, starting what they need
 test-unit: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit
 
+test-security: setup ## the security suite alone (also part of make test)
+	$(BIN)/pytest -q $(PYTEST_ARGS) tests/security
+
 test-timescale: setup ## the storage tests again on TimescaleDB (PostgreSQL 17 in a trixie root; root needed)
 	@command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >/dev/null \
 		|| (apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null)

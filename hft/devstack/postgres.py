@@ -192,4 +192,4 @@ class Postgres(Service):
             for db in DATABASES:
                 name = self.s.postgres_db if db == "hft" else db
                 if name not in existing:
-                    c.execute(f'CREATE DATABASE "{name}"')
+                    c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
