@@ -83,7 +83,7 @@ class SymbolFeatures:
         opens = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
         cols = {
             c: bars[c].to_numpy(dtype="float64") if c in bars.columns else np.full(len(bars), np.nan)
-            for c in ("high", "low", "close", "volume", "trade_count", "buy_volume", "vwap")
+            for c in ("high", "low", "close", "volume", "trade_count", "buy_volume", "vwap", "open")
         }
         for i in range(len(bars)):
             self.state.update_values(
@@ -95,6 +95,7 @@ class SymbolFeatures:
                 cols["trade_count"][i],
                 cols["buy_volume"][i],
                 cols["vwap"][i],
+                cols["open"][i],
             )
         self.warmed_bars = len(bars)
         last_open = int(opens[-1])

@@ -28,8 +28,10 @@ Definitions (``c`` close, ``h`` high, ``l`` low, ``v`` volume; ``i`` the bar ind
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from operator import mul
 from typing import Any
 
@@ -55,6 +57,26 @@ _BB_POS, _BB_WIDTH = f"bb_pos_{S.BB_WINDOW}", f"bb_width_{S.BB_WINDOW}"
 _ATR = f"atr_{S.ATR_PERIOD}"
 _VOLUME_Z = f"volume_z_{S.VOLUME_Z_WINDOW}"
 _COUNT_Z = f"trade_count_z_{S.TRADE_COUNT_Z_WINDOW}"
+# v2
+_RET2 = tuple((k, f"ret_{k}") for k in S.RETURN_LAGS_V2)
+_VOL_LONG = f"vol_{S.LONG_VOL_WINDOW}"
+_VOL_RATIO = f"vol_ratio_{S.VOL_WINDOWS[0]}_{S.LONG_VOL_WINDOW}"
+_VOL_SHORT = f"vol_{S.VOL_WINDOWS[0]}"
+_PK = tuple((n, f"pk_vol_{n}") for n in S.RANGE_VOL_WINDOWS)
+_GK = tuple((n, f"gk_vol_{n}") for n in S.RANGE_VOL_WINDOWS)
+_RANGE_Z, _RANGE_POS = f"range_z_{S.RANGE_WINDOW}", f"range_pos_{S.RANGE_WINDOW}"
+_VOLUME_Z_LONG = f"volume_z_{S.RANGE_WINDOW}"
+_VOLUME_RATIO = f"volume_ratio_{S.VOLUME_RATIO_SHORT}_{S.RANGE_WINDOW}"
+_ADX, _DMI = f"adx_{S.ADX_PERIOD}", f"dmi_{S.ADX_PERIOD}"
+_TREND = f"trend_ratio_{S.TREND_WINDOW}"
+_TREND_VOL = f"vol_{S.TREND_WINDOW}"
+_EFF = f"eff_ratio_{S.EFFICIENCY_WINDOW}"
+_VOL_PCT = f"vol_pct_{S.VOL_PCT_WINDOW}"
+_V2 = frozenset(S.OHLCV_V2_FEATURES)
+_PK_SCALE = 1.0 / (4.0 * math.log(2.0))
+_GK_SCALE = 2.0 * math.log(2.0) - 1.0
+_TWO_PI_PER_WEEK_MINUTE = 2.0 * math.pi / 10080.0
+_EPOCH_WEEKDAY_MINUTES = 3 * 1440  # 1970-01-01 was a Thursday: minute 0 of the week is Monday 00:00
 
 FloatArray = NDArray[np.float64]
 
@@ -65,6 +87,70 @@ def _mean_std(window: Sequence[float], ddof: int) -> tuple[float, float]:
     devs = list(map(m.__rsub__, window))  # x - m, in C, summed left to right
     var = sum(map(mul, devs, devs)) / (n - ddof)
     return m, math.sqrt(var)
+
+
+class _Window:
+    """A sliding window's values with running sums (O(1) per bar for long windows).
+
+    The sums are recomputed exactly (``math.fsum``) once per window length, so rounding never
+    accumulates beyond one window: after warm-up a value depends on where the series started
+    only in the last bits (far below 1e-9).
+    """
+
+    __slots__ = ("k", "n", "q", "s1", "s2")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.q: deque[float] = deque(maxlen=n)
+        self.s1 = self.s2 = 0.0
+        self.k = 0
+
+    def push(self, x: float) -> None:
+        q = self.q
+        if len(q) == self.n:
+            old = q[0]
+            self.s1 -= old
+            self.s2 -= old * old
+        q.append(x)
+        self.s1 += x
+        self.s2 += x * x
+        self.k += 1
+        if self.k == self.n:
+            self.k = 0
+            self.s1 = math.fsum(q)
+            self.s2 = math.fsum(v * v for v in q)
+
+    @property
+    def full(self) -> bool:
+        return len(self.q) == self.n
+
+    def mean(self) -> float:
+        return self.s1 / self.n
+
+    def std(self) -> float:
+        """Sample std (ddof 1); 0 for a window of equal values (not a rounding residue)."""
+        var = (self.s2 - self.s1 * self.s1 / self.n) / (self.n - 1)
+        return math.sqrt(var) if var > 1e-13 * self.s2 / self.n else 0.0
+
+
+class _Extreme:
+    """Rolling max (``sign`` 1) or min (``sign`` -1) over the last ``n`` values: a monotonic deque."""
+
+    __slots__ = ("i", "n", "q", "sign")
+
+    def __init__(self, n: int, sign: float) -> None:
+        self.n, self.sign, self.i = n, sign, 0
+        self.q: deque[tuple[int, float]] = deque()
+
+    def push(self, x: float) -> float:
+        q, key = self.q, self.sign * x
+        while q and q[-1][1] <= key:
+            q.pop()
+        q.append((self.i, key))
+        if q[0][0] <= self.i - self.n:
+            q.popleft()
+        self.i += 1
+        return self.sign * q[0][1]
 
 
 class FeatureState:
@@ -92,6 +178,22 @@ class FeatureState:
         self._af, self._as = S.ema_alpha(S.EMA_FAST), S.ema_alpha(S.EMA_SLOW)
         self._asig = S.ema_alpha(S.MACD_SIGNAL)
         self._arsi, self._aatr = S.wilder_alpha(S.RSI_PERIOD), S.wilder_alpha(S.ATR_PERIOD)
+        self._v2 = bool(_V2 & set(spec.names))
+        if self._v2:
+            self._logc = deque(maxlen=max(S.RETURN_LAGS + S.RETURN_LAGS_V2) + 1)
+            self._ret_long = _Window(S.LONG_VOL_WINDOW)
+            self._pk = [(_Window(n), name) for n, name in _PK]
+            self._gk = [(_Window(n), name) for n, name in _GK]
+            self._range = _Window(S.RANGE_WINDOW)
+            self._vols = _Window(S.RANGE_WINDOW)
+            self._hi = _Extreme(S.RANGE_WINDOW, 1.0)
+            self._lo = _Extreme(S.RANGE_WINDOW, -1.0)
+            self._prev_high = self._prev_low = 0.0
+            self._pdm = self._mdm = self._adx = 0.0
+            self._aadx = S.wilder_alpha(S.ADX_PERIOD)
+            self._vol_hist: deque[float] = deque(maxlen=S.VOL_PCT_WINDOW)
+            self._vol_sorted: list[float] = []
+            self._prev_close_v2 = 0.0
 
     @property
     def ready(self) -> bool:
@@ -110,6 +212,7 @@ class FeatureState:
                 float(bar.trade_count),
                 bar.buy_volume,
                 bar.vwap,
+                bar.open,
             )
         return self.update_values(
             int(bar["open_time_ns"]),
@@ -120,6 +223,7 @@ class FeatureState:
             float(bar.get("trade_count", _NAN)),
             float(bar.get("buy_volume", _NAN)),
             float(bar.get("vwap", _NAN)),
+            float(bar.get("open", _NAN)),
         )
 
     def update_values(
@@ -132,9 +236,10 @@ class FeatureState:
         trade_count: float = _NAN,
         buy_volume: float = _NAN,
         vwap: float = _NAN,
+        open_price: float = _NAN,
     ) -> dict[str, float] | None:
-        """Fold one closed bar given as values; see :meth:`update`."""
-        f = self._step(open_time_ns, high, low, close, volume, trade_count, buy_volume, vwap)
+        """Fold one closed bar given as values; see :meth:`update` (``open_price``: v2's body and gap)."""
+        f = self._step(open_time_ns, high, low, close, volume, trade_count, buy_volume, vwap, open_price)
         if self.n <= self._warmup:
             return None
         return {name: f[name] for name in self.spec.names}
@@ -149,6 +254,7 @@ class FeatureState:
         trade_count: float,
         buy_volume: float,
         vwap: float,
+        open_price: float = _NAN,
     ) -> dict[str, float]:
         """Fold one bar and return every feature its data already define.
 
@@ -236,7 +342,110 @@ class FeatureState:
                 m, sd = _mean_std(self._count, 1)
                 # a window holding a kline without trade count gives NaN (absent)
                 f[_COUNT_Z] = (trade_count - m) / sd if sd > 0 else sd * 0.0
+        if self._v2:
+            self._step_v2(f, i, open_time_ns, open_price, high, low, close, volume, rets)
         return f
+
+    def _step_v2(
+        self,
+        f: dict[str, float],
+        i: int,
+        open_time_ns: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        rets: list[float],
+    ) -> None:
+        """bar_features_ohlcv_v2's own features (the v1 ones are already in ``f``)."""
+        logcs = self._logc
+        logc = logcs[-1]
+        nl = len(logcs)
+        for k, name in _RET2:
+            if nl > k:
+                f[name] = logc - logcs[-1 - k]
+        # close-to-close volatility over a long window, and the short one relative to it
+        if i >= 1:
+            self._ret_long.push(rets[-1])
+        if self._ret_long.full:
+            sd = self._ret_long.std()
+            f[_VOL_LONG] = sd
+            f[_VOL_RATIO] = f[_VOL_SHORT] / sd if sd > 0 else 1.0
+        # range-based volatility per bar: Parkinson and Garman-Klass
+        hl = math.log(high / low)
+        oc = math.log(close / open_)
+        pk = hl * hl * _PK_SCALE
+        gk = 0.5 * hl * hl - _GK_SCALE * oc * oc
+        for w, name in self._pk:
+            w.push(pk)
+            if w.full:
+                f[name] = math.sqrt(w.mean())
+        for w, name in self._gk:
+            w.push(gk)
+            if w.full:
+                f[name] = math.sqrt(max(w.mean(), 0.0))
+        # the bar's shape and the gap to the previous close
+        f["body"] = oc
+        f["upper_wick"] = math.log(high / max(open_, close))
+        f["lower_wick"] = math.log(min(open_, close) / low)
+        f["close_pos"] = (close - low) / (high - low) if high > low else 0.5
+        if i >= 1:
+            f["gap"] = math.log(open_ / self._prev_close_v2)
+        self._prev_close_v2 = close
+        # range and volume relative to the last RANGE_WINDOW bars
+        rw = self._range
+        rw.push(hl)
+        top, bottom = self._hi.push(high), self._lo.push(low)
+        vw = self._vols
+        vw.push(volume)
+        if rw.full:
+            sd = rw.std()
+            f[_RANGE_Z] = (hl - rw.mean()) / sd if sd > 0 else 0.0
+            f[_RANGE_POS] = (close - bottom) / (top - bottom) if top > bottom else 0.5
+            m, sd = vw.mean(), vw.std()
+            f[_VOLUME_Z_LONG] = (volume - m) / sd if sd > 0 else 0.0
+            short = sum(islice(reversed(vw.q), S.VOLUME_RATIO_SHORT)) / S.VOLUME_RATIO_SHORT
+            f[_VOLUME_RATIO] = short / m if m > 0 else 1.0
+        minute_of_week = (open_time_ns // _NS_PER_MINUTE + _EPOCH_WEEKDAY_MINUTES) % 10080
+        f["dow_sin"] = math.sin(minute_of_week * _TWO_PI_PER_WEEK_MINUTE)
+        f["dow_cos"] = math.cos(minute_of_week * _TWO_PI_PER_WEEK_MINUTE)
+        # trend strength: Wilder's directional movement (DMI, ADX) on the ATR's true range
+        if i >= 1:
+            up, down = high - self._prev_high, self._prev_low - low
+            pdm = up if up > down and up > 0 else 0.0
+            mdm = down if down > up and down > 0 else 0.0
+            a = self._aadx
+            if i == 1:
+                self._pdm, self._mdm = pdm, mdm
+            else:
+                self._pdm = (1.0 - a) * self._pdm + a * pdm
+                self._mdm = (1.0 - a) * self._mdm + a * mdm
+            di_sum = self._pdm + self._mdm  # +DI + -DI, both over the same ATR
+            dmi = (self._pdm - self._mdm) / di_sum if di_sum > 0 else 0.0
+            dx = 100.0 * abs(dmi)
+            self._adx = dx if i == 1 else (1.0 - a) * self._adx + a * dx
+            f[_DMI] = dmi
+            f[_ADX] = self._adx
+        self._prev_high, self._prev_low = high, low
+        # trend relative to noise, and Kaufman's efficiency ratio
+        vol = f.get(_TREND_VOL)
+        if vol is not None and nl > S.TREND_WINDOW:
+            move = logc - logcs[-1 - S.TREND_WINDOW]
+            f[_TREND] = move / (vol * math.sqrt(S.TREND_WINDOW)) if vol > 0 else 0.0
+        if len(rets) >= S.EFFICIENCY_WINDOW:
+            path = sum(map(abs, rets[-S.EFFICIENCY_WINDOW :]))
+            f[_EFF] = abs(logc - logcs[-1 - S.EFFICIENCY_WINDOW]) / path if path > 0 else 0.0
+        # volatility regime: where vol_16 stands among its last VOL_PCT_WINDOW values
+        v16 = f.get(_VOL_SHORT)
+        if v16 is not None:
+            hist, ranked = self._vol_hist, self._vol_sorted
+            if len(hist) == S.VOL_PCT_WINDOW:
+                del ranked[bisect_left(ranked, hist[0])]
+            hist.append(v16)
+            insort(ranked, v16)
+            if len(hist) == S.VOL_PCT_WINDOW:
+                f[_VOL_PCT] = bisect_right(ranked, v16) / S.VOL_PCT_WINDOW
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,11 +491,12 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd
         )
     else:
         tc = bv = vw = [_NAN] * n
+    o = b["open"].to_numpy(dtype="float64").tolist() if "open" in b.columns else [_NAN] * n
     names = spec.names
     step = state._step
     rows = []
     for i in range(n):
-        f = step(t[i], h[i], lo[i], c[i], v[i], tc[i], bv[i], vw[i])
+        f = step(t[i], h[i], lo[i], c[i], v[i], tc[i], bv[i], vw[i], o[i])
         rows.append([f.get(name, _NAN) for name in names])
     out = np.array(rows, dtype=np.float64).reshape(n, len(names))
     warmup = spec.warmup

@@ -37,6 +37,17 @@ BB_WINDOW, BB_K = 20, 2.0
 VOLUME_Z_WINDOW = 20
 TRADE_COUNT_Z_WINDOW = 20
 
+# bar_features_ohlcv_v2 (issue 23, item 2): what the 15m OHLCV bars support, on top of v1
+RETURN_LAGS_V2 = (32, 96, 288)  # 8 h, 1 day, 3 days of 15m bars
+LONG_VOL_WINDOW = 256
+RANGE_VOL_WINDOWS = (16, 64)  # Parkinson and Garman-Klass
+RANGE_WINDOW = 96  # range z-score, position in the range, volume z-score and ratio
+VOLUME_RATIO_SHORT = 4  # mean volume of the last 4 bars over that of the last RANGE_WINDOW
+ADX_PERIOD = 14
+TREND_WINDOW = 64  # ret_64 / (vol_64 sqrt 64)
+EFFICIENCY_WINDOW = 32  # Kaufman's efficiency ratio
+VOL_PCT_WINDOW = 2880  # percentile of vol_16 among the last 2880 bars (30 days of 15m bars)
+
 
 def ema_alpha(period: int) -> float:
     """Smoothing factor of an EMA with the conventional span ``period``."""
@@ -86,10 +97,44 @@ def _trade_warmup() -> dict[str, int]:
     }
 
 
+def _ohlcv_v2_warmup() -> dict[str, int]:
+    w: dict[str, int] = {}
+    for k in RETURN_LAGS_V2:
+        w[f"ret_{k}"] = k
+    w[f"vol_{LONG_VOL_WINDOW}"] = LONG_VOL_WINDOW
+    w[f"vol_ratio_{VOL_WINDOWS[0]}_{LONG_VOL_WINDOW}"] = LONG_VOL_WINDOW
+    for n in RANGE_VOL_WINDOWS:
+        w[f"pk_vol_{n}"] = n - 1
+    for n in RANGE_VOL_WINDOWS:
+        w[f"gk_vol_{n}"] = n - 1
+    w["body"] = 0
+    w["upper_wick"] = 0
+    w["lower_wick"] = 0
+    w["close_pos"] = 0
+    w["gap"] = 1
+    w[f"range_z_{RANGE_WINDOW}"] = RANGE_WINDOW - 1
+    w[f"range_pos_{RANGE_WINDOW}"] = RANGE_WINDOW - 1
+    w[f"volume_z_{RANGE_WINDOW}"] = RANGE_WINDOW - 1
+    w[f"volume_ratio_{VOLUME_RATIO_SHORT}_{RANGE_WINDOW}"] = RANGE_WINDOW - 1
+    w["dow_sin"] = 0
+    w["dow_cos"] = 0
+    dm = 1 + seed_decay_bars(wilder_alpha(ADX_PERIOD))
+    w[f"dmi_{ADX_PERIOD}"] = dm
+    w[f"adx_{ADX_PERIOD}"] = dm + seed_decay_bars(wilder_alpha(ADX_PERIOD))
+    w[f"trend_ratio_{TREND_WINDOW}"] = TREND_WINDOW
+    w[f"eff_ratio_{EFFICIENCY_WINDOW}"] = EFFICIENCY_WINDOW
+    w[f"vol_pct_{VOL_PCT_WINDOW}"] = VOL_WINDOWS[0] + VOL_PCT_WINDOW - 1
+    return w
+
+
 OHLCV_FEATURES: tuple[str, ...] = tuple(_ohlcv_warmup())
 TRADE_FEATURES: tuple[str, ...] = tuple(_trade_warmup())
+# the v1 vector (bar_features_v1): also the offline table's and the Feast view's columns
 ALL_FEATURES: tuple[str, ...] = OHLCV_FEATURES + TRADE_FEATURES
-WARMUP: MappingProxyType[str, int] = MappingProxyType({**_ohlcv_warmup(), **_trade_warmup()})
+OHLCV_V2_FEATURES: tuple[str, ...] = tuple(_ohlcv_v2_warmup())
+WARMUP: MappingProxyType[str, int] = MappingProxyType(
+    {**_ohlcv_warmup(), **_trade_warmup(), **_ohlcv_v2_warmup()}
+)
 
 
 @dataclass(frozen=True)
@@ -130,9 +175,17 @@ class FeatureSpec:
 FEATURE_SPEC_OHLCV = FeatureSpec("bar_features_ohlcv_v1", OHLCV_FEATURES, uses_trades=False)
 FEATURE_SPEC_FULL = FeatureSpec("bar_features_v1", ALL_FEATURES, uses_trades=True)
 FEATURE_SPEC = FEATURE_SPEC_FULL
-SPECS: MappingProxyType[str, FeatureSpec] = MappingProxyType(
-    {s.version: s for s in (FEATURE_SPEC_OHLCV, FEATURE_SPEC_FULL)}
+# issue 23: v1's OHLCV features plus multi-scale returns and range volatility, range and gap,
+# volume, day of week and regime features. Not in the offline table nor the Feast view yet:
+# CSV training and evaluation compute it from bars (docs/features.md)
+FEATURE_SPEC_OHLCV_V2 = FeatureSpec(
+    "bar_features_ohlcv_v2", OHLCV_FEATURES + OHLCV_V2_FEATURES, uses_trades=False
 )
+SPECS: MappingProxyType[str, FeatureSpec] = MappingProxyType(
+    {s.version: s for s in (FEATURE_SPEC_OHLCV, FEATURE_SPEC_FULL, FEATURE_SPEC_OHLCV_V2)}
+)
+# specs whose columns the offline table and the Feast view hold (a store-fed frame needs one)
+STORE_SPECS: frozenset[str] = frozenset({FEATURE_SPEC_OHLCV.version, FEATURE_SPEC_FULL.version})
 
 
 def get_spec(version: str) -> FeatureSpec:

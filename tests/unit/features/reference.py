@@ -178,3 +178,65 @@ def reference_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> 
         if w:
             out.iloc[:w, out.columns.get_loc(name)] = math.nan
     return out
+
+
+def reference_v2_features(bars: pd.DataFrame, batch_vol_16: pd.Series | None = None) -> pd.DataFrame:
+    """bar_features_ohlcv_v2's own features, written independently with pandas rolling windows.
+
+    ``batch_vol_16``: the fold's ``vol_16`` (itself checked against :func:`reference_features`),
+    ranked here for ``vol_pct_2880`` so that near-ties of two std computations do not move ranks.
+    Each column is NaN before its warm-up (``spec.warmup``).
+    """
+    b = normalize_bars(bars)
+    o, h, lo, c, v = (b[k].astype("float64") for k in ("open", "high", "low", "close", "volume"))
+    logc = np.log(c)
+    ret1 = logc.diff()
+    out: dict[str, pd.Series] = {}
+    for k in S.RETURN_LAGS_V2:
+        out[f"ret_{k}"] = logc.diff(k)
+    vol_long = ret1.rolling(S.LONG_VOL_WINDOW).std()
+    out[f"vol_{S.LONG_VOL_WINDOW}"] = vol_long
+    vol16 = ret1.rolling(S.VOL_WINDOWS[0]).std()
+    out[f"vol_ratio_{S.VOL_WINDOWS[0]}_{S.LONG_VOL_WINDOW}"] = vol16 / vol_long
+    hl = np.log(h / lo)
+    oc = np.log(c / o)
+    for n in S.RANGE_VOL_WINDOWS:
+        out[f"pk_vol_{n}"] = np.sqrt((hl**2 / (4 * math.log(2))).rolling(n).mean())
+    for n in S.RANGE_VOL_WINDOWS:
+        gk = 0.5 * hl**2 - (2 * math.log(2) - 1) * oc**2
+        out[f"gk_vol_{n}"] = np.sqrt(gk.rolling(n).mean().clip(lower=0))
+    out["body"] = oc
+    out["upper_wick"] = np.log(h / np.maximum(o, c))
+    out["lower_wick"] = np.log(np.minimum(o, c) / lo)
+    out["close_pos"] = ((c - lo) / (h - lo)).where(h > lo, 0.5)
+    out["gap"] = np.log(o / c.shift(1))
+    n = S.RANGE_WINDOW
+    out[f"range_z_{n}"] = (hl - hl.rolling(n).mean()) / hl.rolling(n).std()
+    top, bottom = h.rolling(n).max(), lo.rolling(n).min()
+    out[f"range_pos_{n}"] = ((c - bottom) / (top - bottom)).where(top > bottom, 0.5)
+    out[f"volume_z_{n}"] = (v - v.rolling(n).mean()) / v.rolling(n).std()
+    out[f"volume_ratio_{S.VOLUME_RATIO_SHORT}_{n}"] = (
+        v.rolling(S.VOLUME_RATIO_SHORT).mean() / v.rolling(n).mean()
+    )
+    idx = pd.DatetimeIndex(b.index)
+    minute = idx.dayofweek * 1440 + idx.hour * 60 + idx.minute
+    out["dow_sin"] = pd.Series(np.sin(2 * math.pi * minute / 10080), index=b.index)
+    out["dow_cos"] = pd.Series(np.cos(2 * math.pi * minute / 10080), index=b.index)
+    up, down = h.diff(), -lo.diff()
+    pdm = up.where((up > down) & (up > 0), 0.0).iloc[1:]
+    mdm = down.where((down > up) & (down > 0), 0.0).iloc[1:]
+    a = 1.0 / S.ADX_PERIOD
+    ps, ms = pdm.ewm(alpha=a, adjust=False).mean(), mdm.ewm(alpha=a, adjust=False).mean()
+    dmi = ((ps - ms) / (ps + ms)).where(ps + ms > 0, 0.0)
+    out[f"dmi_{S.ADX_PERIOD}"] = dmi.reindex(b.index)
+    out[f"adx_{S.ADX_PERIOD}"] = (100 * dmi.abs()).ewm(alpha=a, adjust=False).mean().reindex(b.index)
+    t = S.TREND_WINDOW
+    out[f"trend_ratio_{t}"] = logc.diff(t) / (ret1.rolling(t).std() * math.sqrt(t))
+    e = S.EFFICIENCY_WINDOW
+    out[f"eff_ratio_{e}"] = logc.diff(e).abs() / ret1.abs().rolling(e).sum()
+    v16 = vol16 if batch_vol_16 is None else batch_vol_16
+    out[f"vol_pct_{S.VOL_PCT_WINDOW}"] = v16.rolling(S.VOL_PCT_WINDOW).rank(method="max", pct=True)
+    frame = pd.DataFrame(out)[list(S.OHLCV_V2_FEATURES)]
+    for name in frame.columns:
+        frame.iloc[: S.WARMUP[name], frame.columns.get_loc(name)] = math.nan
+    return frame

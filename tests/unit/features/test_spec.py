@@ -132,3 +132,99 @@ def test_feature_repo_declares_a_service_per_spec_over_one_view() -> None:
     assert [f.name for f in view.features] == list(FEATURE_SPEC_FULL.names)
     with pytest.raises(ValueError, match="bad bar interval"):
         declarations("15m'; DROP TABLE x; --")
+
+
+def test_v2_spec_is_registered_extends_v1_and_stays_out_of_the_store() -> None:
+    from hft.features.spec import FEATURE_SPEC_OHLCV_V2, OHLCV_V2_FEATURES, SPECS, STORE_SPECS
+
+    assert SPECS["bar_features_ohlcv_v2"] is FEATURE_SPEC_OHLCV_V2
+    assert FEATURE_SPEC_OHLCV_V2.names == OHLCV_FEATURES + OHLCV_V2_FEATURES
+    assert not FEATURE_SPEC_OHLCV_V2.uses_trades
+    assert len(set(FEATURE_SPEC_OHLCV_V2.names)) == FEATURE_SPEC_OHLCV_V2.n_features
+    # the served versions keep their vectors
+    assert FEATURE_SPEC_OHLCV.version == "bar_features_ohlcv_v1"
+    assert FEATURE_SPEC_OHLCV.n_features == 22
+    assert FEATURE_SPEC_FULL.n_features == 25
+    assert "bar_features_ohlcv_v2" not in STORE_SPECS
+
+
+@pytest.fixture(scope="module")
+def v2_bars(btc_15m: pd.DataFrame) -> pd.DataFrame:
+    return btc_15m.iloc[:9000]
+
+
+def test_v2_each_feature_is_nan_exactly_before_its_warmup(v2_bars: pd.DataFrame) -> None:
+    from hft.features.spec import FEATURE_SPEC_OHLCV_V2 as spec
+
+    feats = compute_features(v2_bars.iloc[:4000], spec)
+    for name, w in spec.warmup.items():
+        col = feats[name].to_numpy()
+        assert np.isnan(col[:w]).all(), name
+        assert not np.isnan(col[w:]).any(), name
+
+
+def test_v2_no_look_ahead_features_at_bar_i_ignore_every_later_bar(v2_bars: pd.DataFrame) -> None:
+    from hft.features.spec import FEATURE_SPEC_OHLCV_V2 as spec
+
+    bars = v2_bars.iloc[:4500].copy()
+    before = compute_features(bars, spec)
+    cut = 4000
+    rng = np.random.default_rng(7)
+    later = bars.iloc[cut:]
+    scale = np.exp(rng.normal(0.0, 0.01, len(later)))
+    for col in ("open", "high", "low", "close"):
+        bars.iloc[cut:, bars.columns.get_loc(col)] = later[col].to_numpy() * scale
+    bars.iloc[cut:, bars.columns.get_loc("volume")] = later["volume"].to_numpy()[::-1]
+    after = compute_features(bars, spec)
+    pd.testing.assert_frame_equal(before.iloc[:cut], after.iloc[:cut], check_exact=True)
+    changed = (before.iloc[cut:] != after.iloc[cut:]).any()
+    # every feature but the clock's sees the change
+    assert set(changed[~changed].index) == {"hour_sin", "hour_cos", "dow_sin", "dow_cos"}
+
+
+def test_v2_after_warmup_does_not_depend_on_where_the_series_starts(v2_bars: pd.DataFrame) -> None:
+    from hft.features.spec import FEATURE_SPEC_OHLCV_V2 as spec
+
+    long = compute_features(v2_bars, spec)
+    short = compute_features(v2_bars.iloc[3000:], spec)
+    w = spec.warmup_bars
+    diff = (long.iloc[3000 + w :] - short.iloc[w:]).abs().to_numpy().max()
+    assert diff < 1e-9
+
+
+def test_v2_features_are_scale_free(v2_bars: pd.DataFrame) -> None:
+    from hft.features.spec import FEATURE_SPEC_OHLCV_V2 as spec
+
+    bars = v2_bars.iloc[:3500]
+    scaled = bars.copy()
+    scaled[["open", "high", "low", "close"]] *= 0.037
+    scaled["volume"] *= 250.0
+    a = compute_features(bars, spec).iloc[spec.warmup_bars :]
+    b = compute_features(scaled, spec).iloc[spec.warmup_bars :]
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-7, atol=1e-9)
+
+
+def test_v2_stream_with_bars_equals_batch_and_uses_the_open(v2_bars: pd.DataFrame) -> None:
+    from hft.features import Bar
+    from hft.features.spec import FEATURE_SPEC_OHLCV_V2 as spec
+
+    bars = v2_bars.iloc[:3100]
+    batch = compute_features(bars, spec)
+    state = FeatureState(spec)
+    last = None
+    for t, r in zip(bars.index, bars.to_dict("records"), strict=True):
+        bar = Bar(
+            "BTCUSDT",
+            "15m",
+            t.value,
+            t.value + 900_000_000_000,
+            r["open"],
+            r["high"],
+            r["low"],
+            r["close"],
+            r["volume"],
+        )
+        last = state.update(bar)
+    assert last is not None
+    assert list(last) == list(spec.names)
+    assert list(last.values()) == batch.iloc[-1].tolist()
