@@ -238,6 +238,11 @@ class Settings(BaseSettings):
 
     # --- features / models ------------------------------------------------------------------
     bar_interval: str = "15m"
+    feature_spec: str = Field(
+        default="bar_features_ohlcv_v1",
+        description="Feature spec (hft.features.spec.SPECS) a new model trains on; bar_features_ohlcv_v2 "
+        "computes from bars (--data CSV), the store holds v1 only",
+    )
     label_horizon: int = 1
     train_start: str = "2023-01-01"
     train_end: str = "2025-08-31"

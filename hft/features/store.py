@@ -27,8 +27,9 @@ import pandas as pd
 import yaml
 from sqlalchemy.engine import make_url
 
-from hft.config import REPO_ROOT, Settings
+from hft.config import REPO_ROOT, ConfigurationError, Settings
 from hft.features.bars import interval_ns
+from hft.features.spec import STORE_SPECS
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -152,6 +153,11 @@ def historical_features(
     entity table upload). Measured on 24,000 rows of two symbols: 1,000 or 2,000 rows a call
     5.5 s, 4,000 7.7 s, 8,000 11.7 s (load 4 on 2 cores).
     """
+    if service not in STORE_SPECS:
+        raise ConfigurationError(
+            f"feature spec {service} is not in the offline store (it holds {', '.join(sorted(STORE_SPECS))}); "
+            "train on it from bars with --data <OHLCV CSV>"
+        )
     ensure_applied(settings)
     store = feature_store(settings)
     fs = store.get_feature_service(service)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hft.config import ConfigurationError, get_settings
-from hft.features import FEATURE_SPEC_OHLCV, compute_features, get_spec
+from hft.features import compute_features, get_spec
 from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
 from hft.ml.labels import make_labels
 from hft.ml.store_bars import read_store_bars
@@ -60,8 +60,8 @@ _BASELINE_PREFIXES = ("ret_", "vol_", "rsi_", "macd", "hl_range", "volume_z_", "
 
 
 def default_feature_set(version: str | None = None) -> FeatureSet:
-    """Return a feature set of :mod:`hft.features`: the OHLCV spec (what kline history feeds) by default."""
-    spec = get_spec(version) if version else FEATURE_SPEC_OHLCV
+    """Return a feature set of :mod:`hft.features`: by default settings.feature_spec (HFT_FEATURE_SPEC, OHLCV v1)."""
+    spec = get_spec(version or get_settings().feature_spec)
     names = tuple(spec.names)
 
     def _compute(bars: pd.DataFrame) -> pd.DataFrame:

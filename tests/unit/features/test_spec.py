@@ -228,3 +228,31 @@ def test_v2_stream_with_bars_equals_batch_and_uses_the_open(v2_bars: pd.DataFram
     assert last is not None
     assert list(last) == list(spec.names)
     assert list(last.values()) == batch.iloc[-1].tolist()
+
+
+def test_training_selects_the_spec_by_setting_and_the_store_refuses_v2(
+    monkeypatch: pytest.MonkeyPatch, btc_15m: pd.DataFrame
+) -> None:
+    from hft.config import ConfigurationError, get_settings
+    from hft.features.store import historical_features
+    from hft.ml.dataset import default_feature_set
+
+    get_settings.cache_clear()
+    assert default_feature_set().version == "bar_features_ohlcv_v1"  # the default stays v1
+    monkeypatch.setenv("HFT_FEATURE_SPEC", "bar_features_ohlcv_v2")
+    get_settings.cache_clear()
+    try:
+        fs = default_feature_set()
+        assert fs.version == "bar_features_ohlcv_v2"
+        assert fs.warmup_bars == 2895
+        feats = fs.compute(btc_15m.iloc[:3000])
+        assert list(feats.columns) == list(fs.names)
+        assert (
+            default_feature_set("bar_features_ohlcv_v1").version == "bar_features_ohlcv_v1"
+        )  # a model's own
+        rows = pd.DataFrame({"symbol": ["BTCUSDT"], "event_timestamp": [btc_15m.index[0]]})
+        with pytest.raises(ConfigurationError, match="not in the offline store"):
+            historical_features(get_settings(), "bar_features_ohlcv_v2", rows)
+    finally:
+        monkeypatch.delenv("HFT_FEATURE_SPEC")
+        get_settings.cache_clear()
