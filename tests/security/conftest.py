@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from hft.config import Settings
@@ -31,6 +32,14 @@ class Running:
 
 
 def _serve(module: str, url: str, health: str, env: dict[str, str], log_name: str) -> Iterator[Running]:
+    port = int(url.rsplit(":", 1)[1])
+    taken = [
+        (c.pid, psutil.Process(c.pid).cmdline() if c.pid else "?")
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    ]
+    if taken:  # an earlier fixture's server would answer in this one's place
+        pytest.fail(f"port {port} for {module} is already taken by {taken}")
     log = os.path.join(os.environ["HFT_HOME"], "logs", log_name)
     os.makedirs(os.path.dirname(log), exist_ok=True)
     with open(log, "ab") as out:

@@ -259,7 +259,7 @@ def online_rows(trading_engine: Engine, serving_settings: Settings, data_dir: Pa
 API_WORKERS = 2
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # its port is free again for the security suite's API
 def api_server(
     registered_model: dict[str, str], online_rows: Any, serving_settings: Settings
 ) -> Iterator[str]:
