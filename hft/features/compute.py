@@ -4,8 +4,8 @@
 :meth:`FeatureState.update` per closed bar; :func:`compute_features` (training, backfill) folds
 the same state over a bar DataFrame and lays the rows out as a frame. There is no second,
 vectorised copy of any formula: a new feature is written once, in :meth:`FeatureState._step`
-(issue 22). ``bench/features.py`` measures the fold over real 1m bars (``fold_1m_*``): a backfill
-of 3 years of 1m bars per symbol takes about a minute (docs/features.md).
+(issue 22). ``bench/features_batch.py`` measures the fold over real 1m bars: a backfill of 3 years
+of 1m bars per symbol takes ~51 s for bar_features_ohlcv_v1, ~95 s for v2 (docs/features.md).
 
 Definitions (``c`` close, ``h`` high, ``l`` low, ``v`` volume; ``i`` the bar index):
 
@@ -23,6 +23,11 @@ Definitions (``c`` close, ``h`` high, ``l`` low, ``v`` volume; ``i`` the bar ind
 * ``hour_sin``, ``hour_cos``: minute of day of the bar's open time on the unit circle.
 * ``buy_imbalance = (2 buy_volume - v) / v`` in [-1, 1] (0 for an empty bar);
   ``vwap_dist = c / vwap - 1``.
+* bar_features_ohlcv_v2 adds (:meth:`FeatureState._step_v2`): ``ret_32/96/288``, ``vol_256``,
+  ``vol_ratio_16_256``, Parkinson ``pk_vol_n`` and Garman-Klass ``gk_vol_n`` (16, 64), ``body``,
+  ``upper_wick``, ``lower_wick``, ``close_pos``, ``gap``, ``range_z_96``, ``range_pos_96``,
+  ``volume_z_96``, ``volume_ratio_4_96``, ``dow_sin/cos``, ``dmi_14``, ``adx_14``,
+  ``trend_ratio_64``, ``eff_ratio_32``, ``vol_pct_2880`` (definitions in docs/features.md).
 """
 
 from __future__ import annotations
