@@ -27,7 +27,7 @@ Definitions (``c`` close, ``h`` high, ``l`` low, ``v`` volume; ``i`` the bar ind
   ``vol_ratio_16_256``, Parkinson ``pk_vol_n`` and Garman-Klass ``gk_vol_n`` (16, 64), ``body``,
   ``upper_wick``, ``lower_wick``, ``close_pos``, ``gap``, ``range_z_96``, ``range_pos_96``,
   ``volume_z_96``, ``volume_ratio_4_96``, ``dow_sin/cos``, ``dmi_14``, ``adx_14``,
-  ``trend_ratio_64``, ``eff_ratio_32``, ``vol_pct_2880`` (definitions in docs/features.md).
+  ``trend_ratio_64``, ``eff_ratio_32``, ``vol_pct_672`` (definitions in docs/features.md).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ VOLUME_RATIO_SHORT = 4  # mean volume of the last 4 bars over that of the last R
 ADX_PERIOD = 14
 TREND_WINDOW = 64  # ret_64 / (vol_64 sqrt 64)
 EFFICIENCY_WINDOW = 32  # Kaufman's efficiency ratio
-VOL_PCT_WINDOW = 2880  # percentile of vol_16 among the last 2880 bars (30 days of 15m bars)
+VOL_PCT_WINDOW = 672  # percentile of vol_16 among the last 672 bars (7 days of 15m bars)
 
 
 def ema_alpha(period: int) -> float:

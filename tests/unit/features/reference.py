@@ -184,7 +184,7 @@ def reference_v2_features(bars: pd.DataFrame, batch_vol_16: pd.Series | None = N
     """bar_features_ohlcv_v2's own features, written independently with pandas rolling windows.
 
     ``batch_vol_16``: the fold's ``vol_16`` (itself checked against :func:`reference_features`),
-    ranked here for ``vol_pct_2880`` so that near-ties of two std computations do not move ranks.
+    ranked here for ``vol_pct_672`` so that near-ties of two std computations do not move ranks.
     Each column is NaN before its warm-up (``spec.warmup``).
     """
     b = normalize_bars(bars)

@@ -140,7 +140,7 @@ def test_v2_spec_is_registered_extends_v1_and_stays_out_of_the_store() -> None:
     assert SPECS["bar_features_ohlcv_v2"] is FEATURE_SPEC_OHLCV_V2
     assert FEATURE_SPEC_OHLCV_V2.names == OHLCV_FEATURES + OHLCV_V2_FEATURES
     assert not FEATURE_SPEC_OHLCV_V2.uses_trades
-    assert len(set(FEATURE_SPEC_OHLCV_V2.names)) == FEATURE_SPEC_OHLCV_V2.n_features
+    assert len(set(FEATURE_SPEC_OHLCV_V2.names)) == FEATURE_SPEC_OHLCV_V2.n_features == 47
     # the served versions keep their vectors
     assert FEATURE_SPEC_OHLCV.version == "bar_features_ohlcv_v1"
     assert FEATURE_SPEC_OHLCV.n_features == 22
@@ -244,7 +244,7 @@ def test_training_selects_the_spec_by_setting_and_the_store_refuses_v2(
     try:
         fs = default_feature_set()
         assert fs.version == "bar_features_ohlcv_v2"
-        assert fs.warmup_bars == 2895
+        assert fs.warmup_bars == 809
         feats = fs.compute(btc_15m.iloc[:3000])
         assert list(feats.columns) == list(fs.names)
         assert (
