@@ -117,7 +117,11 @@ def _registered_by(settings: object, model_name: str, run_key: str) -> str | Non
 @dag(
     dag_id="retrain_models",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(get_settings().retrain_schedule, timezone="UTC"),
+        # run_immediately=0: switched on, it waits for the next slot (False still runs a slot
+        # that passed less than a tenth of the period ago: a full retraining at once)
+        timetable=CronTriggerTimetable(
+            get_settings().retrain_schedule, timezone="UTC", run_immediately=timedelta(0)
+        ),
         assets=[FEATURES_DRIFTED],
     ),
     start_date=datetime(2024, 1, 1, tzinfo=UTC),

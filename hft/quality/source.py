@@ -55,13 +55,17 @@ def load_bars(
     return df
 
 
-def first_bar_times(settings: Settings, symbols: Sequence[str], interval: str) -> dict[str, pd.Timestamp]:
-    """Return the open time of each symbol's first stored bar (where feature warm-up starts)."""
+def first_bar_times(
+    settings: Settings, symbols: Sequence[str], interval: str, source: str | None = None
+) -> dict[str, pd.Timestamp]:
+    """Return the open time of each symbol's first stored bar (where feature warm-up starts);
+    with ``source`` (``ticks``), its first bar of that source (where trade-derived features'
+    warm-up starts: kline history carries no trades)."""
     sql = (
         "SELECT symbol, min(open_time) AS first FROM market.bars WHERE symbol = ANY(%s) AND interval = %s "
-        "GROUP BY symbol"
+        "AND (%s::text IS NULL OR source = %s) GROUP BY symbol"
     )
-    df = _query(settings, sql, (list(symbols), interval))
+    df = _query(settings, sql, (list(symbols), interval, source, source))
     return {str(r.symbol): pd.Timestamp(r.first).tz_convert("UTC") for r in df.itertuples()}
 
 

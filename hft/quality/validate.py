@@ -424,15 +424,26 @@ def validate_features(
     ranges = feature_ranges()
     ohlcv = [n for n in names if n in OHLCV_FEATURES]
     trade = [n for n in names if n in TRADE_FEATURES]
-    # trade-derived features exist only for bars built from ticks; kline bars leave them NULL
+    # trade-derived features exist only for bars built from ticks; kline bars leave them NULL,
+    # so their warm-up counts from the symbol's first bar built from ticks (a system started on
+    # kline history has trade features only `warmup` bars after its first live bar)
     long = pd.concat(
         [
-            frames.feature_frame(partition, ohlcv, ranges),
-            frames.feature_frame(partition[partition["bar_source"] == "ticks"], trade, ranges),
+            drop_warmup(
+                frames.feature_frame(partition, ohlcv, ranges),
+                first_bar_times(settings, syms, iv),
+                FEATURE_SPEC.warmup,
+                iv,
+            ),
+            drop_warmup(
+                frames.feature_frame(partition[partition["bar_source"] == "ticks"], trade, ranges),
+                first_bar_times(settings, syms, iv, source="ticks"),
+                FEATURE_SPEC.warmup,
+                iv,
+            ),
         ],
         ignore_index=True,
     )
-    long = drop_warmup(long, first_bar_times(settings, syms, iv), FEATURE_SPEC.warmup, iv)
     result = run_checkpoint(settings, "features", long, run_name=_run_name("features", start, end))
     # the training reference is kline history: drift is measured on the OHLCV features
     results = [result]
