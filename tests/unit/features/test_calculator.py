@@ -10,6 +10,7 @@ import pytest
 
 from hft.features import FEATURE_SPEC_FULL, bars_from_trades, compute_features
 from hft.features.calculator import FeatureCalculator, SymbolFeatures, commit_offsets
+from hft.features.spec import FEATURE_SPEC_OHLCV_V2, FeatureSpec
 from hft.schema.market_pb2 import Tick
 from tests.unit.features.conftest import KLINES, load_klines, read_trades
 
@@ -24,12 +25,15 @@ def _history(data_dir: Path, first_open_ns: int, n: int = 700) -> pd.DataFrame:
     return kl.set_axis(pd.DatetimeIndex(idx, name="open_time"))
 
 
-def test_warm_up_then_stream_equals_batch_over_history_plus_streamed_bars(data_dir: Path) -> None:
+@pytest.mark.parametrize("spec", [FEATURE_SPEC_FULL, FEATURE_SPEC_OHLCV_V2], ids=lambda s: s.version)
+def test_warm_up_then_stream_equals_batch_over_history_plus_streamed_bars(
+    data_dir: Path, spec: FeatureSpec
+) -> None:
     trades = read_trades(data_dir / TRADES)
     first_open = int(trades["trade_time_ns"].iloc[0]) // MIN * MIN
-    history = _history(data_dir, first_open)
+    history = _history(data_dir, first_open, n=max(700, spec.warmup_bars + 100))
     calc = FeatureCalculator(
-        "1m", FEATURE_SPEC_FULL, loader=lambda sym, iv, before, n: history[history.index < before].iloc[-n:]
+        "1m", spec, loader=lambda sym, iv, before, n: history[history.index < before].iloc[-n:]
     )
     closed = []
     for tid, t, p, q, m in trades[
@@ -48,11 +52,11 @@ def test_warm_up_then_stream_equals_batch_over_history_plus_streamed_bars(data_d
         )
         assert out is not None
         closed += out
-    assert calc.symbols["ETHUSDT"].warmed_bars == FEATURE_SPEC_FULL.warmup_bars
+    assert calc.symbols["ETHUSDT"].warmed_bars == spec.warmup_bars
     streamed_bars = bars_from_trades(trades, "1m").iloc[:-1]  # the last bar is still open
     assert len(closed) == len(streamed_bars) >= 10
-    batch = compute_features(pd.concat([history, streamed_bars]), FEATURE_SPEC_FULL).iloc[-len(closed) :]
-    stream = np.array([[c.features[n] for n in FEATURE_SPEC_FULL.names] for c in closed if c.features])
+    batch = compute_features(pd.concat([history, streamed_bars]), spec).iloc[-len(closed) :]
+    stream = np.array([[c.features[n] for n in spec.names] for c in closed if c.features])
     np.testing.assert_allclose(stream, batch.to_numpy(), rtol=0, atol=1e-9, equal_nan=True)
     assert [c.feature_time for c in closed] == list(streamed_bars.index + pd.Timedelta(minutes=1))
     # the clock closes the last bar on the exchange's time line (receive time is 5 ms later)
