@@ -330,3 +330,43 @@ def run_ablation(
         out["labels"][name]["seconds"] = time.monotonic() - t
     out["seconds"] = time.monotonic() - started
     return out
+
+
+def _ci(v: list[float], fmt: str = "{:.4f}") -> str:
+    return "[" + fmt.format(v[0]) + ", " + fmt.format(v[1]) + "]"
+
+
+def markdown(reports: list[dict[str, Any]], models: tuple[str, ...] = (*MODELS, *BASELINES)) -> str:
+    """docs/ml.md's ablation tables from reports of :func:`run_ablation` (one symbol each; several
+    reports of one symbol, e.g. another feature spec, are merged): one row per label x features x model."""
+    out = []
+    by_symbol: dict[str, list[dict[str, Any]]] = {}
+    for r in reports:
+        by_symbol.setdefault(r["symbol"], []).append(r)
+    head = (
+        "| label | features | model | accuracy [95% CI] | ROC-AUC [95% CI] | base rate | folds AUC > 0.5 "
+        "| trades, thresholds only | net PnL, thresholds only | trades, edge rule | gross edge/trade, edge rule "
+        "| net PnL, edge rule [95% CI] | trades, edge + vol filter | net PnL, edge + vol filter [95% CI] |"
+    )
+    for sym, reps in by_symbol.items():
+        out += [f"**{sym}**", "", head, "|" + " --- |" * 14]
+        for r in reps:
+            for ln, lab in r["labels"].items():
+                for key, v in lab["results"].items():
+                    group, model = key.split("/")
+                    if model not in models:
+                        continue
+                    feats = lab["feature_version"] if group == "spec" else f"{group} subset"
+                    st = v["strategy"]
+                    th, ed, ev = st["thresholds"], st["edge"], st["edge+vol"]
+                    folds = v["folds_roc_auc"]
+                    out.append(
+                        f"| {ln} | {feats} | {model} | {v['accuracy']:.4f} {_ci(v['accuracy_ci95'])} "
+                        f"| {v['roc_auc']:.4f} {_ci(v['roc_auc_ci95'])} | {v['base_rate']:.4f} "
+                        f"| {sum(a > 0.5 for a in folds)}/{len(folds)} | {th['trades']:,} | {th['net_pnl_after_fees']:,.0f} "
+                        f"| {ed['trades']:,} | {ed['avg_gross_edge_bps']:.1f} bps "
+                        f"| {ed['net_pnl_after_fees']:,.0f} {_ci(ed['net_pnl_ci95'], '{:,.0f}')} "
+                        f"| {ev['trades']:,} | {ev['net_pnl_after_fees']:,.0f} {_ci(ev['net_pnl_ci95'], '{:,.0f}')} |"
+                    )
+        out.append("")
+    return "\n".join(out)

@@ -796,7 +796,18 @@ def main(argv: list[str] | None = None) -> None:
     ab.add_argument("--feature-version", default=None)
     ab.add_argument("--no-simple", action="store_true", help="skip the simple-feature group")
     ab.add_argument("--out", required=True)
+    tb = sub.add_parser(
+        "ablation-table", help="docs/ml.md's ablation tables (markdown) from ablation reports"
+    )
+    tb.add_argument("reports", nargs="+")
+    tb.add_argument("--model", action="append", help="models to list (default all and the baselines)")
     a = ap.parse_args(argv)
+    if a.cmd == "ablation-table":
+        from hft.ml.ablation import MODELS, markdown
+
+        reps = [json.loads(Path(p).read_text()) for p in a.reports]
+        print(markdown(reps, tuple(a.model) if a.model else (*MODELS, "majority", "persistence")))
+        return
     if a.cmd == "costs":
         print(json.dumps(measure_unit_costs(a.data), indent=2))
         return
