@@ -161,8 +161,10 @@ def create_app(
     scorer: Scorer | None = None,
     clock: Callable[[], datetime] | None = None,
     feature_version: str | None = None,
+    challenger: Scorer | None = None,
 ) -> FastAPI:
-    """Build the model server (the arguments let tests inject their own parts)."""
+    """Build the model server (the arguments let tests inject their own parts: with a scorer
+    injected, the challenger is the one injected too, never one loaded from the registry)."""
     settings = settings or get_settings()
     setup_logging(settings.log_level, "api")
     metrics = ApiMetrics.create()
@@ -195,7 +197,8 @@ def create_app(
     # answers at once and /ready says what is missing
     app.state.scorer = scorer
     app.state.scorer_error = None if scorer else "starting"
-    app.state.challenger = None  # the shadow of the challenger alias (built with the scorer)
+    app.state.challenger = challenger  # the shadow of the challenger alias (built with the scorer)
+    app.state.load_challenger = scorer is None
     # a fixed version (tests) or any version the feature code knows
     app.state.feature_version = feature_version
     app.state.known_feature_version = _known_feature_version
@@ -319,7 +322,7 @@ async def _poll_alias(app: FastAPI) -> None:
         # the shadow, once the champion serves: a failed load is logged and retried next round
         if scorer is not None and scorer.model is not None and settings.shadow_challenger:
             challenger: Scorer | None = app.state.challenger
-            if challenger is None:
+            if challenger is None and app.state.load_challenger:
                 challenger = app.state.challenger = _challenger(settings, scorer)
             if challenger is not None:
                 await asyncio.to_thread(challenger.reload_if_moved)

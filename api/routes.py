@@ -138,14 +138,19 @@ def metrics(m: MetricsDep) -> Response:
 
 
 @router.get("/model", response_model=ModelInfo, responses=errors(503), tags=["model"])
-def model(scorer: ScorerDep) -> ModelInfo:
-    """The model serving now."""
+def model(scorer: ScorerDep, request: Request) -> ModelInfo:
+    """The model serving now, and the challenger this worker shadow-scores beside it."""
     current = scorer.model
     if current is None:
         raise ApiError(
             503, "model_unavailable", f"no champion model loaded ({reload_error(scorer) or 'loading'})"
         )
-    return _info(current)
+    challenger: Scorer | None = request.app.state.challenger
+    shadow = challenger.model if challenger is not None else None
+    info = _info(current)
+    if shadow is not None and str(shadow.version) != info.version:
+        info.shadow_version = str(shadow.version)
+    return info
 
 
 @router.post(

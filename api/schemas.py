@@ -64,6 +64,10 @@ class ModelInfo(BaseModel):
     feature_names: list[str]
     sequence_length: int
     alias: str
+    shadow_version: str | None = Field(
+        default=None,
+        description="The challenger version this worker shadow-scores beside the champion (None: none)",
+    )
 
 
 class ReloadResponse(BaseModel):

@@ -140,3 +140,20 @@ def test_unknown_route_is_json_404(client: TestClient) -> None:
     r = client.get("/nope")
     assert r.status_code == 404
     assert r.json()["error"] == "not_found"
+
+
+def test_model_names_the_challenger_it_shadow_scores(features: MemoryFeatures) -> None:
+    champion = fit_model(feature_version="v-test")
+    challenger = fit_model(seed=1, feature_version="v-test", version="2")
+    scorer = Scorer(lambda: champion, lambda: "1", features, features.history)
+    shadow = Scorer(lambda: challenger, lambda: "2", features, features.history)
+    settings = Settings(model_poll_s=0.05, redis_url="redis://127.0.0.1:1/0")
+    app = create_app(settings, scorer=scorer, feature_version="v-test", challenger=shadow)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        scorer.reload_if_moved()
+        shadow.reload_if_moved()  # (the poll loop reloads it too)
+        info = c.get("/model").json()
+        assert (info["version"], info["shadow_version"]) == ("1", "2")
+        # a challenger alias on the champion's own version is no shadow
+        challenger.version = "1"
+        assert c.get("/model").json()["shadow_version"] is None
