@@ -336,7 +336,11 @@ def _ci(v: list[float], fmt: str = "{:.4f}") -> str:
     return "[" + fmt.format(v[0]) + ", " + fmt.format(v[1]) + "]"
 
 
-def markdown(reports: list[dict[str, Any]], models: tuple[str, ...] = (*MODELS, *BASELINES)) -> str:
+def markdown(
+    reports: list[dict[str, Any]],
+    models: tuple[str, ...] = (*MODELS, *BASELINES),
+    groups: tuple[str, ...] = ("spec", "simple"),
+) -> str:
     """docs/ml.md's ablation tables from reports of :func:`run_ablation` (one symbol each; several
     reports of one symbol, e.g. another feature spec, are merged): one row per label x features x model."""
     out = []
@@ -354,7 +358,7 @@ def markdown(reports: list[dict[str, Any]], models: tuple[str, ...] = (*MODELS, 
             for ln, lab in r["labels"].items():
                 for key, v in lab["results"].items():
                     group, model = key.split("/")
-                    if model not in models:
+                    if model not in models or group not in groups:
                         continue
                     feats = lab["feature_version"] if group == "spec" else f"{group} subset"
                     st = v["strategy"]

@@ -801,12 +801,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     tb.add_argument("reports", nargs="+")
     tb.add_argument("--model", action="append", help="models to list (default all and the baselines)")
+    tb.add_argument("--group", action="append", help="feature groups to list: spec, simple (default both)")
     a = ap.parse_args(argv)
     if a.cmd == "ablation-table":
         from hft.ml.ablation import MODELS, markdown
 
         reps = [json.loads(Path(p).read_text()) for p in a.reports]
-        print(markdown(reps, tuple(a.model) if a.model else (*MODELS, "majority", "persistence")))
+        models = tuple(a.model) if a.model else (*MODELS, "majority", "persistence")
+        print(markdown(reps, models, tuple(a.group) if a.group else ("spec", "simple")))
         return
     if a.cmd == "costs":
         print(json.dumps(measure_unit_costs(a.data), indent=2))
