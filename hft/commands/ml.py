@@ -42,7 +42,7 @@ def train(
     label: Annotated[
         str | None,
         typer.Option(
-            help="Label kind: direction (close[t+h] > close[t]) or barrier (triple barrier: take-profit / stop "
+            help="Label kind: direction (the close h bars later above the close now) or barrier (triple barrier: take-profit / stop "
             "at max(vol_64 x sqrt(h), the round trip), time limit h); default: hft.ml.train.DEFAULT_LABEL_KIND"
         ),
     ] = None,
