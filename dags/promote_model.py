@@ -70,7 +70,7 @@ def promote_model() -> None:
             raise AirflowFailException(f"bad trigger config: {exc}") from None
         ready, why = live_record_ready(get_settings(), context["params"].get("model_name") or None)
         print(("ready: " if ready else "waiting: ") + why)
-        return PokeReturnValue(is_done=ready, xcom_value=why)
+        return PokeReturnValue(is_done=ready, xcom_value={"ready": ready, "why": why})
 
     @task
     def promote() -> dict[str, object]:
