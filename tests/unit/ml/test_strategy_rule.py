@@ -129,3 +129,27 @@ def test_the_models_move_comes_from_its_label_configuration() -> None:
     assert strategy.model_move_bps(0.0001, tags) == pytest.approx(22.0)
     assert math.isnan(strategy.model_move_bps(None, tags))
     assert math.isnan(strategy.model_move_bps(vol, {"horizon": "x"}))
+
+
+def test_the_bot_process_sizes_the_move_by_the_models_tags_and_the_online_vol() -> None:
+    """BotProcess._move_bps: vol_64 of the online row x the version's horizon (what evaluate's backtest uses)."""
+    from datetime import UTC, datetime
+
+    from hft.config import Settings
+    from hft.trading.runner import BotProcess
+
+    class Online:
+        def latest(self, symbol: str) -> tuple[datetime, dict[str, float]]:
+            return datetime.now(UTC), {"vol_64": 0.002}
+
+    proc = object.__new__(BotProcess)
+    proc.s = Settings()
+    proc._online = Online()
+    proc._labels = {("hft-ensemble", "7"): {"horizon": "4", "label_kind": "direction"}}
+    pred = {"prob_up": 0.6, "model_name": "hft-ensemble", "model_version": "7"}
+    assert proc._move_bps("BTCUSDT", pred) == pytest.approx(expected_move_bps(0.002, 4))
+    # a version without tags (a model from before issue 23 item 1): the 1-bar direction
+    proc._labels[("hft-ensemble", "1")] = {}
+    assert proc._move_bps("BTCUSDT", {**pred, "model_version": "1"}) == pytest.approx(
+        expected_move_bps(0.002, 1)
+    )
