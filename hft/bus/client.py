@@ -75,6 +75,11 @@ def make_producer(settings: Settings, client_id: str, **overrides: Any) -> Produ
     return Producer(producer_config(settings, client_id, **overrides))
 
 
+# the tick ingestor's consumer group: the feature calculator reads its committed offsets to know
+# how far market.bars is built (hft.features.streaming.Calculator.await_stored)
+TICK_INGESTOR_GROUP = "tick-ingestor"
+
+
 def consumer_config(settings: Settings, group: str, client_id: str, **overrides: Any) -> dict[str, Any]:
     """librdkafka consumer settings: manual commits, earliest for a new group, short fetch wait."""
     return {

@@ -17,11 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge, Histogram
 
-from hft.bus.client import TP
+from hft.bus.client import TICK_INGESTOR_GROUP, TP, make_consumer
 from hft.bus.retry import Stopped, retry
 from hft.bus.runtime import ConsumerLoop
 from hft.config import Settings, TransientError
@@ -56,6 +56,13 @@ BAR_AGE = Gauge(
     "feature_calculator_last_feature_age_seconds", "Now minus the feature time of the last closed bar"
 )
 HEARTBEAT = Gauge("feature_calculator_heartbeat_timestamp_seconds", "Last loop heartbeat (unix time)")
+WARMUPS = Counter(
+    "feature_calculator_warmups",
+    "Symbols warmed up from market.bars, by whether the tick store held every tick before their first",
+    ["outcome"],  # stored | no_ingestor | timed_out
+)
+# how long a warm-up waits for the tick ingestor to store the ticks before the symbol's first one
+WARMUP_WAIT_S = 20.0
 
 
 def _decode(value: bytes | None) -> Tick | None:
@@ -82,6 +89,8 @@ class Calculator(ConsumerLoop):
         settings: Settings,
         batch_max: int = 2000,
         lag_every_s: float = 5.0,
+        warmup_wait_s: float = WARMUP_WAIT_S,
+        ingestor_group: str = TICK_INGESTOR_GROUP,
         clock: Callable[[], int] = time.time_ns,
         commit_every_s: float = 0.25,
         partials_every_s: float = 0.1,
@@ -108,6 +117,45 @@ class Calculator(ConsumerLoop):
         self._last_feature_ns = 0
         self._assigned: set[TP] = set()
         self._in_batch = False
+        self.warmup_wait_s = warmup_wait_s
+        self.ingestor_group = ingestor_group
+        self._ingested: Consumer | None = None  # reads the tick ingestor's committed offsets
+
+    def await_stored(self, tp: TP, offset: int) -> str:
+        """Wait, at most ``warmup_wait_s``, until the tick ingestor has stored every tick of ``tp``
+        before ``offset`` (its committed offset reached it).
+
+        A symbol warms up from ``market.bars``, which the ingestor builds from the ticks it stores.
+        A calculator that takes a partition over (a rebalance, a restart) while the ingestor lags
+        would otherwise fold the last bar before its first tick as the ingestor had it then, without
+        its last trades: a stale close, and the first streamed bar's returns computed from it
+        (docs/bench.md, Left 8). No committed offset at all means no ingestor has ever read the
+        partition: nothing to wait for. Returns the outcome, also counted in ``WARMUPS``.
+        """
+        if self._ingested is None:
+            self._ingested = make_consumer(self.s, self.ingestor_group, f"{GROUP}-warmup-{self.s.port_base}")
+        deadline = time.monotonic() + self.warmup_wait_s
+        outcome = "stored"
+        while True:
+            committed = self._ingested.committed([TopicPartition(tp[0], tp[1])], timeout=5)[0].offset
+            if committed < 0:
+                outcome = "no_ingestor"
+                break
+            if committed >= offset:
+                break
+            if time.monotonic() >= deadline or self.stop.is_set():
+                outcome = "timed_out"
+                log.warning(
+                    "partition %s: the tick ingestor stored up to offset %d, the warm-up needs %d; "
+                    "warming up from the bars stored so far",
+                    tp,
+                    committed,
+                    offset,
+                )
+                break
+            time.sleep(0.05)
+        WARMUPS.labels(outcome).inc()
+        return outcome
 
     def on_assign(self, partitions: set[TP]) -> None:
         self._assigned |= partitions
@@ -168,6 +216,8 @@ class Calculator(ConsumerLoop):
                 continue
             TICKS.inc()
             t0 = time.perf_counter_ns()
+            if t.symbol not in self.calc.symbols:
+                self.await_stored(tp, offset)  # it warms up from market.bars on this tick
             before = self.calc.partial(t.symbol)
             closed = self.calc.on_tick(t)
             t1 = time.perf_counter_ns()
@@ -186,9 +236,12 @@ class Calculator(ConsumerLoop):
                 TICK_TO_FEATURE.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
         polled = n > 0
         if not polled:
-            # idle: no trade is waiting in the topic, so a bar whose time is over can only be
-            # closed by the clock (with a backlog, the next trade closes it, never too early)
-            closed_all += self.calc.on_clock(self.clock())
+            # idle: a bar whose time is over can only be closed by the clock, but only where no
+            # trade is waiting: a poll also comes back empty during a rebalance, with a backlog
+            # behind it, and the clock (the last tick's exchange time plus the wall time since it
+            # was received) would close a lagging symbol's bar before its last trades are read,
+            # dropping them as late (docs/bench.md, Left 8). With a backlog the next trade closes it.
+            closed_all += self.calc.on_clock(self.clock(), self._caught_up_symbols())
         elif time.monotonic() - self._last_quiet_check >= QUIET_CHECK_S:
             # busy, but a symbol whose partition has nothing left to read is as idle as above: its
             # open bar must not wait for the whole topic to go quiet (it would pin the committed
@@ -272,3 +325,5 @@ class Calculator(ConsumerLoop):
             super().close()
         finally:
             self.sink.close()
+            if self._ingested is not None:
+                self._ingested.close()  # never subscribed: leaves no group

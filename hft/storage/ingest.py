@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from hft.bus.client import TP, good_messages
+from hft.bus.client import TICK_INGESTOR_GROUP, TP, good_messages
 from hft.bus.retry import Stopped, retry
 from hft.bus.runtime import ConsumerLoop, DeadLetters
 from hft.config import Settings
@@ -25,7 +25,7 @@ from hft.schema.market_pb2 import Tick
 from hft.storage.ticks import TickWriter, WriteResult, decode_batch
 
 log = logging.getLogger(__name__)
-GROUP = "tick-ingestor"
+GROUP = TICK_INGESTOR_GROUP
 
 ROWS_RECEIVED = Counter("tick_ingestor_rows_received", "Ticks taken from Kafka")
 ROWS_WRITTEN = Counter("tick_ingestor_rows_written", "Ticks new to market.ticks (duplicates excluded)")
