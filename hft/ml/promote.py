@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from hft.config import Settings, use_mlflow
+from hft.features.spec import STORE_SPECS
 from hft.ml.dataset import load_bars
 from hft.ml.evaluate import score
 from hft.ml.registry import load_ensemble
@@ -83,6 +84,20 @@ def decide(
     )
 
 
+def not_servable(feature_version: str | None) -> str | None:
+    """Why a model on ``feature_version`` cannot be champion, or None when it can.
+
+    The API scores from the online store's rows, so a model on features the store does not hold
+    would answer 503 to every request once it served (a model trained with
+    ``HFT_FEATURE_SPEC=bar_features_ohlcv_v2`` before that spec is in the store)."""
+    if feature_version is None or feature_version in STORE_SPECS:
+        return None
+    return (
+        f"uses feature spec {feature_version}, which the feature store does not hold "
+        f"({', '.join(sorted(STORE_SPECS))}): the API could not serve it"
+    )
+
+
 def promote(settings: Settings, model_name: str | None = None) -> PromotionDecision:
     """Compare challenger and champion on the most recent walk-forward window; move ``champion`` if it wins."""
     import mlflow
@@ -105,6 +120,11 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
     )
     if champ is not None and str(champ.version) == str(chal.version):
         decision.reason = f"version {chal.version} is already champion"
+        return decision
+    unservable = not_servable(chal.tags.get("feature_version"))
+    if unservable:
+        decision.reason = f"challenger v{chal.version} {unservable}"
+        _log_decision(settings, decision, 0, 0)
         return decision
     m = client.get_run(chal.run_id).data.metrics
     decision.challenger = {

@@ -22,3 +22,16 @@ def test_challenger_must_beat_the_champion_by_the_margin_and_not_lose_more_after
     ok, reason = decide({"roc_auc": 0.54, "net_pnl_after_fees": -10.0}, champ, BASE, 0.002)
     assert ok
     assert "champion" in reason
+
+
+def test_a_model_on_features_the_store_does_not_hold_is_never_promoted() -> None:
+    from hft.features.spec import STORE_SPECS
+    from hft.ml.promote import not_servable
+
+    for version in STORE_SPECS:
+        assert not_servable(version) is None
+    assert not_servable(None) is None  # an older model without the tag
+    why = not_servable("bar_features_ohlcv_v2")
+    assert why is not None
+    assert "bar_features_ohlcv_v2" in why
+    assert "could not serve" in why
