@@ -56,14 +56,43 @@ def _alias(client: Any, name: str, alias: str) -> Any | None:
         return None
 
 
+def label_config(tags: dict[str, str]) -> tuple[int, str]:
+    """A version's label: horizon (bars) and kind; a model from before labels had both is 1-bar direction."""
+    return int(tags.get("horizon") or 1), str(tags.get("label_kind") or "direction")
+
+
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     baselines: dict[str, float],
     margin: float,
+    same_labels: bool = True,
 ) -> tuple[bool, str]:
-    """The gate itself, on plain numbers (unit-testable)."""
+    """The gate itself, on plain numbers (unit-testable).
+
+    ``same_labels`` False: the two models predict different labels (another horizon or label
+    kind), so their AUCs are not comparable. The challenger must then beat the best trivial
+    baseline on its own labels by the margin, and make at least the champion's net PnL after fees
+    over the same window (each trading at its own horizon: that number is comparable).
+    """
     auc = challenger["roc_auc"]
+    if champion is not None and not same_labels:
+        best_name = max(baselines, key=lambda k: baselines[k])
+        best = baselines[best_name]
+        c_pnl, pnl = champion["net_pnl_after_fees"], challenger["net_pnl_after_fees"]
+        if auc < best + margin:
+            return False, (
+                f"labels differ from the champion's; challenger AUC {auc:.4f} < {best_name} {best:.4f} "
+                f"+ margin {margin} on its own labels"
+            )
+        if pnl < c_pnl:
+            return False, (
+                f"labels differ from the champion's; challenger net PnL after fees {pnl:.2f} < champion {c_pnl:.2f}"
+            )
+        return True, (
+            f"labels differ from the champion's (AUCs not comparable); challenger AUC {auc:.4f} beats "
+            f"{best_name} {best:.4f} by >= {margin} and net PnL {pnl:.2f} >= champion {c_pnl:.2f}"
+        )
     if champion is None:
         best_name = max(baselines, key=lambda k: baselines[k])
         best = baselines[best_name]
@@ -160,8 +189,9 @@ def promote(settings: Settings, model_name: str | None = None) -> PromotionDecis
         champ_end = champ.tags.get("train_end")
         if champ_end and pd.Timestamp(champ_end) > pd.Timestamp(start, tz="UTC"):
             note = " (the champion trained on part of this window: the comparison favours it)"
+    same_labels = champ is None or label_config(champ.tags) == label_config(chal.tags)
     decision.promoted, decision.reason = decide(
-        decision.challenger, champ_numbers, decision.baselines, settings.promotion_margin_auc
+        decision.challenger, champ_numbers, decision.baselines, settings.promotion_margin_auc, same_labels
     )
     decision.reason += note
     if decision.promoted and champ is not None and settings.shadow_min_decisions > 0:

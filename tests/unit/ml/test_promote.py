@@ -35,3 +35,19 @@ def test_a_model_on_features_the_store_does_not_hold_is_never_promoted() -> None
     assert why is not None
     assert "bar_features_ohlcv_v2" in why
     assert "could not serve" in why
+
+
+def test_models_on_different_labels_are_compared_by_pnl_and_each_against_its_baselines() -> None:
+    from hft.ml.promote import label_config
+
+    assert label_config({}) == (1, "direction")  # a model from before the label tags
+    assert label_config({"horizon": "4", "label_kind": "barrier"}) == (4, "barrier")
+    champ = {"roc_auc": 0.56, "net_pnl_after_fees": -10.0}  # a 1-bar AUC, not comparable
+    ok, reason = decide({"roc_auc": 0.53, "net_pnl_after_fees": 5.0}, champ, BASE, 0.002, same_labels=False)
+    assert ok
+    assert "labels differ" in reason
+    # ... but it must still beat its own trivial baselines, and not lose more after fees
+    assert not decide({"roc_auc": 0.511, "net_pnl_after_fees": 5.0}, champ, BASE, 0.002, False)[0]
+    assert not decide({"roc_auc": 0.53, "net_pnl_after_fees": -20.0}, champ, BASE, 0.002, False)[0]
+    # on the same labels the AUC comparison stands
+    assert not decide({"roc_auc": 0.53, "net_pnl_after_fees": 5.0}, champ, BASE, 0.002)[0]
