@@ -16,7 +16,8 @@ challenger's live (shadow) record beside the champion. `wait_for_live_record` (a
 reschedule mode: it holds no worker slot between pokes, every 30 s for up to 2 days) waits until
 the API has scored that many closed bars with both, logging the count at each poke; then
 `promote` gates. Without a champion, or with the live gate off, it passes at once. Past the 2
-days the sensor gives up (skipped) and the challenger stays a challenger.
+days the sensor times out (the run fails, saying so) and the challenger stays a challenger. A bad
+config fails the sensor at once, before any waiting.
 
 Idempotent: gating the same challenger again gives the same answer; once it is champion the
 run says so and changes nothing.
@@ -56,7 +57,8 @@ CONF_KEYS = ("model_name",)
 def promote_model() -> None:
     """Promote the challenger when it beats the champion."""
 
-    @task.sensor(poke_interval=30, timeout=2 * 24 * 3600, mode="reschedule", soft_fail=True)
+    # no soft_fail: it would turn a bad config (AirflowFailException) into a skip and a green run
+    @task.sensor(poke_interval=30, timeout=2 * 24 * 3600, mode="reschedule")
     def wait_for_live_record() -> PokeReturnValue:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -407,6 +407,9 @@ def test_promote_with_and_without_conf(airflow: Triggered) -> None:
     dag_id, run_id = airflow.runs["promote_unknown_key"]
     run = api.wait(dag_id, run_id)
     assert run["state"] == "failed"
-    assert api.tasks(dag_id, run_id)["promote"]["try_number"] == 1
-    log = api.log(dag_id, run_id, "promote")
+    # the first task (the live-record sensor) checks the config: it fails at once, promote never runs
+    tasks = api.tasks(dag_id, run_id)
+    assert tasks["wait_for_live_record"]["try_number"] == 1
+    assert tasks["promote"]["state"] == "upstream_failed"
+    log = api.log(dag_id, run_id, "wait_for_live_record")
     assert "unknown config key 'model': this DAG takes model_name" in log, log[-3000:]
