@@ -44,7 +44,7 @@ import pytest
 from bench.pipeline import Rig, bench_symbols, replay_trades, write_trade_files
 from hft.config import Settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 RATE, SPEED = 50, 60.0  # trades per wall second; market minutes per wall minute (a 1m bar a second)
 REPLAY_S = 900  # trades for 15 wall minutes (15 market hours)
