@@ -646,7 +646,7 @@ def live_record(settings: Settings, view: Any) -> tuple[str, pd.DataFrame]:
             ]
             note = "no challenger: the champion's own live record (every closed bar the API scored)"
     if not rows:
-        return note + ". No judged bar yet: the API writes the record as bars close.", empty
+        return note.rstrip(".") + ". No judged bar yet: the API writes the record as bars close.", empty
     frame = pd.DataFrame(
         [
             {

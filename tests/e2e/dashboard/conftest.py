@@ -77,6 +77,14 @@ def _status(url: str) -> int:
         return 0
 
 
+def _model(api: str) -> dict[str, Any]:
+    try:
+        r = httpx.get(f"{api}/model", timeout=2)
+    except httpx.HTTPError:
+        return {}
+    return dict(r.json()) if r.status_code == 200 else {}
+
+
 def _port_open(host: str, port: int) -> bool:
     import socket
 
@@ -110,42 +118,56 @@ def _load_history(settings: Settings) -> None:
         )
 
 
-def _ensure_model(settings: Settings) -> None:
+def _train_cheap(settings: Settings, start: str, end: str) -> None:
+    """Train and register (alias ``challenger``) a model in seconds: the page needs registered
+    models, not good ones."""
+    from hft.ml.evaluation import WalkForwardConfig
+    from hft.ml.models import FitConfig
+    from hft.ml.train import TrainPlan, log_and_register, train
+
+    plan = TrainPlan(
+        tune_seconds=2,
+        fit=FitConfig(threads=1, lstm_seconds=2, rf_max_rows=3000, lstm_max_rows=3000),
+        wf=WalkForwardConfig(n_folds=2, max_train_rows=4000, n_boot=20),
+        tune_max_rows=2000,
+    )
+    result = train(
+        settings,
+        list(settings.symbols),
+        "15m",
+        settings.data_dir / "klines_15m",
+        start,
+        end,
+        0.5,
+        None,
+        f"e2e-dashboard-{time.time_ns()}",
+        plan=plan,
+    )
+    log_and_register(settings, result, settings.model_name)
+
+
+def _ensure_model(settings: Settings) -> tuple[str, str]:
+    """A champion and a challenger of another version (the Models page shows them side by side, and
+    the API shadow-scores the challenger beside the champion); returns their versions."""
+    from hft.ml.registry import set_alias
     from hft.reporting.models import models_view
 
     if not models_view(settings).versions:  # neither champion nor challenger yet
-        from hft.ml.evaluation import WalkForwardConfig
-        from hft.ml.models import FitConfig
-        from hft.ml.train import TrainPlan, log_and_register, train
-
-        # seconds of tuning and LSTM time: the page needs a registered model, not a good one
-        plan = TrainPlan(
-            tune_seconds=2,
-            fit=FitConfig(threads=1, lstm_seconds=2, rf_max_rows=3000, lstm_max_rows=3000),
-            wf=WalkForwardConfig(n_folds=2, max_train_rows=4000, n_boot=20),
-            tune_max_rows=2000,
-        )
-        result = train(
-            settings,
-            list(settings.symbols),
-            "15m",
-            settings.data_dir / "klines_15m",
-            "2024-07-01",
-            "2024-08-07",
-            0.5,
-            None,
-            f"e2e-dashboard-{time.time_ns()}",
-            plan=plan,
-        )
-        log_and_register(settings, result, settings.model_name)
+        _train_cheap(settings, "2024-07-01", "2024-08-07")
     # No `hft promote` here: the gate scores both versions (tens of seconds) and a seconds-long
     # model rarely passes it. The API needs a champion to serve, so a registry without one gets the
-    # challenger as champion directly; the page then shows one version holding both aliases.
+    # challenger as champion directly.
     view = models_view(settings)
     if "champion" not in view.versions:
-        from hft.ml.registry import set_alias
-
         set_alias(settings, settings.model_name, "champion", view.versions["challenger"].version)
+    view = models_view(settings)
+    if (
+        "challenger" not in view.versions
+        or view.versions["challenger"].version == view.versions["champion"].version
+    ):
+        _train_cheap(settings, "2024-06-01", "2024-07-07")  # another window: another model
+        view = models_view(settings)
+    return str(view.versions["champion"].version), str(view.versions["challenger"].version)
 
 
 def _trade_replayed_bars(settings: Settings) -> int:
@@ -277,7 +299,7 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     ensure_applied(settings)  # the Feast registry the API reads through (`hft features apply`)
     timings["history_s"] = time.monotonic() - t
     t = time.monotonic()
-    _ensure_model(settings)
+    champion, challenger = _ensure_model(settings)
     timings["model_s"] = time.monotonic() - t
     t = time.monotonic()
     # the feed last: in the demo the API serves the champion before the first bar closes; at replay
@@ -285,6 +307,14 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
     Supervisor(settings, [p for p in PROCESSES if p not in FEED]).start()
     api = f"http://{settings.bind_host}:{settings.port('api')}"
     _wait(lambda: _status(f"{api}/ready") == 200, "the API ready with the champion", 180, 1.0)
+    # the challenger loads after the champion serves: the feed waits for it, so every closed bar of
+    # the replay is scored by both (the Models page's live record)
+    _wait(
+        lambda: _model(api).get("shadow_version") == challenger,
+        f"the API shadow-scoring challenger v{challenger} beside champion v{champion}",
+        180,
+        1.0,
+    )
     sup.start()  # every process: supervisord adds the feed to the running ones
     _scrape_started_processes(settings)
     timings["start_processes_s"] = time.monotonic() - t
@@ -313,6 +343,8 @@ def dashboard_world(stack: Any, stack_settings: Settings) -> Iterator[dict[str, 
         "settings": settings,
         "jobs": [*list(PROCESSES), "kafka"],
         "intents": intents,
+        "champion": champion,
+        "challenger": challenger,
         "expected_ticks": expected,
         "fresh": fresh,
         "artifacts": ARTIFACTS,

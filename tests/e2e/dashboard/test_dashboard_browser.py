@@ -202,14 +202,23 @@ def test_models_page_explains_the_two_net_pnls(
     assert _rows(dom, "models-metrics-table") >= 3
     assert "pooled" in dom.find("models-wf-note").all_text()
     assert "most recent test window" in dom.find("models-gate-note").all_text()
-    # the live record panel says whose record it shows (here champion and challenger are one version)
-    assert "live record" in dom.find("models-live-note").all_text()
+    # champion and challenger are two versions, side by side; the live record names both
+    champion, challenger = dashboard_world["champion"], dashboard_world["challenger"]
+    assert champion != challenger
+    assert shown[0].endswith(f" v{champion}"), shown
+    assert shown[1].endswith(f" v{challenger}"), shown
+    live_note = dom.find("models-live-note").all_text()
+    assert f"challenger v{challenger} beside champion v{champion}" in live_note, live_note
     versions = _cells(dom, "models-versions-table")
     aliases = {a.strip() for row in versions for a in row[2].split(",") if a.strip()}
     assert {"champion", "challenger"} <= aliases, versions
     link = dom.find("mlflow-link")
     assert link is not None
     assert link.attrs["href"].startswith(dashboard_world["settings"].mlflow_uri)
+    if os.environ.get("HFT_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(
+            dashboard_world["artifacts"] / "models.png", REPO_ROOT / "docs" / "screenshot-models.png"
+        )
 
 
 def test_data_quality_page_is_green(dashboard_world: dict[str, Any], chrome: browser.Browser) -> None:
