@@ -181,11 +181,20 @@ class Loop:
                 self.fail(f"{what}: not within {timeout:.0f} s")
             time.sleep(step)
 
-    def finished_run(self, dag_id: str, run_type: str | None = None) -> dict[str, Any] | None:
-        """The first run of ``dag_id`` since the start that finished (fails the test on a failed
-        run or a task waiting to retry: retries take minutes and would only hide the cause)."""
+    def finished_run(
+        self, dag_id: str, run_type: str | None = None, after: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The first run of ``dag_id`` since the start (and, with ``after``, queued after that
+        upstream run started: an asset event left by an earlier ``airflow dags test`` in this
+        metadata database also becomes a run) that finished. Fails the test on a failed run or a
+        task waiting to retry: retries take minutes and would only hide the cause."""
         for r in self.runs(dag_id):
             if run_type and r.get("run_type") != run_type:
+                continue
+            if after and datetime.fromisoformat(r["run_after"]) < datetime.fromisoformat(after["start_date"]):
+                if r["state"] in ("queued", "running"):  # not this loop's: it would hold the CPU
+                    self.api.ok("PATCH", f"/dags/{dag_id}/dagRuns/{r['dag_run_id']}", {"state": "failed"})
+                    self.mark(f"stopped {dag_id} {r['dag_run_id']}: queued before this loop's event")
                 continue
             if r["state"] == "failed":
                 self.fail(f"{dag_id} run {r['dag_run_id']} failed")
@@ -389,7 +398,7 @@ def test_trades_to_validated_features_to_retrain_to_shadow_to_promotion_to_servi
     assert datetime.fromisoformat(window["start"]) >= market_start, f"validated {window}: not the live trades"
     backfilled = loop.wait(
         "backfill_features succeeded (asset market_data_validated)",
-        lambda: loop.finished_run("backfill_features", "asset_triggered"),
+        lambda: loop.finished_run("backfill_features", "asset_triggered", after=validated),
         300,
     )
     btasks = loop.api.tasks("backfill_features", backfilled["dag_run_id"])
@@ -399,7 +408,7 @@ def test_trades_to_validated_features_to_retrain_to_shadow_to_promotion_to_servi
     assert report["drift"], f"no PSI measured: {report}"
     retrained = loop.wait(
         "retrain_models succeeded (asset features_drifted)",
-        lambda: loop.finished_run("retrain_models", "asset_triggered"),
+        lambda: loop.finished_run("retrain_models", "asset_triggered", after=backfilled),
         420,
     )
     plan = loop.api.xcom("retrain_models", retrained["dag_run_id"], "plan")
@@ -419,7 +428,7 @@ def test_trades_to_validated_features_to_retrain_to_shadow_to_promotion_to_servi
     )
     promoted = loop.wait(
         "promote_model succeeded (asset model_challenger)",
-        lambda: loop.finished_run("promote_model", "asset_triggered"),
+        lambda: loop.finished_run("promote_model", "asset_triggered", after=retrained),
         240,
     )
     waited = loop.api.xcom("promote_model", promoted["dag_run_id"], "wait_for_live_record")
