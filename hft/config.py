@@ -244,10 +244,10 @@ class Settings(BaseSettings):
         "computes from bars (--data CSV), the store holds v1 only",
     )
     label_horizon: int = Field(
-        default=4,
+        default=1,
         ge=1,
         description="Bars a model's label looks ahead and its trades are held (hft train --horizon); "
-        "4 by issue 23's ablation (docs/ml.md): at 1 bar the expected move is below the round trip",
+        "1: the tuned pipeline at 4 bars served constant members on its last window (docs/ml.md)",
     )
     train_start: str = "2023-01-01"
     train_end: str = "2025-08-31"
