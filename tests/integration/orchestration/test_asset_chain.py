@@ -25,12 +25,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from hft.config import Settings
 from tests.integration.orchestration.conftest import BAD_PARTITION
-from tests.integration.orchestration.test_rest_triggers import AirflowApi, _wait_for
+from tests.integration.orchestration.test_rest_triggers import AirflowApi, _wait_for, login
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -101,9 +100,7 @@ class Chain:
 @pytest.fixture(scope="module")
 def chain(market_data: Settings) -> Iterator[Chain]:
     """Airflow standalone under the project's supervisor on the session's data, logged in, every DAG on."""
-    import json
 
-    from hft.devstack.airflow import admin_passwords_file, airflow_url
     from hft.devstack.supervisor import Supervisor
 
     model = f"hft-chain-{secrets.token_hex(2)}"
@@ -120,21 +117,7 @@ def chain(market_data: Settings) -> Iterator[Chain]:
             os.environ[k] = v
     api = None
     try:
-        base = airflow_url(market_data)
-        _wait_for(
-            "Airflow's api-server",
-            lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=5).is_success,
-            420,
-        )
-        user = market_data.airflow_admin_user
-        password = _wait_for(
-            "the admin password",
-            lambda: json.loads(admin_passwords_file(market_data).read_text()).get(user),
-            60,
-        )
-        token = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}, timeout=30)
-        assert token.status_code == 201, token.text
-        api = AirflowApi(base, token.json()["access_token"])
+        api = login(market_data)
 
         def parsed(dag_id: str) -> bool:
             details = api.ok("GET", f"/dags/{dag_id}/details")  # type: ignore[union-attr]

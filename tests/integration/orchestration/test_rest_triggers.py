@@ -101,6 +101,27 @@ def _wait_for(what: str, check: Any, timeout: float, step: float = 2.0) -> Any:
         time.sleep(step)
 
 
+def login(settings: Settings) -> AirflowApi:
+    """Wait for Airflow's api-server and the admin password it generated; log in over REST."""
+    from hft.devstack.airflow import admin_passwords_file, airflow_url
+
+    base = airflow_url(settings)
+    _wait_for(
+        "Airflow's api-server",
+        lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=5).is_success,
+        420,
+    )
+    user = settings.airflow_admin_user
+    password = _wait_for(
+        "the generated admin password",
+        lambda: json.loads(admin_passwords_file(settings).read_text()).get(user),
+        60,
+    )
+    token = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}, timeout=30)
+    assert token.status_code == 201, token.text
+    return AirflowApi(base, token.json()["access_token"])
+
+
 @dataclass
 class Triggered:
     api: AirflowApi
@@ -114,7 +135,6 @@ class Triggered:
 @pytest.fixture(scope="module")
 def airflow(market_data: Settings) -> Iterator[Triggered]:
     """Airflow standalone under the project's supervisor, logged in, every run of this module triggered."""
-    from hft.devstack.airflow import admin_passwords_file, airflow_url
     from hft.devstack.supervisor import Supervisor
 
     sup = Supervisor(market_data, names=["airflow"])
@@ -131,21 +151,7 @@ def airflow(market_data: Settings) -> Iterator[Triggered]:
     else:
         os.environ["HFT_DRIFT_RETRAIN_THRESHOLD"] = drift_before
     try:
-        base = airflow_url(market_data)
-        _wait_for(
-            "Airflow's api-server",
-            lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=5).is_success,
-            420,
-        )
-        user = market_data.airflow_admin_user
-        password = _wait_for(
-            "the generated admin password",
-            lambda: json.loads(admin_passwords_file(market_data).read_text()).get(user),
-            60,
-        )
-        token = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}, timeout=30)
-        assert token.status_code == 201, token.text
-        api = AirflowApi(base, token.json()["access_token"])
+        api = login(market_data)
         triggered = Triggered(api, market_data, started, _before_the_data(market_data))
         triggered.timings["api_up_s"] = time.monotonic() - t0
 
