@@ -21,6 +21,8 @@ from hft.ml.dataset import Dataset, interval_timedelta
 from hft.ml.models import (
     DEFAULT_PARAMS,
     FitConfig,
+    _logit,
+    _platt,
     fit_lightgbm,
     fit_lstm,
     fit_random_forest,
@@ -42,6 +44,18 @@ SIZE_KEYS = {
     "random_forest": "n_estimators",
     "lstm": "max_epochs",
 }
+# Search bounds (issue 23, the 4-bar collapse: docs/ml.md). Trials fit on <= 30k rows but the
+# chosen parameters then fit on up to 120k: leaves of 900-2,000 rows and a min_child_weight of
+# 300-500 (a hessian sum: ~4 x as many rows at p ~ 0.5) were picked on the small trial slices and
+# left the full-size fits with a few coarse leaves; a learning rate of 0.01 with the plan's ~200
+# rounds moves the logits so little that the calibration slice sees noise. Bounded here.
+ETA_MIN = 0.02
+MIN_CHILD_WEIGHT_MAX = 100.0
+MIN_LEAF_ROWS_MAX = 500
+NO_SIGNAL_AUC = 0.5  # the score of a trial whose served (calibrated) predictions would be constant
+# part of every study's name: trials scored by an earlier objective (raw scores, the wider bounds)
+# are not resumed as if they answered this one
+OBJECTIVE_VERSION = "o2"
 
 
 def sampler_seed(seed: int, key: str, model: str) -> int:
@@ -62,18 +76,18 @@ def suggest(trial: Any, model: str, units: dict[str, int] | None = None) -> dict
     if model == "xgboost":
         return {
             "max_depth": trial.suggest_int("max_depth", 2, 6),
-            "eta": trial.suggest_float("eta", 0.01, 0.2, log=True),
+            "eta": trial.suggest_float("eta", ETA_MIN, 0.2, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
             "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
-            "min_child_weight": trial.suggest_float("min_child_weight", 5.0, 500.0, log=True),
+            "min_child_weight": trial.suggest_float("min_child_weight", 5.0, MIN_CHILD_WEIGHT_MAX, log=True),
             "lambda": trial.suggest_float("lambda", 0.1, 50.0, log=True),
             "num_boost_round": int(size["xgboost"]),
         }
     if model == "lightgbm":
         return {
             "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-            "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 50, 2000, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", ETA_MIN, 0.2, log=True),
+            "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 50, MIN_LEAF_ROWS_MAX, log=True),
             "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
             "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
             "lambda_l2": trial.suggest_float("lambda_l2", 0.01, 50.0, log=True),
@@ -83,7 +97,7 @@ def suggest(trial: Any, model: str, units: dict[str, int] | None = None) -> dict
         return {
             "n_estimators": int(size["random_forest"]),
             "max_depth": trial.suggest_int("max_depth", 4, 10),
-            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 50, 1000, log=True),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 50, MIN_LEAF_ROWS_MAX, log=True),
             "max_features": trial.suggest_float("max_features", 0.2, 0.8),
         }
     if model == "lstm":
@@ -108,26 +122,52 @@ def score_model(
     horizon_ns: int,
     embargo_ns: int,
 ) -> float:
-    """Fit one model on ``train`` (with its own early-stop slice) and return ROC-AUC on ``test``."""
-    fit, es, _ = split_validation(ds.times, train, horizon_ns, embargo_ns)
+    """Fit one model on ``train`` as the ensemble fits it and return the ROC-AUC of what it would serve.
+
+    The training rows split like :func:`hft.ml.models.split_validation` in a real fit: fit slice,
+    early-stop slice, calibration slice. The member is served through a Platt calibration with a
+    slope >= 0 (:func:`hft.ml.models._platt`): when the calibration slice says its scores point the
+    wrong way (or they are constant), the served member answers a constant and scores AUC 0.5 on
+    any window. The trial scores that (:data:`NO_SIGNAL_AUC`), not the AUC of its raw scores, so
+    the tuner cannot pick parameters whose model would be served as a constant (the 4-bar collapse).
+    """
+    fit, es, cal = split_validation(ds.times, train, horizon_ns, embargo_ns)
     X, y = ds.X, ds.y
+    rows = np.concatenate([cal, test])
     if model == "xgboost":
         import xgboost as xgb
 
         booster = fit_xgboost(X, y, fit, es, params, cfg)
-        p = booster.predict(xgb.DMatrix(X[test]))
+        p = booster.predict(xgb.DMatrix(X[rows]), output_margin=True)
     elif model == "lightgbm":
-        p = fit_lightgbm(X, y, fit, es, params, cfg).predict(X[test])
+        p = fit_lightgbm(X, y, fit, es, params, cfg).predict(X[rows], raw_score=True)
     elif model == "random_forest":
-        p = fit_random_forest(X, y, fit, params, cfg).predict_proba(X[test])[:, 1]
+        p = _logit(fit_random_forest(X, y, fit, params, cfg).predict_proba(X[rows])[:, 1])
     else:
         mean = X[fit].astype(np.float64).mean(axis=0)
         std = X[fit].astype(np.float64).std(axis=0)
         std[std < 1e-12] = 1.0
         Z = np.clip((X - mean) / std, -10, 10).astype(np.float32)
         net = fit_lstm(Z, y, fit, es, params, cfg)
-        p = lstm_logits(net, Z, test, int(params["seq_len"]))
-    return M.roc_auc(y[test], np.asarray(p))
+        p = lstm_logits(net, Z, rows, int(params["seq_len"]))
+    p = np.asarray(p, dtype=np.float64)
+    p_cal, p_test = p[: len(cal)], p[len(cal) :]
+    if len(cal) and not served_signal(p_cal, y[cal]):
+        return NO_SIGNAL_AUC
+    return M.roc_auc(y[test], p_test)
+
+
+def served_signal(scores: np.ndarray, y: np.ndarray) -> bool:
+    """Whether a member with these calibration-slice ``scores`` would be served with a signal.
+
+    :func:`hft.ml.models._platt` answers the base rate (a constant) when the fitted slope is not
+    positive; constant scores have no slope at all.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 2 or float(np.ptp(scores)) <= 1e-12:
+        return False
+    a, _ = _platt(scores, np.asarray(y, dtype=np.float64))
+    return a > 0
 
 
 def tune(
@@ -169,7 +209,7 @@ def tune(
         folds = walk_forward(ds.times, rows, n_folds, 0.3, horizon_ns, embargo_ns, cap)
         seed = sampler_seed(cfg.seed, sampler_key, model)
         study = optuna.create_study(
-            study_name=f"{study_prefix}-{model}",
+            study_name=f"{study_prefix}-{OBJECTIVE_VERSION}-{model}",
             storage=storage,
             load_if_exists=True,
             direction="maximize",
