@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -201,6 +201,14 @@ class FeatureCalculator:
         return sum(sf.builder.late_trades for sf in self.symbols.values())
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(ns: int) -> datetime:
+    """Nanoseconds since the epoch as an aware datetime (to the microsecond, exactly)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
 def commit_offsets(next_offsets: dict[Any, int], open_bar_offsets: dict[Any, list[int]]) -> dict[Any, int]:
     """Offsets to commit per partition: the first tick of the oldest open bar, else the next unread.
 
@@ -289,6 +297,12 @@ class FeatureSink:
         row; the bot skips a bar it already decided on. Raises :class:`TransientError` while
         Redis or PostgreSQL is unreachable (the caller retries the same bars).
         """
+        t = self.write_online(closed)
+        t.offline = self.write_offline(closed)
+        return t
+
+    def write_online(self, closed: list[ClosedBar]) -> WriteTimings:
+        """The first two steps of :meth:`write`: Feast's online row, then the announcement."""
         t = WriteTimings()
         rows = [c for c in closed if c.features is not None]
         with _redis_transient(f"{len(closed)} closed bars not written"):
@@ -300,11 +314,19 @@ class FeatureSink:
                 t0 = time.perf_counter()
                 self._announce(closed)
                 t.notify = time.perf_counter() - t0
-        if rows:
-            t0 = time.perf_counter()
-            self._write_offline(rows)
-            t.offline = time.perf_counter() - t0
         return t
+
+    def write_offline(self, closed: list[ClosedBar]) -> float:
+        """The last step of :meth:`write`: the rows in ``features.bar_features``; returns seconds.
+
+        Uses the sink's PostgreSQL connection: call it from one thread only.
+        """
+        rows = [c for c in closed if c.features is not None]
+        if not rows:
+            return 0.0
+        t0 = time.perf_counter()
+        self._write_offline(rows)
+        return time.perf_counter() - t0
 
     def _announce(self, closed: list[ClosedBar]) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -345,15 +367,16 @@ class FeatureSink:
             ) from exc
 
     def _upsert(self, rows: list[ClosedBar]) -> None:
-        from hft.features.offline import upsert_features
+        from hft.features.offline import upsert_feature_rows
 
-        by_symbol: dict[tuple[str, str], list[ClosedBar]] = {}
-        for c in rows:
-            by_symbol.setdefault((c.bar.symbol, c.bar.interval), []).append(c)
-        for (symbol, interval), items in by_symbol.items():
-            index = pd.DatetimeIndex(pd.to_datetime([c.bar.open_time_ns for c in items], unit="ns", utc=True))
-            frame = pd.DataFrame([c.features for c in items], index=index)
-            upsert_features(self.conn, symbol, interval, frame, self.spec.version)
+        upsert_feature_rows(
+            self.conn,
+            (
+                (c.bar.symbol, c.bar.interval, _utc(c.bar.open_time_ns), c.feature_time, c.features)
+                for c in rows
+            ),
+            self.spec.version,
+        )
 
     def write_partials(self, bars: Iterable[Bar]) -> None:
         """Keep each symbol's open bar in ``hft:bars:partial:<symbol>`` for tick-level decisions

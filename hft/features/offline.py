@@ -9,6 +9,7 @@ Values travel as parameters (COPY), never as SQL text. NaN is stored as NULL (ab
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +30,15 @@ SELECT {", ".join(_COLS)}, now() FROM bar_features_staging
 ON CONFLICT (symbol, interval, event_timestamp) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in ("open_time", "feature_version", *ALL_FEATURES))}, created = now()
 """
+_COPY = f"COPY bar_features_staging ({', '.join(_COLS)}) FROM STDIN"
 
 
 def _cell(v: Any) -> Any:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+FeatureRow = tuple[str, str, datetime, datetime, Mapping[str, float] | None]
+"""(symbol, interval, open time, close time = event timestamp, {feature: value}) of one bar."""
 
 
 def upsert_features(conn: Any, symbol: str, interval: str, features: pd.DataFrame, version: str) -> int:
@@ -51,20 +57,38 @@ def upsert_features(conn: Any, symbol: str, interval: str, features: pd.DataFram
         )
         for c in ALL_FEATURES
     }
+    cells = (
+        (
+            symbol,
+            interval,
+            closes[i].to_pydatetime(),
+            opens[i].to_pydatetime(),
+            version,
+            *(_cell(cols[c][i]) for c in ALL_FEATURES),
+        )
+        for i in range(len(features))
+    )
+    return _copy_upsert(conn, cells)
+
+
+def upsert_feature_rows(conn: Any, rows: Iterable[FeatureRow], version: str) -> int:
+    """Upsert bars' feature dicts (the stream's closed bars: no DataFrame on the way); commit; return rows.
+
+    Features missing from a dict, or NaN, are stored as NULL.
+    """
+    cells = (
+        (symbol, interval, close, open_, version, *(_cell((feats or {}).get(c)) for c in ALL_FEATURES))
+        for symbol, interval, open_, close, feats in rows
+    )
+    return _copy_upsert(conn, cells)
+
+
+def _copy_upsert(conn: Any, cells: Iterable[tuple[Any, ...]]) -> int:
     with conn.cursor() as cur:
         cur.execute(_STAGING)
-        with cur.copy(f"COPY bar_features_staging ({', '.join(_COLS)}) FROM STDIN") as cp:
-            for i in range(len(features)):
-                cp.write_row(
-                    (
-                        symbol,
-                        interval,
-                        closes[i].to_pydatetime(),
-                        opens[i].to_pydatetime(),
-                        version,
-                        *(_cell(cols[c][i]) for c in ALL_FEATURES),
-                    )
-                )
+        with cur.copy(_COPY) as cp:
+            for row in cells:
+                cp.write_row(row)
         cur.execute(_UPSERT)
         n = int(max(cur.rowcount, 0))
     conn.commit()

@@ -2,17 +2,21 @@
 
 Consumer group ``feature-calculator``. Per polled batch: each tick goes through
 :class:`hft.features.calculator.FeatureCalculator` (bars by exchange trade time, features on each
-closed bar); closed bars are written to Feast's Redis online store, announced on the Redis stream
-``hft:bars:closed`` and written to ``features.bar_features``; each touched symbol's partial bar goes
-to ``hft:bars:partial:<symbol>``. Then offsets are committed up to the first tick of the oldest
-open bar, so a restart rebuilds open bars from all their ticks. A symbol's first tick triggers its
+closed bar); closed bars are written to Feast's Redis online store and announced on the Redis stream
+``hft:bars:closed`` on the consuming thread, and handed to :class:`OfflineWriter`, whose thread
+writes them to ``features.bar_features`` (a PostgreSQL round trip the next ticks no longer wait
+for); each touched symbol's partial bar goes to ``hft:bars:partial:<symbol>``. Offsets are
+committed up to the first tick of the oldest open bar, so a restart rebuilds open bars from all
+their ticks, and only once the offline rows of every bar closed before them are written. A symbol's first tick triggers its
 warm-up from ``market.bars``. The clock closes bars of a quiet market. Undecodable messages are
 counted and skipped: the tick ingestor dead-letters them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -43,13 +47,19 @@ LATE = Counter("feature_calculator_late_trades", "Trades older than the open bar
 UPDATE = Histogram("feature_calculator_update_seconds", "Bar + feature update cost per tick", buckets=_US)
 TICK_TO_FEATURE = Histogram(
     "feature_calculator_tick_to_feature_seconds",
-    "From a tick's receive_time_ns to its bar/feature update done (features written when it closed a bar)",
+    "From a tick's receive_time_ns to its bar/feature update done (a closing tick: features online and "
+    "the bar announced)",
     buckets=_MS,
 )
 BARS = Counter("feature_calculator_bars_closed", "Bars closed", ["symbol"])
 ONLINE = Histogram("feature_calculator_online_write_seconds", "Online store write per batch", buckets=_MS)
 OFFLINE = Histogram(
-    "feature_calculator_offline_write_seconds", "features.bar_features upsert per batch", buckets=_MS
+    "feature_calculator_offline_write_seconds",
+    "features.bar_features upsert per batch (on the offline writer's thread)",
+    buckets=_MS,
+)
+OFFLINE_BEHIND = Gauge(
+    "feature_calculator_offline_batches_behind", "Batches of closed bars handed over, not yet written offline"
 )
 LAG = Gauge("feature_calculator_consumer_lag", "Messages behind the end of the topic", ["partition"])
 BAR_AGE = Gauge(
@@ -63,6 +73,8 @@ WARMUPS = Counter(
 )
 # how long a warm-up waits for the tick ingestor to store the ticks before the symbol's first one
 WARMUP_WAIT_S = 20.0
+# how long a rebalance or a clean stop waits for the offline writer before committing without it
+DRAIN_WAIT_S = 10.0
 
 
 def _decode(value: bytes | None) -> Tick | None:
@@ -74,6 +86,85 @@ def _decode(value: bytes | None) -> Tick | None:
     except DecodeError:
         return None
     return None if validate_tick(t) else t
+
+
+class OfflineWriter:
+    """Writes closed bars to ``features.bar_features`` on its own thread, in the order handed over.
+
+    The consuming thread hands a batch over (:meth:`submit`, a sequence number back) and goes on
+    folding ticks; the calculator commits offsets only up to what :attr:`done` covers, so a crash
+    re-reads every bar whose row is not written (the upsert is idempotent). While PostgreSQL is
+    down the thread retries the same batch (backoff, until stopped) and the batches behind it
+    wait; a bug (any other error) ends the thread and :meth:`check` raises it on the consuming
+    thread, which crashes the process like an inline write did.
+    """
+
+    def __init__(self, write: Callable[[list[ClosedBar]], float], stop: threading.Event) -> None:
+        self._write = write
+        self._stop = stop
+        self._queue: queue.SimpleQueue[tuple[int, list[ClosedBar]] | None] = queue.SimpleQueue()
+        self._done_cv = threading.Condition()
+        self.submitted = 0  # sequence number of the last batch handed over
+        self.done = 0  # ... and of the last one written
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="offline-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, closed: list[ClosedBar]) -> int:
+        """Hand a batch over; return its sequence number."""
+        self.check()
+        self.submitted += 1
+        self._queue.put((self.submitted, closed))
+        OFFLINE_BEHIND.set(self.submitted - self.done)
+        return self.submitted
+
+    def check(self) -> None:
+        """Raise the error that ended the writer's thread, if one did."""
+        if self.error is not None:
+            raise self.error
+
+    def wait(self, seq: int, timeout_s: float = 0.0) -> bool:
+        """True once batch ``seq`` and every batch before it are written (waits at most ``timeout_s``)."""
+        if self.done >= seq:
+            return True
+        with self._done_cv:
+            return self._done_cv.wait_for(
+                lambda: self.done >= seq or self.error is not None or not self._thread.is_alive(), timeout_s
+            ) and (self.done >= seq)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            seq, closed = item
+            try:
+                seconds = retry(
+                    functools.partial(self._write, closed), self._stop, f"{len(closed)} offline feature rows"
+                )
+            except Stopped:
+                log.warning("stopped with %d batches of offline rows unwritten", self.submitted - self.done)
+                self._notify()
+                return
+            except BaseException as exc:  # a bug: the consuming thread re-raises it (check)
+                log.exception("offline writer failed; %d batches unwritten", self.submitted - self.done)
+                self.error = exc
+                self._notify()
+                return
+            OFFLINE.observe(seconds)
+            with self._done_cv:
+                self.done = seq
+                self._done_cv.notify_all()
+            OFFLINE_BEHIND.set(self.submitted - seq)
+
+    def _notify(self) -> None:
+        with self._done_cv:
+            self._done_cv.notify_all()
+
+    def close(self, timeout_s: float = DRAIN_WAIT_S) -> None:
+        """Write what is queued (at most ``timeout_s``), then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)
 
 
 class Calculator(ConsumerLoop):
@@ -113,6 +204,9 @@ class Calculator(ConsumerLoop):
         self.clock = clock  # wall clock, ns: closes bars of a quiet market (tests inject their own)
         self.calc = FeatureCalculator(settings.bar_interval, loader=bar_loader(settings))
         self.sink = FeatureSink(settings)
+        self.offline = OfflineWriter(self.sink.write_offline, self.stop)
+        # offsets computed, waiting for the offline writer to reach the batch they cover
+        self._inflight: tuple[int, dict[TP, int]] | None = None
         self._open_offsets: dict[str, tuple[TP, int]] = {}  # symbol -> (partition, first offset of open bar)
         self._last_feature_ns = 0
         self._assigned: set[TP] = set()
@@ -168,32 +262,37 @@ class Calculator(ConsumerLoop):
         close them by the clock with only part of their ticks.
         """
         gone = partitions
-        if self._pending_offsets and not self._in_batch:
+        if (self._pending_offsets or self._inflight) and not self._in_batch:
             # never inside a batch that raised (close() after a crash revokes too): the open bars
             # already moved past bars that are not written yet, so the offsets would skip them
-            self._commit_pending()
+            self._commit_pending(DRAIN_WAIT_S)
         self._assigned -= gone
         for sym in [s for s, (tp, _o) in self._open_offsets.items() if tp in gone]:
             self.calc.forget(sym)
             del self._open_offsets[sym]
             self._touched.discard(sym)
         self._pending_offsets = {tp: o for tp, o in self._pending_offsets.items() if tp not in gone}
+        if self._inflight is not None:  # the writer did not catch up: the new owner re-reads those bars
+            seq, offsets = self._inflight
+            self._inflight = (seq, {tp: o for tp, o in offsets.items() if tp not in gone})
 
     def _write(self, closed: list[ClosedBar]) -> None:
-        """Write the closed bars, retrying while Redis or PostgreSQL is down (the same bars, never
-        skipped); stopped meanwhile, raise: the offsets stay before them and a restart redoes them."""
+        """Write the closed bars online and announce them, retrying while Redis is down (the same
+        bars, never skipped), then hand them to the offline writer; stopped meanwhile, raise: the
+        offsets stay before them and a restart redoes them."""
         try:
-            t = retry(lambda: self.sink.write(closed), self.stop, f"{len(closed)} closed bars")
+            t = retry(lambda: self.sink.write_online(closed), self.stop, f"{len(closed)} closed bars")
         except Stopped as exc:
             raise TransientError(f"stopped with {len(closed)} closed bars unwritten") from exc
+        self.offline.submit(closed)
         ONLINE.observe(t.online)
-        OFFLINE.observe(t.offline)
         for c in closed:
             BARS.labels(c.bar.symbol).inc()
             self._last_feature_ns = max(self._last_feature_ns, c.bar.close_time_ns)
 
     def run_once(self, timeout_ms: int = 200) -> int:
         """Poll one batch, fold it, write closed bars and partials, commit; return messages handled."""
+        self.offline.check()
         msgs = self.poll(self.batch_max, timeout_ms / 1000)
         self._in_batch = True  # until this batch's closed bars are written (see on_revoke)
         closed_all = []
@@ -271,7 +370,9 @@ class Calculator(ConsumerLoop):
                     log.warning("%s", exc)
         if self._last_feature_ns:
             BAR_AGE.set((time.time_ns() - self._last_feature_ns) / 1e9)
-        if self._pending_offsets and (not polled or now_s - self._last_commit >= self.commit_every_s):
+        if (self._pending_offsets or self._inflight) and (
+            not polled or now_s - self._last_commit >= self.commit_every_s
+        ):
             self._commit_pending()
         self.report_lag()
         return n
@@ -299,31 +400,51 @@ class Calculator(ConsumerLoop):
             return
         self._touched.clear()
 
-    def _commit_pending(self) -> None:
-        self._commit(self._pending_offsets)
+    def _commit_pending(self, wait_s: float = 0.0) -> None:
+        """Commit the offsets handled so far, once the offline writer has written every bar closed
+        before them (waiting at most ``wait_s``); until then they wait as ``_inflight`` (one set at
+        a time: newer offsets accumulate meanwhile) and the committed offsets stay behind."""
+        if self._inflight is not None:
+            seq, offsets = self._inflight
+            if not self.offline.wait(seq, wait_s):
+                return
+            self._commit(offsets)
+            self._inflight = None
+        if not self._pending_offsets:
+            return
+        offsets = self._offsets(self._pending_offsets)
         self._pending_offsets = {}
         self._last_commit = time.monotonic()
+        seq = self.offline.submitted
+        if self.offline.wait(seq, wait_s):
+            self._commit(offsets)
+        else:
+            self._inflight = (seq, offsets)
 
-    def _commit(self, next_offsets: dict[TP, int]) -> None:
+    def _offsets(self, next_offsets: dict[TP, int]) -> dict[TP, int]:
+        """Per partition: the first tick of its oldest open bar, else the next unread."""
         opens: dict[TP, list[int]] = {}
         for sym, (tp, off) in self._open_offsets.items():
             if self.calc.partial(sym) is not None:
                 opens.setdefault(tp, []).append(off)
-        offsets = commit_offsets(next_offsets, opens)
+        return commit_offsets(next_offsets, opens)
+
+    def _commit(self, offsets: dict[TP, int]) -> None:
         self.commit({tp: off for tp, off in offsets.items() if tp in self._assigned})
 
     def finish(self) -> None:
-        """After a clean stop: the last partials and offsets."""
+        """After a clean stop: the last partials, and the offsets once the offline rows are written."""
         if self._touched:
             self._flush_partials()
-        if self._pending_offsets:
-            self._commit_pending()
+        if self._pending_offsets or self._inflight:
+            self._commit_pending(DRAIN_WAIT_S)
 
     def close(self) -> None:
         """Leave the group, close the stores."""
         try:
             super().close()
         finally:
+            self.offline.close()
             self.sink.close()
             if self._ingested is not None:
                 self._ingested.close()  # never subscribed: leaves no group

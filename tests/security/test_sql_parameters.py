@@ -21,7 +21,6 @@ ROOTS = ("hft", "api", "workers", "streamers", "dashboard", "dags", "plugins", "
 # (file, function) -> what is formatted into the statement; all of it from the code, none from input
 REVIEWED = {
     ("hft/reporting/market.py", "latest_features"): "the feature spec's column names",
-    ("hft/features/offline.py", "upsert_features"): "the offline table's column names (_COLS)",
     ("hft/trading/store.py", "last_trade"): "a fixed condition chosen by the code; values are binds",
     ("hft/storage/migrations/versions/0001_market.py", "upgrade"): "schema names and column lists",
     ("hft/storage/migrations/versions/0002_features.py", "upgrade"): "the feature columns of the spec",

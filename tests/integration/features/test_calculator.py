@@ -128,8 +128,7 @@ def test_replay_through_the_calculator_matches_batch_features_of_market_bars(
         calc.run_once(timeout_ms=10)
     finally:
         calc.stop.set()
-        calc.consumer.close()
-        calc.sink.close()
+        calc.close()  # the offline writer writes what it holds, then the stores close
 
     online = OnlineFeatures(s, FEATURE_SPEC_FULL)
     names = list(FEATURE_SPEC_FULL.names)
@@ -245,8 +244,7 @@ def test_a_quiet_symbol_s_bar_closes_while_other_partitions_are_still_busy(
         assert calc.calc.partial(quiet) is None  # nothing open: it no longer pins the committed offset
     finally:
         calc.stop.set()
-        calc.consumer.close()
-        calc.sink.close()
+        calc.close()  # the offline writer writes what it holds, then the stores close
         with db.connect(s) as conn:
             conn.execute("DELETE FROM features.bar_features WHERE symbol = ANY(%s)", ([quiet, busy],))
             conn.commit()
