@@ -170,16 +170,9 @@ def strategy_report(
     moves = expected_moves(ds, rows) if filt != "thresholds" else None
     c = replace(costs, edge_filter=filt != "thresholds")
     p_used = np.where(vol_ok, p, 0.5) if filt == "edge+vol" else p  # 0.5: no signal under any rule
-    fwd = ds.fwd_ret[rows]
-    bt = M.backtest(p_used, fwd, ds.times[rows], c, moves, ds.horizon * step, ds.symbols[rows])
-    # per-decision PnL in time order for the interval: rebuild from the kept sides
-    order = np.argsort(ds.times[rows], kind="stable")
-    side = M.trade_sides(p_used[order], c, None if moves is None else moves[order])
-    side[np.isnan(fwd[order])] = 0.0
-    side = M.non_overlapping(side, ds.times[rows][order], ds.horizon * step, ds.symbols[rows][order])
-    pnl = np.where(
-        side != 0, (side * np.nan_to_num(fwd[order]) * 1e4 - c.round_trip_bps) / 1e4 * c.notional, 0.0
-    )
+    fwd = ds.exit_ret[rows]
+    bt = M.backtest(p_used, fwd, ds.times[rows], c, moves, ds.horizon * step, ds.symbols[rows], step)
+    pnl = np.asarray(bt["decision_pnl"])  # per decision in time order, for the interval
     return {
         "trades": bt["trades"],
         "long_trades": bt["long_trades"],

@@ -22,7 +22,7 @@ import pandas as pd
 from hft.config import ConfigurationError, get_settings
 from hft.features import compute_features, get_spec
 from hft.market.ohlcv import read_ohlcv_csv, symbol_from_filename
-from hft.ml.labels import make_labels
+from hft.ml.labels import forward_return, make_labels
 from hft.ml.store_bars import read_store_bars
 
 FeatureFn = Callable[[pd.DataFrame], pd.DataFrame]
@@ -100,6 +100,15 @@ class Dataset:
     baseline_names: tuple[str, ...] = ()
     label_kind: str = "direction"  # hft.ml.labels.LABEL_KINDS
     label_params: dict[str, float] = field(default_factory=dict)  # barrier_k, barrier_min_bps
+    # the return of a position opened at t and closed at t + h (close[t+h]/close[t]-1): what the bot's
+    # book realises (its time exit, hft.trading.strategy.lifecycle_step); None: ``fwd_ret`` is that
+    # already (direction labels); barrier labels' ``fwd_ret`` is the return at the barrier instead
+    hold_ret: np.ndarray | None = None
+
+    @property
+    def exit_ret(self) -> np.ndarray:
+        """The return the backtest's book realises per decision: held ``horizon`` bars, then closed."""
+        return self.fwd_ret if self.hold_ret is None else self.hold_ret
 
     def __len__(self) -> int:
         return len(self.y)
@@ -154,6 +163,7 @@ def build_dataset(
         feats = features.features_of(symbol, bars)
         close = bars["close"].astype("float64")
         label, fwd = make_labels(close, horizon, label_kind, dead_zone_bps, step, barrier_k, barrier_min_bps)
+        held = forward_return(close, horizon, step) if label_kind != "direction" else fwd
         past = close / close.shift(horizon) - 1.0
         decision = bars.index + step
         keep = feats.notna().all(axis=1).to_numpy()
@@ -176,6 +186,7 @@ def build_dataset(
                 "times": times,
                 "symbols": np.full(len(idx), symbol, dtype=object),
                 "fwd": fwd.to_numpy()[idx],
+                "held": held.to_numpy()[idx],
                 "prev": np.where(past.to_numpy()[idx] > 0, 1.0, 0.0),
                 "run": run_first.astype(np.int64),
             }
@@ -201,6 +212,7 @@ def build_dataset(
         label_params={"barrier_k": barrier_k, "barrier_min_bps": barrier_min_bps}
         if label_kind == "barrier"
         else {},
+        hold_ret=None if label_kind == "direction" else cat["held"].astype(np.float64),
     )
 
 

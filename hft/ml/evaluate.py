@@ -88,13 +88,14 @@ def score(
     rep = model_report(
         ds.y[rows],
         p,
-        ds.fwd_ret[rows],
+        ds.exit_ret[rows],
         ds.times[rows],
         M.Costs.from_settings(settings),
         n_boot,
         move_bps=expected_moves(ds, rows),
         hold_ns=ens.horizon * interval_timedelta(interval).value,
         groups=ds.symbols[rows],
+        bar_ns=interval_timedelta(interval).value,
     )
     rep["n"] = len(rows)
     rep["horizon"] = ens.horizon

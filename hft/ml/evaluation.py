@@ -84,6 +84,9 @@ def expected_moves(ds: Dataset, rows: np.ndarray) -> np.ndarray | None:
     )
 
 
+_ARRAYS = ("equity", "equity_times", "decision_pnl", "entry_times", "exit_times")  # not in reports
+
+
 def model_report(
     y: np.ndarray,
     p: np.ndarray,
@@ -95,20 +98,23 @@ def model_report(
     move_bps: np.ndarray | None = None,
     hold_ns: int = 0,
     groups: np.ndarray | None = None,
+    bar_ns: int | None = None,
 ) -> dict[str, Any]:
     """Classification metrics with bootstrap intervals and the cost-aware backtest for one model.
 
-    ``backtest`` trades by the bot's rule (thresholds and, given ``move_bps``, expected edge above
-    the round trip); ``backtest.threshold_*`` are the thresholds alone, for comparison. Positions
-    are held ``hold_ns`` (the horizon), one at a time per ``groups`` value (symbol).
+    ``backtest`` trades the bot's book (:func:`hft.ml.metrics.backtest`: the bot's rule, thresholds
+    and, given ``move_bps``, expected edge above the round trip; long-only, one position per
+    ``groups`` value (symbol), closed after ``hold_ns``, the horizon, by the bot's lifecycle);
+    ``fwd`` must be the return of that time exit (``Dataset.exit_ret``). ``backtest.threshold_*``
+    are the thresholds alone, ``backtest.long_short`` the same signals long and short, for comparison.
     """
     rep: dict[str, Any] = M.classification(y, p)
     if n_boot:
         rep.update(M.bootstrap_ci(y, p, n_boot=n_boot, seed=seed))
-    bt = M.backtest(p, fwd, times, costs, move_bps, hold_ns, groups)
-    rep["backtest"] = {k: v for k, v in bt.items() if k not in ("equity", "equity_times")}
+    bt = M.backtest(p, fwd, times, costs, move_bps, hold_ns, groups, bar_ns)
+    rep["backtest"] = {k: v for k, v in bt.items() if k not in _ARRAYS}
     if move_bps is not None and costs.edge_filter:
-        plain = M.backtest(p, fwd, times, costs, None, hold_ns, groups)
+        plain = M.backtest(p, fwd, times, costs, None, hold_ns, groups, bar_ns)
         for k in ("trades", "net_pnl_after_fees", "avg_gross_edge_bps"):
             rep["backtest"][f"threshold_{k}"] = plain[k]
     return rep
@@ -176,7 +182,7 @@ def walk_forward_report(
         # every member calibrated on the same slice as the ensemble, so their backtests compare
         fold_preds = {name: ens.combined(logits, name) for name in ("ensemble", *COMPONENTS)}
         fold_preds.update(baseline_predictions(ds, fold.train, fold.test, fit_cfg))
-        y, fwd, t = ds.y[fold.test], ds.fwd_ret[fold.test], ds.times[fold.test]
+        y, fwd, t = ds.y[fold.test], ds.exit_ret[fold.test], ds.times[fold.test]
         moves = expected_moves(ds, fold.test)
         fold_rep: dict[str, Any] = {
             "fold": fold.index,
@@ -199,6 +205,7 @@ def walk_forward_report(
                     move_bps=moves,
                     hold_ns=horizon_ns,
                     groups=ds.symbols[fold.test],
+                    bar_ns=step,
                 )
                 for name, p in fold_preds.items()
             },
@@ -218,7 +225,7 @@ def walk_forward_report(
         raise ValueError("walk-forward produced no folds: too little data for the requested split")
     result.oof_rows = np.concatenate(all_test)
     result.oof = {name: np.concatenate(ps) for name, ps in preds.items()}
-    y, fwd, t = ds.y[result.oof_rows], ds.fwd_ret[result.oof_rows], ds.times[result.oof_rows]
+    y, fwd, t = ds.y[result.oof_rows], ds.exit_ret[result.oof_rows], ds.times[result.oof_rows]
     moves = expected_moves(ds, result.oof_rows)
     for name, p in result.oof.items():
         result.overall[name] = model_report(
@@ -231,13 +238,14 @@ def walk_forward_report(
             move_bps=moves,
             hold_ns=horizon_ns,
             groups=ds.symbols[result.oof_rows],
+            bar_ns=step,
         )
     result.selection = select_served(result)
     if result.last_fold_model is not None:
         result.last_fold_model.serve(result.selection["served"])
     result.calibration = M.calibration_curve(y, result.oof["ensemble"])
     for name in ("ensemble", "lightgbm_plain"):
-        bt = M.backtest(result.oof[name], fwd, t, costs, moves, horizon_ns, ds.symbols[result.oof_rows])
+        bt = M.backtest(result.oof[name], fwd, t, costs, moves, horizon_ns, ds.symbols[result.oof_rows], step)
         result.equity[name] = {"times": bt["equity_times"], "equity": bt["equity"]}
     result.seconds = time.monotonic() - started
     return result

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hft.trading.strategy import Signal, signal_from_prob
+from hft.trading.strategy import Signal, signal_from_prob, simulate_book
 
 _EPS = 1e-6
 
@@ -156,6 +156,51 @@ def non_overlapping(
     return out
 
 
+def _infer_bar_ns(t: np.ndarray) -> int:
+    """The bar of sorted decision times: their smallest positive spacing (1 when there is none)."""
+    d = np.diff(np.unique(np.asarray(t, dtype=np.int64)))
+    d = d[d > 0]
+    return int(d.min()) if len(d) else 1
+
+
+def _summary(gross_bps: np.ndarray, when: np.ndarray, costs: Costs) -> dict[str, Any]:
+    """PnL, edge, hit rate, Sharpe (daily PnL x sqrt(365)) and max drawdown of trades realised at ``when``."""
+    net_bps = gross_bps - costs.round_trip_bps
+    pnl = net_bps / 1e4 * costs.notional
+    equity = np.cumsum(pnl)
+    peak = np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:] if len(equity) else equity
+    max_dd = float((peak - equity).max()) if len(equity) else 0.0
+    sharpe = 0.0
+    if len(pnl) > 1:
+        days = pd.Series(pnl, index=pd.to_datetime(when, unit="ns", utc=True)).resample("1D").sum()
+        if days.std() > 0:
+            sharpe = float(days.mean() / days.std() * np.sqrt(365))
+    return {
+        "trades": len(gross_bps),
+        "net_pnl_after_fees": float(pnl.sum()),
+        "gross_pnl": float((gross_bps / 1e4 * costs.notional).sum()),
+        "avg_gross_edge_bps": float(gross_bps.mean()) if len(gross_bps) else 0.0,
+        "avg_net_bps": float(net_bps.mean()) if len(net_bps) else 0.0,
+        "hit_rate": float((gross_bps > 0).mean()) if len(gross_bps) else 0.0,
+        "sharpe": sharpe,
+        "max_drawdown": max_dd,
+        "equity_times": np.asarray(when).tolist(),
+        "equity": equity.tolist(),
+        "pnl": pnl,
+    }
+
+
+_LONG_SHORT_KEYS = (
+    "trades",
+    "long_trades",
+    "short_trades",
+    "net_pnl_after_fees",
+    "gross_pnl",
+    "avg_gross_edge_bps",
+    "hit_rate",
+)
+
+
 def backtest(
     p: np.ndarray,
     fwd_ret: np.ndarray,
@@ -164,52 +209,74 @@ def backtest(
     move_bps: np.ndarray | None = None,
     hold_ns: int = 0,
     groups: np.ndarray | None = None,
+    bar_ns: int | None = None,
 ) -> dict[str, Any]:
-    """Trade the signals of :func:`trade_sides` (the bot's rule), each position held h bars.
+    """Trade the bot's book (issue 23): the signals of :func:`trade_sides` (the bot's rule) through
+    :func:`hft.trading.strategy.simulate_book` (the bot's trade lifecycle), per ``groups`` value (symbol).
 
-    ``hold_ns`` (h bars): positions do not overlap: after a trade opens at t, signals of the same
-    ``groups`` value (symbol) before t + hold_ns are skipped (one position per symbol at a time, so
-    a multi-bar horizon does not multiply the exposure); 0 trades every signal.
+    Long-only spot, one position per symbol: flat and a buy signal opens ``costs.notional``; it
+    closes after ``hold_ns`` (the model's horizon, in bars of ``bar_ns``: inferred from the
+    decision times when not given; ``hold_ns`` 0 means one bar); sell signals open nothing. The
+    trade's return is ``fwd_ret`` of its entry decision, which must be the return of a position
+    opened at that close and closed at the horizon's close (:attr:`hft.ml.dataset.Dataset.exit_ret`);
+    a decision without one (NaN: the end of the data) opens nothing. Without ``move_bps`` (or with
+    ``costs.edge_filter`` off) a signal is the thresholds alone; with it, it also needs an expected
+    edge ((2p - 1) x expected move) above the round trip. Every trade pays the round trip. PnL is
+    realised at the exit; Sharpe is of daily PnL, annualised with 365 days; max drawdown is of the
+    equity curve in quote currency (a positive number).
 
-    Without ``move_bps`` (or with ``costs.edge_filter`` off) that is: long when p >= buy, short
-    when p <= sell. With it, a signal also needs an expected edge ((2p - 1) x expected move)
-    above the round trip. Every trade pays the round-trip costs. PnL is in quote currency at ``costs.notional`` per
-    trade; Sharpe is of daily PnL, annualised with 365 days; max drawdown is of the equity
-    curve in quote currency (a positive number).
+    ``long_short`` (a diagnostic, not what the bot can trade): the same signals long **and** short,
+    each held ``hold_ns`` with no overlap per symbol (0: every signal), what this backtest reported
+    before the bot's lifecycle was shared. ``decision_pnl``: each decision's net PnL (at its entry,
+    in time order), for intervals; ``entry_times`` / ``exit_times``: each trade's bars (ns), what the
+    test comparing the backtest with the bot reads.
     """
     p = np.asarray(p, dtype=np.float64)
     r = np.asarray(fwd_ret, dtype=np.float64)
     order = np.argsort(times, kind="stable")
-    p, r, t = p[order], r[order], np.asarray(times)[order]
+    p, r, t = p[order], r[order], np.asarray(times, dtype=np.int64)[order]
+    g = None if groups is None else np.asarray(groups)[order]
     side = trade_sides(p, costs, None if move_bps is None else np.asarray(move_bps, dtype=np.float64)[order])
     side[np.isnan(r)] = 0.0
-    if hold_ns > 0:
-        side = non_overlapping(side, t, hold_ns, None if groups is None else np.asarray(groups)[order])
-    traded = side != 0
-    gross_bps = side[traded] * r[traded] * 1e4
-    net_bps = gross_bps - costs.round_trip_bps
-    pnl = net_bps / 1e4 * costs.notional
-    equity = np.cumsum(pnl)
-    peak = np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:] if len(equity) else equity
-    max_dd = float((peak - equity).max()) if len(equity) else 0.0
-    sharpe = 0.0
-    if len(pnl) > 1:
-        days = pd.Series(pnl, index=pd.to_datetime(t[traded], unit="ns", utc=True)).resample("1D").sum()
-        if days.std() > 0:
-            sharpe = float(days.mean() / days.std() * np.sqrt(365))
-    return {
-        "trades": int(traded.sum()),
-        "long_trades": int((side > 0).sum()),
-        "short_trades": int((side < 0).sum()),
-        "net_pnl_after_fees": float(pnl.sum()),
-        "gross_pnl": float((gross_bps / 1e4 * costs.notional).sum()),
-        "avg_gross_edge_bps": float(gross_bps.mean()) if len(gross_bps) else 0.0,
-        "avg_net_bps": float(net_bps.mean()) if len(net_bps) else 0.0,
-        "hit_rate": float((gross_bps > 0).mean()) if len(gross_bps) else 0.0,
-        "round_trip_cost_bps": costs.round_trip_bps,
-        "edge_filter": float(move_bps is not None and costs.edge_filter),
-        "sharpe": sharpe,
-        "max_drawdown": max_dd,
-        "equity_times": t[traded].tolist(),
-        "equity": equity.tolist(),
-    }
+    bar = int(bar_ns) if bar_ns else _infer_bar_ns(t)
+    horizon_bars = max(1, round(hold_ns / bar)) if hold_ns > 0 else 1
+    # the bot's book: long-only, entered by the rule, closed by the lifecycle at the horizon
+    keys = g.tolist() if g is not None else [None] * len(t)
+    by_group: dict[Any, list[int]] = {}
+    for i, k in enumerate(keys):
+        by_group.setdefault(k, []).append(i)
+    entries: list[int] = []
+    exits: list[int] = []
+    signal_of = {1.0: Signal.BUY, -1.0: Signal.SELL, 0.0: Signal.HOLD}
+    for idx in by_group.values():
+        book = simulate_book(t[idx].tolist(), [signal_of[float(side[i])] for i in idx], horizon_bars, bar)
+        for trade in book:
+            entries.append(idx[trade.entry])
+            exits.append(trade.exit_ns)
+    when = np.asarray(exits, dtype=np.int64)
+    at = np.argsort(when, kind="stable")
+    entry = np.asarray(entries, dtype=np.int64)[at]
+    gross_bps = r[entry] * 1e4
+    out = _summary(gross_bps, when[at], costs)
+    decision_pnl = np.zeros(len(t))
+    decision_pnl[entry] = out.pop("pnl")
+    out.update(
+        {
+            "long_trades": out["trades"],
+            "short_trades": 0,
+            "horizon_bars": horizon_bars,
+            "round_trip_cost_bps": costs.round_trip_bps,
+            "edge_filter": float(move_bps is not None and costs.edge_filter),
+        }
+    )
+    # the diagnostic long + short book (no lifecycle: a position per signal, non-overlapping)
+    ls = non_overlapping(side, t, hold_ns, g) if hold_ns > 0 else side
+    traded = ls != 0
+    ls_out = _summary(ls[traded] * r[traded] * 1e4, t[traded], costs)
+    ls_out["long_trades"] = int((ls > 0).sum())
+    ls_out["short_trades"] = int((ls < 0).sum())
+    out["long_short"] = {k: ls_out[k] for k in _LONG_SHORT_KEYS}
+    out["decision_pnl"] = decision_pnl
+    out["entry_times"] = t[entry].tolist()  # each trade's entry and exit decision times (ns)
+    out["exit_times"] = when[at].tolist()
+    return out

@@ -437,7 +437,10 @@ def _flat_metrics(result: TrainResult) -> dict[str, float]:
         for k, v in rep.items():
             if k == "backtest":
                 for bk, bv in v.items():
-                    out[f"wf.{model}.bt.{bk}"] = float(bv)
+                    if isinstance(bv, dict):  # long_short: the diagnostic long + short book
+                        out.update({f"wf.{model}.bt.{bk}.{sk}": float(sv) for sk, sv in bv.items()})
+                    else:
+                        out[f"wf.{model}.bt.{bk}"] = float(bv)
             elif k.endswith("_ci95"):
                 out[f"wf.{model}.{k}_lo"], out[f"wf.{model}.{k}_hi"] = float(v[0]), float(v[1])
             else:

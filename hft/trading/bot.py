@@ -22,8 +22,12 @@ from hft.trading.strategy import (
     Decision,
     RiskLimits,
     Signal,
+    Step,
     TradingState,
     decide,
+    interval_ns,
+    is_dust,
+    lifecycle_step,
     round_trip_bps,
     signal_from_prob,
     thresholds_force,
@@ -71,6 +75,7 @@ class StepResult:
     decision: Decision
     intent_id: str | None
     tick_to_signal_ns: int | None
+    step: Step | None = None  # what the trade lifecycle said (entry, horizon_exit, holding, ...)
 
 
 class TradingBot:
@@ -84,6 +89,7 @@ class TradingBot:
         enqueue: Callable[[str], None],
         clock_ns: Callable[[], int],
         move_bps: Callable[[str, dict[str, Any]], float] | None = None,
+        horizon_bars: Callable[[str, str], int | None] | None = None,
     ) -> None:
         self.s = settings
         self.engine = engine
@@ -94,6 +100,16 @@ class TradingBot:
         # (symbol, prediction) -> expected move of the model's trade (bps); None: thresholds alone
         self.move_bps = move_bps
         self.cost_bps = round_trip_bps(settings)
+        # (model name, version) -> the model's horizon in bars (its registry tag ``horizon``); None:
+        # unknown now (the registry down). Without one: settings.label_horizon for every model.
+        self.horizon_bars = horizon_bars
+        self.bar_ns = interval_ns(settings.bar_interval)
+
+    def horizon_of(self, model_name: str, model_version: str) -> int | None:
+        """The horizon (bars) of the model that opened a position: the time exit's clock."""
+        if self.horizon_bars is None:
+            return int(self.s.label_horizon)
+        return self.horizon_bars(model_name, model_version)
 
     def signal_for(self, symbol: str, prediction: dict[str, Any]) -> Signal:
         """The signal of one prediction: :func:`hft.trading.strategy.signal_from_prob`, the rule of
@@ -133,9 +149,36 @@ class TradingBot:
                     if t is not None:
                         marks[sym] = t.price
             pnl_today = store.daily_pnl(conn, day_start, marks)
+            # the trade lifecycle (hft.trading.strategy.lifecycle_step, the backtest's own): enter when
+            # flat on a buy signal, close the whole position once held the horizon of the model that
+            # opened it; the entry's time comes from the stored intents (it survives a restart)
+            entry = store.open_entry(conn, bar.symbol)
+            opened_ns: int | None = None
+            horizon: int | None = 1
+            if entry.decided_at is not None:
+                opened_ns = _ns(entry.decided_at)
+                horizon = self.horizon_of(entry.model_name, entry.model_version)
+            elif not entry.exiting and not is_dust(qty, bar.close):
+                opened_ns = 0  # held, entry unknown (bought before the lifecycle): due at once
+                horizon = self.horizon_of(
+                    str(prediction.get("model_name", "")), str(prediction.get("model_version", ""))
+                )
+            step: Step | None = None
+            if horizon is None:  # the model's horizon cannot be read now: keep the position, ask next bar
+                action, why = Signal.HOLD, "horizon_unknown"
+            else:
+                action, step = lifecycle_step(
+                    signal,
+                    opened_ns=opened_ns,
+                    now_ns=_ns(now),
+                    horizon_bars=horizon,
+                    bar_ns=self.bar_ns,
+                    exiting=entry.exiting,
+                )
+                why = step.value
             decision = decide(
                 symbol=bar.symbol,
-                signal=signal,
+                signal=action,
                 prob_up=prob,
                 price=bar.close,
                 position_qty=qty,
@@ -144,6 +187,7 @@ class TradingBot:
                 now=now,
                 daily_pnl=pnl_today,
                 limits=self.limits,
+                hold_reason=why,
             )
             if decision.state is not state.state:
                 store.set_bot_state(conn, decision.state, decision.reason, "bot", now)
@@ -164,7 +208,13 @@ class TradingBot:
                 )
         if intent_id is not None:
             self.enqueue(intent_id)  # after commit: the worker must find the row
-        return StepResult(prediction, signal, decision, intent_id, latency)
+        return StepResult(prediction, signal, decision, intent_id, latency, step)
+
+
+def _ns(t: datetime) -> int:
+    """A timezone-aware time in integer nanoseconds since the epoch (microsecond precision)."""
+    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def set_state(engine: Engine, state: TradingState, reason: str, by: str, now: datetime | None = None) -> None:

@@ -117,7 +117,13 @@ class BotProcess(Loop):
         self.celery = Celery("trading-bot", broker=settings.redis_dsn, backend=settings.redis_dsn)
         self.engine = engine(settings)
         self.bot = TradingBot(
-            settings, self.engine, self._predict, self._enqueue, time.time_ns, move_bps=self._move_bps
+            settings,
+            self.engine,
+            self._predict,
+            self._enqueue,
+            time.time_ns,
+            move_bps=self._move_bps,
+            horizon_bars=self._horizon_bars,
         )
         # the label configuration (horizon, label kind) of each model version, from its registry tags
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
@@ -156,6 +162,18 @@ class BotProcess(Loop):
                 return None
             self._labels[key] = {str(k): str(v) for k, v in (mv.tags or {}).items()}
         return self._labels[key]
+
+    def _horizon_bars(self, name: str, version: str) -> int | None:
+        """The horizon (bars) of model version ``name``/``version``: its tag ``horizon`` (what the bot's
+        time exit waits for, as the backtest does); 1 for a version without one (a model from before
+        issue 23 item 1: the 1-bar direction); None when the registry cannot say now."""
+        label = self._label_config(name, version)
+        if label is None:
+            return None
+        try:
+            return max(1, int(label.get("horizon", 1) or 1))
+        except (TypeError, ValueError):
+            return 1
 
     def _move_bps(self, symbol: str, prediction: dict[str, Any]) -> float:
         """Expected move of the model's trade (bps): ``vol_64`` of the symbol's online feature row

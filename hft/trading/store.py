@@ -118,6 +118,48 @@ def position_qty(conn: Connection, symbol: str) -> float:
     return float(value) if value is not None else 0.0
 
 
+@dataclass(frozen=True)
+class OpenEntry:
+    """The entry of a symbol's open position, as the intents say (issue 23: the bot's time exit).
+
+    ``decided_at``: the decision time of the first buy after the last sell (pending or filled);
+    the model that decided it (its horizon closes the position); ``exiting``: a sell is pending.
+    """
+
+    decided_at: datetime | None
+    model_name: str
+    model_version: str
+    exiting: bool
+
+
+def open_entry(conn: Connection, symbol: str) -> OpenEntry:
+    """When the symbol's open position was entered, from ``trading.intents`` (it survives a restart).
+
+    Buys and sells that are pending or filled count (a rejected intent never traded): the entry is
+    the earliest buy decided after the latest such sell; with a sell pending the position is being
+    closed. ``decided_at`` is None when no buy follows the latest sell (flat, or only dust left).
+    """
+    row = conn.execute(
+        text(
+            "SELECT max(decided_at) AS last_sell, bool_or(status = 'pending') AS pending FROM trading.intents "
+            "WHERE symbol = :s AND side = 'sell' AND status IN ('pending', 'filled')"
+        ),
+        {"s": symbol},
+    ).one()
+    last_sell, sell_pending = row.last_sell, bool(row.pending)
+    entry = conn.execute(
+        text(
+            "SELECT decided_at, model_name, model_version FROM trading.intents WHERE symbol = :s "
+            "AND side = 'buy' AND status IN ('pending', 'filled') "
+            "AND (CAST(:after AS timestamptz) IS NULL OR decided_at > :after) ORDER BY decided_at LIMIT 1"
+        ),
+        {"s": symbol, "after": last_sell},
+    ).first()
+    if entry is None:
+        return OpenEntry(None, "", "", sell_pending)
+    return OpenEntry(entry.decided_at, str(entry.model_name or ""), str(entry.model_version or ""), False)
+
+
 def pending_intent_ids(conn: Connection, older_than: datetime) -> list[str]:
     """Ids of intents still pending that were decided before ``older_than`` (to resend)."""
     rows = conn.execute(

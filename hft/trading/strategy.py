@@ -1,9 +1,15 @@
-"""Signals from model probabilities and order intents under risk limits and trading states.
+"""Signals from model probabilities, the trade lifecycle, and order intents under risk limits.
 
-The book is long-only spot (Binance spot cannot short): a ``buy`` signal adds
-``order_notional`` up to ``max_position_notional``; a ``sell`` signal sells up to
-``order_notional`` worth of what is held. Everything here is pure: the caller passes the
-clock (``now``), the position and the day's PnL.
+The book is long-only spot (Binance spot cannot short). The lifecycle (:func:`lifecycle_step`,
+issue 23) is the one implementation of how a position is opened and closed, used by the live
+bot (:meth:`hft.trading.bot.TradingBot.on_bar`) bar by bar and by ``hft evaluate``'s backtest
+(:func:`simulate_book`, called by :func:`hft.ml.metrics.backtest`): flat and a ``buy`` signal
+(:func:`signal_from_prob`: thresholds and expected edge above the round trip) opens one
+position of ``order_notional``; it is closed, whole, once it has been held the model's horizon
+(``horizon`` bars, a time exit, on the bar-close clock); signals while it is held change
+nothing, and a ``sell`` signal while flat is no trade (no shorts). Barrier-label models are
+also closed at the time limit only: their barrier exit is not traded (yet) by either side.
+Everything here is pure: the caller passes the clock (``now``), the position and the day's PnL.
 """
 
 from __future__ import annotations
@@ -145,6 +151,138 @@ def signal_from_prob(
     return signal
 
 
+# --------------------------------------------------------------------------------------------
+# the trade lifecycle: one implementation for the bot and the backtest (issue 23)
+# --------------------------------------------------------------------------------------------
+
+
+class Step(StrEnum):
+    """Why :func:`lifecycle_step` answered what it did."""
+
+    ENTRY = "entry"  # flat and a buy signal: open a position
+    HORIZON_EXIT = "horizon_exit"  # held the model's horizon: close it
+    HOLDING = "holding"  # a position is open and younger than the horizon
+    EXITING = "exiting"  # its exit was sent and is not filled yet
+    NO_SHORT = "no_short"  # flat and a sell signal: spot cannot short
+    FLAT = "flat"  # flat and no signal
+
+
+_INTERVAL_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def interval_ns(interval: str) -> int:
+    """Length of a bar interval (``1m``, ``15m``, ``1h``, ``1d``) in nanoseconds."""
+    try:
+        n, unit = int(interval[:-1]), _INTERVAL_UNITS_S[interval[-1]]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ValueError(f"bad bar interval {interval!r}: use e.g. 1m, 15m, 1h") from exc
+    if n <= 0:
+        raise ValueError(f"bad bar interval {interval!r}")
+    return n * unit * 1_000_000_000
+
+
+def is_dust(quantity: float, price: float) -> bool:
+    """Whether a holding is too small to be a position (below the minimum order notional)."""
+    return quantity * price < _MIN_NOTIONAL
+
+
+def bars_held(opened_ns: int, now_ns: int, bar_ns: int) -> int:
+    """Whole bars between the entry decision and now, on the bar-close clock.
+
+    Rounded to the nearest bar: the bot's decision time is its bar's close plus the time spent
+    since the bar's last tick arrived (milliseconds), which must not cost a bar.
+    """
+    if bar_ns <= 0:
+        raise ValueError(f"bar_ns must be > 0, got {bar_ns}")
+    return int((now_ns - opened_ns + bar_ns // 2) // bar_ns)
+
+
+def exit_due_ns(opened_ns: int, horizon_bars: int, bar_ns: int) -> int:
+    """The close time of the bar at which a position opened at ``opened_ns`` is closed."""
+    return opened_ns + max(1, int(horizon_bars)) * bar_ns
+
+
+def lifecycle_step(
+    signal: Signal,
+    *,
+    opened_ns: int | None,
+    now_ns: int,
+    horizon_bars: int,
+    bar_ns: int,
+    exiting: bool = False,
+) -> tuple[Signal, Step]:
+    """What the long-only book does on one closed bar: BUY (open), SELL (close all) or HOLD.
+
+    ``signal``: :func:`signal_from_prob` of this bar; ``opened_ns``: the decision time of the open
+    position's entry (None when flat); ``horizon_bars``: the model's horizon (the registry tag
+    ``horizon``; at least 1); ``exiting``: the exit was sent and is waiting for its fill. A
+    position is closed on the first bar at which it has been held ``horizon_bars`` bars, whatever
+    the signal (the label the model learned is the move over exactly that long); a new one can
+    open from the next bar on.
+    """
+    if opened_ns is not None:
+        if exiting:
+            return Signal.HOLD, Step.EXITING
+        if bars_held(opened_ns, now_ns, bar_ns) >= max(1, int(horizon_bars)):
+            return Signal.SELL, Step.HORIZON_EXIT
+        return Signal.HOLD, Step.HOLDING
+    if signal is Signal.BUY:
+        return Signal.BUY, Step.ENTRY
+    return Signal.HOLD, Step.NO_SHORT if signal is Signal.SELL else Step.FLAT
+
+
+@dataclass(frozen=True)
+class BookTrade:
+    """One round trip of :func:`simulate_book`: entry at decision ``entry`` (an index), exit at ``exit_ns``."""
+
+    entry: int
+    entry_ns: int
+    exit_ns: int
+
+
+def simulate_book(
+    times_ns: list[int],
+    signals: list[Signal],
+    horizon_bars: int,
+    bar_ns: int,
+) -> list[BookTrade]:
+    """Run :func:`lifecycle_step` over one symbol's decisions in time order: the bot's book, offline.
+
+    ``times_ns`` are decision (bar close) times, ascending; ``signals`` their
+    :func:`signal_from_prob` answers. The bot is called on every bar; a bar without a decision
+    here (a gap in the scored rows) still closes a position that is due at it, so a missing row
+    never stretches a trade: the step is then called at the due bar with no signal. Positions
+    still open after the last decision close at their due time (the caller knows their return).
+    """
+    trades: list[BookTrade] = []
+    opened: tuple[int, int] | None = None  # (decision index, time) of the open position
+    for i, (t, sig) in enumerate(zip(times_ns, signals, strict=True)):
+        if opened is not None:
+            due = exit_due_ns(opened[1], horizon_bars, bar_ns)
+            if t > due:  # the due bar had no decision row: what the bot did on that bar
+                action, _ = lifecycle_step(
+                    Signal.HOLD, opened_ns=opened[1], now_ns=due, horizon_bars=horizon_bars, bar_ns=bar_ns
+                )
+                if action is Signal.SELL:
+                    trades.append(BookTrade(opened[0], opened[1], due))
+                    opened = None
+        action, _ = lifecycle_step(
+            sig,
+            opened_ns=None if opened is None else opened[1],
+            now_ns=int(t),
+            horizon_bars=horizon_bars,
+            bar_ns=bar_ns,
+        )
+        if action is Signal.SELL and opened is not None:
+            trades.append(BookTrade(opened[0], opened[1], int(t)))
+            opened = None
+        elif action is Signal.BUY:
+            opened = (i, int(t))
+    if opened is not None:
+        trades.append(BookTrade(opened[0], opened[1], exit_due_ns(opened[1], horizon_bars, bar_ns)))
+    return trades
+
+
 @dataclass(frozen=True)
 class RiskLimits:
     """Per-symbol order size, position cap, cooldown between intents and the daily loss limit."""
@@ -203,14 +341,21 @@ def decide(
     now: datetime,
     daily_pnl: float,
     limits: RiskLimits,
+    hold_reason: str = "hold",
 ) -> Decision:
-    """Turn a signal into an order intent, or say why not (halted, loss limit, cooldown, limits)."""
+    """Turn the lifecycle's action into an order intent, or say why not (halted, loss limit, cooldown,
+    limits).
+
+    ``signal`` is what :func:`lifecycle_step` answered: BUY opens ``order_notional`` (within
+    ``max_position_notional``), SELL closes the whole position; ``hold_reason`` is its reason
+    when it answered HOLD (``holding``, ``exiting``, ``no_short``, ...).
+    """
     if state is TradingState.HALTED:
         return Decision(None, "halted", state)
     if daily_pnl <= -limits.daily_loss_limit:
         return Decision(None, "daily_loss_limit", TradingState.HALTED)
     if signal is Signal.HOLD:
-        return Decision(None, "hold", state)
+        return Decision(None, hold_reason, state)
     if price <= 0:
         return Decision(None, "no_price", state)
     if last_intent_at is not None and (now - last_intent_at).total_seconds() < limits.cooldown_s:
@@ -226,9 +371,7 @@ def decide(
     else:
         if position_qty <= 0:
             return Decision(None, "flat", state)
-        qty = round(min(position_qty, limits.order_notional / price), _QTY_DECIMALS)
-        if qty * price < _MIN_NOTIONAL:
-            qty = position_qty  # sell the dust with the rest rather than leave it stranded
+        qty = position_qty  # the exit closes the position, whole (no dust left stranded)
     if qty <= 0:
         return Decision(None, "zero_quantity", state)
     return Decision(Intent(symbol, signal, qty, price, prob_up, now), "intent", state)

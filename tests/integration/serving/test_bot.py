@@ -140,3 +140,100 @@ def test_stream_entry_parses_to_a_bar_event(btc_trades: list[Any]) -> None:
     # the calculator announces the close: no lookup, and the price of the trades the bar was built from
     announced = bar_event_from_stream({**fields, b"close": b"61012.5"}, lambda *a: None)
     assert announced == BarEvent("BTCUSDT", 61012.5, datetime(2024, 8, 9, tzinfo=UTC), 1723161600100000000)
+
+
+def test_the_bot_trades_the_backtests_book_on_a_real_database(
+    clean_book: Engine, btc_trades: list[Any], stack_settings: Settings
+) -> None:
+    """Issue 23: one sequence of bars (times, closes, probabilities, expected moves) through
+    ``hft evaluate``'s backtest and through the bot's ``on_bar`` on the real trading database, each
+    intent filled by the worker's fill path: the same entries and exits, bar for bar.
+
+    Long-only, one position at a time, closed after the model's horizon (3 bars, from the version's
+    ``horizon``) whatever the signal then; a sell signal while flat opens nothing, one while holding
+    closes nothing. A new :class:`TradingBot` decides every bar, so the entry time can only come from
+    the database (what a restarted bot sees). The bot before issue 23 sold on the sell signal of bar 1
+    and never exited at the horizon: this test fails on it.
+    """
+    import numpy as np
+
+    from hft.ml import metrics as M
+    from hft.trading.store import FillParams, execute_intent
+
+    s = stack_settings.model_copy(
+        update={
+            "bar_interval": "1m",
+            "buy_threshold": 0.55,
+            "sell_threshold": 0.45,
+            "cooldown_s": 0.0,
+            "daily_loss_limit": 1e9,
+        }
+    )
+    h, bar_ns = 3, 60 * 10**9
+    first = datetime(2024, 8, 8, 23, 55, tzinfo=UTC)  # the recorded trades run 23:54:15 .. 00:05:05
+    closes_at = [first + timedelta(minutes=i) for i in range(11)]
+    close = np.array(
+        [
+            float([t for t in btc_trades if t.trade_time_ms <= c.timestamp() * 1000][-1].price)
+            for c in closes_at
+        ]
+    )
+    # bar:        0    1    2    3    4     5    6    7    8    9    10
+    p = np.array([0.7, 0.3, 0.8, 0.5, 0.7, 0.2, 0.5, 0.7, 0.3, 0.8, 0.6])
+    moves = np.full(11, 100.0)
+    moves[4] = 10.0  # p 0.7 on a 10 bps move cannot pay the 22 bps round trip: no entry at bar 4
+    times = np.array([int(c.timestamp()) * 10**9 for c in closes_at], dtype=np.int64)
+    held = np.full(11, np.nan)
+    held[:-h] = close[h:] / close[:-h] - 1.0
+
+    bt = M.backtest(
+        p, held, times, M.Costs.from_settings(s), moves, h * bar_ns, np.array(["BTCUSDT"] * 11), bar_ns
+    )
+    backtest_trades = list(zip(bt["entry_times"], bt["exit_times"], strict=True))
+    assert backtest_trades == [(times[0], times[3]), (times[7], times[10])]
+
+    params = FillParams(s.order_latency_ms, s.slippage_bps, s.taker_fee_bps, s.starting_cash, max_wait_s=3)
+    at: dict[str, int] = {}
+    reasons = []
+    for i, c in enumerate(closes_at):
+        at["i"] = i
+
+        def predict(symbol: str) -> dict[str, Any]:
+            return {"prob_up": float(p[at["i"]]), "model_name": "lifecycle-test", "model_version": "1"}
+
+        def fill(intent_id: str) -> None:
+            assert execute_intent(clean_book, intent_id, params, datetime.now(UTC)).outcome == "filled"
+
+        bot = TradingBot(
+            s,
+            clean_book,
+            predict,
+            fill,
+            time.time_ns,
+            move_bps=lambda symbol, pred: float(moves[at["i"]]),
+            horizon_bars=lambda name, version: h if (name, version) == ("lifecycle-test", "1") else None,
+        )
+        reasons.append(bot.on_bar(BarEvent("BTCUSDT", float(close[i]), c)).decision.reason)
+    with clean_book.connect() as conn:
+        intents = conn.execute(
+            text(
+                "SELECT side, decided_at, quantity, status FROM trading.intents WHERE symbol = 'BTCUSDT' "
+                "ORDER BY decided_at"
+            )
+        ).all()
+        qty = conn.execute(
+            text("SELECT quantity FROM trading.positions WHERE symbol = 'BTCUSDT'")
+        ).scalar_one()
+    assert [r.status for r in intents] == ["filled"] * 4
+    bot_trades = [
+        (int(b.decided_at.timestamp()) * 10**9, int(s_.decided_at.timestamp()) * 10**9)
+        for b, s_ in zip(intents[::2], intents[1::2], strict=True)
+    ]
+    assert [r.side for r in intents] == ["buy", "sell", "buy", "sell"]
+    assert bot_trades == backtest_trades
+    assert reasons == [
+        "intent", "holding", "holding", "intent", "flat", "no_short", "flat", "intent", "holding", "holding", "intent"
+    ]  # fmt: skip
+    # each exit closed the whole position
+    assert [float(r.quantity) for r in intents[1::2]] == [float(r.quantity) for r in intents[::2]]
+    assert float(qty) == 0.0

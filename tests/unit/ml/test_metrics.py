@@ -21,13 +21,18 @@ def test_backtest_trades_only_confident_signals_and_pays_round_trip_costs() -> N
     ret = np.array([0.0030, 0.05, -0.0010, -0.0020, 0.01])  # the 0.50 and 0.52 rows are not traded
     times = np.arange(5, dtype=np.int64) * 15 * 60 * 10**9
     bt = M.backtest(p, ret, times, costs)
-    assert bt["trades"] == 3
+    # the bot's book: long-only, each position closed after one bar; the 0.40 call opens no short
+    assert bt["trades"] == 2
     assert bt["long_trades"] == 2
-    assert bt["short_trades"] == 1
-    gross_bps = 30 + 10 - 20
+    assert bt["short_trades"] == 0
+    gross_bps = 30 - 20
     assert abs(bt["gross_pnl"] - gross_bps / 1e4 * 1000) < 1e-9
-    assert abs(bt["net_pnl_after_fees"] - (gross_bps - 3 * 22) / 1e4 * 1000) < 1e-9
+    assert abs(bt["net_pnl_after_fees"] - (gross_bps - 2 * 22) / 1e4 * 1000) < 1e-9
     assert bt["max_drawdown"] > 0
+    # the diagnostic long + short book trades the short too
+    ls = bt["long_short"]
+    assert (ls["trades"], ls["long_trades"], ls["short_trades"]) == (3, 2, 1)
+    assert abs(ls["net_pnl_after_fees"] - (30 + 10 - 20 - 3 * 22) / 1e4 * 1000) < 1e-9
 
 
 def test_bootstrap_interval_brackets_the_point_estimate() -> None:

@@ -43,7 +43,8 @@ def test_backtest_sides_are_the_rule_applied_to_every_decision(monkeypatch: pyte
     monkeypatch.setattr(M, "signal_from_prob", spy)
     bt = M.backtest(p, fwd, times, COSTS, moves)
     assert len(calls) == 400
-    assert bt["trades"] == int(np.count_nonzero(expected))
+    assert bt["long_short"]["trades"] == int(np.count_nonzero(expected))
+    assert 0 < bt["trades"] <= int(np.count_nonzero(np.asarray(expected) > 0))  # the long-only book
     assert bt["edge_filter"] == 1.0
 
 
@@ -69,10 +70,12 @@ def test_without_moves_the_backtest_trades_on_thresholds_as_before() -> None:
     fwd = np.array([0.01, 0.01, -0.01, -0.002])
     times = np.arange(4, dtype=np.int64)
     bt = M.backtest(p, fwd, times, COSTS)
-    assert bt["trades"] == 3
+    assert bt["long_short"]["trades"] == 3
+    assert bt["trades"] == 2  # the bot's book: long-only (0.4 opens no short)
     assert bt["edge_filter"] == 0.0
     filtered = M.backtest(p, fwd, times, COSTS, np.array([10.0, 10.0, 500.0, 500.0]))
-    assert filtered["trades"] == 2  # the 0.6 call on a 10 bps move cannot pay 22 bps
+    assert filtered["long_short"]["trades"] == 2  # the 0.6 call on a 10 bps move cannot pay 22 bps
+    assert filtered["trades"] == 1
 
 
 def _bot(**overrides: object) -> bot.TradingBot:
@@ -153,3 +156,96 @@ def test_the_bot_process_sizes_the_move_by_the_models_tags_and_the_online_vol() 
     assert proc._move_bps("BTCUSDT", {**pred, "model_version": "1"}) == pytest.approx(
         expected_move_bps(0.002, 1)
     )
+
+
+# --- issue 23: one trade lifecycle (entry by the rule, time exit at the model's horizon) ---------
+
+BAR_NS = 15 * 60 * 10**9
+
+
+def _bars(n: int = 400, seed: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bar close times, closes (a random walk), probabilities and expected moves of one symbol."""
+    rng = np.random.default_rng(seed)
+    times = np.datetime64("2025-03-01T00:15", "ns").astype(np.int64) + np.arange(n, dtype=np.int64) * BAR_NS
+    close = 60_000 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    p = rng.uniform(0.25, 0.8, n)
+    moves = rng.uniform(20, 200, n)
+    return times, close, p, moves
+
+
+def _held_return(close: np.ndarray, h: int) -> np.ndarray:
+    fwd = np.full(len(close), np.nan)
+    fwd[:-h] = close[h:] / close[:-h] - 1.0
+    return fwd
+
+
+def bot_lifecycle_trades(
+    b: bot.TradingBot, times: np.ndarray, p: np.ndarray, moves: np.ndarray, h: int
+) -> list[tuple[int, int]]:
+    """(entry, exit) bar times of the bot's decision path: signal_for, then lifecycle_step, bar by bar.
+
+    The bot's clock is the bar's close plus the time since its last tick (here 3-40 ms).
+    """
+    trades: list[tuple[int, int]] = []
+    opened: int | None = None
+    for i, t in enumerate(times.tolist()):
+        sig = b.signal_for("BTCUSDT", {"prob_up": float(p[i]), "move": float(moves[i])})
+        now = int(t) + (3 + 37 * (i % 2)) * 1_000_000
+        action, _ = strategy.lifecycle_step(sig, opened_ns=opened, now_ns=now, horizon_bars=h, bar_ns=BAR_NS)
+        if action is Signal.BUY:
+            opened = now
+        elif action is Signal.SELL:
+            assert opened is not None
+            trades.append((opened, now))
+            opened = None
+    # rounded back to bar close times (the jitter above)
+    return [(e - e % BAR_NS, x - x % BAR_NS) for e, x in trades]
+
+
+@pytest.mark.parametrize("h", [1, 4])
+def test_the_backtest_and_the_bot_enter_and_exit_on_the_same_bars(h: int) -> None:
+    """`hft evaluate`'s backtest and the bot's decision path, fed one sequence of bars (times, closes,
+    probabilities, expected moves), open and close the same positions on the same bars: long-only,
+    one at a time, closed after the model's horizon whatever the signal then."""
+    times, close, p, moves = _bars()
+    b = _bot()
+    costs = M.Costs.from_settings(b.s)
+    bt = M.backtest(
+        p, _held_return(close, h), times, costs, moves, h * BAR_NS, np.array(["BTCUSDT"] * len(p))
+    )
+    backtest_trades = list(zip(bt["entry_times"], bt["exit_times"], strict=True))
+    bot_trades = bot_lifecycle_trades(b, times, p, moves, h)
+    # the last position may still be open at the end of the bars: the backtest closes it at its due bar
+    assert backtest_trades[: len(bot_trades)] == bot_trades
+    assert len(backtest_trades) - len(bot_trades) in (0, 1)
+    assert len(bot_trades) >= 10
+    assert bt["short_trades"] == 0
+    assert bt["long_trades"] == bt["trades"] == len(backtest_trades)
+    for entry, exit_ in bot_trades:
+        assert exit_ - entry == h * BAR_NS  # the time exit, not a sell signal
+    # sells signalled while flat or holding open/close nothing: some exits fall on bars whose own
+    # signal was not a sell, and the book never shorts
+    sides = M.trade_sides(p, costs, moves)
+    exit_idx = [int((x - times[0]) // BAR_NS) for _, x in bot_trades]
+    assert any(sides[i] != -1 for i in exit_idx)
+    assert (sides == -1).sum() > 0
+    # the PnL is the held return of each entry, net of the round trip
+    entry_idx = [int((e - times[0]) // BAR_NS) for e, _ in backtest_trades]
+    net = (_held_return(close, h)[entry_idx] * 1e4 - costs.round_trip_bps) / 1e4 * costs.notional
+    assert bt["net_pnl_after_fees"] == pytest.approx(float(net.sum()))
+
+
+def test_the_lifecycle_step() -> None:
+    step, buy, sell, hold = strategy.lifecycle_step, Signal.BUY, Signal.SELL, Signal.HOLD
+    kw = {"horizon_bars": 4, "bar_ns": BAR_NS}
+    assert step(buy, opened_ns=None, now_ns=0, **kw) == (buy, strategy.Step.ENTRY)
+    assert step(sell, opened_ns=None, now_ns=0, **kw) == (hold, strategy.Step.NO_SHORT)
+    assert step(hold, opened_ns=None, now_ns=0, **kw) == (hold, strategy.Step.FLAT)
+    # held 3 bars: a sell signal closes nothing; 4 bars (a few ms early or late): closed, whatever the signal
+    assert step(sell, opened_ns=0, now_ns=3 * BAR_NS, **kw) == (hold, strategy.Step.HOLDING)
+    assert step(buy, opened_ns=5_000_000, now_ns=4 * BAR_NS, **kw) == (sell, strategy.Step.HORIZON_EXIT)
+    assert step(hold, opened_ns=0, now_ns=4 * BAR_NS + 40_000_000, **kw) == (sell, strategy.Step.HORIZON_EXIT)
+    assert step(hold, opened_ns=0, now_ns=9 * BAR_NS, exiting=True, **kw) == (hold, strategy.Step.EXITING)
+    # a gap in the decisions: the position still closes at its due bar
+    trades = strategy.simulate_book([0, BAR_NS, 9 * BAR_NS], [buy, hold, buy], 4, BAR_NS)
+    assert [(t.entry_ns, t.exit_ns) for t in trades] == [(0, 4 * BAR_NS), (9 * BAR_NS, 13 * BAR_NS)]
