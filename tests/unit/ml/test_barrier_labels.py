@@ -75,10 +75,17 @@ def test_positions_do_not_overlap_within_the_horizon() -> None:
     p = np.full(n, 0.9)
     fwd = np.full(n, 0.01)
     costs = M.Costs(fee_bps=10, slippage_bps=1, buy_threshold=0.55, sell_threshold=0.45)
-    assert M.backtest(p, fwd, times, costs)["trades"] == n
+    # the long + short diagnostic: a position per signal, non-overlapping within h bars
+    assert M.backtest(p, fwd, times, costs)["long_short"]["trades"] == n
     bt = M.backtest(p, fwd, times, costs, hold_ns=h * STEP.value)
-    assert bt["trades"] == n // h
+    assert bt["long_short"]["trades"] == n // h
+    # the bot's book (issue 23): one position, closed at bar t + h, the next opened from t + h + 1
+    assert M.backtest(p, fwd, times, costs)["trades"] == n // 2
+    assert bt["trades"] == -(-n // (h + 1))
+    assert bt["exit_times"][0] - bt["entry_times"][0] == h * STEP.value
     # two symbols at the same times: one position each
     sym = np.array(["A", "B"] * (n // 2))
     t2 = np.repeat(np.arange(n // 2, dtype=np.int64) * STEP.value, 2)
-    assert M.backtest(p, fwd, t2, costs, hold_ns=h * STEP.value, groups=sym)["trades"] == 2 * (n // 2 // h)
+    two = M.backtest(p, fwd, t2, costs, hold_ns=h * STEP.value, groups=sym, bar_ns=STEP.value)
+    assert two["long_short"]["trades"] == 2 * (n // 2 // h)
+    assert two["trades"] == 2 * -(-(n // 2) // (h + 1))
