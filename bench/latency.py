@@ -138,6 +138,12 @@ def measure_rate(
         bot1 = rig.metrics("trading-bot") if signal else {}
         feature = histogram_quantiles(calc1, "feature_calculator_tick_to_feature_seconds", before=calc0)
         update = histogram_quantiles(calc1, "feature_calculator_update_seconds", before=calc0)
+        # the bar close's own costs: the online rows + announcements (one Redis round trip, on the
+        # consuming thread) and the offline upsert (on the offline writer's thread)
+        close_costs = {
+            what: _ms(histogram_quantiles(calc1, f"feature_calculator_{what}_write_seconds", before=calc0))
+            for what in ("online", "offline")
+        }
         top = 5000.0  # the histograms' last finite bucket (5 s): a quantile there means "at least"
         censored = [k for k, v in _ms(feature).items() if k.startswith("p") and v >= top]
         sig = histogram_quantiles(bot1, "trading_bot_tick_to_signal_seconds", before=bot0) if signal else {}
@@ -187,6 +193,7 @@ def measure_rate(
             # risk checks and intent come after)
             "tick_to_signal_legs_ms": legs,
             "feature_update_ms": _ms(update),
+            "bar_close_write_ms": close_costs,
             "ticks_featured_per_s": round(feature.get("n", 0) / (t1 - t0), 1),
             "tick_to_feature_note": (
                 f"{', '.join(censored)} at or beyond the top bucket (5 s): the calculator fell "

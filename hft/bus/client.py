@@ -98,6 +98,7 @@ def consumer_config(settings: Settings, group: str, client_id: str, **overrides:
         # longer than any database outage we retry through; past it the member leaves and rejoins
         "max.poll.interval.ms": 300_000,
         "partition.assignment.strategy": "cooperative-sticky",
+        "on_commit": _log_commit,
         "logger": _rdkafka_logger(client_id),
         **overrides,
     }
@@ -108,12 +109,25 @@ def make_consumer(settings: Settings, group: str, client_id: str, **overrides: A
     return Consumer(consumer_config(settings, group, client_id, **overrides))
 
 
-def commit(consumer: Consumer, next_offsets: dict[TP, int]) -> None:
-    """Commit, synchronously, the next offset to read of each partition; raises KafkaException."""
-    if next_offsets:
-        consumer.commit(
-            offsets=[TopicPartition(t, p, off) for (t, p), off in next_offsets.items()], asynchronous=False
-        )
+def commit(consumer: Consumer, next_offsets: dict[TP, int], asynchronous: bool = False) -> None:
+    """Commit the next offset to read of each partition; raises KafkaException.
+
+    ``asynchronous``: send it and return (no broker round trip on the caller's thread); a failure
+    is then logged by :func:`_log_commit` from a later poll, and the next commit covers it.
+    """
+    if not next_offsets:
+        return
+    offsets = [TopicPartition(t, p, off) for (t, p), off in next_offsets.items()]
+    if asynchronous:
+        consumer.commit(offsets=offsets, asynchronous=True)
+    else:
+        consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def _log_commit(err: Any, partitions: list[TopicPartition]) -> None:
+    """librdkafka's commit callback: an asynchronous commit that failed."""
+    if err is not None:
+        log.warning("offset commit failed (will be re-read, writes are idempotent): %s", err)
 
 
 def lag(consumer: Consumer, partitions: Iterable[TopicPartition] | None = None) -> dict[int, int]:

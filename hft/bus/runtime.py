@@ -155,12 +155,14 @@ class ConsumerLoop(Loop):
             self.heartbeat.set(time.time())
         return msgs
 
-    def commit(self, next_offsets: dict[TP, int]) -> bool:
-        """Commit the next offset to read per partition; False (logged, counted) when Kafka refused."""
+    def commit(self, next_offsets: dict[TP, int], asynchronous: bool = False) -> bool:
+        """Commit the next offset to read per partition; False (logged, counted) when Kafka refused.
+
+        ``asynchronous``: do not wait for the broker (a failure is logged from a later poll)."""
         if not next_offsets:
             return True
         try:
-            commit(self.consumer, next_offsets)
+            commit(self.consumer, next_offsets, asynchronous)
             return True
         except KafkaException as exc:
             # what was handled is stored; a redelivery is harmless (every writer is idempotent)

@@ -95,8 +95,118 @@ class OnlineFeatures(_Base):
         return {k: v[0] for k, v in resp.to_dict().items()}
 
 
+# Feast's write rule in one step on the server: a row replaces the stored one only when its event
+# timestamp is newer (Feast's RedisOnlineStore.online_write_batch reads the stored timestamp in one
+# round trip and writes in a second; here the comparison runs in Redis, so the write joins the
+# caller's pipeline). The stored timestamp is Feast's serialized google.protobuf.Timestamp:
+# field 1 seconds (tag 0x08), field 2 nanos (tag 0x10), both varints.
+# KEYS[1]: the entity's key; ARGV: ts field, seconds, nanos, serialized ts, ttl (0: none), then
+# field/value pairs. Returns 1 when written, 0 when the stored row is as new or newer.
+_WRITE_IF_NEWER = """
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if prev then
+  local vals = {0, 0}
+  local i, n = 1, #prev
+  while i <= n do
+    local tag = string.byte(prev, i)
+    i = i + 1
+    local v, mul = 0, 1
+    while i <= n do
+      local b = string.byte(prev, i)
+      i = i + 1
+      v = v + (b % 128) * mul
+      mul = mul * 128
+      if b < 128 then break end
+    end
+    if tag == 8 then vals[1] = v elseif tag == 16 then vals[2] = v end
+  end
+  local secs, nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if secs < vals[1] or (secs == vals[1] and nanos <= vals[2]) then return 0 end
+end
+local fields = {ARGV[1], ARGV[4]}
+for j = 6, #ARGV do fields[#fields + 1] = ARGV[j] end
+redis.call('HSET', KEYS[1], unpack(fields))
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+
 class OnlineWriter(_Base):
-    """Write bar feature rows to the online store (Feast's Redis layout)."""
+    """Write bar feature rows to the online store, in Feast's Redis layout and by Feast's rule
+    (the newer event timestamp wins), in one round trip that can carry the caller's commands."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        from feast.infra.online_stores.helpers import _mmh3
+        from feast.infra.online_stores.redis import _versioned_fv_name
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        view = _versioned_fv_name(self.view, self.config)
+        self._ts_field = f"_ts:{view}".encode()
+        self._fields = {name: _mmh3(f"{view}:{name}") for name in ALL_FEATURES}
+        self._null = Value().SerializeToString()
+        self._ttl = int(self.config.online_store.key_ttl_seconds or 0)
+        self._rkeys: dict[str, bytes] = {}
+        self.client: Any = self.online._get_client(self.config.online_store)
+        self._script = self.client.register_script(_WRITE_IF_NEWER)
+
+    def _rkey(self, symbol: str) -> bytes:
+        key = self._rkeys.get(symbol)
+        if key is None:
+            from feast.infra.online_stores.helpers import _redis_key
+
+            key = self._rkeys[symbol] = _redis_key(
+                self.config.project,
+                self._key(symbol),
+                entity_key_serialization_version=self.config.entity_key_serialization_version,
+            )
+        return key
+
+    def queue(self, pipe: Any, rows: list[tuple[str, datetime, dict[str, float]]]) -> list[tuple[Any, ...]]:
+        """Add the rows' writes to a Redis pipeline (of this store's Redis); return them for
+        :meth:`execute`, which runs the pipeline.
+
+        Features missing from a dict or NaN are stored as null.
+        """
+        from feast.protos.feast.types.Value_pb2 import Value
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        writes = []
+        for symbol, feature_time, features in rows:
+            ts = Timestamp()
+            ts.FromDatetime(feature_time if feature_time.tzinfo else feature_time.replace(tzinfo=UTC))
+            args: list[Any] = [self._ts_field, ts.seconds, ts.nanos, ts.SerializeToString(), self._ttl]
+            for name, field in self._fields.items():
+                v = features.get(name)
+                args += (
+                    field,
+                    self._null
+                    if v is None or math.isnan(v)
+                    else Value(double_val=float(v)).SerializeToString(),
+                )
+            writes.append((self._rkey(symbol), *args))
+            pipe.evalsha(self._script.sha, 1, *writes[-1])
+        return writes
+
+    def execute(self, pipe: Any, writes: list[tuple[Any, ...]]) -> list[Any]:
+        """Run a pipeline holding :meth:`queue`'s ``writes``. A Redis that lost the script (a
+        restart) refuses them: it gets the script and the writes run again (a write already done
+        is refused as not newer). Raises the first other error, like ``pipe.execute()``."""
+        from redis.exceptions import NoScriptError
+
+        results = list(pipe.execute(raise_on_error=False))
+        if any(isinstance(r, NoScriptError) for r in results):
+            self.client.script_load(_WRITE_IF_NEWER)
+            retry = self.client.pipeline(transaction=False)
+            for w in writes:
+                retry.evalsha(self._script.sha, 1, *w)
+            retry.execute()
+            results = [None if isinstance(r, NoScriptError) else r for r in results]
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
 
     def write(
         self, symbol: str, feature_time: datetime, features: dict[str, float], created: datetime | None = None
@@ -107,14 +217,9 @@ class OnlineWriter(_Base):
     def write_many(
         self, rows: list[tuple[str, datetime, dict[str, float]]], created: datetime | None = None
     ) -> None:
-        """Write several rows in one Redis pipeline (Feast keeps the newest per symbol)."""
-        from feast.protos.feast.types.Value_pb2 import Value
+        """Write several rows in one round trip (Feast keeps the newest per symbol).
 
-        data = []
-        for symbol, feature_time, features in rows:
-            values = {}
-            for name in ALL_FEATURES:
-                v = features.get(name)
-                values[name] = Value() if v is None or math.isnan(v) else Value(double_val=float(v))
-            data.append((self._key(symbol), values, feature_time, created or feature_time))
-        self.online.online_write_batch(self.config, self.view, data, None)
+        ``created`` is accepted for Feast's signature; Feast's Redis store does not keep it.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        self.execute(pipe, self.queue(pipe, rows))

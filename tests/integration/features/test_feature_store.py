@@ -123,3 +123,60 @@ def test_materialize_makes_the_last_row_the_online_one(
     sdk = online.latest_sdk("FTBTC")
     assert sdk["rsi_14"] == pytest.approx(expected["rsi_14"], abs=1e-12)
     assert online.latest("FTNONE") is None
+
+
+def test_the_one_trip_online_write_keeps_feast_s_layout_and_rule(feature_settings: Settings) -> None:
+    """The calculator's online write (a script in the same pipeline as the announcement) stores
+    what Feast's own reader returns, and keeps Feast's rule against Feast's own writer: a row
+    replaces the stored one only when its event time is newer. A Redis that lost the script (a
+    restart) gets it again."""
+    from datetime import timedelta
+
+    import redis
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    from hft.features.online import OnlineFeatures, OnlineWriter, _entity_key
+    from hft.features.store import apply
+
+    apply(feature_settings)
+    names = list(FEATURE_SPEC_FULL.names)
+    t0 = START.to_pydatetime()
+
+    def row(x: float) -> dict[str, float]:
+        return {n: x + i for i, n in enumerate(names)} | {names[1]: math.nan}
+
+    writer, online = OnlineWriter(feature_settings), OnlineFeatures(feature_settings, FEATURE_SPEC_FULL)
+    redis.Redis.from_url(feature_settings.redis_dsn).script_flush()  # as after a Redis restart
+    writer.write("FTBTC", t0, row(1.0))
+    got = online.latest("FTBTC")
+    assert got is not None
+    assert got[0] == t0
+    assert got[1][names[0]] == 1.0
+    assert math.isnan(got[1][names[1]])  # NaN stored as null, read back as absent
+    assert online.latest_sdk("FTBTC")[names[2]] == 3.0  # the SDK's reader agrees
+
+    writer.write("FTBTC", t0 - timedelta(minutes=15), row(5.0))  # older: refused
+    writer.write("FTBTC", t0, row(6.0))  # the same instant: refused, as Feast does
+    assert online.latest("FTBTC")[1][names[0]] == 1.0  # type: ignore[index]
+    later = t0 + timedelta(minutes=15, microseconds=1)  # nanos in the stored Timestamp
+    writer.write("FTBTC", later, row(7.0))
+    assert online.latest("FTBTC")[0] == later  # type: ignore[index]
+    assert online.latest("FTBTC")[1][names[0]] == 7.0  # type: ignore[index]
+
+    # Feast's own writer, older than what the script wrote: Feast refuses it too (same layout) ...
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    feast_store = RedisOnlineStore()
+    older = {n: Value(double_val=9.0) for n in names}
+    feast_store.online_write_batch(
+        writer.config, writer.view, [(_entity_key("FTBTC"), older, t0, None)], None
+    )
+    assert online.latest("FTBTC")[1][names[0]] == 7.0  # type: ignore[index]
+    # ... and a newer row of Feast's is then newer for the script too
+    newest = later + timedelta(hours=1)
+    feast_store.online_write_batch(
+        writer.config, writer.view, [(_entity_key("FTBTC"), older, newest, None)], None
+    )
+    writer.write("FTBTC", later + timedelta(minutes=30), row(8.0))
+    assert online.latest("FTBTC")[1][names[0]] == 9.0  # type: ignore[index]
+    redis.Redis.from_url(feature_settings.redis_dsn).delete(writer._rkey("FTBTC"))
