@@ -406,6 +406,11 @@ def split_validation(
     return fit, es, stack
 
 
+def calibration_rows(es: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """The rows the combiners' calibrations fit on: the early-stop slice and the stack slice."""
+    return np.concatenate([es, stack])
+
+
 def fit_ensemble(
     X: np.ndarray,
     y: np.ndarray,
@@ -457,8 +462,14 @@ def fit_ensemble(
     net = fit_lstm(Z, y, fit, es, params["lstm"], cfg)
     scaler.lstm = net
     timings["lstm"] = time.monotonic() - t
-    logits = scaler.component_logits(X, Z, stack)
-    scaler.combiners = fit_combiners(logits, y[stack])
+    # the calibrations see the early-stop and the stack slices (the last 20% of the window, purged
+    # from the fit slice): at a 4-bar horizon the stack slice alone (10%) holds a quarter as many
+    # independent labels as at 1 bar, and on it a weak member's slope came out <= 0 by noise, for
+    # three members at once (docs/ml.md, "the 4-bar collapse"); the early-stop slice only chose
+    # the number of rounds / epochs, a small optimism in a two-number calibration
+    cal = calibration_rows(es, stack)
+    logits = scaler.component_logits(X, Z, cal)
+    scaler.combiners = fit_combiners(logits, y[cal])
     scaler.serve("ensemble")
     scaler.params = params
     scaler.importance = {
@@ -490,27 +501,37 @@ def _platt(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def fit_combiners(logits: np.ndarray, y: np.ndarray) -> dict[str, tuple[list[float], float]]:
-    """Linear maps from the four logits to a calibrated P(up), fitted on the stack slice.
+    """Linear maps from the four logits to a calibrated P(up), fitted on the calibration slice.
 
-    ``ensemble``: each member's logit centred and scaled by its own mean and spread on the slice
-    (label-free, so it cannot chase noise), averaged with equal weights, then one Platt
-    calibration (two numbers). Replaces the four-weight stacker whose weights flipped sign
-    between folds. Each member also gets its own Platt calibration, so serving can fall back
-    to the best member when the ensemble does not beat it (:meth:`Ensemble.serve`).
+    Each member gets its own Platt calibration (slope >= 0: one whose slice says it points the
+    wrong way answers the base rate), so serving can fall back to the best member when the
+    ensemble does not beat it (:meth:`Ensemble.serve`). ``ensemble``: the logits of the members
+    whose own slope is positive, each centred and scaled by its own mean and spread on the slice,
+    averaged with equal weights, then one Platt calibration (two numbers). A member its own
+    calibration turns into a constant weighs nothing in the average either: averaging it in made
+    the whole ensemble constant when three of four pointed the wrong way on a small slice (the
+    4-bar collapse, docs/ml.md). With no such member, all four are averaged (and a non-positive
+    slope answers the base rate). Replaces the four-weight stacker whose weights flipped sign
+    between folds.
     """
     k = logits.shape[1]
-    m = logits.mean(axis=0)
-    sd = logits.std(axis=0)
-    sd[sd < 1e-12] = 1.0
-    w = 1.0 / (k * sd)
-    avg = (logits - m) @ w
-    a, b = _platt(avg, y)
-    out: dict[str, tuple[list[float], float]] = {"ensemble": ((a * w).tolist(), float(b - a * float(m @ w)))}
+    out: dict[str, tuple[list[float], float]] = {}
+    live = np.zeros(k, dtype=bool)
     for i, name in enumerate(COMPONENTS):
         ai, bi = _platt(logits[:, i], y)
         coef = np.zeros(k)
         coef[i] = ai
         out[name] = (coef.tolist(), bi)
+        live[i] = ai > 0
+    if not live.any():
+        live[:] = True
+    m = logits.mean(axis=0)
+    sd = logits.std(axis=0)
+    sd[sd < 1e-12] = 1.0
+    w = np.where(live, 1.0 / (int(live.sum()) * sd), 0.0)
+    avg = (logits - m) @ w
+    a, b = _platt(avg, y)
+    out["ensemble"] = ((a * w).tolist(), float(b - a * float(m @ w)))
     return out
 
 

@@ -23,6 +23,7 @@ from hft.ml.models import (
     FitConfig,
     _logit,
     _platt,
+    calibration_rows,
     fit_lightgbm,
     fit_lstm,
     fit_random_forest,
@@ -125,13 +126,14 @@ def score_model(
     """Fit one model on ``train`` as the ensemble fits it and return the ROC-AUC of what it would serve.
 
     The training rows split like :func:`hft.ml.models.split_validation` in a real fit: fit slice,
-    early-stop slice, calibration slice. The member is served through a Platt calibration with a
+    early-stop slice, stack slice; the calibration fits on the last two (:func:`calibration_rows`). The member is served through a Platt calibration with a
     slope >= 0 (:func:`hft.ml.models._platt`): when the calibration slice says its scores point the
     wrong way (or they are constant), the served member answers a constant and scores AUC 0.5 on
     any window. The trial scores that (:data:`NO_SIGNAL_AUC`), not the AUC of its raw scores, so
     the tuner cannot pick parameters whose model would be served as a constant (the 4-bar collapse).
     """
-    fit, es, cal = split_validation(ds.times, train, horizon_ns, embargo_ns)
+    fit, es, stack = split_validation(ds.times, train, horizon_ns, embargo_ns)
+    cal = calibration_rows(es, stack)
     X, y = ds.X, ds.y
     rows = np.concatenate([cal, test])
     if model == "xgboost":

@@ -32,9 +32,19 @@ def test_the_average_weights_members_equally_after_standardising_and_never_flips
     comb = fit_combiners(logits, y)
     coef, _ = comb["ensemble"]
     sd = logits.std(axis=0)
-    # equal weight per standardised member: coef * sd is the same for all four
-    np.testing.assert_allclose(np.asarray(coef) * sd, np.full(4, coef[0] * sd[0]), rtol=1e-9)
-    assert coef[0] >= 0
+    # equal weight per standardised member: coef * sd is the same for the three that point the
+    # right way; the anti-correlated one, a constant on its own, weighs nothing in the average
+    np.testing.assert_allclose(
+        np.asarray(coef)[[0, 1, 3]] * sd[[0, 1, 3]], np.full(3, coef[0] * sd[0]), rtol=1e-9
+    )
+    assert coef[2] == 0.0
+    assert coef[0] > 0
+    # three of four pointing the wrong way (the 4-bar collapse): the ensemble follows the fourth
+    flipped = logits * np.array([-1.0, -1.0, 1.0, 1.0])
+    flipped[:, 3] = signal
+    coef2, _ = fit_combiners(flipped, y)["ensemble"]
+    assert [c != 0 for c in coef2] == [False, False, False, True]
+    assert coef2[3] > 0
     # each member alone: one non-zero weight, and a member that points the wrong way gets none
     for i, name in enumerate(COMPONENTS):
         c, _ = comb[name]
