@@ -95,10 +95,12 @@ def test_sell_when_flat_is_not_a_short() -> None:
     assert _decide(signal=Signal.SELL).reason == "flat"
 
 
-def test_sell_is_limited_to_order_notional() -> None:
+def test_sell_closes_the_whole_position() -> None:
+    # issue 23: a sell is the lifecycle's exit (hft.trading.strategy.lifecycle_step), the whole
+    # position, even one larger than order_notional (bought before the lifecycle)
     d = _decide(signal=Signal.SELL, position_qty=25.0)
     assert d.intent is not None
-    assert d.intent.quantity == pytest.approx(10.0)
+    assert d.intent.quantity == pytest.approx(25.0)
 
 
 def test_hold_sends_nothing() -> None:
