@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge, Histogram
 
 from hft.bus.client import TICK_INGESTOR_GROUP, TP, make_consumer
+from hft.bus.metrics import BatchHistogram
 from hft.bus.retry import Stopped, retry
 from hft.bus.runtime import ConsumerLoop
 from hft.config import Settings, TransientError
@@ -218,6 +219,9 @@ class Calculator(ConsumerLoop):
         self.warmup_wait_s = warmup_wait_s
         self.ingestor_group = ingestor_group
         self._ingested: Consumer | None = None  # reads the tick ingestor's committed offsets
+        # per-tick metrics, added to the registry once per batch (hft.bus.metrics)
+        self._update = BatchHistogram(UPDATE)
+        self._tick_to_feature = BatchHistogram(TICK_TO_FEATURE)
 
     def await_stored(self, tp: TP, offset: int) -> str:
         """Wait, at most ``warmup_wait_s``, until the tick ingestor has stored every tick of ``tp``
@@ -304,6 +308,8 @@ class Calculator(ConsumerLoop):
         pending_latency: list[int] = []
         next_offsets: dict[TP, int] = {}
         n = len(msgs)
+        n_ticks = n_skipped = n_late = 0
+        update, tick_to_feature = self._update, self._tick_to_feature
         for m in msgs:
             tp: TP = (m.topic(), m.partition())  # type: ignore[assignment]
             if tp not in self._assigned:
@@ -315,18 +321,18 @@ class Calculator(ConsumerLoop):
             next_offsets[tp] = offset + 1
             t = _decode(m.value())
             if t is None:
-                SKIPPED.inc()
+                n_skipped += 1
                 continue
-            TICKS.inc()
+            n_ticks += 1
             t0 = time.perf_counter_ns()
             if t.symbol not in self.calc.symbols:
                 self.await_stored(tp, offset)  # it warms up from market.bars on this tick
             before = self.calc.partial(t.symbol)
             closed = self.calc.on_tick(t)
             t1 = time.perf_counter_ns()
-            UPDATE.observe((t1 - t0) / 1e9)
+            update.observe((t1 - t0) / 1e9)
             if closed is None:
-                LATE.inc()
+                n_late += 1
                 continue
             if self.calc.partial(t.symbol) is not before:
                 # this tick opened a new bar: a restart must re-read from here
@@ -336,7 +342,13 @@ class Calculator(ConsumerLoop):
                 closed_all += closed
                 pending_latency.append(t.receive_time_ns)
             else:
-                TICK_TO_FEATURE.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
+                tick_to_feature.observe(max(time.time_ns() - t.receive_time_ns, 0) / 1e9)
+        if n_ticks:
+            TICKS.inc(n_ticks)
+        if n_skipped:
+            SKIPPED.inc(n_skipped)
+        if n_late:
+            LATE.inc(n_late)
         polled = n > 0
         if not polled:
             # idle: a bar whose time is over can only be closed by the clock, but only where no
@@ -357,7 +369,9 @@ class Calculator(ConsumerLoop):
             self._write(closed_all)
             now = time.time_ns()
             for rt in pending_latency:
-                TICK_TO_FEATURE.observe(max(now - rt, 0) / 1e9)
+                tick_to_feature.observe(max(now - rt, 0) / 1e9)
+        update.flush()
+        tick_to_feature.flush()
         self._touched |= touched
         self._pending_offsets.update(next_offsets)
         self._in_batch = False
