@@ -209,7 +209,8 @@ def _trade_replayed_bars(settings: Settings) -> int:
 
     sent: list[str] = []
     bot = TradingBot(
-        settings,
+        # it decides on 1m bars: its lifecycle counts the horizon (settings.label_horizon, 1) in them
+        settings.model_copy(update={"bar_interval": "1m"}),
         eng,
         predict,
         lambda iid: (sent.append(iid), celery_app.send_task("orders.simulate", args=[iid])),
