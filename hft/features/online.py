@@ -17,6 +17,9 @@ import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
+from redis.exceptions import NoScriptError
+
 from hft.config import ConfigurationError, Settings
 from hft.features.spec import ALL_FEATURES, FEATURE_SPEC, FeatureSpec
 from hft.features.store import ENTITY, FEATURE_VIEW, feature_store
@@ -170,7 +173,6 @@ class OnlineWriter(_Base):
         Features missing from a dict or NaN are stored as null.
         """
         from feast.protos.feast.types.Value_pb2 import Value
-        from google.protobuf.timestamp_pb2 import Timestamp
 
         writes = []
         for symbol, feature_time, features in rows:
@@ -193,8 +195,6 @@ class OnlineWriter(_Base):
         """Run a pipeline holding :meth:`queue`'s ``writes``. A Redis that lost the script (a
         restart) refuses them: it gets the script and the writes run again (a write already done
         is refused as not newer). Raises the first other error, like ``pipe.execute()``."""
-        from redis.exceptions import NoScriptError
-
         results = list(pipe.execute(raise_on_error=False))
         if any(isinstance(r, NoScriptError) for r in results):
             self.client.script_load(_WRITE_IF_NEWER)

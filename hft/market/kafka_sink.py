@@ -36,6 +36,7 @@ class KafkaTickSink:
         dlq_topic: str,
         latency_every: int = 50,
         on_latency: Callable[[float], None] | None = None,
+        poll_every: int = 32,
     ) -> None:
         self.producer = producer
         self.topic = topic
@@ -47,6 +48,9 @@ class KafkaTickSink:
         self.dead = 0
         self.errors = 0
         self.failed: BaseException | None = None
+        # delivery reports are served every poll_every sends (and by service()): a poll per tick
+        # was a call into librdkafka per tick for nothing (sending runs on librdkafka's threads)
+        self.poll_every = poll_every
         self._produce = producer.produce
         self._poll = producer.poll
 
@@ -65,7 +69,8 @@ class KafkaTickSink:
                 break
             except BufferError:  # the local queue is full: the broker is slow or away; wait for room
                 self._poll(0.05)
-        self._poll(0)
+        if self.sent % self.poll_every == 0:
+            self._poll(0)
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
