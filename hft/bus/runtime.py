@@ -28,14 +28,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Message
-
-try:
-    import uvloop
-except ImportError:  # not in the lock of a user's own install: asyncio's loop then
-    uvloop = None  # type: ignore[assignment]
 from prometheus_client import Counter, Gauge, start_http_server
 
 from hft import heap
@@ -56,6 +51,12 @@ from hft.logs import setup_logging
 from hft.schema.market_pb2 import DeadLetter
 from hft.storage import db
 
+try:
+    import uvloop
+except ImportError:  # not in the lock of a user's own install: asyncio's loop then
+    uvloop = None  # type: ignore[assignment]
+
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
@@ -295,7 +296,7 @@ def run_main(
     return EXIT_OK
 
 
-def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on uvloop (in the lock through uvicorn[standard]) where it is installed.
 
     A WebSocket frame costs the market producer ~2-3 us less of CPU on uvloop than on asyncio's
@@ -336,7 +337,7 @@ def run_async_main(
 
     heap.freeze()  # what start-up loaded: out of the collector's way (docs/bench.md finding 10)
     try:
-        return _event_loop_run(_main())
+        return run_event_loop(_main())
     except ConfigurationError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG

@@ -41,6 +41,7 @@ def exchange(
     ] = 0,
 ) -> None:
     """Serve recorded Binance trades over /ws, /stream and /api/v3 at a chosen speed."""
+    from hft.bus.runtime import run_event_loop
     from hft.config import get_settings
     from hft.logs import setup_logging
     from hft.market.exchange import Faults, ReplayExchange, parse_speed, serve
@@ -70,7 +71,7 @@ def exchange(
             lp.add_signal_handler(sig, stop.set)
         await serve(ex, host or s.bind_host, port or s.port("exchange"), stop, metrics_port=mport or None)
 
-    asyncio.run(_main())
+    run_event_loop(_main())  # uvloop where installed (hft.bus.runtime)
 
 
 def register(app: typer.Typer) -> None:
