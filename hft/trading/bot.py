@@ -127,10 +127,19 @@ class TradingBot:
         )
 
     def on_bar(self, bar: BarEvent) -> StepResult:
-        """Ask the model server, decide under the limits and the stored state, persist and queue the intent."""
-        prediction = self.predict(bar.symbol)
-        prob = float(prediction["prob_up"])
-        signal = self.signal_for(bar.symbol, prediction)
+        """Ask the model server, decide under the limits and the stored state, persist and queue the intent.
+
+        When the model server fails (``predict`` raises), the bar still closes a position whose
+        horizon has passed (the exit needs no score, and the backtest closes it at that bar); any
+        other bar re-raises the error, as before.
+        """
+        predict_error: Exception | None = None
+        try:
+            prediction = self.predict(bar.symbol)
+            prob = float(prediction["prob_up"])
+            signal = self.signal_for(bar.symbol, prediction)
+        except Exception as exc:  # no score for this bar: a position due now still closes (below)
+            prediction, prob, signal, predict_error = {}, float("nan"), Signal.HOLD, exc
         decided_ns = self.clock_ns()
         latency = decided_ns - bar.receive_time_ns if bar.receive_time_ns else None
         # the decision on the market's clock (the replay exchange replays recorded time): the bar's
@@ -176,6 +185,12 @@ class TradingBot:
                     exiting=entry.exiting,
                 )
                 why = step.value
+            if predict_error is not None and action is not Signal.SELL:
+                raise predict_error  # nothing to do without a score (nothing written yet)
+            if predict_error is not None:
+                log.warning(
+                    "%s: no score (%s); the position due at this bar closes", bar.symbol, predict_error
+                )
             decision = decide(
                 symbol=bar.symbol,
                 signal=action,

@@ -152,7 +152,8 @@ def test_the_bot_trades_the_backtests_book_on_a_real_database(
     Long-only, one position at a time, closed after the model's horizon (3 bars, from the version's
     ``horizon``) whatever the signal then; a sell signal while flat opens nothing, one while holding
     closes nothing. A new :class:`TradingBot` decides every bar, so the entry time can only come from
-    the database (what a restarted bot sees). The bot before issue 23 sold on the sell signal of bar 1
+    the database (what a restarted bot sees). The model server fails on bars 3 and 6: the exit due at
+    bar 3 needs no score and happens; bar 6 (flat) raises as before. The bot before issue 23 sold on the sell signal of bar 1
     and never exited at the horizon: this test fails on it.
     """
     import numpy as np
@@ -199,6 +200,8 @@ def test_the_bot_trades_the_backtests_book_on_a_real_database(
         at["i"] = i
 
         def predict(symbol: str) -> dict[str, Any]:
+            if at["i"] in (3, 6):  # the model server down: bar 3's exit needs no score, bar 6 has none
+                raise RuntimeError("model server unreachable")
             return {"prob_up": float(p[at["i"]]), "model_name": "lifecycle-test", "model_version": "1"}
 
         def fill(intent_id: str) -> None:
@@ -213,6 +216,11 @@ def test_the_bot_trades_the_backtests_book_on_a_real_database(
             move_bps=lambda symbol, pred: float(moves[at["i"]]),
             horizon_bars=lambda name, version: h if (name, version) == ("lifecycle-test", "1") else None,
         )
+        if i == 6:
+            with pytest.raises(RuntimeError):
+                bot.on_bar(BarEvent("BTCUSDT", float(close[i]), c))
+            reasons.append("predict_failed")
+            continue
         reasons.append(bot.on_bar(BarEvent("BTCUSDT", float(close[i]), c)).decision.reason)
     with clean_book.connect() as conn:
         intents = conn.execute(
@@ -232,7 +240,7 @@ def test_the_bot_trades_the_backtests_book_on_a_real_database(
     assert [r.side for r in intents] == ["buy", "sell", "buy", "sell"]
     assert bot_trades == backtest_trades
     assert reasons == [
-        "intent", "holding", "holding", "intent", "flat", "no_short", "flat", "intent", "holding", "holding", "intent"
+        "intent", "holding", "holding", "intent", "flat", "no_short", "predict_failed", "intent", "holding", "holding", "intent"
     ]  # fmt: skip
     # each exit closed the whole position
     assert [float(r.quantity) for r in intents[1::2]] == [float(r.quantity) for r in intents[::2]]
