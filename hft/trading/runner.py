@@ -16,6 +16,7 @@ decision) and its three legs, decisions by reason, predict errors.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -97,6 +98,19 @@ class _Held:
     deadline_ns: int
 
 
+def _registry_client(settings: Settings) -> Any:
+    """The model registry's client, made at start-up: importing MLflow takes 1-5 s, which the first
+    decision after a buy waited for when the lifecycle first asked for the model's horizon (tick→signal
+    p95 5.7 s in bench/latency.py); one lookup per model version is then one HTTP request. A
+    registry that does not answer must not hold the decision loop for MLflow's default retries
+    (minutes): one retry, 3 s per request, then the bar holds and asks again next bar."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=use_mlflow(settings))
+
+
 class PredictError(RuntimeError):
     """The model server did not answer with a prediction."""
 
@@ -127,6 +141,7 @@ class BotProcess(Loop):
         )
         # the label configuration (horizon, label kind) of each model version, from its registry tags
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
+        self._registry = _registry_client(settings)
         self._online: Any = None  # hft.features.online.OnlineFeatures, on first use
         self.max_age_ns = 2 * interval_ns(settings.bar_interval)
         self.consumer = f"bot-{settings.port_base}"
@@ -154,9 +169,7 @@ class BotProcess(Loop):
             if not name or not version:
                 return {}
             try:
-                from mlflow import MlflowClient
-
-                mv = MlflowClient(tracking_uri=use_mlflow(self.s)).get_model_version(name, version)
+                mv = self._registry.get_model_version(name, version)
             except Exception as exc:  # the registry down: no edge estimate, the bar holds
                 log.warning("model %s/%s: no label configuration (%s)", name, version, exc)
                 return None
