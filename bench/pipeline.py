@@ -468,12 +468,19 @@ class Rig:
 
 
 def recreate_topics(settings: Settings, timeout: float = 60) -> None:
-    """Delete the market topics (their messages and the groups' offsets on them) and create them anew."""
+    """Delete the market topics and every consumer group of the private stack, and create the
+    topics anew.
+
+    The groups go too: Kafka 4.1 kept a group's committed offsets on a deleted topic, so the next
+    run's ingestor resumed at the last run's offsets inside the new topic, skipped the ticks
+    before them and the ingest bench waited for rows that never came (2026-12-06, 2 runs of 3).
+    """
     from confluent_kafka.admin import AdminClient
 
     from hft.bus.topics import ensure_topics
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers()})
+    _delete_groups(admin, timeout)
     names = [settings.topic_ticks, settings.topic_dlq]
     existing = [t for t in names if t in admin.list_topics(timeout=10).topics]
     if existing:
@@ -481,6 +488,34 @@ def recreate_topics(settings: Settings, timeout: float = 60) -> None:
             fut.result()
         wait_for(lambda: not set(names) & set(admin.list_topics(timeout=10).topics), timeout, interval=0.2)
     ensure_topics(settings, timeout=timeout)
+
+
+def _delete_groups(admin: Any, timeout: float) -> None:
+    """Delete every consumer group (nothing of the rig runs now, so each is empty), retrying while
+    a broker that just started is still loading its group coordinator (it then lists no group)."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid]
+            for fut in (admin.delete_consumer_groups(groups, request_timeout=30) if groups else {}).values():
+                fut.result()
+            # a loading coordinator lists nothing: ask for one known group's offsets to be sure
+            admin.list_consumer_group_offsets([_group("tick-ingestor")])["tick-ingestor"].result()
+            if not groups:
+                return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise
+            print(f"consumer groups not deleted yet ({exc}); retrying", flush=True)
+            time.sleep(1.0)
+
+
+def _group(name: str) -> Any:
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    return ConsumerGroupTopicPartitions(name)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
