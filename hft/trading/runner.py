@@ -142,6 +142,7 @@ class BotProcess(Loop):
         # the label configuration (horizon, label kind) of each model version, from its registry tags
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
         self._registry = _registry_client(settings)
+        self._warm_registry()
         self._online: Any = None  # hft.features.online.OnlineFeatures, on first use
         self.max_age_ns = 2 * interval_ns(settings.bar_interval)
         self.consumer = f"bot-{settings.port_base}"
@@ -160,6 +161,19 @@ class BotProcess(Loop):
         self.score_wait_ns = int(settings.bot_score_wait_ms * 1e6)
         self._held: dict[tuple[tuple[str, str], int], _Held] = {}
         self._given: dict[str, dict[str, Any]] = {}  # symbol -> the prediction to decide on now
+
+    def _warm_registry(self) -> None:
+        """Read the champion's label configuration now, at start-up: MLflow's first request in a
+        process takes seconds (4.3 s on a quiet machine, then 14 ms a request), and it used to be
+        the first decision after a buy that paid it, with every bar behind it waiting (tick→signal
+        p95 5.7-10 s in bench/latency.py). A registry that is down now is asked again when needed."""
+        name = self.s.model_name
+        try:
+            mv = self._registry.get_model_version_by_alias(name, "champion")
+        except Exception as exc:  # no champion yet, or the registry down: nothing to warm
+            log.info("model registry not read at start-up (%s)", exc)
+            return
+        self._labels[(name, str(mv.version))] = {str(k): str(v) for k, v in (mv.tags or {}).items()}
 
     def _label_config(self, name: str, version: str) -> dict[str, str] | None:
         """The version's tags (``horizon``, ``label_kind``, ``barrier_*``: what ``hft train`` sets);
