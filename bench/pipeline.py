@@ -493,7 +493,7 @@ def recreate_topics(settings: Settings, timeout: float = 60) -> None:
 def _delete_groups(admin: Any, timeout: float) -> None:
     """Delete every consumer group (nothing of the rig runs now, so each is empty), retrying while
     a broker that just started is still loading its group coordinator (it then lists no group)."""
-    from confluent_kafka import KafkaException
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
 
     deadline = time.monotonic() + timeout
     while True:
@@ -502,7 +502,9 @@ def _delete_groups(admin: Any, timeout: float) -> None:
             for fut in (admin.delete_consumer_groups(groups, request_timeout=30) if groups else {}).values():
                 fut.result()
             # a loading coordinator lists nothing: ask for one known group's offsets to be sure
-            admin.list_consumer_group_offsets([_group("tick-ingestor")])["tick-ingestor"].result()
+            admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("tick-ingestor")])[
+                "tick-ingestor"
+            ].result()
             if not groups:
                 return
         except KafkaException as exc:
@@ -510,12 +512,6 @@ def _delete_groups(admin: Any, timeout: float) -> None:
                 raise
             print(f"consumer groups not deleted yet ({exc}); retrying", flush=True)
             time.sleep(1.0)
-
-
-def _group(name: str) -> Any:
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
-    return ConsumerGroupTopicPartitions(name)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:

@@ -111,6 +111,11 @@ def _registry_client(settings: Settings) -> Any:
     return MlflowClient(tracking_uri=use_mlflow(settings))
 
 
+def _tags(mv: Any) -> dict[str, str]:
+    """A registry model version's tags as plain strings."""
+    return {str(k): str(v) for k, v in (mv.tags or {}).items()}
+
+
 class PredictError(RuntimeError):
     """The model server did not answer with a prediction."""
 
@@ -173,7 +178,7 @@ class BotProcess(Loop):
         except Exception as exc:  # no champion yet, or the registry down: nothing to warm
             log.info("model registry not read at start-up (%s)", exc)
             return
-        self._labels[(name, str(mv.version))] = {str(k): str(v) for k, v in (mv.tags or {}).items()}
+        self._labels[(name, str(mv.version))] = _tags(mv)
 
     def _label_config(self, name: str, version: str) -> dict[str, str] | None:
         """The version's tags (``horizon``, ``label_kind``, ``barrier_*``: what ``hft train`` sets);
@@ -187,7 +192,7 @@ class BotProcess(Loop):
             except Exception as exc:  # the registry down: no edge estimate, the bar holds
                 log.warning("model %s/%s: no label configuration (%s)", name, version, exc)
                 return None
-            self._labels[key] = {str(k): str(v) for k, v in (mv.tags or {}).items()}
+            self._labels[key] = _tags(mv)
         return self._labels[key]
 
     def _horizon_bars(self, name: str, version: str) -> int | None:
