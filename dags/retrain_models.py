@@ -27,7 +27,9 @@ use a small budget); the run needs no data interval, so a manual or REST trigger
 `plan` checks the config before any training starts and logs what will be trained: `start` and
 `end` ISO 8601 dates with `end` after `start`, `budget_minutes` > 0, `symbols` a non-empty list
 of names, `data` an existing file or folder (or a URL; `store` or none: the database). A bad config, or an unknown key, fails
-the run at once (no retry) with a message saying what is wrong.
+the run at once (no retry) with a message saying what is wrong. A scheduled run more than an
+hour after its slot (Airflow schedules the latest passed slot when the DAG is switched on) is
+skipped, saying so: switched on, the DAG waits for its next slot.
 """
 
 from __future__ import annotations
@@ -56,13 +58,16 @@ def _plan() -> dict[str, object]:
     """Resolve the run's config against the settings; raise AirflowFailException on a bad one."""
     from pathlib import Path
 
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from hft.ml.dataset import STORE_DATA
-    from hft.quality.partition import PartitionError, check_conf_keys, parse_time, run_facts
+    from hft.quality.partition import PartitionError, check_conf_keys, missed_slot, parse_time, run_facts
 
     settings = get_settings()
     context = get_current_context()
+    late = missed_slot(context, datetime.now(UTC))
+    if late is not None:
+        raise AirflowSkipException(late)  # no training, no event: promote_model does not run
     params = context["params"]
     try:
         conf, _, _ = run_facts(context)
@@ -117,8 +122,9 @@ def _registered_by(settings: object, model_name: str, run_key: str) -> str | Non
 @dag(
     dag_id="retrain_models",
     schedule=AssetOrTimeSchedule(
-        # run_immediately=0: switched on, it waits for the next slot (False still runs a slot
-        # that passed less than a tenth of the period ago: a full retraining at once)
+        # with catchup=False Airflow schedules the latest passed slot when the DAG is switched
+        # on, whatever run_immediately says; `plan` skips a run more than an hour late
+        # (hft.quality.partition.missed_slot), so switched on, the DAG waits for the next slot
         timetable=CronTriggerTimetable(
             get_settings().retrain_schedule, timezone="UTC", run_immediately=timedelta(0)
         ),

@@ -251,6 +251,34 @@ def run_facts(
     return conf, interval, run_after
 
 
+SLOT_GRACE = timedelta(hours=1)
+
+
+def missed_slot(context: Mapping[str, Any], now: datetime, grace: timedelta = SLOT_GRACE) -> str | None:
+    """Say why a scheduled run is for a slot that passed more than ``grace`` before ``now``, else None.
+
+    With ``catchup=False`` Airflow's trigger timetables always schedule the latest slot that has
+    passed, whatever ``run_immediately`` says: a weekly DAG switched on on a Monday runs
+    Sunday's slot at once. A DAG that must wait for its next slot when switched on (a full
+    retraining) skips such a run; asset-triggered and manual runs are never late.
+    """
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    if getattr(run_type, "value", run_type) != "scheduled":
+        return None
+    slot = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+    if slot is None:
+        return None
+    slot = slot.astimezone(UTC)
+    late = now.astimezone(UTC) - slot
+    if late <= grace:
+        return None
+    return (
+        f"the slot {_label(slot)} passed {late.total_seconds() / 3600:.1f} h ago (switched on, or not "
+        f"running, at that time; grace {grace}): waiting for the next slot"
+    )
+
+
 def window_for_run(
     settings: Settings, context: Mapping[str, Any], allowed: Sequence[str] = ("start", "end")
 ) -> Window:

@@ -245,3 +245,49 @@ def test_tick_hole_needs_stored_ticks_on_both_sides() -> None:
         tick_holes(spans, {"BTCUSDT"}, ["BTCUSDT", "ETHUSDT"], utc(2024, 8, 9), utc(2024, 8, 9, 0, 1)) == []
     )
     assert tick_holes(spans, set(), ["BTCUSDT", "ETHUSDT"], utc(2024, 8, 8, 22), utc(2024, 8, 8, 23)) == []
+
+
+def test_a_scheduled_run_long_after_its_slot_is_a_missed_slot() -> None:
+    from types import SimpleNamespace
+
+    from airflow.utils.types import DagRunType
+
+    from hft.quality.partition import missed_slot
+
+    sunday = utc(2026, 12, 6)
+
+    def run(kind: DagRunType, run_after: datetime) -> dict[str, object]:
+        return {"dag_run": SimpleNamespace(run_type=kind, run_after=run_after)}
+
+    # switched on on Monday at 01:38: Sunday's slot is skipped, saying when it was
+    why = missed_slot(run(DagRunType.SCHEDULED, sunday), utc(2026, 12, 7, 1, 38))
+    assert why is not None
+    assert "2026-12-06T00:00Z" in why
+    assert "25.6 h" in why
+    # on time (the scheduler a few minutes late): it runs
+    assert missed_slot(run(DagRunType.SCHEDULED, sunday), utc(2026, 12, 6, 0, 7)) is None
+    # drift and hand-made runs are never late
+    assert missed_slot(run(DagRunType.ASSET_TRIGGERED, sunday), utc(2026, 12, 9)) is None
+    assert missed_slot(run(DagRunType.MANUAL, sunday), utc(2026, 12, 9)) is None
+    assert missed_slot({}, utc(2026, 12, 9)) is None
+
+
+def test_airflow_schedules_the_latest_passed_slot_whatever_run_immediately_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Why missed_slot exists: with catchup=False a trigger timetable's first run is the latest
+    passed slot even with run_immediately=timedelta(0). When Airflow changes that, this fails
+    and the skip can go."""
+    from datetime import timedelta
+
+    import airflow.timetables.trigger as trigger
+    from airflow.timetables.base import TimeRestriction
+
+    monkeypatch.setattr(trigger, "utcnow", lambda: utc(2026, 12, 7, 1, 38))  # a Monday
+    timetable = trigger.CronTriggerTimetable("@weekly", timezone="UTC", run_immediately=timedelta(0))
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=utc(2024, 1, 1), latest=None, catchup=False),
+    )
+    assert info is not None
+    assert info.run_after == utc(2026, 12, 6)
