@@ -9,6 +9,8 @@ so ``stack_pss_mb`` (proportional set size: each shared page split between its s
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from hft.config import Settings
@@ -75,14 +77,38 @@ def measure(settings: Settings, kind: str = "rss") -> dict[str, float]:
     return {name: pids_mb(pids, kind) for name, pids in stack_processes(settings).items()}
 
 
-def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+SAMPLES, GAP_S = 3, 30.0
+
+
+def sample(settings: Settings) -> dict[str, Any]:
+    """One look at the running stack: RSS and PSS, summed and per part."""
     per = measure(settings)
     if not per:
         raise RuntimeError("nothing running: start the stack first (hft up)")
     pss = measure(settings, "pss")
-    return {"home": str(settings.home_dir)}, {
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "stack_rss_mb": round(sum(per.values()), 1),
         "per_process_mb": per,
         "stack_pss_mb": round(sum(pss.values()), 1),
         "per_process_pss_mb": pss,
+    }
+
+
+def run(settings: Settings, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``SAMPLES`` looks ``GAP_S`` apart (one with ``quick``); the median look by PSS is the headline,
+    every look's totals stay in ``repeats`` with the spread beside them."""
+    looks = []
+    for i in range(1 if quick else SAMPLES):
+        if i:
+            time.sleep(GAP_S)
+        looks.append(sample(settings))
+    ordered = sorted(looks, key=lambda look: look["stack_pss_mb"])
+    head = ordered[len(ordered) // 2]
+    pss = [look["stack_pss_mb"] for look in looks]
+    return {"home": str(settings.home_dir), "samples": len(looks), "gap_s": GAP_S}, {
+        **{k: v for k, v in head.items() if k != "date"},
+        "repeats": [{k: look[k] for k in ("date", "stack_pss_mb", "stack_rss_mb")} for look in looks],
+        "spread": {"stack_pss_mb": [min(pss), max(pss)], "runs": len(looks)},
+        "headline": f"the median of {len(looks)} looks {GAP_S:.0f} s apart by stack_pss_mb",
     }
