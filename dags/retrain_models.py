@@ -123,11 +123,9 @@ def _registered_by(settings: object, model_name: str, run_key: str) -> str | Non
     dag_id="retrain_models",
     schedule=AssetOrTimeSchedule(
         # with catchup=False Airflow schedules the latest passed slot when the DAG is switched
-        # on, whatever run_immediately says; `plan` skips a run more than an hour late
-        # (hft.quality.partition.missed_slot), so switched on, the DAG waits for the next slot
-        timetable=CronTriggerTimetable(
-            get_settings().retrain_schedule, timezone="UTC", run_immediately=timedelta(0)
-        ),
+        # on (run_immediately has no effect with a start_date); `plan` skips a run more than an
+        # hour late (hft.quality.partition.missed_slot), so switched on, the DAG waits for the next slot
+        timetable=CronTriggerTimetable(get_settings().retrain_schedule, timezone="UTC"),
         assets=[FEATURES_DRIFTED],
     ),
     start_date=datetime(2024, 1, 1, tzinfo=UTC),

@@ -262,14 +262,10 @@ def missed_slot(context: Mapping[str, Any], now: datetime, grace: timedelta = SL
     Sunday's slot at once. A DAG that must wait for its next slot when switched on (a full
     retraining) skips such a run; asset-triggered and manual runs are never late.
     """
-    dag_run = context.get("dag_run")
-    run_type = getattr(dag_run, "run_type", None)
+    run_type = getattr(context.get("dag_run"), "run_type", None)
     if getattr(run_type, "value", run_type) != "scheduled":
         return None
-    slot = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
-    if slot is None:
-        return None
-    slot = slot.astimezone(UTC)
+    slot = run_facts(context)[2].astimezone(UTC)
     late = now.astimezone(UTC) - slot
     if late <= grace:
         return None

@@ -150,9 +150,7 @@ class Loop:
                     if ti["state"] in ("failed", "up_for_retry", "upstream_failed") or (
                         ti["state"] == "skipped" and t in ("publish", "check_drift")
                     ):
-                        with contextlib.suppress(Exception):
-                            log = self.api.log(dag_id, r["dag_run_id"], t, max(1, int(ti["try_number"])))
-                            out.append(f"--- {dag_id}.{t} log (tail) ---\n{log[-3000:]}")
+                        out.append(f"--- {dag_id}.{t} log (tail) ---\n{self.log_tail(dag_id, r, t, ti)}")
         out.append(f"shadow record: {self.shadow_counts()}")
         out.append(f"API /ready: {self.rig.api_ready()}")
         logs = self.settings.home_dir / "logs"
@@ -162,6 +160,14 @@ class Loop:
                 lines = [ln for ln in path.read_text(errors="replace").splitlines() if " alembic." not in ln]
                 out.append(f"--- {name}.log (tail) ---\n" + "\n".join(lines[-25:]))
         return "\n".join(out)
+
+    def log_tail(self, dag_id: str, run: dict[str, Any], task: str, ti: dict[str, Any]) -> str:
+        """The last 3,000 characters of a task's latest try's log ("" when Airflow cannot give it)."""
+        try:
+            log = self.api.log(dag_id, run["dag_run_id"], task, max(1, int(ti["try_number"])))
+        except Exception:  # a diagnosis must not hide the failure it explains
+            return ""
+        return str(log[-3000:])
 
     def fail(self, why: str) -> None:
         # the reason last as well: a CI log keeps a failure's first and last lines
@@ -205,10 +211,9 @@ class Loop:
                 key = f"{dag_id}.{t} try {ti.get('try_number')}"
                 if ti["state"] == "up_for_retry" and key not in self.retries:
                     self.retries.add(key)
-                    log = ""
-                    with contextlib.suppress(Exception):
-                        log = self.api.log(dag_id, r["dag_run_id"], t, max(1, int(ti["try_number"])))
-                    self.mark(f"{key} failed and waits to retry; its log (tail):\n{log[-3000:]}")
+                    self.mark(
+                        f"{key} failed and waits to retry; its log (tail):\n{self.log_tail(dag_id, r, t, ti)}"
+                    )
             if r["state"] == "success":
                 return r
         return None
